@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine with python3 and make:
+#   make run   — set up .venv, then run the quick benchmark suite (offline, < 5 min on 2 cores)
+#   make test  — set up .venv, then run the test suite
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned and installed first: this platform has a CPU build of 2.13.0 on disk, and an
+# unpinned torch would pull a multi-GB CUDA build.
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_PIN)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/neuroplastic bench quick
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

@@ -1,0 +1,190 @@
+"""In-memory datasets, the dataset registry, the data root and the shuffled batch iterator.
+
+Data lives in memory as tensors (images as ``uint8 [N, C, H, W]``) and is batched by indexing with a
+permutation: no per-sample Python objects, which on 2 CPU cores would make a DataLoader the bottleneck.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+ENV_VAR = "NEUROPLASTIC_DATA"
+DEFAULT_ROOT = Path("~/.cache/neuroplastic")
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, corrupt or malformed; the message names the dataset, the path and the fix."""
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Resolve the data root: the argument, else ``$NEUROPLASTIC_DATA``, else ``~/.cache/neuroplastic``."""
+    if root is None:
+        root = os.environ.get(ENV_VAR) or DEFAULT_ROOT
+    return Path(root).expanduser()
+
+
+@dataclasses.dataclass
+class ArrayDataset:
+    """A split held as tensors: ``x`` (``uint8`` images ``[N, C, H, W]`` or float features/sequences) and
+    ``y`` (``int64`` class labels ``[N]``, or float targets for regression/sequence tasks)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    name: str = ""
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise DatasetError(f"{self.name}: {len(self.x)} inputs but {len(self.y)} targets")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, idx: torch.Tensor) -> ArrayDataset:
+        """The samples at indices ``idx``."""
+        return ArrayDataset(self.x[idx], self.y[idx], self.name, self.classes)
+
+    def to_float(self) -> ArrayDataset:
+        """Images as float32 in [0, 1] (``uint8 / 255``); float data unchanged."""
+        x = self.x.float().div_(255.0) if self.x.dtype == torch.uint8 else self.x
+        return ArrayDataset(x, self.y, self.name, self.classes)
+
+    def to(self, device: torch.device | str) -> ArrayDataset:
+        """Move both tensors to ``device``."""
+        return ArrayDataset(self.x.to(device), self.y.to(device), self.name, self.classes)
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """Train / validation / test splits of one dataset, ready for the trainer (float inputs)."""
+
+    name: str
+    train: ArrayDataset
+    val: ArrayDataset | None
+    test: ArrayDataset
+    n_classes: int
+    task: str = "classification"  # or "sequence" (targets per time step), "regression"
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one input sample."""
+        return tuple(self.train.x.shape[1:])
+
+    def to(self, device: torch.device | str) -> DataBundle:
+        """All splits on ``device``."""
+        return dataclasses.replace(self, train=self.train.to(device), test=self.test.to(device),
+                                   val=self.val.to(device) if self.val is not None else None)
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool = False,
+            generator: torch.Generator | None = None, drop_last: bool = False,
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x[idx], y[idx])`` batches; shuffled by a permutation drawn from ``generator``."""
+    n = len(x)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if shuffle:
+        order = torch.randperm(n, generator=generator).to(x.device)
+        end = n - n % batch_size if drop_last else n
+        for i in range(0, end, batch_size):
+            idx = order[i:i + batch_size]
+            yield x[idx], y[idx]
+    else:
+        end = n - n % batch_size if drop_last else n
+        for i in range(0, end, batch_size):
+            yield x[i:i + batch_size], y[i:i + batch_size]
+
+
+def split_validation(ds: ArrayDataset, n_val: int | float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+    """Carve a seeded validation split from ``ds``: ``n_val`` samples, or that fraction if < 1."""
+    n = len(ds)
+    k = int(round(n * n_val)) if isinstance(n_val, float) and n_val < 1 else int(n_val)
+    if not 0 <= k < n:
+        raise ValueError(f"validation size {n_val!r} is out of range for {n} samples")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=g)
+    return ds.subset(perm[k:].sort().values), ds.subset(perm[:k].sort().values)
+
+
+# --------------------------------------------------------------------------------------------------
+# registry
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """A registered dataset: ``loader(root, download, seed) -> (train, test)`` and facts for tables."""
+
+    name: str
+    loader: Callable[..., tuple[ArrayDataset, ArrayDataset]]
+    n_classes: int
+    description: str
+    generated: bool = False  # made by code, needs no files
+    embedded: bool = False  # shipped inside the package
+    task: str = "classification"
+    verify: Callable[..., list[str]] | None = None  # verify(root) -> list of problems
+    download: Callable[..., None] | None = None  # download(root)
+
+
+_DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add a dataset to the registry (name must be new)."""
+    if info.name in _DATASETS:
+        raise ValueError(f"dataset {info.name!r} registered twice")
+    _DATASETS[info.name] = info
+    return info
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Registry entry for ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    if name not in _DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}")
+    return _DATASETS[name]
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_DATASETS)
+
+
+def load(name: str, root: str | os.PathLike | None = None, *, download: bool = False, seed: int = 0,
+         ) -> tuple[ArrayDataset, ArrayDataset]:
+    """Load ``(train, test)`` of dataset ``name`` from the data root (see :func:`data_root`)."""
+    info = dataset_info(name)
+    return info.loader(root=data_root(root), download=download, seed=seed)
+
+
+def prepare(name: str, root: str | os.PathLike | None = None, *, val: int | float = 0.1, seed: int = 0,
+            download: bool = False, limit_train: int | None = None, limit_test: int | None = None,
+            normalize: bool = False, device: str | torch.device = "cpu") -> DataBundle:
+    """Load a dataset and return float train/val/test splits for the trainer.
+
+    ``val``: size (or fraction) of the seeded validation split carved from the training set (0 = none).
+    ``limit_train``/``limit_test``: keep a seeded subset (for quick runs). ``normalize``: per-channel
+    standardisation with the training split's mean and std (images only).
+    """
+    info = dataset_info(name)
+    train, test = load(name, root, download=download, seed=seed)
+    if limit_train is not None and limit_train < len(train):
+        g = torch.Generator().manual_seed(seed + 1)
+        train = train.subset(torch.randperm(len(train), generator=g)[:limit_train].sort().values)
+    if limit_test is not None and limit_test < len(test):
+        g = torch.Generator().manual_seed(seed + 2)
+        test = test.subset(torch.randperm(len(test), generator=g)[:limit_test].sort().values)
+    valset = None
+    if val:
+        train, valset = split_validation(train, val, seed)
+    train, test = train.to_float(), test.to_float()
+    valset = valset.to_float() if valset is not None else None
+    if normalize and train.x.dim() == 4:
+        mean = train.x.mean(dim=(0, 2, 3), keepdim=True)
+        std = train.x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-8)
+        for ds in (train, valset, test):
+            if ds is not None:
+                ds.x = (ds.x - mean) / std
+    bundle = DataBundle(name, train, valset, test, info.n_classes, info.task)
+    return bundle.to(device)

@@ -1,0 +1,116 @@
+"""Registry of learners: one name per learning system, one place to build them.
+
+>>> from neuroplastic import learners
+>>> m = learners.get("bp", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=(32,))
+>>> m.locality.marks()
+'✘ ✘ ✘'
+
+Each entry maps a name to a :class:`~neuroplastic.learners.base.Learner` subclass plus fixed keyword
+arguments (``fa`` is the feedback-alignment classifier with ``mode="fa"``), its paper and its locality
+criteria. Keyword arguments given to :func:`get` are validated against the class signature: an unknown
+key is an error naming it and the allowed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+from typing import Any
+
+from .base import Learner, Locality, NonFiniteError, check_loss
+
+__all__ = ["Learner", "Locality", "NonFiniteError", "check_loss", "register", "get", "entry", "names",
+           "entries", "allowed_params"]
+
+# Modules that register learners when imported. A module listed here that does not exist yet is
+# skipped; any other import error is raised.
+_MODULES = (
+    "neuroplastic.learners.backprop",
+    "neuroplastic.hebbian.learners",
+    "neuroplastic.spiking.learners",
+    "neuroplastic.dll.learners",
+    "neuroplastic.boltzmann.learners",
+    "neuroplastic.sal.learners",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A registered learner: class, fixed keyword arguments and the facts shown in tables."""
+
+    name: str
+    cls: type
+    defaults: dict
+    paper: str
+    locality: Locality
+    supervised: bool
+    summary: str
+
+
+_REGISTRY: dict[str, Entry] = {}
+_loaded = False
+
+
+def register(name: str, cls: type, *, paper: str | None = None, locality: Locality | None = None,
+             summary: str = "", **defaults: Any) -> type:
+    """Register ``cls`` (a Learner subclass) under ``name`` with fixed keyword arguments ``defaults``."""
+    if not (isinstance(cls, type) and issubclass(cls, Learner)):
+        raise TypeError(f"register({name!r}): {cls!r} is not a Learner subclass")
+    if name in _REGISTRY and _REGISTRY[name].cls is not cls:
+        raise ValueError(f"learner name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
+    _REGISTRY[name] = Entry(name, cls, dict(defaults), paper or cls.paper, locality or cls.locality,
+                            cls.supervised, summary or (cls.__doc__ or "").strip().split("\n")[0])
+    return cls
+
+
+def _load() -> None:
+    global _loaded
+    if _loaded:
+        return
+    for mod in _MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # the module itself is absent: that system is not built yet
+            if e.name is None or not mod.startswith(e.name):
+                raise
+    _loaded = True
+
+
+def names() -> list[str]:
+    """All registered learner names, sorted."""
+    _load()
+    return sorted(_REGISTRY)
+
+
+def entries() -> list[Entry]:
+    """All registry entries, sorted by name."""
+    _load()
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def entry(name: str) -> Entry:
+    """The registry entry for ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    _load()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown learner {name!r}; known learners: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def allowed_params(name: str) -> list[str]:
+    """Keyword arguments ``get(name, ...)`` accepts (the class signature less the fixed defaults)."""
+    e = entry(name)
+    sig = inspect.signature(e.cls.__init__)
+    return [p for p in sig.parameters if p != "self" and p not in e.defaults
+            and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+def get(name: str, **kwargs: Any) -> Learner:
+    """Build the learner registered as ``name`` with keyword arguments ``kwargs`` (validated)."""
+    e = entry(name)
+    allowed = allowed_params(name)
+    unknown = [k for k in kwargs if k not in allowed]
+    if unknown:
+        raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(allowed)}")
+    return e.cls(**e.defaults, **kwargs)

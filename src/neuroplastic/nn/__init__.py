@@ -1,0 +1,1 @@
+"""Layers and architectures shared by the learners."""

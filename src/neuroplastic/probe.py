@@ -1,0 +1,99 @@
+"""The standard linear probe on frozen features, shared by every unsupervised learner.
+
+Protocol (Journé et al., ICLR 2023; Nimmo & Mondragón 2025): features of every split are computed
+once with the learner frozen and cached; a ``Dropout(p) → Linear(D → classes)`` classifier is trained
+by Adam (lr 1e-3) with cross-entropy, the learning rate halved at 20/35/50/60/70/80/90 % of the epochs.
+Reported accuracy is that of the final epoch; the validation split is only for model selection.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import DataBundle, batches
+
+_HALVING = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+class LinearProbe(nn.Module):
+    """``scores = W · dropout(flatten(features)) + b``."""
+
+    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(in_features, n_classes)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.dropout(f.flatten(1).float()))
+
+
+@torch.no_grad()
+def cached_features(learner: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """``learner.features`` over ``x`` in evaluation mode, batch by batch, flattened to ``[N, D]``."""
+    was = learner.training
+    learner.eval()
+    out = []
+    for xb, _ in batches(x, x, batch_size):
+        if hasattr(learner, "reset_state"):
+            learner.reset_state()
+        out.append(learner.features(xb).flatten(1))
+    learner.train(was)
+    return torch.cat(out)
+
+
+def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *, epochs: int = 20,
+                lr: float = 1e-3, dropout: float = 0.5, batch_size: int = 64, seed: int = 0,
+                evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None, progress: bool = False,
+                ) -> tuple[LinearProbe, list[dict[str, float]]]:
+    """Fit a :class:`LinearProbe` on cached features; returns it and per-epoch ``{split}_acc`` rows."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    probe = LinearProbe(f_train.shape[1], n_classes, dropout).to(f_train.device)
+    opt = torch.optim.Adam(probe.parameters(), lr=lr)
+    milestones = sorted({max(1, int(round(epochs * m))) for m in _HALVING})
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.5)
+    hist = []
+    for epoch in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False, file=sys.stderr):
+        probe.train()
+        tot, n = 0.0, 0
+        for fb, yb in batches(f_train, y_train, batch_size, shuffle=True, generator=g):
+            loss = nn.functional.cross_entropy(probe(fb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot += loss.item() * len(yb)
+            n += len(yb)
+        sched.step()
+        row = {"probe_epoch": epoch + 1, "probe_loss": tot / max(n, 1)}
+        probe.eval()
+        with torch.no_grad():
+            for name, (f, y) in (evals or {}).items():
+                correct = sum(int((probe(fb).argmax(1) == yb).sum()) for fb, yb in batches(f, y, 4096))
+                row[f"{name}_acc"] = correct / max(len(y), 1)
+        hist.append(row)
+    probe.eval()
+    return probe, hist
+
+
+def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = True, eval_batch_size: int = 500,
+              train_idx: torch.Tensor | None = None) -> list[dict[str, float]]:
+    """Cache ``learner.features`` on every split, train the probe, attach it as ``learner.probe``.
+
+    ``train_idx`` restricts the probe's training set (label-efficiency curves) without recomputing
+    anything else. Probe hyperparameters come from the learner (``probe_epochs``, ``probe_lr``, ...).
+    """
+    feats = {s: cached_features(learner, getattr(bundle, s).x, eval_batch_size)
+             for s in ("train", "val", "test") if getattr(bundle, s) is not None}
+    f_train, y_train = feats["train"], bundle.train.y
+    if train_idx is not None:
+        f_train, y_train = f_train[train_idx], y_train[train_idx]
+    evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
+    probe, hist = train_probe(f_train, y_train, bundle.n_classes, epochs=learner.probe_epochs,
+                              lr=learner.probe_lr, dropout=learner.probe_dropout,
+                              batch_size=learner.probe_batch_size, seed=seed, evals=evals, progress=progress)
+    learner.probe = probe
+    return hist

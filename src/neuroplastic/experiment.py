@@ -224,3 +224,37 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     history = res.history + [dict(r, stage="probe") for r in res.final.get("probe_history", [])]
     return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params())
+
+
+def record(out: RunOutput, *, command: str, status: str = "done") -> dict[str, Any]:
+    """The standard results record of a run (``benchmarks/results/*.json`` holds lists of these).
+
+    Keys: ``learner, dataset, preset, seed, epochs, status, test_acc`` (fraction, final epoch),
+    ``val_acc, train_seconds, samples_per_s, commit, cpu, torch, command, hash`` plus every extra scalar
+    metric the run reported.
+    """
+    cfg = out.config
+    preset = cfg.get("preset") or cfg["params"].get("preset") or cfg["params"].get("arch") or "default"
+    rec: dict[str, Any] = {
+        "learner": cfg["learner"], "dataset": cfg["dataset"], "preset": preset, "seed": cfg["seed"],
+        "epochs": cfg["epochs"], "status": status, "test_acc": out.metrics.get("test_acc"),
+        "val_acc": out.metrics.get("val_acc"), "train_seconds": round(out.train_seconds, 3),
+        "wall_seconds": round(out.wall_seconds, 3), "peak_memory_mb": round(out.peak_memory_mb, 1),
+        "n_params": out.n_params, "samples_per_s": out.metrics.get("samples_per_s"),
+        "commit": out.env.get("commit"), "cpu": out.env.get("cpu"), "torch": out.env.get("torch"),
+        "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
+        "params": cfg["params"], "batch_size": cfg["batch_size"],
+    }
+    for k, v in out.metrics.items():
+        if k not in rec and isinstance(v, (int, float, str, bool)):
+            rec[k] = v
+    return rec
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` as indented JSON to ``path`` by write-then-rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    os.replace(tmp, path)

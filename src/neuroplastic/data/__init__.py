@@ -14,7 +14,7 @@ from .core import (ArrayDataset, DataBundle, DatasetError, DatasetInfo, batches,
                    dataset_names, load, prepare, register_dataset, split_validation)
 
 # Modules that register datasets when imported (absent ones are skipped while they are being built).
-for _mod in ("digits", "idx", "cifar", "generated"):
+for _mod in ("digits", "idx", "cifar", "generated", "context"):
     try:
         importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as _e:

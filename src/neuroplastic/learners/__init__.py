@@ -46,6 +46,7 @@ class Entry:
     locality: Locality
     supervised: bool
     summary: str
+    quick: dict | None = None  # config overrides for the quick suite on small data (None: not in it)
 
 
 _REGISTRY: dict[str, Entry] = {}
@@ -53,14 +54,19 @@ _loaded = False
 
 
 def register(name: str, cls: type, *, paper: str | None = None, locality: Locality | None = None,
-             summary: str = "", **defaults: Any) -> type:
-    """Register ``cls`` (a Learner subclass) under ``name`` with fixed keyword arguments ``defaults``."""
+             summary: str = "", quick: dict | None = None, **defaults: Any) -> type:
+    """Register ``cls`` (a Learner subclass) under ``name`` with fixed keyword arguments ``defaults``.
+
+    ``quick``: config overrides (``dataset``, ``preset``, ``params``, ``epochs``, ``batch_size``, ...) for
+    the ``quick`` bench suite (``make run``: every learner on small offline data, minutes on 2 cores).
+    """
     if not (isinstance(cls, type) and issubclass(cls, Learner)):
         raise TypeError(f"register({name!r}): {cls!r} is not a Learner subclass")
     if name in _REGISTRY and _REGISTRY[name].cls is not cls:
         raise ValueError(f"learner name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
     _REGISTRY[name] = Entry(name, cls, dict(defaults), paper or cls.paper, locality or cls.locality,
-                            cls.supervised, summary or (cls.__doc__ or "").strip().split("\n")[0])
+                            cls.supervised, summary or (cls.__doc__ or "").strip().split("\n")[0],
+                            dict(quick) if quick is not None else None)
     return cls
 
 

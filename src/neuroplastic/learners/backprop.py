@@ -114,4 +114,5 @@ class SupervisedNet(Learner):
 
 from . import register  # noqa: E402
 
-register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference")
+register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference",
+         quick={"dataset": "digits", "preset": "mlp", "params": {"hidden": [128]}, "epochs": 10, "batch_size": 32})

@@ -101,14 +101,14 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFAULTS)}")
     out = copy.deepcopy(DEFAULTS)
     out.update(copy.deepcopy(cfg))
+    if out["learner"] is None:
+        raise ConfigError(f"config needs 'learner'; known learners: {', '.join(learners.names())}")
     for k, types in _TYPES.items():
         v = out[k]
         if isinstance(v, bool) and bool not in types:
             raise ConfigError(f"config key {k!r} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
         if not isinstance(v, types):
             raise ConfigError(f"config key {k!r} must be {'/'.join(t.__name__ for t in types)}, got {v!r}")
-    if out["learner"] is None:
-        raise ConfigError(f"config needs 'learner'; known learners: {', '.join(learners.names())}")
     try:
         learners.entry(out["learner"])
     except KeyError as e:

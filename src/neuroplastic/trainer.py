@@ -172,9 +172,9 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
                                       ("train", "val", "test") if eval_train else ("val", "test")))
         row.update(diag)
         history.append(row)
+        save(epoch + 1)
         if log is not None:
             log(row)
-        save(epoch + 1)
 
     final = dict(history[-1]) if history else {}
     if not learner.supervised:

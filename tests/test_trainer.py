@@ -1,0 +1,207 @@
+"""Contracts of the trainer, the learner registry, the probe and experiment configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from neuroplastic import data, experiment, learners, trainer
+from neuroplastic.learners import Learner, Locality, NonFiniteError, register
+
+
+def _bp(bundle, **kw):
+    trainer.seed_everything(0)
+    return learners.get("bp", in_shape=bundle.in_shape, n_classes=bundle.n_classes, arch="mlp", hidden=(32,),
+                        **kw)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.prepare("digits", val=0.1, seed=0)
+
+
+def test_fit_learns_digits_and_reports_metrics(digits):
+    res = trainer.fit(_bp(digits), digits, epochs=5, batch_size=32, seed=0, progress=False)
+    assert res.epochs_done == 5 and len(res.history) == 5
+    for key in ("train_loss", "val_acc", "test_acc", "seconds", "samples_per_s"):
+        assert key in res.final
+    assert res.final["test_acc"] > 0.85
+    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    assert res.peak_memory_mb > 0
+
+
+def test_same_seed_gives_identical_metrics(digits):
+    a = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)
+    b = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)
+    strip = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in a.history]
+    strip_b = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in b.history]
+    assert strip == strip_b
+    c = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=8, progress=False)
+    assert c.history[-1]["train_loss"] != a.history[-1]["train_loss"]
+
+
+def test_resume_continues_exactly(digits, tmp_path):
+    full = _bp(digits, optimizer="sgd", lr=0.05, schedule="cosine")
+    ref = trainer.fit(full, digits, epochs=4, batch_size=32, seed=3, progress=False)
+    part = _bp(digits, optimizer="sgd", lr=0.05, schedule="cosine")
+
+    def crash_after_two(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(part, digits, epochs=4, batch_size=32, seed=3, progress=False, checkpoint_dir=tmp_path,
+                    log=crash_after_two)
+    resumed = _bp(digits, optimizer="sgd", lr=0.05, schedule="cosine")
+    torch.manual_seed(999)  # a different global RNG state must not matter after resume
+    out = trainer.fit(resumed, digits, epochs=4, batch_size=32, seed=3, progress=False, checkpoint_dir=tmp_path,
+                      resume=True)
+    assert len(out.history) == 4
+    assert out.history[-1]["train_loss"] == ref.history[-1]["train_loss"]
+    for p, q in zip(resumed.parameters(), full.parameters()):
+        assert torch.equal(p, q)
+
+
+class _Exploding(Learner):
+    """Test learner whose weights become NaN at a chosen step, or which raises Ctrl-C at a chosen step."""
+
+    name = "exploding"
+    locality = Locality(True, True, True, "test")
+
+    def __init__(self, in_shape, n_classes, nan_at=10**9, interrupt_at=10**9):
+        super().__init__()
+        self.lin = nn.Linear(int(torch.tensor(in_shape).prod()), n_classes)
+        self.nan_at, self.interrupt_at, self.steps = nan_at, interrupt_at, 0
+
+    def configure(self, epochs, steps_per_epoch):
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
+
+    def train_step(self, x, y):
+        self.steps += 1
+        if self.steps == self.interrupt_at:
+            raise KeyboardInterrupt
+        loss = nn.functional.cross_entropy(self.lin(x.flatten(1)), y)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.steps >= self.nan_at:
+            with torch.no_grad():
+                self.lin.weight[0, 0] = float("nan")
+        return {"loss": loss.item()}
+
+    def predict(self, x):
+        return self.lin(x.flatten(1))
+
+
+def test_nan_in_weights_stops_with_named_layer_and_keeps_last_checkpoint(digits, tmp_path):
+    steps = (len(digits.train) + 31) // 32
+    m = _Exploding(digits.in_shape, 10, nan_at=steps + 5)  # NaN during epoch 2
+    with pytest.raises(NonFiniteError, match=r"lin\.weight.*epoch 2"):
+        trainer.fit(m, digits, epochs=3, batch_size=32, progress=False, checkpoint_dir=tmp_path, check_every=1)
+    state = torch.load(tmp_path / trainer.CHECKPOINT, weights_only=False)
+    assert state["epoch"] == 1
+    assert torch.isfinite(state["learner"]["model"]["lin.weight"]).all()
+
+
+def test_nan_loss_is_caught(digits):
+    class Bad(_Exploding):
+        def train_step(self, x, y):
+            return {"loss": float("inf")}
+
+    with pytest.raises(NonFiniteError, match="loss is inf at epoch 1 step 1"):
+        trainer.fit(Bad(digits.in_shape, 10), digits, epochs=1, batch_size=32, progress=False)
+
+
+def test_ctrl_c_leaves_a_valid_checkpoint(digits, tmp_path):
+    steps = (len(digits.train) + 31) // 32
+    m = _Exploding(digits.in_shape, 10, interrupt_at=steps + 3)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit(m, digits, epochs=3, batch_size=32, progress=False, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / trainer.CHECKPOINT, weights_only=False)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+class _RandomFeatures(Learner):
+    """Unsupervised test learner: fixed random ReLU features (no learning)."""
+
+    name = "random-features"
+    supervised = False
+    probe_epochs = 15
+    probe_dropout = 0.0
+
+    def __init__(self, in_shape, n_classes):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.register_buffer("proj", torch.randn(int(torch.tensor(in_shape).prod()), 256, generator=g))
+
+    def train_step(self, x, y):
+        assert y is None
+        return {}
+
+    def features(self, x):
+        return torch.relu(x.flatten(1) @ self.proj)
+
+
+def test_unsupervised_learner_gets_a_linear_probe(digits):
+    m = _RandomFeatures(digits.in_shape, 10)
+    res = trainer.fit(m, digits, epochs=1, batch_size=64, progress=False)
+    assert res.final["test_acc"] > 0.8
+    assert len(res.final["probe_history"]) == 15
+    assert m.predict(digits.test.x[:5]).shape == (5, 10)
+
+
+def test_registry_errors_name_the_problem():
+    with pytest.raises(KeyError, match="unknown learner 'nope'.*bp"):
+        learners.get("nope")
+    with pytest.raises(ValueError, match="unknown parameter.*'hiden'.*allowed: .*hidden"):
+        learners.get("bp", in_shape=(1, 8, 8), n_classes=10, hiden=(3,))
+    with pytest.raises(ValueError, match="unknown activation 'relux'"):
+        learners.get("bp", in_shape=(1, 8, 8), n_classes=10, act="relux")
+    with pytest.raises(TypeError):
+        register("x", dict)
+    assert "bp" in learners.names()
+    assert learners.entry("bp").locality.marks() == "✘ ✘ ✘"
+
+
+def test_config_validation_errors():
+    with pytest.raises(experiment.ConfigError, match="unknown config key.*'epoch'"):
+        experiment.validate({"learner": "bp", "epoch": 3})
+    with pytest.raises(experiment.ConfigError, match="'epochs' must be int"):
+        experiment.validate({"learner": "bp", "epochs": "three"})
+    with pytest.raises(experiment.ConfigError, match="unknown dataset 'mnits'"):
+        experiment.validate({"learner": "bp", "dataset": "mnits"})
+    with pytest.raises(experiment.ConfigError, match="unknown learner"):
+        experiment.validate({"learner": "bpp"})
+    with pytest.raises(experiment.ConfigError, match="needs 'learner'"):
+        experiment.validate({})
+    with pytest.raises(experiment.ConfigError, match="unknown parameter.*'lrr'"):
+        experiment.validate({"learner": "bp", "params": {"lrr": 0.1}})
+
+
+def test_config_is_not_mutated_and_hash_is_stable():
+    cfg = {"learner": "bp", "params": {"hidden": [16]}, "epochs": 1}
+    before = repr(cfg)
+    a = experiment.validate(cfg)
+    assert repr(cfg) == before
+    assert experiment.config_hash(a) == experiment.config_hash(experiment.validate(cfg))
+    assert experiment.config_hash(a) != experiment.config_hash(experiment.validate({**cfg, "seed": 1}))
+
+
+def test_run_and_record_have_the_standard_keys():
+    out = experiment.run({"learner": "bp", "preset": "mlp", "params": {"hidden": [16]}, "epochs": 2,
+                          "batch_size": 64}, progress=False)
+    rec = experiment.record(out, command="pytest")
+    for key in ("learner", "dataset", "preset", "seed", "epochs", "status", "test_acc", "train_seconds",
+                "commit", "cpu", "torch", "command"):
+        assert key in rec
+    assert rec["preset"] == "mlp" and 0.0 <= rec["test_acc"] <= 1.0
+
+
+def test_batches_cover_every_sample_once():
+    x = torch.arange(103).float().unsqueeze(1)
+    g = torch.Generator().manual_seed(0)
+    seen = torch.cat([xb for xb, _ in data.batches(x, x, 10, shuffle=True, generator=g)]).flatten()
+    assert sorted(seen.tolist()) == list(range(103))
+    assert len(list(data.batches(x, x, 10, drop_last=True))) == 10

@@ -243,7 +243,7 @@ def record(out: RunOutput, *, command: str, status: str = "done") -> dict[str, A
         "n_params": out.n_params, "samples_per_s": out.metrics.get("samples_per_s"),
         "commit": out.env.get("commit"), "cpu": out.env.get("cpu"), "torch": out.env.get("torch"),
         "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
-        "params": cfg["params"], "batch_size": cfg["batch_size"],
+        "params": cfg["params"], "batch_size": cfg["batch_size"], "date": time.strftime("%Y-%m-%d"),
     }
     for k, v in out.metrics.items():
         if k not in rec and isinstance(v, (int, float, str, bool)):

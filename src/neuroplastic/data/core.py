@@ -129,6 +129,9 @@ class DatasetInfo:
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
+#: Other spellings users type for registered datasets.
+ALIASES = {"cifar10": "cifar-10", "cifar100": "cifar-100", "fmnist": "fashion-mnist",
+           "fashion_mnist": "fashion-mnist", "fashionmnist": "fashion-mnist"}
 
 
 def register_dataset(info: DatasetInfo) -> DatasetInfo:
@@ -140,7 +143,8 @@ def register_dataset(info: DatasetInfo) -> DatasetInfo:
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """Registry entry for ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    """Registry entry for ``name`` (or an alias such as ``cifar10``); unknown names raise ``KeyError``."""
+    name = ALIASES.get(name, name)
     if name not in _DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}")
     return _DATASETS[name]
@@ -156,6 +160,7 @@ def load(name: str, root: str | os.PathLike | None = None, *, download: bool = F
     """Load ``(train, test)`` of dataset ``name`` from the data root (see :func:`data_root`)."""
     info = dataset_info(name)
     return info.loader(root=data_root(root), download=download, seed=seed)
+
 
 
 def prepare(name: str, root: str | os.PathLike | None = None, *, val: int | float = 0.1, seed: int = 0,
@@ -186,5 +191,5 @@ def prepare(name: str, root: str | os.PathLike | None = None, *, val: int | floa
         for ds in (train, valset, test):
             if ds is not None:
                 ds.x = (ds.x - mean) / std
-    bundle = DataBundle(name, train, valset, test, info.n_classes, info.task)
+    bundle = DataBundle(info.name, train, valset, test, info.n_classes, info.task)
     return bundle.to(device)

@@ -1,0 +1,254 @@
+"""The results database: one SQLite file, safe for several worker processes at once.
+
+Table ``runs`` holds one row per config hash: its config, status (``pending``, ``running``, ``done``,
+``failed``), the claiming process (pid, host), start/finish times, attempts, error text, final metrics,
+per-epoch history, environment, timings, command and the standard results record
+(:func:`neuroplastic.experiment.record`). Table ``suite_runs`` says which suites contain which runs (a
+run shared by two suites is trained once).
+
+Concurrency: WAL journal, a busy timeout and short transactions (``BEGIN IMMEDIATE`` … ``COMMIT``) so
+writers queue instead of failing. Claiming a run is one atomic ``UPDATE`` whose ``WHERE`` accepts only a
+pending run, a failed run (when retrying), or a running run whose process is dead on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("results") / "neuroplastic.db"
+STATUSES = ("pending", "running", "done", "failed")
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    hash TEXT PRIMARY KEY,
+    suite TEXT,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    pid INTEGER,
+    host TEXT,
+    created REAL,
+    started REAL,
+    finished REAL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    metrics TEXT,
+    history TEXT,
+    env TEXT,
+    train_seconds REAL,
+    wall_seconds REAL,
+    command TEXT,
+    record TEXT
+);
+CREATE TABLE IF NOT EXISTS suite_runs (
+    suite TEXT NOT NULL,
+    hash TEXT NOT NULL REFERENCES runs(hash),
+    position INTEGER,
+    PRIMARY KEY (suite, hash)
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+"""
+_JSON_COLS = ("config", "metrics", "history", "env", "record")
+
+
+def pid_alive(pid: int | None) -> bool:
+    """True if process ``pid`` exists on this host (``kill(pid, 0)``); zombies count as dead."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is dead for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _alive_sql(pid: Any) -> int:
+    return int(pid_alive(int(pid)) if pid is not None else False)
+
+
+class ResultsDB:
+    """Handle on a results database file (created with its schema on first use).
+
+    Every method opens its own short transaction; a handle may be used from one process only (open a
+    new one in each worker).
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.host = socket.gethostname()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        conn = self._connect()
+        have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"runs", "suite_runs"} <= have:
+            conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+
+    # ----------------------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as e:
+                raise ValueError(f"results database {str(self.path)!r} cannot be opened ({e}); "
+                                 f"move it away or choose another with --db") from None
+            if mode.lower() != "wal":
+                conn.execute("PRAGMA journal_mode = DELETE")
+            conn.row_factory = sqlite3.Row
+            conn.create_function("pid_alive", 1, _alive_sql)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction (``BEGIN IMMEDIATE`` takes the write lock at once, waits if busy)."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection of this process."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    # ----------------------------------------------------------------------------------------------
+    def add_runs(self, suite: str, runs: list[tuple[str, dict[str, Any]]], command: str = "") -> int:
+        """Insert runs that are not in the database yet (status ``pending``); return how many were new.
+
+        Existing rows (same hash) are left untouched; every run is linked to ``suite``.
+        """
+        now = time.time()
+        new = 0
+        with self._tx() as c:
+            for pos, (h, cfg) in enumerate(runs):
+                cur = c.execute("INSERT OR IGNORE INTO runs (hash, suite, config, status, created, command) "
+                                "VALUES (?, ?, ?, 'pending', ?, ?)",
+                                (h, suite, json.dumps(cfg, sort_keys=True, default=str), now, command))
+                new += cur.rowcount
+                c.execute("INSERT OR REPLACE INTO suite_runs (suite, hash, position) VALUES (?, ?, ?)",
+                          (suite, h, pos))
+        return new
+
+    def claim(self, h: str, *, retry_failed: bool = True, max_attempts: int | None = None,
+              pid: int | None = None) -> bool:
+        """Atomically mark run ``h`` as running by this process; False if it is not claimable.
+
+        Claimable: ``pending``; ``running`` on this host with a dead pid (an interrupted run); ``failed``
+        when ``retry_failed`` and (``max_attempts`` is None or attempts < ``max_attempts``).
+        """
+        pid = os.getpid() if pid is None else pid
+        cap = -1 if max_attempts is None else int(max_attempts)
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE runs SET status='running', pid=?, host=?, started=?, finished=NULL, "
+                "attempts=attempts+1, error=NULL WHERE hash=? AND ("
+                " status='pending'"
+                " OR (status='running' AND host=? AND NOT pid_alive(pid))"
+                " OR (status='failed' AND ? AND (? < 0 OR attempts < ?)))",
+                (pid, self.host, time.time(), h, self.host, int(retry_failed), cap, cap))
+            return cur.rowcount == 1
+
+    def finish(self, h: str, *, metrics: dict, history: list, env: dict, train_seconds: float,
+               wall_seconds: float, record: dict, command: str = "", pid: int | None = None) -> bool:
+        """Store a finished run (status ``done``); only the process that claimed it may; returns success."""
+        pid = os.getpid() if pid is None else pid
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE runs SET status='done', finished=?, metrics=?, history=?, env=?, train_seconds=?, "
+                "wall_seconds=?, record=?, command=?, error=NULL WHERE hash=? AND status='running' AND pid=?",
+                (time.time(), json.dumps(metrics, default=str), json.dumps(history, default=str),
+                 json.dumps(env, default=str), train_seconds, wall_seconds, json.dumps(record, default=str),
+                 command, h, pid))
+            return cur.rowcount == 1
+
+    def fail(self, h: str, error: str, *, env: dict | None = None, command: str = "",
+             pid: int | None = None) -> bool:
+        """Mark a claimed run ``failed`` with its error text."""
+        pid = os.getpid() if pid is None else pid
+        with self._tx() as c:
+            cur = c.execute("UPDATE runs SET status='failed', finished=?, error=?, env=?, command=? "
+                            "WHERE hash=? AND status='running' AND pid=?",
+                            (time.time(), error, json.dumps(env or {}, default=str), command, h, pid))
+            return cur.rowcount == 1
+
+    def release(self, h: str, reason: str = "interrupted", pid: int | None = None) -> bool:
+        """Give a claimed run back (status ``pending``, e.g. on Ctrl-C); its checkpoint stays for resume."""
+        pid = os.getpid() if pid is None else pid
+        with self._tx() as c:
+            cur = c.execute("UPDATE runs SET status='pending', pid=NULL, error=? "
+                            "WHERE hash=? AND status='running' AND pid=?", (reason, h, pid))
+            return cur.rowcount == 1
+
+    # ----------------------------------------------------------------------------------------------
+    def runs(self, suite: str | None = None, status: str | tuple[str, ...] | None = None,
+             hashes: list[str] | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts (JSON columns decoded), in suite order when ``suite`` is given."""
+        sql = "SELECT r.* FROM runs r"
+        args: list[Any] = []
+        where = []
+        if suite is not None:
+            sql += " JOIN suite_runs s ON s.hash = r.hash AND s.suite = ?"
+            args.append(suite)
+        if status is not None:
+            st = (status,) if isinstance(status, str) else tuple(status)
+            where.append(f"r.status IN ({', '.join('?' * len(st))})")
+            args.extend(st)
+        if hashes is not None:
+            where.append(f"r.hash IN ({', '.join('?' * len(hashes))})")
+            args.extend(hashes)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY s.position" if suite is not None else " ORDER BY r.created, r.hash"
+        rows = self._connect().execute(sql, args).fetchall()
+        return [_decode(r) for r in rows]
+
+    def get(self, h: str) -> dict[str, Any] | None:
+        """One run by hash (None if absent)."""
+        r = self._connect().execute("SELECT * FROM runs WHERE hash=?", (h,)).fetchone()
+        return _decode(r) if r is not None else None
+
+    def counts(self, suite: str | None = None, hashes: list[str] | None = None) -> dict[str, int]:
+        """Number of runs per status."""
+        out = dict.fromkeys(STATUSES, 0)
+        for r in self.runs(suite, hashes=hashes):
+            out[r["status"]] += 1
+        return out
+
+    def suites(self) -> list[str]:
+        """Suite names present in the database."""
+        return [r[0] for r in self._connect().execute("SELECT DISTINCT suite FROM suite_runs ORDER BY suite")]
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    for k in _JSON_COLS:
+        if d.get(k) is not None:
+            d[k] = json.loads(d[k])
+    return d

@@ -1,0 +1,236 @@
+"""Run a suite: expand it, record its runs in the database, train the open ones with worker processes.
+
+Each run trains through :func:`neuroplastic.experiment.run` with ``checkpoint_dir =
+<results>/runs/<hash>/`` and ``resume=True``: a checkpoint is written after every epoch, so a killed run
+loses at most the epoch in progress and the next ``bench`` continues it. Workers (``--jobs N``) are
+separate processes (``multiprocessing`` *spawn* context), each with ``torch.set_num_threads(max(1,
+cores // N))``; they coordinate only through the database, whose atomic claim hands each run to exactly
+one of them. A run that raises is marked ``failed`` with its error and the suite goes on. Ctrl-C gives
+the runs in progress back (status ``pending``; their checkpoints stay) and stops.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .db import ResultsDB
+from .suite import Suite
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (affinity mask, else ``os.cpu_count()``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def describe(cfg: dict[str, Any]) -> str:
+    """``learner dataset/preset seed N`` for progress lines."""
+    from .report import preset_of
+
+    return f"{cfg['learner']} {cfg['dataset']}/{preset_of(cfg)} seed {cfg['seed']}"
+
+
+def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, command: str,
+            progress: bool = False) -> str:
+    """Train one claimed run and store its outcome; returns ``done`` or ``failed``.
+
+    KeyboardInterrupt gives the run back (``pending``) and propagates.
+    """
+    from .. import experiment
+
+    run_dir = results_dir / "runs" / h
+    experiment.write_json_atomic(cfg, run_dir / "config.json")
+    try:
+        out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress)
+    except KeyboardInterrupt:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the release
+        try:
+            db.release(h, "interrupted")
+        finally:
+            signal.signal(signal.SIGINT, old)
+        raise
+    except Exception as e:  # noqa: BLE001 - a failing run is recorded whatever it raised; the suite goes on
+        tb = traceback.format_exc(limit=8)
+        db.fail(h, f"{type(e).__name__}: {e}\n{tb}", env=experiment.environment(cfg.get("device", "cpu")),
+                command=command)
+        return "failed"
+    rec = experiment.record(out, command=command)
+    experiment.write_json_atomic(rec, run_dir / "record.json")
+    experiment.write_json_atomic(out.history, run_dir / "history.json")
+    db.finish(h, metrics=out.metrics, history=out.history, env=out.env, train_seconds=out.train_seconds,
+              wall_seconds=out.wall_seconds, record=rec, command=command)
+    return "done"
+
+
+def _line(db: ResultsDB, hashes: list[str], h: str, cfg: dict, status: str) -> str:
+    c = db.counts(hashes=hashes)
+    row = db.get(h) or {}
+    if status == "done":
+        m = row.get("metrics") or {}
+        acc = m.get("test_acc")
+        what = f"test acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "done"
+        what += f"  ({row.get('train_seconds') or 0:.1f} s train)"
+    else:
+        err = (row.get("error") or "").strip().splitlines()
+        what = f"FAILED: {err[0][:160] if err else '?'}"
+    return f"[{c['done'] + c['failed']}/{len(hashes)}] {h} {describe(cfg)}: {what}"
+
+
+def work(db_path: str, hashes: list[str], *, results_dir: str, device: str | None, retry_failed: bool,
+         max_attempts: int | None, threads: int | None, command: str, progress: bool = False) -> dict[str, int]:
+    """Worker loop: go through ``hashes``, claim each claimable run, train it; returns counts by outcome.
+
+    Used in-process for one job and as the target of each spawned worker process.
+    """
+    import torch
+
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    db = ResultsDB(db_path)
+    done = {"done": 0, "failed": 0}
+    try:
+        for h in hashes:
+            if not db.claim(h, retry_failed=retry_failed, max_attempts=max_attempts):
+                continue
+            row = db.get(h)
+            cfg = dict(row["config"])
+            if device:
+                cfg["device"] = device
+            status = run_one(db, h, cfg, results_dir=Path(results_dir), command=command, progress=progress)
+            done[status] += 1
+            print(_line(db, hashes, h, cfg, status), flush=True)
+    finally:
+        db.close()
+        torch.set_num_threads(old_threads)
+    return done
+
+
+def _worker_main(db_path: str, hashes: list[str], kwargs: dict[str, Any]) -> None:
+    try:
+        work(db_path, hashes, **kwargs)
+    except KeyboardInterrupt:
+        sys.exit(130)  # run_one has given the run back
+
+
+class Interrupted(Exception):
+    """The bench was stopped by Ctrl-C; runs in progress were given back and can be resumed."""
+
+
+def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplastic.db", jobs: int | None = None,
+              results_dir: str | os.PathLike = "results", device: str | None = None,
+              retry_failed: bool = False, max_attempts: int = 2, command: str = "",
+              progress: bool | None = None, report: bool = True, out: Any = None,
+              threads: int | None = None) -> dict[str, int]:
+    """Run every open run of ``suite``; print the comparison table and write the report at the end.
+
+    ``jobs``: worker processes (None: one per available core, at most 4, at most one per open run);
+    ``threads``: torch threads per worker (None: ``max(1, cores // jobs)``).
+
+    Open runs: ``pending``; interrupted (``running`` with a dead process on this host); ``failed`` with
+    fewer than ``max_attempts`` attempts, or any failed run with ``retry_failed``. Finished runs are never
+    redone. Returns the final status counts of the suite's runs. Raises :class:`Interrupted` on Ctrl-C.
+    """
+    out = out or sys.stdout
+    if jobs is None:
+        jobs = min(available_cores(), 4)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    results_dir = Path(results_dir)
+    db = ResultsDB(db_path)
+    hashes = [h for h, _ in suite.runs]
+    new = db.add_runs(suite.name, suite.runs, command)
+    before = db.counts(hashes=hashes)
+    cap = None if retry_failed else max_attempts
+    todo = [r["hash"] for r in db.runs(hashes=hashes) if r["status"] != "done"]
+    order = {h: i for i, h in enumerate(hashes)}
+    todo.sort(key=order.__getitem__)
+    jobs = max(1, min(jobs, len(todo))) if todo else 1
+    threads = threads or max(1, available_cores() // jobs)
+    print(f"suite {suite.name}: {len(hashes)} runs ({new} new, {before['done']} done, {before['failed']} failed, "
+          f"{len(todo)} open) -> {db_path}; {jobs} worker(s) x {threads} thread(s)", file=out, flush=True)
+    kwargs = {"results_dir": str(results_dir), "device": device, "retry_failed": True, "max_attempts": cap,
+              "threads": threads, "command": command}
+    if todo:
+        if jobs == 1:
+            show = sys.stderr.isatty() if progress is None else progress
+            try:
+                work(str(db_path), todo, progress=show, **kwargs)
+            except KeyboardInterrupt:
+                raise Interrupted(_resume_hint(db, hashes, command)) from None
+        else:
+            _run_pool(str(db_path), todo, jobs, kwargs, db, hashes, command)
+    _reap_dead(db, hashes)
+    counts = db.counts(hashes=hashes)
+    db.close()
+    print(file=out)
+    from . import report as rep
+
+    print(rep.print_table(db_path, suite.name), file=out)
+    if report:
+        files = rep.write_report(db_path, results_dir / "report", ("md", "html"), suite=suite.name)
+        print(f"\nreport: {', '.join(str(f) for f in files if f.suffix in ('.md', '.html'))}", file=out)
+    print(f"{counts['done']} done, {counts['failed']} failed, {counts['pending'] + counts['running']} open",
+          file=out, flush=True)
+    return counts
+
+
+def _run_pool(db_path: str, todo: list[str], jobs: int, kwargs: dict, db: ResultsDB, hashes: list[str],
+              command: str) -> None:
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, args=(db_path, todo, kwargs), name=f"bench-worker-{i}")
+             for i in range(jobs)]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            while p.is_alive():
+                p.join(0.5)
+    except KeyboardInterrupt:
+        # Workers in the terminal's process group got the same SIGINT and are giving their runs back;
+        # wait for them briefly, then interrupt the others (e.g. when only this process was signalled).
+        deadline = time.time() + 3
+        for p in procs:
+            p.join(max(0.0, deadline - time.time()))
+        for p in procs:
+            if p.is_alive() and p.pid:
+                try:
+                    os.kill(p.pid, signal.SIGINT)
+                except OSError:
+                    pass
+        deadline = time.time() + 30
+        for p in procs:
+            p.join(max(0.1, deadline - time.time()))
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        raise Interrupted(_resume_hint(db, hashes, command)) from None
+
+
+def _reap_dead(db: ResultsDB, hashes: list[str]) -> None:
+    """Mark runs left ``running`` by a worker that died (killed, out of memory) as failed."""
+    for r in db.runs(hashes=hashes, status="running"):
+        if r["host"] == db.host and r["pid"] and not _alive(r["pid"]):
+            db.fail(r["hash"], f"worker process {r['pid']} died during the run (killed or out of memory)",
+                    pid=r["pid"])
+
+
+def _alive(pid: int) -> bool:
+    from .db import pid_alive
+
+    return pid_alive(pid)
+
+
+def _resume_hint(db: ResultsDB, hashes: list[str], command: str) -> str:
+    c = db.counts(hashes=hashes)
+    return (f"interrupted: {c['done']} of {len(hashes)} runs done; run the same command again to resume"
+            + (f" ({command})" if command else ""))

@@ -1,0 +1,188 @@
+"""Benchmark suites: a YAML file that expands to a list of validated run configs.
+
+A suite::
+
+    name: compare-fa
+    description: BP against feedback alignment on MNIST
+    grid:                      # cartesian product; any config key (dotted keys reach into params)
+      learner: [bp, fa]
+      dataset: [mnist]
+      preset: [mlp, lenet5]
+      seed: [0, 1, 2]
+      params.lr: [1.0e-3]
+    base: {epochs: 20, batch_size: 128}      # config keys shared by every run
+    overrides:                               # per-learner config keys, merged over base
+      fa: {params: {lr: 5.0e-4}}
+
+Merge order of one run (later wins, dicts such as ``params`` merge key by key): experiment defaults ←
+``base`` ← the learner's registry ``quick`` entry (only with ``registry: quick``) ← ``overrides[learner]``
+← the grid point. ``registry: quick`` replaces ``grid.learner`` by every registered learner that has a
+``quick`` entry (see :func:`neuroplastic.learners.register`); the built-in ``quick`` suite is that.
+
+Every expanded config is checked by :func:`neuroplastic.experiment.validate` and identified by
+:func:`neuroplastic.experiment.config_hash`; configs that hash the same are run once.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry")
+REGISTRY_MODES = ("quick",)
+
+
+class SuiteError(ValueError):
+    """A suite file is missing, malformed or names an unknown key/learner; the message says which."""
+
+
+@dataclasses.dataclass
+class Suite:
+    """An expanded suite: ``runs`` holds ``(hash, validated config)`` pairs in grid order."""
+
+    name: str
+    description: str
+    runs: list[tuple[str, dict[str, Any]]]
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def builtin_dir() -> Path:
+    """Folder of the built-in suites (package data ``neuroplastic/bench/suites``)."""
+    return Path(str(resources.files("neuroplastic.bench") / "suites"))
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in suites (``quick``, ...)."""
+    d = builtin_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def find(name_or_path: str | os.PathLike) -> Path:
+    """Resolve a suite argument: an existing YAML path, else a built-in suite name."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    cand = builtin_dir() / f"{name_or_path}.yaml"
+    if cand.is_file():
+        return cand
+    raise SuiteError(f"no suite file or built-in suite named {str(name_or_path)!r}; "
+                     f"built-in suites: {', '.join(builtin_names()) or '(none)'}")
+
+
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``a`` updated by ``b``; nested dicts merge key by key (``b`` wins)."""
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Return a copy of ``cfg`` with ``key`` set; ``a.b=v`` sets ``cfg['a']['b']`` (creating dicts)."""
+    head, *rest = key.split(".")
+    nested: Any = value
+    for part in reversed(rest):
+        nested = {part: nested}
+    return deep_merge(cfg, {head: nested})
+
+
+def _check_config_keys(keys: list[str], where: str) -> None:
+    from ..experiment import DEFAULTS
+
+    bad = [k for k in keys if k.split(".")[0] not in DEFAULTS or (k.count(".") and k.split(".")[0] != "params")]
+    if bad:
+        raise SuiteError(f"{where}: unknown config key(s) {', '.join(map(repr, bad))}; allowed: "
+                         f"{', '.join(DEFAULTS)} (and params.<name>)")
+
+
+def _mapping(obj: Any, where: str) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise SuiteError(f"{where} must be a mapping, found {type(obj).__name__}")
+    return obj
+
+
+def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
+    """Validate a suite mapping and expand it to :class:`Suite` (raises :class:`SuiteError`)."""
+    from .. import learners
+    from ..experiment import ConfigError, config_hash, validate
+
+    if not isinstance(spec, dict):
+        raise SuiteError(f"suite {source or '(mapping)'} must be a mapping, found {type(spec).__name__}")
+    unknown = [k for k in spec if k not in SUITE_KEYS]
+    if unknown:
+        raise SuiteError(f"suite {source}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                         f"{', '.join(SUITE_KEYS)}")
+    name = spec.get("name") or (Path(source).stem if source else "suite")
+    if not isinstance(name, str):
+        raise SuiteError(f"suite {source}: 'name' must be a string, got {name!r}")
+    where = f"suite {name!r}"
+    grid = _mapping(spec.get("grid"), f"{where}: 'grid'")
+    base = _mapping(spec.get("base"), f"{where}: 'base'")
+    overrides = _mapping(spec.get("overrides"), f"{where}: 'overrides'")
+    _check_config_keys(list(grid), f"{where}: grid")
+    _check_config_keys(list(base), f"{where}: base")
+    mode = spec.get("registry")
+    quick: dict[str, dict[str, Any]] = {}
+    if mode is not None:
+        if mode not in REGISTRY_MODES:
+            raise SuiteError(f"{where}: 'registry' must be one of {', '.join(REGISTRY_MODES)}, got {mode!r}")
+        if "learner" in grid or "learner" in base:
+            raise SuiteError(f"{where}: 'registry: {mode}' chooses the learners; remove 'learner' from grid/base")
+        quick = {e.name: e.quick for e in learners.entries() if e.quick is not None}
+        grid = {"learner": sorted(quick), **grid}
+    known = learners.names()
+    for lname, ov in overrides.items():
+        if lname not in known:
+            raise SuiteError(f"{where}: overrides for unknown learner {lname!r}; known learners: {', '.join(known)}")
+        _check_config_keys(list(_mapping(ov, f"{where}: overrides[{lname!r}]")), f"{where}: overrides[{lname!r}]")
+    axes = [(k, v if isinstance(v, list) else [v]) for k, v in grid.items()]
+    for k, vals in axes:
+        if not vals:
+            raise SuiteError(f"{where}: grid key {k!r} has an empty list")
+    runs: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(vals for _, vals in axes)):
+        point = dict(zip([k for k, _ in axes], combo))
+        lname = point.get("learner", base.get("learner"))
+        cfg = copy.deepcopy(base)
+        if lname in quick:
+            cfg = deep_merge(cfg, quick[lname])
+        if lname in overrides:
+            cfg = deep_merge(cfg, overrides[lname] or {})
+        for k, v in point.items():
+            cfg = set_dotted(cfg, k, v)
+        try:
+            cfg = validate(cfg)
+        except ConfigError as e:
+            desc = ", ".join(f"{k}={v}" for k, v in point.items())
+            raise SuiteError(f"{where}, run ({desc}): {e}") from None
+        h = config_hash(cfg)
+        if h not in seen:
+            seen.add(h)
+            runs.append((h, cfg))
+    return Suite(name, str(spec.get("description") or ""), runs, source)
+
+
+def load(name_or_path: str | os.PathLike) -> Suite:
+    """Load and expand a suite by built-in name (``quick``) or YAML path."""
+    path = find(name_or_path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SuiteError(f"suite file {str(path)!r} is not valid YAML: {e}") from None
+    return expand(spec, source=str(path))

@@ -1,0 +1,407 @@
+"""The ``neuroplastic`` command line: train, bench, report, data, learners.
+
+::
+
+    neuroplastic train bp-digits --set params.lr=0.01 --epochs 5
+    neuroplastic train my.yaml --device cuda --out results/train/my
+    neuroplastic bench quick --jobs 2
+    neuroplastic report --format md --format html --format json
+    neuroplastic data list | data verify mnist | data download mnist
+    neuroplastic learners
+
+Errors caused by input (unknown learner, unknown config key, bad value, missing or corrupt file) print
+one line to stderr and exit with status 2; ``NEUROPLASTIC_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+def presets_dir() -> Path:
+    """Folder of the built-in configs (``neuroplastic/presets/*.yaml``)."""
+    return Path(str(resources.files("neuroplastic") / "presets"))
+
+
+def preset_names() -> list[str]:
+    """Names of the built-in configs usable as ``neuroplastic train NAME``."""
+    d = presets_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def parse_set(items: list[str]) -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings; values are YAML scalars/flow collections (``0.01``, ``1e-3``, ``true``,
+    ``[64, 64]``, ``null``); keys may be dotted (``params.lr``)."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not part for part in key.split(".")):
+            raise UsageError(f"--set: bad key in {item!r}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {key}: value {raw!r} is not a valid YAML value ({e.__class__.__name__})") from None
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a number is meant
+            try:
+                value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
+            except ValueError:
+                pass
+        out.append((key, value))
+    return out
+
+
+def load_config(arg: str | None) -> dict[str, Any]:
+    """A config from a YAML path or a built-in preset name (empty when ``arg`` is None)."""
+    from . import experiment
+
+    if arg is None:
+        return {}
+    p = Path(arg)
+    if p.is_file() or p.suffix in (".yaml", ".yml") or os.sep in arg:
+        return experiment.load_yaml(p)
+    cand = presets_dir() / f"{arg}.yaml"
+    if cand.is_file():
+        return experiment.load_yaml(cand)
+    raise UsageError(f"no config file or built-in preset named {arg!r}; presets: {', '.join(preset_names()) or 'none'}")
+
+
+def _command_line(argv: list[str] | None) -> str:
+    args = sys.argv[1:] if argv is None else argv
+    return "neuroplastic " + " ".join(shlex.quote(a) for a in args)
+
+
+def _set_data_root(root: str | None) -> None:
+    if root:
+        from .data.core import ENV_VAR
+
+        os.environ[ENV_VAR] = str(Path(root).expanduser())
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    from .bench.report import text_table
+
+    return text_table(head, rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# commands
+def cmd_train(a: argparse.Namespace, command: str) -> int:
+    """Train one config; write ``record.json``, ``history.json``, ``config.yaml`` and checkpoints to --out."""
+    from . import experiment
+    from .bench.suite import set_dotted
+
+    cfg = load_config(a.config)
+    for flag in ("learner", "dataset", "preset", "epochs", "seed", "batch_size"):
+        v = getattr(a, flag)
+        if v is not None:
+            cfg[flag] = v
+    for key, value in parse_set(a.set or []):
+        cfg = set_dotted(cfg, key, value)
+    if a.device:
+        cfg["device"] = a.device
+    _set_data_root(a.data_root)
+    cfg = experiment.validate(cfg)
+    h = experiment.config_hash(cfg)
+    out_dir = Path(a.out) if a.out else Path("results") / "train" / h
+    ckpt = out_dir / "checkpoint.pt"
+    if ckpt.exists() and not a.resume:
+        raise UsageError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose --out")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    print(f"train {h}: {cfg['learner']} on {cfg['dataset']} ({cfg['epochs']} epochs, seed {cfg['seed']}, "
+          f"{cfg['device']}) -> {out_dir}", flush=True)
+
+    def log(row: dict) -> None:
+        if a.quiet:
+            return
+        parts = [f"epoch {row['epoch']}"]
+        for k in ("train_loss", "val_acc", "test_acc"):
+            if isinstance(row.get(k), (int, float)):
+                parts.append(f"{k} {row[k]:.4f}")
+        parts.append(f"{row['seconds']:.1f} s")
+        print("  " + "  ".join(parts), flush=True)
+
+    try:
+        res = experiment.run(cfg, checkpoint_dir=out_dir, resume=a.resume,
+                             progress=not a.quiet and sys.stderr.isatty(), log=log)
+    except BaseException:
+        if created and not ckpt.exists():  # failed before the first epoch: leave nothing behind
+            (out_dir / "config.yaml").unlink(missing_ok=True)
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        raise
+    rec = experiment.record(res, command=command)
+    experiment.write_json_atomic(rec, out_dir / "record.json")
+    experiment.write_json_atomic(res.history, out_dir / "history.json")
+    acc = rec.get("test_acc")
+    print(f"done: test acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "done",
+          f"({rec['train_seconds']:.1f} s training); record: {out_dir / 'record.json'}")
+    return 0
+
+
+def cmd_bench(a: argparse.Namespace, command: str) -> int:
+    """Run a suite (see :mod:`neuroplastic.bench.runner`)."""
+    from .bench import runner, suite
+
+    _set_data_root(a.data_root)
+    if a.jobs is not None and a.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {a.jobs}")
+    if a.threads is not None and a.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {a.threads}")
+    if a.device and a.device != "cpu" and not a.device.startswith("cuda"):
+        raise UsageError(f"--device must be cpu or cuda[:N], got {a.device!r}")
+    s = suite.load(a.suite)
+    if a.dry_run:
+        from .bench.db import ResultsDB
+
+        status = {}
+        if Path(a.db).exists():
+            db = ResultsDB(a.db)
+            status = {r["hash"]: r["status"] for r in db.runs(hashes=[h for h, _ in s.runs])}
+            db.close()
+        print(f"suite {s.name}: {s.description}")
+        print(_table(["hash", "run", "epochs", "status"],
+                     [[h, runner.describe(c), str(c["epochs"]), status.get(h, "new")] for h, c in s.runs]))
+        return 0
+    try:
+        counts = runner.run_suite(s, db_path=a.db, jobs=a.jobs, results_dir=a.results_dir, device=a.device,
+                                  retry_failed=a.retry_failed, max_attempts=a.max_attempts, command=command,
+                                  report=not a.no_report, threads=a.threads)
+    except runner.Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if counts["failed"] else 0
+
+
+def cmd_report(a: argparse.Namespace, command: str) -> int:
+    """Write the report of the results database."""
+    from .bench import report
+
+    formats = a.format or ["md", "html"]
+    files = report.write_report(a.db, a.out, formats, suite=a.suite)
+    for f in files:
+        if f.suffix != ".png":
+            print(f)
+    return 0
+
+
+def _download_module():
+    try:
+        from .data import download
+    except ImportError:
+        return None
+    return download
+
+
+def cmd_data(a: argparse.Namespace, command: str) -> int:
+    """``data list`` | ``data verify NAME`` | ``data download NAME``."""
+    from . import data
+    from .data.core import data_root
+
+    _set_data_root(a.data_root)
+    dl = _download_module()
+    root = data_root()
+    if a.data_cmd == "list":
+        rows = []
+        for name in data.dataset_names():
+            info = data.dataset_info(name)
+            if dl is not None:
+                st = dl.status(name)
+                if len(st) > 70:
+                    st = st[:67] + "..."
+            else:
+                st = "generated" if info.generated else "embedded" if info.embedded else "unknown"
+            rows.append([name, info.description, st])
+        print(f"data root: {root}")
+        print(_table(["dataset", "description", "status"], rows))
+        return 0
+    try:
+        data.dataset_info(a.name)
+    except KeyError as e:
+        raise UsageError(e.args[0]) from None
+    if dl is None:
+        print("neuroplastic.data.download is not available in this installation; cannot "
+              f"{a.data_cmd} {a.name!r}", file=sys.stderr)
+        return 1
+    if a.data_cmd == "verify":
+        problems = dl.verify(a.name)
+        if problems:
+            print(f"{a.name}: {len(problems)} problem(s) under {root}:", file=sys.stderr)
+            for p in problems:
+                print(f"  {p}", file=sys.stderr)
+            return 1
+        print(f"{a.name}: ok ({dl.status(a.name)})")
+        return 0
+    dl.download(a.name)
+    problems = dl.verify(a.name)
+    if problems:
+        print(f"{a.name}: downloaded but {problems[0]}", file=sys.stderr)
+        return 1
+    print(f"{a.name}: ok under {root}")
+    return 0
+
+
+def cmd_learners(a: argparse.Namespace, command: str) -> int:
+    """Table of registered learners with paper, locality criteria and summary."""
+    from . import learners
+
+    rows = []
+    for e in learners.entries():
+        rows.append([e.name, e.paper, *("✓" if v else "✘" for v in (e.locality.c1, e.locality.c2, e.locality.c3)),
+                     "yes" if e.supervised else "no", "yes" if e.quick is not None else "no", e.summary])
+    print(_table(["learner", "paper", "C1", "C2", "C3", "supervised", "quick", "summary"], rows))
+    if a.verbose:
+        print()
+        for e in learners.entries():
+            print(f"{e.name}: {e.locality.why}")
+    else:
+        print("\nC1 no weight symmetry, C2 local error, C3 single phase (Lv et al., ICML 2025); "
+              "-v for the reasons")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="neuroplastic", description="Biologically plausible local learning rules "
+                                "beside backprop, measured the same way.")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train one config (YAML file or built-in preset)",
+                       description="Train one config. CONFIG is a YAML file or a built-in preset name: "
+                       + (", ".join(preset_names()) or "none") + ". Writes config.yaml, record.json, "
+                       "history.json and a per-epoch checkpoint to --out.")
+    t.add_argument("config", nargs="?", metavar="CONFIG|PRESET", help="YAML config path or preset name")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (YAML value; dotted keys reach into params, e.g. params.lr=0.01)")
+    t.add_argument("--learner", help="config key learner")
+    t.add_argument("--dataset", help="config key dataset")
+    t.add_argument("--preset", help="config key preset (architecture)")
+    t.add_argument("--epochs", type=int, help="config key epochs")
+    t.add_argument("--seed", type=int, help="config key seed")
+    t.add_argument("--batch-size", type=int, dest="batch_size", help="config key batch_size")
+    t.add_argument("--device", help="cpu or cuda[:N]")
+    t.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
+    t.add_argument("--out", help="output folder (default results/train/<config hash>)")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines or progress bars")
+    t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("bench", help="run a benchmark suite into the results database",
+                       description="Run a suite (built-in name or YAML path). Finished runs are skipped; "
+                       "interrupted ones resume from their last epoch checkpoint; failed ones are retried "
+                       "up to --max-attempts (all of them with --retry-failed). Built-in suites: "
+                       + ", ".join(_builtin_suites()))
+    b.add_argument("suite", metavar="SUITE", help="built-in suite name or YAML path")
+    b.add_argument("--jobs", "-j", type=int, default=None,
+                   help="worker processes (default: one per CPU core, at most 4); each gets cores/jobs torch threads")
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch threads per worker (default: cores // jobs)")
+    b.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
+    b.add_argument("--results-dir", default="results", help="checkpoints and report folder (default %(default)s)")
+    b.add_argument("--device", help="cpu or cuda[:N] for every run (not part of the config hash)")
+    b.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
+    b.add_argument("--retry-failed", action="store_true", help="retry every failed run, whatever its attempts")
+    b.add_argument("--max-attempts", type=int, default=2, help="retry failed runs with fewer attempts (default 2)")
+    b.add_argument("--dry-run", action="store_true", help="list the suite's runs and their status; train nothing")
+    b.add_argument("--no-report", action="store_true", help="print the table but write no report files")
+    b.set_defaults(func=cmd_bench)
+
+    r = sub.add_parser("report", help="render the results database (md, html, json)",
+                       description="Render the results database: Markdown (+ PNG figures), self-contained "
+                       "HTML, or the JSON list of standard run records (--format json).")
+    r.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
+    r.add_argument("--out", default="results/report", help="output folder, or a .json file for --format json "
+                   "(default %(default)s)")
+    r.add_argument("--format", action="append", choices=("md", "html", "json"),
+                   help="repeatable; default md and html")
+    r.add_argument("--suite", help="only the runs of this suite")
+    r.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("data", help="list, verify or download datasets",
+                       description="Datasets at the data root ($NEUROPLASTIC_DATA, ~/.cache/neuroplastic by default).")
+    d.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
+    dsub = d.add_subparsers(dest="data_cmd", metavar="ACTION")
+    dsub.required = True
+    dsub.add_parser("list", help="datasets with description and status", description="Datasets with status.")
+    for action, text in (("verify", "check the files of a dataset (presence, checksums)"),
+                         ("download", "fetch the official files of a dataset and verify them")):
+        x = dsub.add_parser(action, help=text, description=text)
+        x.add_argument("name", metavar="NAME", help="dataset name")
+    d.set_defaults(func=cmd_data)
+
+    lp = sub.add_parser("learners", help="table of learners with paper and locality criteria",
+                        description="Registered learners: paper, locality criteria C1 C2 C3, supervised, summary.")
+    lp.add_argument("-v", "--verbose", action="store_true", help="also print why each criterion holds or not")
+    lp.set_defaults(func=cmd_learners)
+    return p
+
+
+def _builtin_suites() -> list[str]:
+    try:
+        from .bench.suite import builtin_names
+
+        return builtin_names()
+    except Exception:  # noqa: BLE001 - help text only
+        return []
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .bench.suite import SuiteError
+    from .data.core import DatasetError
+    from .experiment import ConfigError
+
+    return (UsageError, ConfigError, SuiteError, DatasetError, FileNotFoundError, ValueError, KeyError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``neuroplastic`` command; returns the exit status."""
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    command = _command_line(argv)
+    errors = _user_errors() if os.environ.get("NEUROPLASTIC_DEBUG") != "1" else ()
+    try:
+        return a.func(a, command)
+    except errors as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        msg = "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+        print(f"neuroplastic {a.cmd}: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except FloatingPointError as e:  # NonFiniteError: the run diverged (not an input error)
+        print(f"neuroplastic {a.cmd}: run stopped: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"neuroplastic {a.cmd}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into `head` and closed: not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""Bench harness: suite expansion/validation, the results database under concurrency, kill-and-rerun,
+resume of an interrupted run, failing runs, and the report (md/html/json)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from neuroplastic import experiment, learners
+from neuroplastic.bench import report, runner, suite
+from neuroplastic.bench.db import ResultsDB
+
+REQUIRED = ("learner", "dataset", "preset", "seed", "epochs", "status", "test_acc", "train_seconds", "commit",
+            "cpu", "torch", "command")
+TINY = {"learner": "bp", "dataset": "digits", "preset": "mlp", "params": {"hidden": [16]}, "epochs": 1,
+        "batch_size": 64}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per test process: these tiny models gain nothing from more, and a shared loaded
+    machine loses a lot."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _write(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+# --------------------------------------------------------------------------------------------------
+# suites
+def test_suite_expands_grid_with_base_overrides_and_dotted_keys(tmp_path):
+    spec = {"name": "t", "grid": {"learner": ["bp"], "seed": [0, 1], "params.lr": [0.01, 0.001]},
+            "base": {"dataset": "digits", "preset": "mlp", "epochs": 1, "batch_size": 32},
+            "overrides": {"bp": {"batch_size": 16, "params": {"hidden": [8]}, "seed": 7}}}
+    s = suite.load(_write(tmp_path / "s.yaml", spec))
+    assert s.name == "t" and len(s) == 4
+    cfgs = [c for _, c in s.runs]
+    assert {(c["seed"], c["params"]["lr"]) for c in cfgs} == {(0, 0.01), (0, 0.001), (1, 0.01), (1, 0.001)}
+    for h, c in s.runs:
+        assert c["batch_size"] == 16 and c["params"]["hidden"] == [8]  # override merged over base
+        assert c["epochs"] == 1 and h == experiment.config_hash(c)
+    assert len({h for h, _ in s.runs}) == 4
+    assert spec["overrides"]["bp"]["seed"] == 7  # the caller's mapping is not mutated
+
+
+def test_suite_dedups_identical_configs():
+    s = suite.expand({"name": "d", "grid": {"learner": ["bp", "bp"], "seed": [0]}, "base": TINY})
+    assert len(s) == 1
+
+
+@pytest.mark.parametrize("spec, names", [
+    ({"name": "x", "grids": {}}, ["'grids'", "grid"]),
+    ({"name": "x", "grid": {"learner": ["bp"], "epoch": [1]}}, ["'epoch'", "epochs"]),
+    ({"name": "x", "grid": {"learner": ["bp"]}, "overrides": {"nope": {"epochs": 1}}}, ["'nope'", "bp"]),
+    ({"name": "x", "grid": {"learner": ["nope"]}}, ["'nope'", "bp"]),
+    ({"name": "x", "grid": {"learner": ["bp"]}, "base": {"epochs": "many"}}, ["'epochs'", "many"]),
+    ({"name": "x", "grid": {"learner": ["bp"], "seed": []}}, ["'seed'", "empty"]),
+    ({"name": "x", "registry": "all"}, ["'registry'", "quick"]),
+])
+def test_suite_validation_names_the_problem(spec, names):
+    with pytest.raises(suite.SuiteError) as e:
+        suite.expand(spec)
+    for n in names:
+        assert n in str(e.value)
+
+
+def test_suite_not_found_and_bad_yaml(tmp_path):
+    with pytest.raises(suite.SuiteError, match="no-such-suite.*quick"):
+        suite.load("no-such-suite")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: [unclosed\n")
+    with pytest.raises(suite.SuiteError, match="not valid YAML"):
+        suite.load(bad)
+
+
+def test_quick_suite_is_every_registered_learner_with_a_quick_entry():
+    from neuroplastic.learners.backprop import SupervisedNet
+
+    class _QuickProbe(SupervisedNet):
+        """Test-only learner."""
+
+    learners.register("zz-quick-probe", _QuickProbe, quick={"dataset": "digits", "epochs": 1}, mode="bp")
+    try:
+        s = suite.load("quick")
+        got = {c["learner"] for _, c in s.runs}
+        want = {e.name for e in learners.entries() if e.quick is not None}
+        assert got == want and "bp" in got and "zz-quick-probe" in got
+        cfg = next(c for _, c in s.runs if c["learner"] == "zz-quick-probe")
+        assert cfg["epochs"] == 1 and cfg["dataset"] == "digits"
+    finally:
+        learners._REGISTRY.pop("zz-quick-probe")
+
+
+def test_builtin_suites_are_valid():
+    assert "quick" in suite.builtin_names()
+    for name in suite.builtin_names():
+        assert len(suite.load(name)) >= 1
+
+
+# --------------------------------------------------------------------------------------------------
+# database
+_CHILD = textwrap.dedent("""
+    import json, sys, time
+    from neuroplastic.bench.db import ResultsDB
+    path, n = sys.argv[1], int(sys.argv[2])
+    db = ResultsDB(path)
+    runs = [(f"h{i:03d}", {"learner": "bp", "seed": i}) for i in range(n)]
+    db.add_runs("conc", runs)
+    mine = []
+    for h, _ in runs:
+        if db.claim(h):
+            db.finish(h, metrics={"test_acc": 0.5}, history=[{"epoch": 1}], env={}, train_seconds=0.0,
+                      wall_seconds=0.0, record={"hash": h})
+            mine.append(h)
+    print(json.dumps(mine))
+""")
+
+
+def test_db_concurrent_workers_claim_each_run_once(tmp_path):
+    path, n = tmp_path / "c.db", 60
+    procs = [subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(n)], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    claimed = [h for out, _ in outs for h in json.loads(out)]
+    assert sorted(claimed) == [f"h{i:03d}" for i in range(n)]  # every run exactly once
+    db = ResultsDB(path)
+    rows = db.runs("conc")
+    assert len(rows) == n and all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_db_claim_rules(tmp_path):
+    db = ResultsDB(tmp_path / "r.db")
+    db.add_runs("s", [("a", {"x": 1}), ("b", {"x": 2})])
+    assert db.add_runs("s", [("a", {"x": 1})]) == 0  # existing runs are left alone
+    assert db.claim("a") and not db.claim("a")  # running by a live process (us)
+    assert db.fail("a", "boom")
+    assert not db.claim("a", retry_failed=False)
+    assert not db.claim("a", max_attempts=1)  # attempts == 1
+    assert db.claim("a", max_attempts=2) and db.get("a")["attempts"] == 2
+    assert db.finish("a", metrics={}, history=[], env={}, train_seconds=0, wall_seconds=0, record={})
+    assert not db.claim("a") and not db.claim("a", retry_failed=True)  # done is never redone
+    dead = _dead_pid()
+    assert db.claim("b", pid=dead)
+    assert db.claim("b")  # running, but its process is dead: interrupted, claimable
+    assert db.get("b")["attempts"] == 2 and db.get("b")["pid"] == os.getpid()
+    assert not db.finish("b", metrics={}, history=[], env={}, train_seconds=0, wall_seconds=0, record={}, pid=dead)
+
+
+def test_db_corrupt_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.db"
+    p.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ValueError, match="cannot be opened"):
+        ResultsDB(p)
+
+
+# --------------------------------------------------------------------------------------------------
+# runner
+def _bench(tmp_path: Path, spec: dict, **kw) -> dict:
+    s = suite.expand(spec)
+    kw.setdefault("jobs", 1)
+    return runner.run_suite(s, db_path=tmp_path / "r.db", results_dir=tmp_path / "res", command="test",
+                            out=io.StringIO(), threads=1, **kw)
+
+
+def test_kill_and_rerun_skips_finished_runs(tmp_path):
+    spec = {"name": "killme", "grid": {"learner": ["bp"], "seed": list(range(6))},
+            "base": {**TINY, "epochs": 3, "batch_size": 32, "params": {"hidden": [32]}}}
+    path = _write(tmp_path / "k.yaml", spec)
+    db_path = tmp_path / "r.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "neuroplastic.cli", "bench", str(path), "--db", str(db_path),
+           "--results-dir", str(tmp_path / "res"), "--jobs", "1", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    done_before: dict[str, tuple] = {}
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            if db_path.exists():
+                try:
+                    with sqlite3.connect(db_path, timeout=5) as con:
+                        if con.execute("SELECT count(*) FROM runs WHERE status='done'").fetchone()[0] >= 2:
+                            break
+                except sqlite3.OperationalError:  # tables not created yet
+                    pass
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the bench and its workers die at once, as in a crash
+        proc.wait()
+    db = ResultsDB(db_path)
+    rows = db.runs("killme")
+    done_before = {r["hash"]: (r["started"], r["attempts"]) for r in rows if r["status"] == "done"}
+    assert 2 <= len(done_before) < 6, (len(done_before), proc.stderr.read().decode()[-2000:])
+    time.sleep(0.2)  # let the killed workers' pids disappear
+    counts = _bench(tmp_path, spec, jobs=1, report=False)
+    assert counts["done"] == 6 and counts["failed"] == 0
+    after = {r["hash"]: r for r in db.runs("killme")}
+    for h, (started, attempts) in done_before.items():
+        assert (after[h]["started"], after[h]["attempts"]) == (started, attempts)  # not redone
+    for h, r in after.items():
+        assert len(r["history"]) == 3 and r["record"]["status"] == "done"
+        assert (tmp_path / "res" / "runs" / h / "record.json").exists()
+
+
+def test_ctrl_c_stops_workers_cleanly_and_leaves_runs_resumable(tmp_path):
+    spec = {"name": "ctrlc", "grid": {"learner": ["bp"], "seed": list(range(4))},
+            "base": {**TINY, "epochs": 40, "batch_size": 32, "params": {"hidden": [32]}}}
+    path = _write(tmp_path / "c.yaml", spec)
+    db_path = tmp_path / "r.db"
+    cmd = [sys.executable, "-m", "neuroplastic.cli", "bench", str(path), "--db", str(db_path),
+           "--results-dir", str(tmp_path / "res"), "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:  # wait until both workers are training
+            time.sleep(0.05)
+            if (tmp_path / "res" / "runs").is_dir() and len(list((tmp_path / "res" / "runs").glob("*/checkpoint.pt"))) >= 2:
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "resume" in err.decode() and "Traceback" not in err.decode()
+    rows = ResultsDB(db_path).runs("ctrlc")
+    assert not [r for r in rows if r["status"] == "running"]  # given back, not left claimed
+    released = [r for r in rows if r["status"] == "pending" and r["error"] == "interrupted"]
+    assert len(released) >= 1
+    for r in released:  # their checkpoints stay for the next bench to resume
+        assert (tmp_path / "res" / "runs" / r["hash"] / "checkpoint.pt").exists()
+
+
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
+    spec = {"name": "resume", "grid": {"learner": ["bp"], "seed": [3]}, "base": {**TINY, "epochs": 3}}
+    s = suite.expand(spec)
+    (h, cfg), = s.runs
+    db = ResultsDB(tmp_path / "r.db")
+    db.add_runs("resume", s.runs)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(row):  # crash while epoch 2 ends (whether or not its checkpoint was written)
+        if row["epoch"] == 2:
+            raise Stop
+
+    ckdir = tmp_path / "res" / "runs" / h
+    assert db.claim(h, pid=_dead_pid())  # a worker claimed it, then died during epoch 2
+    with pytest.raises(Stop):
+        experiment.run(cfg, checkpoint_dir=ckdir, progress=False, log=stop_after_two)
+    ck = torch.load(ckdir / "checkpoint.pt", weights_only=False)
+    k = ck["epoch"]
+    assert 1 <= k < 3
+    counts = _bench(tmp_path, spec, report=False)
+    assert counts["done"] == 1
+    row = db.get(h)
+    assert row["attempts"] == 2
+    assert [r["epoch"] for r in row["history"]] == [1, 2, 3]
+    assert row["history"][:k] == ck["history"]  # the checkpointed epochs were not retrained
+    full = experiment.run(cfg, progress=False)
+    assert row["metrics"]["test_acc"] == full.metrics["test_acc"]  # exact resume
+
+
+def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROPLASTIC_DATA", str(tmp_path / "empty-root"))
+    spec = {"name": "fails", "grid": {"learner": ["bp"], "dataset": ["mnist", "digits"]}, "base": TINY}
+    counts = _bench(tmp_path, spec)
+    assert counts["done"] == 1 and counts["failed"] == 1
+    db = ResultsDB(tmp_path / "r.db")
+    bad = next(r for r in db.runs("fails") if r["status"] == "failed")
+    assert bad["config"]["dataset"] == "mnist" and "mnist" in bad["error"] and bad["attempts"] == 1
+    _bench(tmp_path, spec, report=False)  # failed with attempts < max_attempts (2): retried once
+    assert db.get(bad["hash"])["attempts"] == 2
+    _bench(tmp_path, spec, report=False)  # now at the cap: left alone
+    assert db.get(bad["hash"])["attempts"] == 2
+    _bench(tmp_path, spec, report=False, retry_failed=True)
+    assert db.get(bad["hash"])["attempts"] == 3
+
+    # the report shows both, and the JSON export carries the standard keys
+    files = report.write_report(tmp_path / "r.db", tmp_path / "rep", ("md", "html", "json"), suite="fails")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| bp | digits | mlp |" in md and "Failed runs" in md and "C1" in md
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "data:image/png;base64," in html and 'src="figures' not in html  # self-contained
+    assert (tmp_path / "rep" / "figures" / "curves-digits.png").read_bytes()[:4] == b"\x89PNG"
+    recs = json.loads((tmp_path / "rep" / "results.json").read_text())
+    assert {r["status"] for r in recs} == {"done", "failed"}
+    for r in recs:
+        assert set(REQUIRED) <= set(r)
+    done = next(r for r in recs if r["status"] == "done")
+    assert 0.0 <= done["test_acc"] <= 1.0 and done["command"] == "test"
+    assert len(files) >= 4 and not list((tmp_path / "rep").glob("*.tmp*"))
+
+
+def test_summary_mean_std_over_seeds_and_variants():
+    def row(seed, acc, lr=0.1):
+        cfg = experiment.validate({**TINY, "seed": seed, "params": {"hidden": [16], "lr": lr}})
+        return {"config": cfg, "status": "done", "metrics": {"test_acc": acc}, "train_seconds": 1.0, "hash": str(seed)}
+
+    groups = report.summarize([row(0, 0.5), row(1, 0.7), row(2, 0.9), row(0, 0.2, lr=0.01)])
+    assert len(groups) == 2
+    g = groups[0]
+    assert g["n_done"] == 3 and g["acc_mean"] == pytest.approx(0.7) and g["acc_std"] == pytest.approx(0.2)
+    assert groups[1]["acc_std"] is None and "params.lr=0.01" in groups[1]["variant"]
+    assert report.fmt_acc(g["acc_mean"], g["acc_std"]) == "70.00 ± 20.00"

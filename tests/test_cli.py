@@ -1,0 +1,149 @@
+"""Command line: --help everywhere, clean one-line errors with exit status 2, train/report/data/learners."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from neuroplastic import cli
+
+COMMANDS = [["train"], ["bench"], ["report"], ["data"], ["data", "list"], ["data", "verify"],
+            ["data", "download"], ["learners"], []]
+QUICK = ["--learner", "bp", "--dataset", "digits", "--preset", "mlp", "--epochs", "1", "--set", "params.hidden=[16]"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread per test process: these tiny models gain nothing from more, and a shared loaded
+    machine loses a lot."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c) or "top")
+def test_help_everywhere(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(cmd + ["--help"])
+    assert e.value.code == 0
+    assert "usage: neuroplastic" in capsys.readouterr().out
+
+
+def test_entry_point_runs():
+    exe = [sys.executable, "-m", "neuroplastic.cli"]
+    p = subprocess.run(exe + ["--help"], capture_output=True, text=True, timeout=120, check=False)
+    assert p.returncode == 0 and "bench" in p.stdout and "learners" in p.stdout
+
+
+def _err(capsys, argv) -> str:
+    code = cli.main(argv)
+    out = capsys.readouterr()
+    assert code == 2, out
+    assert "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1
+    return out.err
+
+
+@pytest.mark.parametrize("argv, names", [
+    (["train", "--learner", "no-such-learner"], ["no-such-learner", "bp"]),
+    (["train", *QUICK, "--set", "epochz=3"], ["epochz", "epochs"]),
+    (["train", *QUICK, "--set", "epochs=abc"], ["epochs", "abc"]),
+    (["train", *QUICK, "--set", "params.optimizer=nesterov"], ["nesterov", "sgd"]),
+    (["train", *QUICK, "--set", "params.nope=1"], ["nope", "hidden"]),
+    (["train", *QUICK, "--set", "novalue"], ["novalue"]),
+    (["train", *QUICK, "--dataset", "no-such-data"], ["no-such-data", "digits"]),
+    (["train", "missing-config.yaml"], ["missing-config.yaml"]),
+    (["train", "no-such-preset"], ["no-such-preset", "bp-digits"]),
+    (["bench", "no-such-suite"], ["no-such-suite", "quick"]),
+    (["data", "verify", "no-such-data"], ["no-such-data", "digits"]),
+])
+def test_bad_input_exits_2_naming_it(argv, names, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    err = _err(capsys, argv)
+    for n in names:
+        assert n in err
+    assert not list(tmp_path.glob("results/train/*"))  # a run that could not start leaves nothing behind
+
+
+def test_corrupt_files_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text("learner: [bp\n")
+    assert "bad.yaml" in _err(capsys, ["train", "bad.yaml"])
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    assert "mapping" in _err(capsys, ["train", "list.yaml"])
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump({"name": "s", "grid": {"learner": ["bp"]}, "extra": 1}))
+    assert "'extra'" in _err(capsys, ["bench", "suite.yaml", "--db", "x.db"])
+    (tmp_path / "bad.db").write_bytes(b"not sqlite" * 200)
+    assert "bad.db" in _err(capsys, ["report", "--db", "bad.db"])
+    assert "missing.db" in _err(capsys, ["report", "--db", "missing.db"])
+
+
+def test_train_writes_record_and_history_and_resumes(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert cli.main(["train", "bp-digits", "--epochs", "2", "--set", "params.hidden=[16]", "--set", "params.lr=0.01",
+                     "--out", str(out), "-q"]) == 0
+    rec = json.loads((out / "record.json").read_text())
+    hist = json.loads((out / "history.json").read_text())
+    assert rec["learner"] == "bp" and rec["epochs"] == 2 and rec["params"]["lr"] == 0.01
+    assert rec["params"]["hidden"] == [16] and 0.0 <= rec["test_acc"] <= 1.0
+    assert rec["command"].startswith("neuroplastic train bp-digits")
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 2
+    # the same out folder without --resume is refused; with --resume the finished run is not retrained
+    assert "--resume" in _err(capsys, ["train", "bp-digits", "--epochs", "2", "--out", str(out)])
+    assert cli.main(["train", "bp-digits", "--epochs", "2", "--set", "params.hidden=[16]", "--set",
+                     "params.lr=0.01", "--out", str(out), "--resume", "-q"]) == 0
+    assert json.loads((out / "history.json").read_text()) == hist
+
+
+def test_train_from_yaml_with_dotted_set(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"learner": "bp", "dataset": "digits", "epochs": 1,
+                                                     "params": {"hidden": [8], "lr": 0.1}}))
+    assert cli.main(["train", "c.yaml", "--set", "params.lr=0.002", "--seed", "4", "--out", "o", "-q"]) == 0
+    rec = json.loads((tmp_path / "o" / "record.json").read_text())
+    assert rec["params"] == {"hidden": [8], "lr": 0.002} and rec["seed"] == 4
+
+
+def test_parse_set_values():
+    assert cli.parse_set(["a=1", "b=0.5", "c=true", "d=[1, 2]", "e=null", "f=adam", "params.lr=1e-3"]) == [
+        ("a", 1), ("b", 0.5), ("c", True), ("d", [1, 2]), ("e", None), ("f", "adam"), ("params.lr", 1e-3)]
+
+
+def test_learners_lists_bp_with_paper_and_criteria(capsys):
+    assert cli.main(["learners"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("bp "))
+    assert "Rumelhart" in line and "✘" in line
+    assert "C1" in out and "C2" in out and "C3" in out
+
+
+def test_data_list_and_verify(capsys, tmp_path):
+    assert cli.main(["data", "--data-root", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and any(x.startswith("digits") and "embedded" in x for x in out.splitlines())
+    assert cli.main(["data", "verify", "digits"]) == 0
+
+
+def test_bench_dry_run_and_report(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["bench", "quick", "--dry-run"]) == 0
+    assert " bp digits" in capsys.readouterr().out
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "s", "grid": {"learner": ["bp"], "seed": [0, 1]},
+                                                    "base": {"dataset": "digits", "epochs": 1,
+                                                             "params": {"hidden": [8]}}}))
+    assert cli.main(["bench", "s.yaml", "--jobs", "1", "--threads", "1", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "bp" in out and "± " in out and "2 done" in out
+    assert cli.main(["report", "--format", "json", "--out", "r.json"]) == 0
+    recs = json.loads((tmp_path / "r.json").read_text())
+    assert len(recs) == 2 and {r["seed"] for r in recs} == {0, 1}
+    assert cli.main(["report", "--suite", "s"]) == 0
+    assert (tmp_path / "results" / "report" / "report.html").exists()
+    assert "'nope'" in _err(capsys, ["report", "--suite", "nope"])

@@ -56,6 +56,25 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no decimal point) as a float, as users expect."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    __import__("re").compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", __import__("re").X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse YAML text with :class:`_Loader` (safe; ``1e-3`` is a float)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 class ConfigError(ValueError):
     """A config key or value is not allowed; the message names it and the allowed values."""
 
@@ -66,7 +85,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.exists():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:
-        cfg = yaml.safe_load(p.read_text())
+        cfg = yaml_load(p.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
     if not isinstance(cfg, dict):

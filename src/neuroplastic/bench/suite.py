@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from ..experiment import yaml_load
+
 SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry")
 REGISTRY_MODES = ("quick",)
 
@@ -182,7 +184,7 @@ def load(name_or_path: str | os.PathLike) -> Suite:
     """Load and expand a suite by built-in name (``quick``) or YAML path."""
     path = find(name_or_path)
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = yaml_load(path.read_text())
     except yaml.YAMLError as e:
         raise SuiteError(f"suite file {str(path)!r} is not valid YAML: {e}") from None
     return expand(spec, source=str(path))

@@ -15,6 +15,40 @@ from .base import Learner, Locality
 
 _BP_LOCALITY = Locality(False, False, False, "exact gradient: transports W^T and a global error in a second phase")
 
+#: Kolen-Pollack weight decay (Akrout et al. 2019; 1e-3 in PAPERS.md).
+KP_WEIGHT_DECAY = 1e-3
+
+#: mode -> (paper, locality on Lv et al.'s criteria C1 no weight symmetry / C2 local error / C3 single
+#: phase, one-line summary). Every FA variant still routes a global output error down the network after
+#: the forward pass (C2 ✘, C3 ✘, as Lv et al. mark FA); they differ on C1.
+MODE_INFO: dict[str, tuple[str, Locality, str]] = {
+    "bp": ("Rumelhart, Hinton & Williams 1986", _BP_LOCALITY, "backpropagation (exact gradients), the reference"),
+    "fa": ("Lillicrap, Cownden, Tweed & Akerman 2016 (Nat. Commun. 7:13276)",
+           Locality(True, False, False, "fixed random B replaces W^T (Lv et al.: FA ✓✘✘); the output error is "
+                    "still propagated layer by layer in a separate backward phase"),
+           "feedback alignment: errors sent back through fixed random matrices B"),
+    "dfa": ("Nøkland 2016 (NeurIPS)",
+            Locality(True, False, False, "fixed random B_l, no W^T; but every layer receives the global output "
+                     "error, broadcast after the forward pass (global error, second phase)"),
+            "direct feedback alignment: the output error broadcast to every layer through fixed B_l"),
+    "usf": ("Liao, Leibo & Poggio 2016 (AAAI); Moskovitz, Litwin-Kumar & Abbott 2018",
+            Locality(False, False, False, "B = s·sign(W) copies W's signs (sign transport), global error, "
+                     "separate backward phase"),
+            "uniform sign-concordant feedback: B = s·sign(W)"),
+    "brsf": ("Liao, Leibo & Poggio 2016 (AAAI)",
+             Locality(False, False, False, "B = |M|∘sign(W) copies W's signs (sign transport), global error, "
+                      "separate backward phase"),
+             "batchwise random-magnitude sign-concordant feedback: B = |M|∘sign(W), M redrawn each batch"),
+    "frsf": ("Liao, Leibo & Poggio 2016 (AAAI)",
+             Locality(False, False, False, "B = |M0|∘sign(W) copies W's signs (sign transport), global error, "
+                      "separate backward phase"),
+             "fixed random-magnitude sign-concordant feedback: B = |M0|∘sign(W)"),
+    "kp": ("Akrout, Wilson, Humphreys, Lillicrap & Tweed 2019 (NeurIPS); Kolen & Pollack 1994",
+           Locality(True, False, False, "W is never copied: B learns from the same locally available δ·x^T as W "
+                    "plus decay, and aligns with W; global error, separate backward phase"),
+           "Kolen-Pollack: B gets W's update plus weight decay, so B -> W"),
+}
+
 
 def make_optimizer(params, optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                    ) -> torch.optim.Optimizer:
@@ -54,8 +88,13 @@ class _LinearDecay:
 class SupervisedNet(Learner):
     """A feed-forward classifier trained end to end by backprop or a feedback-alignment variant.
 
-    ``mode``: ``bp`` (exact gradients) or any mode of :func:`neuroplastic.nn.feedback.convert`.
-    Loss: cross-entropy on the logits. Optimizer and schedule are shared by every mode.
+    ``mode``: ``bp`` (exact gradients) or any mode of :func:`neuroplastic.nn.feedback.convert`
+    (``fa``, ``dfa``, ``usf``, ``brsf``, ``frsf``, ``kp``). Loss: cross-entropy on the logits; the optimizer
+    and schedule are shared by every mode. ``feedback_scale`` multiplies the initial feedback magnitudes;
+    ``seed`` seeds the feedback matrices (the weights come from torch's global generator).
+    ``weight_decay``: default 0, except ``kp`` 1e-3 (Akrout et al. 2019, as in PAPERS.md); KP needs the
+    decay to be decoupled so that ``W − B`` shrinks by ``(1 − lr·wd)`` every step, hence ``kp`` with
+    ``optimizer="adam"`` runs AdamW (SGD's decay acts on ``W`` and ``B`` alike and also works).
     """
 
     name = "bp"
@@ -64,9 +103,18 @@ class SupervisedNet(Learner):
 
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, arch: str = "mlp", mode: str = "bp",
                  hidden: tuple[int, ...] = (256,), act: str = "relu", channels: tuple[int, ...] | None = None,
-                 optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0,
-                 schedule: str = "none", feedback_scale: float | None = None) -> None:
+                 optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
+                 weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
+        if mode not in MODE_INFO:
+            raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODE_INFO)}")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        if weight_decay is None:
+            weight_decay = KP_WEIGHT_DECAY if mode == "kp" else 0.0
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         kw: dict = {"act": act}
         if arch == "mlp":
             kw["hidden"] = tuple(hidden)
@@ -78,12 +126,37 @@ class SupervisedNet(Learner):
             from ..nn.feedback import convert
 
             fb_kw = {} if feedback_scale is None else {"scale": feedback_scale}
-            convert(self.net, mode, **fb_kw)
+            convert(self.net, mode, seed=seed, example_input=torch.zeros(2, *in_shape), **fb_kw)
         self.name = mode
+        self.paper, self.locality = MODE_INFO[mode][0], MODE_INFO[mode][1]
+        if mode == "kp" and optimizer == "adam":
+            optimizer = "adamw"  # decoupled decay: W − B → 0 geometrically (see the class docstring)
         self.opt_cfg = (optimizer, lr, momentum, weight_decay, schedule)
         make_optimizer([nn.Parameter(torch.zeros(1))], optimizer, lr)  # validate names early
         if schedule not in ("none", "cosine", "linear", "step"):
             raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The learner's generators plus the feedback context's (brSF redraws ``M`` from it every batch)."""
+        gens = super().generators()
+        from ..nn.feedback import feedback_layers
+
+        layers = feedback_layers(self.net)
+        if layers:
+            gens.update(layers[0].context.generators())
+        return gens
+
+    def load_training_state(self, state: dict) -> None:
+        """As the base class; first recreates the device generators the checkpoint holds (brSF on a GPU
+        creates its generator at the first batch), so that their states are restored too."""
+        from ..nn.feedback import feedback_layers
+
+        layers = feedback_layers(self.net)
+        for key in state.get("generators", {}):
+            dev = key[len("feedback_"):]
+            if layers and key.startswith("feedback_") and (not dev.startswith("cuda") or torch.cuda.is_available()):
+                layers[0].context.device_generator(torch.device(dev))
+        super().load_training_state(state)
 
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         optimizer, lr, momentum, wd, schedule = self.opt_cfg
@@ -112,7 +185,12 @@ class SupervisedNet(Learner):
         return alignment(self.net)
 
 
-from . import register  # noqa: E402
+from . import register
 
-register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference",
-         quick={"dataset": "digits", "preset": "mlp", "params": {"hidden": [128]}, "epochs": 10, "batch_size": 32})
+_QUICK = {"dataset": "digits", "preset": "mlp", "params": {"hidden": [128]}, "epochs": 10, "batch_size": 32}
+
+register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference", quick=dict(_QUICK))
+for _mode in MODE_INFO:
+    if _mode != "bp":
+        register(_mode, SupervisedNet, paper=MODE_INFO[_mode][0], locality=MODE_INFO[_mode][1],
+                 summary=MODE_INFO[_mode][2], quick=dict(_QUICK), mode=_mode)

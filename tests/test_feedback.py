@@ -1,0 +1,290 @@
+"""Contracts of the feedback-alignment family (neuroplastic.nn.feedback) and its learners."""
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from neuroplastic import data
+from neuroplastic.learners.backprop import MODE_INFO, SupervisedNet
+from neuroplastic.nn.feedback import (
+    FeedbackConv2d,
+    FeedbackLinear,
+    alignment,
+    angle_deg,
+    convert,
+    feedback_layers,
+)
+from neuroplastic.trainer import evaluate, fit
+
+FB_MODES = [m for m in MODE_INFO if m != "bp"]
+
+
+def _mixed(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1),
+                         nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 5))
+
+
+def _grads(model, x, y):
+    x = x.clone().requires_grad_(True)
+    F.cross_entropy(model(x), y).backward()
+    return x.grad, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.prepare("digits", val=0.1, seed=0)
+
+
+# ------------------------------------------------------------------------------------------------------
+# gradient contracts
+def test_fa_with_B_equal_W_is_backprop_exactly():
+    ref = _mixed()
+    fa = convert(copy.deepcopy(ref), "fa", seed=1)
+    with torch.no_grad():
+        for layer in feedback_layers(fa):
+            layer.B.copy_(layer.weight)
+    x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
+    gx_ref, g_ref = _grads(ref, x, y)
+    gx_fa, g_fa = _grads(fa, x, y)
+    assert torch.equal(gx_ref, gx_fa)
+    assert set(g_ref) == set(g_fa)  # no gradient for the fixed B buffers
+    for name in g_ref:
+        assert torch.equal(g_ref[name], g_fa[name]), name
+
+
+def test_linear_grad_input_is_grad_output_at_B_and_weight_grad_is_delta_x():
+    torch.manual_seed(0)
+    layer = convert(nn.Linear(4, 3), "fa", seed=0)
+    assert isinstance(layer, FeedbackLinear)
+    x = torch.randn(5, 4, requires_grad=True)
+    g = torch.randn(5, 3)
+    layer(x).backward(g)
+    assert torch.allclose(x.grad, g @ layer.B, atol=1e-6)
+    assert not torch.allclose(x.grad, g @ layer.weight, atol=1e-3)  # B ≠ W: not backprop
+    assert torch.allclose(layer.weight.grad, g.t() @ x.detach(), atol=1e-6)  # δᵀx
+    assert torch.allclose(layer.bias.grad, g.sum(0), atol=1e-6)
+    # a hand-computed 1×1 case
+    one = convert(nn.Linear(1, 1), "fa", seed=0)
+    with torch.no_grad():
+        one.weight.fill_(2.0), one.bias.fill_(0.5), one.B.fill_(-3.0)
+    xi = torch.tensor([[1.5]], requires_grad=True)
+    out = one(xi)
+    assert out.item() == pytest.approx(3.5)
+    out.backward(torch.tensor([[0.25]]))
+    assert xi.grad.item() == pytest.approx(-0.75) and one.weight.grad.item() == pytest.approx(0.375)
+
+
+def test_conv_grad_input_is_transposed_conv_with_B_and_weight_grad_is_backprops():
+    torch.manual_seed(0)
+    plain = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    layer = convert(copy.deepcopy(plain), "fa", seed=0)
+    assert isinstance(layer, FeedbackConv2d)
+    x = torch.randn(2, 3, 9, 9)
+    xa = x.clone().requires_grad_(True)
+    g = torch.randn(2, 4, 5, 5)
+    layer(xa).backward(g)
+    want_gx = torch.nn.grad.conv2d_input(x.shape, layer.B, g, stride=2, padding=1)
+    assert torch.allclose(xa.grad, want_gx, atol=1e-5)
+    assert torch.allclose(xa.grad, F.conv_transpose2d(g, layer.B, stride=2, padding=1), atol=1e-5)
+    xb = x.clone().requires_grad_(True)
+    plain(xb).backward(g)  # backprop with W: same weight and bias gradients, different input gradient
+    assert torch.equal(layer.weight.grad, plain.weight.grad)
+    assert torch.equal(layer.bias.grad, plain.bias.grad)
+    assert not torch.allclose(xa.grad, xb.grad, atol=1e-3)
+
+
+@pytest.mark.parametrize("mode", ["usf", "brsf", "frsf"])
+def test_sign_concordant_feedback_matches_signs_of_W(mode):
+    net = convert(_mixed(), mode, seed=0)
+    x, y = torch.randn(4, 2, 8, 8), torch.randint(0, 5, (4,))
+    before = [layer.feedback_matrix().clone() for layer in feedback_layers(net)]
+    F.cross_entropy(net(x), y).backward()
+    after = [layer.feedback_matrix().clone() for layer in feedback_layers(net)]
+    for layer, B in zip(feedback_layers(net), after):
+        nz = layer.weight != 0
+        assert torch.equal(torch.sign(B)[nz], torch.sign(layer.weight.detach())[nz])
+        assert angle_deg(B, layer.weight) < 90.0
+    changed = [not torch.equal(a, b) for a, b in zip(before, after)]
+    assert all(changed) if mode == "brsf" else not any(changed)  # brSF redraws M each batch
+    if mode == "usf":  # one magnitude per layer
+        for B in after:
+            assert torch.unique(B.abs()).numel() == 1
+
+
+def test_kp_learns_B_with_the_weight_update_and_aligns_on_regression():
+    torch.manual_seed(0)
+    net = convert(nn.Sequential(nn.Linear(10, 20), nn.Tanh(), nn.Linear(20, 3)), "kp", seed=0)
+    x = torch.randn(256, 10)
+    target = torch.tanh(x @ torch.randn(10, 3))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=0.02)
+    start = alignment(net)["angle_deg_mean"]
+    loss0 = F.mse_loss(net(x), target)
+    loss0.backward()
+    for layer in feedback_layers(net):  # ΔB = ΔW: the same gradient on both
+        assert torch.equal(layer.B.grad, layer.weight.grad)
+    for _ in range(300):
+        opt.zero_grad()
+        F.mse_loss(net(x), target).backward()
+        opt.step()
+    end = alignment(net)
+    assert start > 45.0
+    assert end["angle_deg/0"] < 5.0 and end["angle_deg/1"] < 5.0
+    assert F.mse_loss(net(x), target).item() < 0.1 * loss0.item()
+
+
+def test_dfa_sends_the_output_error_through_B_l():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    net = convert(net, "dfa", seed=0, example_input=torch.zeros(1, 4))
+    l0, l1, l2 = feedback_layers(net)
+    assert l2.is_output and not l0.is_output and not l1.is_output
+    assert tuple(l0.B.shape) == (3, 4) and tuple(l1.B.shape) == (3, 6) and tuple(l2.B.shape) == (3, 5)
+    x = torch.randn(8, 4, requires_grad=True)
+    h1 = net[1](net[0](x))
+    h1.retain_grad()
+    h2 = net[3](net[2](h1))
+    h2.retain_grad()
+    out = net[4](h2)
+    out.retain_grad()
+    F.cross_entropy(out, torch.randint(0, 3, (8,))).backward()
+    e = out.grad
+    assert torch.allclose(h2.grad, e @ l2.B, atol=1e-6)  # output layer: e B_L
+    assert torch.allclose(h1.grad, e @ l1.B, atol=1e-6)  # hidden layer: e B_l, not W-propagated
+    assert torch.allclose(x.grad, e @ l0.B, atol=1e-6)
+    a1 = net[2](h1.detach())
+    delta1 = (e @ l2.B) * (a1 > 0)  # f'(a) of the activation below, applied by autograd
+    assert torch.allclose(l1.weight.grad, delta1.t() @ h1.detach(), atol=1e-6)
+
+
+def test_dfa_needs_an_example_input_and_errors_are_clear():
+    with pytest.raises(ValueError, match="example_input"):
+        convert(_mixed(), "dfa")
+    with pytest.raises(ValueError, match="unknown feedback mode"):
+        convert(_mixed(), "fb")
+    net = convert(_mixed(), "fa")
+    with pytest.raises(ValueError, match="already"):
+        convert(net, "usf")
+    with pytest.raises(ValueError, match="scale"):
+        convert(_mixed(), "fa", scale=-1.0)
+    with pytest.raises(ValueError, match="unknown mode"):
+        SupervisedNet((1, 8, 8), 10, mode="nope")
+
+
+# ------------------------------------------------------------------------------------------------------
+# conversion, state, diagnostics
+@pytest.mark.parametrize("mode", FB_MODES)
+def test_convert_keeps_weights_and_forward_and_holds_state(mode):
+    ref = _mixed()
+    params = {n: p for n, p in ref.named_parameters()}
+    x = torch.randn(3, 2, 8, 8)
+    want = ref(x)
+    net = convert(ref, mode, seed=0, example_input=x)
+    assert net is ref
+    assert sum(isinstance(m, (FeedbackLinear, FeedbackConv2d)) for m in net.modules()) == 4
+    for n, p in net.named_parameters():
+        if not n.endswith(".B"):
+            assert p is params[n]  # the same Parameter objects
+    assert torch.allclose(net(x), want)
+    sd = net.state_dict()
+    if mode in ("fa", "dfa", "kp"):
+        assert all(f"{i}.B" in sd for i in (0, 2, 5, 7))
+    if mode in ("brsf", "frsf"):
+        assert all(f"{i}.M" in sd for i in (0, 2, 5, 7))
+    assert any(n.endswith(".B") for n, _ in net.named_parameters()) == (mode == "kp")
+
+
+@pytest.mark.parametrize("mode", ["fa", "dfa", "brsf", "kp"])
+def test_pickle_and_torch_save_round_trip(mode):
+    m = SupervisedNet((1, 8, 8), 10, arch="small_cnn", mode=mode, channels=(4, 8), seed=0)
+    m.configure(1, 1)
+    x, y = torch.rand(6, 1, 8, 8), torch.randint(0, 10, (6,))
+    m.train_step(x, y)
+    for clone in (pickle.loads(pickle.dumps(m)), _torch_roundtrip(m)):
+        assert torch.equal(clone.predict(x), m.predict(x))
+        for k, v in m.state_dict().items():
+            assert torch.equal(clone.state_dict()[k], v), k
+        clone.configure(1, 1)
+        assert clone.train_step(x, y)["loss"] > 0  # still trains (context and Functions intact)
+
+
+def _torch_roundtrip(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+def test_alignment_angle_and_norm_ratio():
+    net = convert(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)), "fa", seed=0)
+    with torch.no_grad():
+        net[0].B.copy_(net[0].weight)
+        net[2].B.copy_(-2 * net[2].weight)
+    a = alignment(net)
+    assert a["angle_deg/0"] == pytest.approx(0.0, abs=1e-4) and a["norm_ratio/0"] == pytest.approx(1.0)
+    assert a["angle_deg/1"] == pytest.approx(180.0, abs=1e-4) and a["norm_ratio/1"] == pytest.approx(2.0)
+    assert a["angle_deg_mean"] == pytest.approx(90.0, abs=1e-4) and a["norm_ratio_mean"] == pytest.approx(1.5)
+    assert angle_deg(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])) == pytest.approx(90.0)
+    assert alignment(nn.Linear(2, 2)) == {}
+
+
+def test_brsf_checkpoint_resume_is_exact(digits, tmp_path):
+    small = data.DataBundle("digits", digits.train.subset(torch.arange(300)), None, digits.test,
+                            digits.n_classes)
+
+    def run(epochs, resume):
+        torch.manual_seed(0)
+        m = SupervisedNet(small.in_shape, 10, mode="brsf", hidden=(32,), seed=3)
+        fit(m, small, epochs=epochs, batch_size=50, seed=0, checkpoint_dir=tmp_path, resume=resume,
+            progress=False)
+        return m
+
+    full = run(2, resume=False)
+    (tmp_path / "checkpoint.pt").unlink()
+    run(1, resume=False)
+    resumed = run(2, resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k
+
+
+# ------------------------------------------------------------------------------------------------------
+# training
+def test_dfa_trains_an_mlp_and_a_cnn_on_digits(digits):
+    for arch, kw in (("mlp", {"hidden": (128,)}), ("small_cnn", {"channels": (16, 32)})):
+        torch.manual_seed(0)
+        m = SupervisedNet(digits.in_shape, 10, arch=arch, mode="dfa", seed=0, **kw)
+        fit(m, digits, epochs=8, batch_size=32, seed=0, progress=False)
+        assert evaluate(m, digits.test.x, digits.test.y)["acc"] > 0.8, arch  # chance is 0.1
+        assert feedback_layers(m.net)[-1].is_output
+
+
+@pytest.mark.parametrize("mode", list(MODE_INFO))
+def test_every_mode_is_registered_and_trains_on_digits(mode, digits):
+    from neuroplastic import learners
+
+    e = learners.entry(mode)
+    assert e.cls is SupervisedNet and e.paper and e.quick is not None
+    assert e.locality == MODE_INFO[mode][1]
+    q = e.quick
+    torch.manual_seed(0)
+    m = learners.get(mode, in_shape=digits.in_shape, n_classes=10, arch=q["preset"],
+                     **{k: tuple(v) for k, v in q["params"].items()})
+    fit(m, digits, epochs=q["epochs"], batch_size=q["batch_size"], seed=0, progress=False)
+    assert evaluate(m, digits.test.x, digits.test.y)["acc"] > 0.8
+    diag = m.diagnostics()
+    if mode != "bp":
+        assert 0.0 <= diag["angle_deg_mean"] < 90.0 and diag["norm_ratio_mean"] > 0

@@ -156,7 +156,10 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 
 def git_commit() -> str:
-    """The current git commit of the source tree (``unknown`` outside a checkout)."""
+    """The current git commit of the source tree (``$NEUROPLASTIC_COMMIT`` if set — e.g. for a copy of the
+    tree without ``.git`` — else ``git rev-parse``; ``unknown`` outside a checkout)."""
+    if os.environ.get("NEUROPLASTIC_COMMIT"):
+        return os.environ["NEUROPLASTIC_COMMIT"]
     try:
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,

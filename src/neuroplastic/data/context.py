@@ -75,7 +75,7 @@ def decision_window(y: torch.Tensor) -> torch.Tensor:
     if y.dim() != 2:
         raise ValueError(f"decision_window: targets must be [N, T], got {tuple(y.shape)}")
     eq = (y == y[:, -1:]) & (y != 0)
-    return eq.flip(1).to(torch.int8).cumprod(1).flip(1).bool()
+    return eq.flip(1).to(torch.int32).cumprod(1).flip(1).bool()
 
 
 def decisions(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -147,3 +147,23 @@ def test_bench_dry_run_and_report(capsys, tmp_path, monkeypatch):
     assert cli.main(["report", "--suite", "s"]) == 0
     assert (tmp_path / "results" / "report" / "report.html").exists()
     assert "'nope'" in _err(capsys, ["report", "--suite", "nope"])
+
+
+def test_analyze_spiking_from_a_train_output_folder(tmp_path):
+    from neuroplastic.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--learner", "snn-mode", "--dataset", "context-mini", "--epochs", "1",
+                 "--set", "params.n_hidden=32", "--set", "limit_train=64", "--set", "limit_test=32",
+                 "--out", str(out), "-q"]) == 0
+    assert main(["analyze", "spiking", str(out), "--out", str(tmp_path / "an"), "--trials", "8",
+                 "--limit", "16"]) == 0
+    assert (tmp_path / "an" / "spectrum.png").exists() and (tmp_path / "an" / "summary.json").exists()
+
+
+def test_analyze_rejects_unknown_system(capsys):
+    from neuroplastic.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", "nosuch"])
+    assert e.value.code == 2

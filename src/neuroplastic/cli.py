@@ -283,6 +283,26 @@ def cmd_learners(a: argparse.Namespace, command: str) -> int:
     return 0
 
 
+#: Per-system analysis commands: ``neuroplastic analyze SYSTEM ...`` runs ``<module>.main(argv)``.
+ANALYZERS = {
+    "spiking": ("neuroplastic.spiking.analysis", "mode trajectories, |λ| spectrum, pruning, rasters, energy"),
+    "hebbian": ("neuroplastic.hebbian.viz", "filters, receptive fields, UMAP, winner statistics"),
+}
+
+
+def cmd_analyze(a: argparse.Namespace, command: str) -> int:
+    """Dispatch to a learning system's analysis command."""
+    import importlib
+
+    mod_name, _ = ANALYZERS[a.system]
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        raise UsageError(f"analysis for {a.system!r} is not available ({e})") from None
+    rc = mod.main(list(a.args))
+    return int(rc or 0)
+
+
 # --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
@@ -358,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Registered learners: paper, locality criteria C1 C2 C3, supervised, summary.")
     lp.add_argument("-v", "--verbose", action="store_true", help="also print why each criterion holds or not")
     lp.set_defaults(func=cmd_learners)
+
+    an = sub.add_parser("analyze", help="pictures and analyses of a trained model (per learning system)",
+                        description="Analyses of a trained model: " + "; ".join(
+                            f"{k}: {v[1]}" for k, v in ANALYZERS.items())
+                        + ". Arguments after SYSTEM go to that system's command (try SYSTEM --help).")
+    an.add_argument("system", choices=sorted(ANALYZERS), metavar="SYSTEM", help=", ".join(sorted(ANALYZERS)))
+    an.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the system's analysis command")
+    an.set_defaults(func=cmd_analyze)
     return p
 
 

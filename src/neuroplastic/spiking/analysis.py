@@ -41,7 +41,15 @@ def load_model(path: str | Path, device: str = "cpu", data_root: str | None = No
     """Rebuild a learner saved as ``{"config", "state_dict"}``; returns ``(learner, bundle, cfg)``."""
     from .. import experiment
 
-    blob = torch.load(path, map_location=device, weights_only=False)
+    path = Path(path)
+    if path.is_dir():  # the --out folder of `neuroplastic train`: config.yaml + checkpoint.pt
+        if not (path / "config.yaml").exists() or not (path / "checkpoint.pt").exists():
+            raise ValueError(f"{path}: expected config.yaml and checkpoint.pt (the --out folder of "
+                             "`neuroplastic train`)")
+        ckpt = torch.load(path / "checkpoint.pt", map_location=device, weights_only=False)
+        blob = {"config": experiment.load_yaml(path / "config.yaml"), "state_dict": ckpt["learner"]["model"]}
+    else:
+        blob = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not a saved spiking model (expected keys 'config' and 'state_dict')")
     cfg = dict(blob["config"])
@@ -219,7 +227,8 @@ def report(model: str | Path, out_dir: str | Path, trials: int = 200, limit: int
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m neuroplastic.spiking.analysis",
                                  description="Plots and statistics of a trained spiking mode network")
-    ap.add_argument("model", help="a .pt file written by benchmarks/spiking_train.py --save-dir")
+    ap.add_argument("model", help="a .pt file written by benchmarks/spiking_train.py --save-dir, or the "
+                    "--out folder of `neuroplastic train` (config.yaml + checkpoint.pt)")
     ap.add_argument("--out", required=True, help="output folder for the PNGs and summary.json")
     ap.add_argument("--trials", type=int, default=200, help="test samples for trajectories and rasters")
     ap.add_argument("--limit", type=int, default=2000, help="test samples for accuracy/pruning/energy")

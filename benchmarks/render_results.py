@@ -26,8 +26,12 @@ def table(records: list[dict]) -> str:
     """Markdown table grouped by (learner, dataset, preset): mean ± std of test_acc over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r.get("status", "done") == "done" and r.get("test_acc") is not None:
-            groups[(r["learner"], r["dataset"], str(r.get("preset")))].append(r)
+        if r.get("status", "done") == "done" and isinstance(r.get("test_acc"), (int, float)):
+            variant = r.get("variant") or ""
+            groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{variant}]" if
+                                                                                    variant else ""))].append(r)
+    if not groups:
+        return ""
     extra_keys = sorted({k for r in records for k in r.get("table_extra", [])})
     head = ["learner", "dataset", "preset", "test acc % (final epoch)", "seeds", "epochs", "train s/run",
             "device"] + extra_keys
@@ -49,9 +53,15 @@ def main() -> None:
            "per run: exact command, commit, CPU/GPU, torch). Accuracies are final-epoch test accuracies;",
            "any model selection used a validation split carved from the training set. Notes per benchmark",
            "live in `benchmarks/notes/`.", ""]
+    for report in sorted((HERE / "results").glob("*_report.md")):
+        text = report.read_text().strip().splitlines()
+        out += [("#" + line) if line.startswith("#") else line for line in text] + [""]
+        out += [f"(Section generated from `{report.relative_to(HERE.parent)}`.)", ""]
     for path in sorted((HERE / "results").glob("*.json")):
+        if path.name.endswith(".partial.json"):
+            continue
         records = json.loads(path.read_text())
-        if not records:
+        if not isinstance(records, list) or not records or not table(records):
             continue
         name = path.stem
         out += [f"## {name}", ""]

@@ -64,11 +64,51 @@ def small_cnn(in_shape: tuple[int, ...], n_classes: int, channels: tuple[int, ..
     return nn.Sequential(*layers)
 
 
-ARCHS: dict[str, Callable[..., nn.Sequential]] = {"mlp": mlp, "lenet5": lenet5, "small_cnn": small_cnn}
+def _out(size: int, k: int, pad: int = 0) -> int:
+    """Output size of a stride-1 convolution with kernel ``k`` and padding ``pad``."""
+    return size + 2 * pad - k + 1
+
+
+def lv_cnn_mnist(in_shape: tuple[int, ...], n_classes: int, act: str = "tanh") -> nn.Sequential:
+    """Lv et al. 2025 MNIST CNN: ``conv32 k5 → maxpool2 → conv64 k3 → maxpool2 → conv16 k3 → FC200 → FC``.
+
+    No padding (the paper gives none): 28 → 24 → 12 → 10 → 5 → 3, so the FC layer reads 16·3·3 = 144.
+    """
+    c, h, w = in_shape
+    h1, w1 = _out(h, 5) // 2, _out(w, 5) // 2
+    h2, w2 = _out(h1, 3) // 2, _out(w1, 3) // 2
+    h3, w3 = _out(h2, 3), _out(w2, 3)
+    if min(h3, w3) < 1:
+        raise ValueError(f"lv_cnn_mnist needs inputs of at least 22×22, got {in_shape}")
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 5), activation(act), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), activation(act), nn.MaxPool2d(2),
+        nn.Conv2d(64, 16, 3), activation(act), nn.Flatten(),
+        nn.Linear(16 * h3 * w3, 200), activation(act), nn.Linear(200, n_classes))
+
+
+def lv_cnn_cifar(in_shape: tuple[int, ...], n_classes: int, act: str = "tanh") -> nn.Sequential:
+    """Lv et al. 2025 CIFAR-10 CNN: ``conv64 → maxpool2 → conv128 → maxpool2 → conv64 → avgpool2 → FC256 → FC``.
+
+    All convs 3×3 padding 1 (the paper states k3 p1 for the first; we keep it for all). The average pool
+    is 2×2 (the paper does not give its size), so 32 → 16 → 8 → 4 and the FC layer reads 64·4·4 = 1024.
+    """
+    c, h, w = in_shape
+    if h % 8 or w % 8:
+        raise ValueError(f"lv_cnn_cifar needs height and width divisible by 8, got {in_shape}")
+    return nn.Sequential(
+        nn.Conv2d(c, 64, 3, padding=1), activation(act), nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1), activation(act), nn.MaxPool2d(2),
+        nn.Conv2d(128, 64, 3, padding=1), activation(act), nn.AvgPool2d(2), nn.Flatten(),
+        nn.Linear(64 * (h // 8) * (w // 8), 256), activation(act), nn.Linear(256, n_classes))
+
+
+ARCHS: dict[str, Callable[..., nn.Sequential]] = {"mlp": mlp, "lenet5": lenet5, "small_cnn": small_cnn,
+                                               "lv_cnn_mnist": lv_cnn_mnist, "lv_cnn_cifar": lv_cnn_cifar}
 
 
 def build(name: str, in_shape: tuple[int, ...], n_classes: int, **kwargs) -> nn.Sequential:
-    """Build architecture ``name`` (``mlp``, ``lenet5``, ``small_cnn``) for ``in_shape``/``n_classes``."""
+    """Build architecture ``name`` (one of :data:`ARCHS`) for ``in_shape``/``n_classes``."""
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHS)}")
     return ARCHS[name](tuple(in_shape), n_classes, **kwargs)

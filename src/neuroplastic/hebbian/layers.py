@@ -1,0 +1,255 @@
+r"""Layers trained by an unsupervised local rule: :class:`HebbConv2d`, :class:`HebbLinear`, and activations.
+
+"Layers compute; rules learn": a layer computes its currents :math:`u = \langle w_i, x_n\rangle` and, when
+``plastic`` (set by the learner during the unsupervised epoch), hands them to its rule
+(:mod:`neuroplastic.hebbian.rules`), forms :math:`\Delta w_i = \sum_n p_{in} x_n - c_i w_i`, normalises it by
+:math:`\max|\Delta w|`, multiplies by the rule's per-unit rate and writes :math:`-\Delta w` into
+``weight.grad``; the learner's SGD optimizer then applies :math:`w \leftarrow w + \eta\,\Delta w`.
+
+For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patch}}` is exactly the weight
+gradient of a convolution with output gradient ``p``, computed by ``torch.nn.grad.conv2d_weight`` (one
+batched convolution, the same cost as the forward pass) — never a Python loop over positions.
+With ``plastic`` off the layers are ordinary differentiable modules (the backprop baseline uses them).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rules import HebbRule, channel_sum, dog_kernel, hebbian_delta, normalize_update, winner_mask
+
+__all__ = ["HebbConv2d", "HebbLinear", "Triangle", "init_weight"]
+
+_INITS = ("softhebb", "kaiming", "normal")
+
+
+def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = None) -> None:
+    r"""Initialise ``w`` in place.
+
+    ``softhebb``: :math:`w \sim \mathcal N(0, 1)\cdot 25/\sqrt{\mathrm{fan\_in}}` (Journé et al. 2023, so
+    :math:`\lVert w_i\rVert \approx 25` and the adaptive rate pulls it to 1); ``kaiming``: PyTorch's default
+    Kaiming-uniform (Nimmo & Mondragón 2025); ``normal``: :math:`\mathcal N(0, 1/\mathrm{fan\_in})`.
+    """
+    fan_in = w[0].numel()
+    with torch.no_grad():
+        if init == "softhebb":
+            w.normal_(0.0, 1.0, generator=generator).mul_(25.0 / math.sqrt(fan_in))
+        elif init == "kaiming":
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=generator)
+        elif init == "normal":
+            w.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
+        else:
+            raise ValueError(f"unknown init {init!r}; allowed: {', '.join(_INITS)}")
+
+
+class Triangle(nn.Module):
+    r"""Triangle activation (Coates et al. 2011; SoftHebb): :math:`y = \mathrm{ReLU}(u - \bar u)^{p}`, with
+    :math:`\bar u` the mean over channels at each position. Gradient-safe at 0 for :math:`p < 1`."""
+
+    def __init__(self, power: float = 1.0) -> None:
+        super().__init__()
+        if not power > 0:
+            raise ValueError(f"Triangle: power must be > 0, got {power}")
+        self.power = float(power)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        z = u - u.mean(dim=1, keepdim=True)
+        if self.power == 1.0:
+            return F.relu(z)
+        pos = z > 0
+        return torch.where(pos, z.clamp_min(1e-12).pow(self.power), torch.zeros_like(z))
+
+    def extra_repr(self) -> str:
+        return f"power={self.power}"
+
+
+class _HebbLayer(nn.Module):
+    """Shared machinery of :class:`HebbConv2d` and :class:`HebbLinear` (see the module docstring)."""
+
+    weight: nn.Parameter
+
+    def _setup(self, rule: HebbRule, n_out: int, n_in_groups: int, cosine: bool, dale: float | None,
+               generator: torch.Generator | None) -> None:
+        if not isinstance(rule, HebbRule):
+            raise TypeError(f"rule must be a HebbRule, got {type(rule).__name__}")
+        self.rule = rule
+        self.cosine = bool(cosine)
+        self.plastic = False
+        self.register_buffer("win_counts", torch.zeros(n_out, dtype=torch.float64))
+        self.register_buffer("positions_seen", torch.zeros((), dtype=torch.float64))
+        if dale is not None:
+            if not 0.0 <= dale <= 1.0:
+                raise ValueError(f"dale (fraction of excitatory inputs) must be in [0, 1], got {dale}")
+            r = torch.rand(n_in_groups, generator=generator)
+            self.register_buffer("dale_sign", torch.where(r < dale, 1.0, -1.0))
+            self.constrain_()
+        else:
+            self.dale_sign = None
+
+    # -- the rule ------------------------------------------------------------------------------------
+    def modulate(self, u: torch.Tensor) -> torch.Tensor:
+        """Post-synaptic activity the rule correlates (identity; conv layers may apply surround inhibition)."""
+        return u
+
+    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_n p_{in} x_n`, shaped like ``weight``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def plasticity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and
+        currents ``u``; write :math:`-\Delta w` into ``weight.grad`` (added to any grad already there) and
+        return :math:`\Delta w`."""
+        y = self.modulate(u)
+        p, c = self.rule.factors(u, y)
+        dw = normalize_update(hebbian_delta(self.correlate(x, p), c, self.weight))
+        r = self.rule.rate(self.weight)
+        if r is not None:
+            dw = dw * r.view(-1, *([1] * (dw.dim() - 1)))
+        if self.weight.grad is None:
+            self.weight.grad = -dw
+        else:
+            self.weight.grad.sub_(dw)
+        self.win_counts += channel_sum(winner_mask(u)).double()
+        self.positions_seen += u.numel() / u.shape[1]
+        return dw
+
+    @torch.no_grad()
+    def constrain_(self) -> None:
+        """Dale's law: every weight from input (channel) ``j`` has the sign ``dale_sign[j]`` (clip the rest to 0)."""
+        if self.dale_sign is None:
+            return
+        shape = (1, -1) + (1,) * (self.weight.dim() - 2)
+        s = self.dale_sign.view(shape).to(self.weight.dtype)
+        self.weight.copy_(s * F.relu(s * self.weight))
+
+    def winner_frequency(self) -> torch.Tensor:
+        """Fraction of positions each unit won during plastic forward passes ``[C]`` (0 = dead unit)."""
+        return (self.win_counts / self.positions_seen.clamp_min(1)).float()
+
+    def _current_weight(self) -> torch.Tensor:
+        w = self.rule.current_weight(self.weight)
+        if self.cosine:
+            w = w / w.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
+        return w
+
+
+class HebbConv2d(_HebbLayer):
+    r"""2-D convolution whose kernels learn by a local rule (Journé et al. 2023; Nimmo & Mondragón 2025).
+
+    Currents :math:`u_{i,n} = \langle w_i, x_{\mathrm{patch}(n)}\rangle` (``cosine``: divided by
+    :math:`\lVert w_i\rVert\,\lVert x_{\mathrm{patch}(n)}\rVert`). Input ``[N, C_in, H, W]``, output the currents
+    ``[N, C_out, H', W']`` (activation and pooling are separate modules). With ``plastic`` and in training
+    mode, a forward pass also computes the rule's update (see the module docstring).
+
+    Args:
+        rule: a :class:`~neuroplastic.hebbian.rules.HebbRule`.
+        padding_mode: ``reflect`` (SoftHebb) or ``zeros``.
+        groups: ``groups = in_channels`` gives a depthwise conv.
+        dog: ``(size, sigma_e, sigma_i)`` of a difference-of-Gaussians surround kernel applied depthwise to the
+            currents before the rule sees them (Nimmo & Mondragón 2025); ``None`` for none.
+        dale: fraction of excitatory input channels for a Dale's-law sign constraint (``None``: off).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rule: HebbRule, *, stride: int = 1,
+                 padding: int = 0, padding_mode: str = "reflect", groups: int = 1, cosine: bool = False,
+                 dog: tuple[int, float, float] | None = None, init: str = "softhebb", dale: float | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if min(in_channels, out_channels, kernel_size, stride, groups) < 1 or padding < 0:
+            raise ValueError(f"HebbConv2d: bad shape arguments in={in_channels} out={out_channels} "
+                             f"k={kernel_size} stride={stride} padding={padding} groups={groups}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"HebbConv2d: groups={groups} must divide in={in_channels} and out={out_channels}")
+        if padding_mode not in ("reflect", "zeros"):
+            raise ValueError(f"HebbConv2d: padding_mode must be 'reflect' or 'zeros', got {padding_mode!r}")
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.padding_mode, self.groups = stride, padding, padding_mode, groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
+        init_weight(self.weight, init, generator)
+        if dog is not None:
+            size, se, si = dog
+            self.register_buffer("dog", dog_kernel(int(size), float(se), float(si)).view(1, 1, size, size))
+        else:
+            self.dog = None
+        self._setup(rule, out_channels, in_channels, cosine, dale, generator)
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``x`` by ``padding`` (reflect needs ``padding < H, W``; falls back to zeros if not)."""
+        p = self.padding
+        if p == 0:
+            return x
+        if self.padding_mode == "reflect" and p < min(x.shape[-2:]):
+            return F.pad(x, (p, p, p, p), mode="reflect")
+        return F.pad(x, (p, p, p, p))
+
+    def currents(self, xp: torch.Tensor) -> torch.Tensor:
+        """Currents of the padded input ``xp``."""
+        u = F.conv2d(xp, self._current_weight(), stride=self.stride, groups=self.groups)
+        if self.cosine:
+            k = self.kernel_size
+            ones = xp.new_ones(self.groups, self.in_channels // self.groups, k, k)
+            pn = F.conv2d(xp * xp, ones, stride=self.stride, groups=self.groups).clamp_min(1e-12).sqrt()
+            u = u / pn.repeat_interleave(self.out_channels // self.groups, dim=1)
+        return u
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"HebbConv2d expects [N, {self.in_channels}, H, W], got {tuple(x.shape)}")
+        xp = self.pad(x)
+        u = self.currents(xp)
+        if self.plastic and self.training:
+            self.plasticity(xp.detach(), u.detach())
+        return u
+
+    def modulate(self, u: torch.Tensor) -> torch.Tensor:
+        if self.dog is None:
+            return u
+        c, k = u.shape[1], self.dog.shape[-1]
+        return F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
+
+    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return torch.nn.grad.conv2d_weight(x, self.weight.shape, p.to(x.dtype), stride=self.stride,
+                                           groups=self.groups)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding} ({self.padding_mode}), groups={self.groups}, cosine={self.cosine}, "
+                f"dog={self.dog is not None}, dale={self.dale_sign is not None}")
+
+
+class HebbLinear(_HebbLayer):
+    r"""Fully connected layer whose weights learn by a local rule: :math:`u_{in} = \langle w_i, x_n\rangle`
+    (``cosine``: :math:`\cos(w_i, x_n)`); input ``[N, D]`` (or any ``[N, ...]``, flattened), output ``[N, C]``.
+    Same rules and options as :class:`HebbConv2d` (no surround inhibition)."""
+
+    def __init__(self, in_features: int, out_features: int, rule: HebbRule, *, cosine: bool = False,
+                 init: str = "softhebb", dale: float | None = None, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if min(in_features, out_features) < 1:
+            raise ValueError(f"HebbLinear: sizes must be >= 1, got {in_features}, {out_features}")
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        init_weight(self.weight, init, generator)
+        self._setup(rule, out_features, in_features, cosine, dale, generator)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"HebbLinear expects {self.in_features} input features, got {x.shape[1]}")
+        u = x @ self._current_weight().t()
+        if self.cosine:
+            u = u / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        if self.plastic and self.training:
+            self.plasticity(x.detach(), u.detach())
+        return u
+
+    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return p.to(x.dtype).t() @ x
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, cosine={self.cosine}, dale={self.dale_sign is not None}"

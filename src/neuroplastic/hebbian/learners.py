@@ -1,0 +1,245 @@
+"""Registered Hebbian learners: ``hebbian-cnn`` (any preset), ``hebbian-<preset>`` shortcuts, and the
+``hebbian-cnn-bp`` baseline (the same network trained end to end by backprop).
+
+Protocol (Journé et al., ICLR 2023; Nimmo & Mondragón 2025): one unsupervised epoch in which every Hebbian
+layer learns at once from a single forward pass per batch; then the network is frozen and the trainer fits
+the standard linear probe (:mod:`neuroplastic.probe`) on cached features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..learners.base import Learner, Locality
+from . import models
+
+__all__ = ["HebbianCNN", "HebbianCNNBP"]
+
+_HEBB_LOCALITY = Locality(True, True, True,
+                          "local rule: each layer's pre- and post-synaptic activity in one forward pass, no error")
+
+
+class HebbianCNN(Learner):
+    r"""Hebbian CNN trained by unsupervised local rules, read out by a linear probe.
+
+    Each batch: one forward pass with every Hebbian layer ``plastic``; each layer writes :math:`-\Delta w`
+    (normalised by :math:`\max|\Delta w|`, times the rule's per-unit rate) into ``weight.grad`` and an SGD
+    optimizer with the layer's base rate :math:`\eta_0` (param group per layer) applies
+    :math:`w \leftarrow w + \eta_0\,\Delta w`. Dale's-law sign constraints are re-imposed after each step.
+
+    Args:
+        preset: an architecture preset of :mod:`neuroplastic.hebbian.models` (default ``softhebb``).
+        width: channel multiplier (1 = the paper's widths).
+        rule: override the rule of every layer (``hard``, ``softhebb``, ``bcm``, ``krotov``, ``oja``, ``hebb``).
+        cosine, dog: override the cosine activation / surround inhibition of the preset.
+        dale: fraction of excitatory inputs for a Dale's-law constraint (``None``: off).
+        zca: ZCA-whiten inputs (ε = 1e-3; default: the preset's choice, for colour images only). The whitening is fitted on the first
+            ``zca_samples`` training images the learner sees (buffered, then learnt from) — unsupervised.
+        lr_scale: multiplies every layer's base rate.
+        probe_epochs: linear-probe epochs (default: the preset's, 50 for SoftHebb and 20 for Nimmo's).
+        out_norm: standardise the output features per channel with running statistics gathered during the
+            unsupervised epoch (``BatchNorm(affine=False)``; default: the preset's — on for the cosine/BCM
+            presets, whose features are cosines of order 0.01 that a linear probe trained by Adam at 1e-3
+            would otherwise need tens of thousands of steps to scale up).
+    """
+
+    name = "hebbian-cnn"
+    paper = "Nimmo & Mondragón 2025 (arXiv 2501.17266); Journé et al., ICLR 2023 (SoftHebb)"
+    locality = _HEBB_LOCALITY
+    supervised = False
+
+    def __init__(self, in_shape: tuple[int, ...], n_classes: int, preset: str = "softhebb", width: float = 1.0,
+                 rule: str | None = None, cosine: bool | None = None, dog: bool | None = None,
+                 dale: float | None = None, zca: bool | None = None, zca_samples: int = 5000,
+                 lr_scale: float = 1.0, probe_epochs: int | None = None, out_norm: bool | None = None,
+                 seed: int = 0) -> None:
+        super().__init__()
+        info = models.preset_info(preset)
+        if not lr_scale > 0:
+            raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
+        if probe_epochs is not None and probe_epochs < 1:
+            raise ValueError(f"probe_epochs must be >= 1, got {probe_epochs}")
+        if zca_samples < 2:
+            raise ValueError(f"zca_samples must be >= 2, got {zca_samples}")
+        self.preset = preset
+        self.in_shape = tuple(in_shape)
+        self.n_classes = n_classes
+        self.net = models.build(info, self.in_shape, width=width, rule=rule, cosine=cosine, dog=dog, dale=dale,
+                                seed=seed)
+        self.lr_scale = float(lr_scale)
+        use_norm = info.out_norm if out_norm is None else bool(out_norm)
+        c = self.net.out_shape[0]
+        self.out_bn = (nn.BatchNorm1d(c, affine=False) if len(self.net.out_shape) == 1
+                       else nn.BatchNorm2d(c, affine=False)) if use_norm else None
+        self.probe_epochs = int(probe_epochs or info.probe_epochs)
+        self.use_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3) if zca is None else bool(zca)
+        self.zca_samples = int(zca_samples)
+        self._zca_buffer: list[torch.Tensor] = []
+        self._steps_per_epoch = 0
+        if self.use_zca:
+            d = math.prod(self.in_shape)
+            if d > 8192:
+                raise ValueError(f"zca=True needs inputs of at most 8192 values, got {d}")
+            self.register_buffer("zca_mean", torch.zeros(d))
+            self.register_buffer("zca_w", torch.eye(d))
+            self.register_buffer("zca_fitted", torch.zeros((), dtype=torch.bool))
+
+    # ----------------------------------------------------------------------------------------------
+    def configure(self, epochs: int, steps_per_epoch: int) -> None:
+        groups = [{"params": [m.weight], "lr": lr * self.lr_scale} for _, m, lr in self.net.hebb_layers()]
+        self.optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=0.0)
+        self.scheduler = None
+        self._steps_per_epoch = steps_per_epoch
+
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        r"""ZCA-whitened input :math:`(x-\mu)W` (identity when ZCA is off)."""
+        if not self.use_zca:
+            return x
+        if not bool(self.zca_fitted):
+            raise RuntimeError(f"{self.name}: ZCA whitening is not fitted yet (train first)")
+        return ((x.flatten(1) - self.zca_mean) @ self.zca_w).reshape(x.shape)
+
+    def _fit_zca(self, x: torch.Tensor) -> None:
+        from ..data.transforms import ZCA
+
+        z = ZCA(eps=1e-3).fit(x.cpu())
+        self.zca_mean.copy_(z.mean_.to(self.zca_mean.device))
+        self.zca_w.copy_(z.W_.to(self.zca_w.device))
+        self.zca_fitted.fill_(True)
+
+    def _flush_zca(self) -> None:
+        if not self._zca_buffer:
+            return
+        xs = torch.cat(self._zca_buffer)
+        sizes = [len(b) for b in self._zca_buffer]
+        self._zca_buffer = []
+        self._fit_zca(xs)
+        for b in xs.split(sizes):
+            self._hebb_step(self.whiten(b))
+
+    def _hebb_step(self, x: torch.Tensor) -> dict[str, float]:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.net.set_plastic(True)
+        try:
+            with torch.no_grad():
+                out = self.net(x)
+                if self.out_bn is not None:
+                    self.out_bn(out)  # running statistics only
+        finally:
+            self.net.set_plastic(False)
+        self.optimizer.step()
+        for _, m, _ in self.net.hebb_layers():
+            m.constrain_()
+        return {}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
+        """One local update of every Hebbian layer (``y`` is ignored: unsupervised)."""
+        if self.optimizer is None:
+            raise RuntimeError(f"{self.name}: call configure() before train_step()")
+        if self.use_zca and not bool(self.zca_fitted):
+            self._zca_buffer.append(x.detach())
+            target = min(self.zca_samples, max(2, self._steps_per_epoch * len(x) // 4))
+            if sum(len(b) for b in self._zca_buffer) >= target:
+                self._flush_zca()
+            return {}
+        return self._hebb_step(self.whiten(x))
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        self._flush_zca()
+        return super().end_epoch(epoch)
+
+    @torch.no_grad()
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen representation: the last stage's pooled output, flattened ``[N, D]``."""
+        self.net.set_plastic(False)
+        out = self.net(self.whiten(x))
+        if self.out_bn is not None:
+            out = self.out_bn(out)
+        return out.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def diagnostics(self) -> dict[str, float]:
+        """Per Hebbian layer: fraction of dead units (never won) and mean weight norm."""
+        out = {}
+        for i, (_, m, _) in enumerate(self.net.hebb_layers()):
+            if float(m.positions_seen) > 0:
+                out[f"dead_frac_{i}"] = float((m.win_counts == 0).float().mean())
+            out[f"wnorm_{i}"] = float(m.weight.detach().flatten(1).norm(dim=1).mean())
+        return out
+
+    def final_metrics(self, bundle) -> dict[str, float]:
+        """Winner statistics of the unsupervised epoch (dead units per layer, largest win share)."""
+        out = {}
+        for i, (_, m, _) in enumerate(self.net.hebb_layers()):
+            f = m.winner_frequency()
+            out[f"dead_units_{i}"] = int((m.win_counts == 0).sum())
+            out[f"max_win_share_{i}"] = float(f.max()) if len(f) else 0.0
+        return out
+
+
+class HebbianCNNBP(Learner):
+    """The same network as :class:`HebbianCNN` (same preset and widths) trained end to end by backprop.
+
+    Head ``Dropout(0.5) → Linear`` as in the probe; Adam 1e-3, cross-entropy (Nimmo & Mondragón 2025's
+    baseline). The Hebbian layers run with ``plastic`` off, i.e. as ordinary differentiable convolutions.
+    """
+
+    name = "hebbian-cnn-bp"
+    paper = "Nimmo & Mondragón 2025 (backprop baseline of the same net)"
+    locality = Locality(False, False, False, "exact gradient: transports W^T and a global error in a second phase")
+    supervised = True
+
+    def __init__(self, in_shape: tuple[int, ...], n_classes: int, preset: str = "softhebb", width: float = 1.0,
+                 cosine: bool | None = None, dog: bool | None = None, lr: float = 1e-3, dropout: float = 0.5,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if not lr > 0 or not 0 <= dropout < 1:
+            raise ValueError(f"need lr > 0 and 0 <= dropout < 1, got lr={lr}, dropout={dropout}")
+        self.preset = preset
+        self.net = models.build(preset, tuple(in_shape), width=width, cosine=cosine, dog=dog, seed=seed)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(self.net.out_features, n_classes))
+        self.lr = float(lr)
+
+    def configure(self, epochs: int, steps_per_epoch: int) -> None:
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        self.scheduler = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Output of the convolutional trunk (for pictures)."""
+        return self.net(x).flatten(1)
+
+
+from ..learners import register
+
+_QUICK = {"dataset": "digits", "epochs": 1, "batch_size": 10, "params": {"width": 0.0625, "probe_epochs": 10}}
+register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, optimal, hard, soft, bcm, "
+         "depthwise, residual, stl10, krotov) + linear probe",
+         quick={**_QUICK, "preset": "softhebb"})
+register("hebbian-cnn-bp", HebbianCNNBP, summary="the Hebbian CNN architecture trained end to end by backprop",
+         quick={"dataset": "digits", "preset": "softhebb", "epochs": 5, "batch_size": 32,
+                "params": {"width": 0.0625}})
+for _p in ("softhebb", "optimal", "hard", "bcm", "depthwise", "residual", "krotov"):
+    _q = {k: v for k, v in _QUICK.items()}
+    if _p == "krotov":
+        _q = {**_q, "params": {"width": 0.05, "probe_epochs": 10}, "batch_size": 32}
+    register(f"hebbian-{_p}", HebbianCNN, summary=f"Hebbian CNN, preset {_p}: {models.PRESETS[_p].summary}",
+             quick=_q, preset=_p)

@@ -1,0 +1,311 @@
+"""Hebbian rules, layers and learners: hand-computed tiny cases, conv vs naive reference, contracts."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from neuroplastic.hebbian import rules
+from neuroplastic.hebbian.layers import HebbConv2d, HebbLinear, Triangle
+from neuroplastic.hebbian.learners import HebbianCNN, HebbianCNNBP
+from neuroplastic.hebbian.models import PresetInfo, StageSpec, build
+
+
+# ---------------------------------------------------------------------------------------------------
+# rule math on 1–3 units, by hand
+def test_hard_wta_factors_by_hand():
+    p, c = rules.HardWTA().factors(torch.tensor([[1.0, 3.0], [2.0, -1.0]]), None)
+    assert p.tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    assert c.tolist() == [1.0, 1.0]
+
+
+def test_softhebb_factors_by_hand():
+    u = torch.tensor([[0.0, math.log(3.0)]])  # softmax = [1/4, 3/4]; unit 1 wins
+    p, c = rules.SoftHebb(t_inv=1.0).factors(u, u)
+    assert torch.allclose(p, torch.tensor([[-0.25, 0.75]]))
+    assert torch.allclose(c, torch.tensor([0.0, 0.75 * math.log(3.0)]))
+    # temperature: t_inv = 2 -> softmax of [0, 2 ln 3] = [1/10, 9/10]
+    p2, _ = rules.SoftHebb(t_inv=2.0).factors(u, u)
+    assert torch.allclose(p2, torch.tensor([[-0.1, 0.9]]))
+
+
+def test_softhebb_adaptive_rate_by_hand():
+    w = torch.tensor([[3.0, 4.0], [0.6, 0.8]])  # norms 5 and 1
+    r = rules.SoftHebb().rate(w)
+    assert torch.allclose(r, torch.tensor([2.0, 1e-5]), atol=1e-6)
+    assert rules.SoftHebb(adaptive=False).rate(w) is None
+
+
+def test_bcm_threshold_and_update_by_hand():
+    rule = rules.BCM(2, theta_decay=0.5)
+    u = torch.tensor([[2.0, 1.0], [0.5, 1.0]])  # winners: unit 0, then unit 1
+    p, c = rule.factors(u, u)
+    # masked y = [[2, 0], [0, 1]]; mean y^2 = [2, 0.5]; theta = 0.5 * [2, 0.5] = [1, 0.25]
+    assert torch.allclose(rule.theta, torch.tensor([1.0, 0.25]))
+    assert torch.allclose(p, torch.tensor([[2.0 * (2 - 1), 0.0], [0.0, 1.0 * (1 - 0.25)]]))
+    assert c.tolist() == [0.0, 0.0]
+
+
+def test_krotov_ranking_by_hand():
+    rule = rules.KrotovHopfield(p=3, k=2, delta=0.4)
+    u = torch.tensor([[0.1, 0.9, 0.5]])
+    g, c = rule.factors(u, u)
+    assert torch.allclose(g, torch.tensor([[0.0, 1.0, -0.4]]))
+    assert torch.allclose(c, torch.tensor([0.0, 0.9, -0.2]))
+    w = torch.tensor([[-2.0, 0.5]])
+    assert torch.allclose(rule.current_weight(w), torch.tensor([[-4.0, 0.25]]))
+
+
+def test_oja_and_plain_hebb_by_hand():
+    y = torch.tensor([[2.0]])
+    p, c = rules.Oja().factors(y, y)
+    assert p.tolist() == [[2.0]] and c.tolist() == [4.0]
+    p, c = rules.PlainHebb(decay=0.1).factors(y, y)
+    assert p.tolist() == [[2.0]] and torch.allclose(c, torch.tensor([0.1]))
+
+
+def test_linear_layer_update_by_hand_and_sign_convention():
+    """One unit, Oja: Δw = y x - y² w with y = w·x; normalised by max|Δw|; grad = -Δw; SGD adds +η Δw."""
+    layer = HebbLinear(2, 1, rules.Oja(), init="normal")
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0]]))
+    x = torch.tensor([[1.0, 2.0]])
+    # y = 1; Δw = [1, 2] - 1 * [1, 0] = [0, 2]; / max = [0, 1]
+    layer.plastic = True
+    layer.train()
+    layer(x)
+    assert torch.allclose(layer.weight.grad, torch.tensor([[0.0, -1.0]]))
+    opt = torch.optim.SGD([layer.weight], lr=0.1)
+    opt.step()
+    assert torch.allclose(layer.weight.detach(), torch.tensor([[1.0, 0.1]]))
+
+
+def test_hard_wta_only_updates_winners():
+    torch.manual_seed(0)
+    layer = HebbLinear(6, 4, rules.HardWTA(), init="normal")
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(4, 6) * 3)
+    x = torch.zeros(3, 6)
+    x[0, 0], x[1, 2], x[2, 0] = 1.0, 1.0, 2.0  # units 0 and 2 win; 1 and 3 never
+    layer.plastic = True
+    layer(x)
+    g = layer.weight.grad
+    assert g[1].abs().sum() == 0 and g[3].abs().sum() == 0
+    assert g[0].abs().sum() > 0 and g[2].abs().sum() > 0
+    assert layer.win_counts.tolist() == [2.0, 0.0, 1.0, 0.0]
+
+
+def test_softhebb_converges_to_unit_norm_on_random_data():
+    g = torch.Generator().manual_seed(0)
+    layer = HebbLinear(8, 4, rules.SoftHebb(t_inv=1.0), init="softhebb", generator=g)
+    assert layer.weight.norm(dim=1).min() > 10  # starts near 25
+    opt = torch.optim.SGD([layer.weight], lr=0.1)
+    layer.plastic = True
+    for _ in range(800):
+        opt.zero_grad()
+        layer(torch.randn(16, 8, generator=g))
+        opt.step()
+    norms = layer.weight.detach().norm(dim=1)
+    assert torch.allclose(norms, torch.ones(4), atol=0.1), norms
+
+
+# ---------------------------------------------------------------------------------------------------
+# conv update = naive reference
+def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
+    """Per-position loops: currents, factors, Σ p·patch - c·w, normalised, rate-scaled."""
+    xp = layer.pad(x)
+    k, s, G = layer.kernel_size, layer.stride, layer.groups
+    cin_g, cout_g = layer.in_channels // G, layer.out_channels // G
+    w = layer._current_weight()
+    n, _, hp, wp = xp.shape
+    ho, wo = (hp - k) // s + 1, (wp - k) // s + 1
+    u = torch.zeros(n, layer.out_channels, ho, wo)
+    for b in range(n):
+        for o in range(layer.out_channels):
+            gi = o // cout_g
+            for i in range(ho):
+                for j in range(wo):
+                    patch = xp[b, gi * cin_g:(gi + 1) * cin_g, i * s:i * s + k, j * s:j * s + k]
+                    val = (patch * w[o]).sum()
+                    if layer.cosine:
+                        val = val / patch.norm().clamp_min(1e-12)
+                    u[b, o, i, j] = val
+    p, c = layer.rule.factors(u, layer.modulate(u))
+    corr = torch.zeros_like(layer.weight)
+    for b in range(n):
+        for o in range(layer.out_channels):
+            gi = o // cout_g
+            for i in range(ho):
+                for j in range(wo):
+                    corr[o] += p[b, o, i, j] * xp[b, gi * cin_g:(gi + 1) * cin_g, i * s:i * s + k, j * s:j * s + k]
+    dw = rules.normalize_update(corr - c.view(-1, 1, 1, 1) * layer.weight)
+    r = layer.rule.rate(layer.weight)
+    return dw if r is None else dw * r.view(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("kw", [
+    {"rule": "softhebb", "padding": 1, "stride": 1, "groups": 1, "cosine": False, "dog": None},
+    {"rule": "hard", "padding": 2, "stride": 2, "groups": 1, "cosine": True, "dog": (3, 1.0, 1.2)},
+    {"rule": "oja", "padding": 0, "stride": 1, "groups": 2, "cosine": False, "dog": None},
+    {"rule": "krotov", "padding": 1, "stride": 1, "groups": 1, "cosine": False, "dog": None},
+])
+def test_conv_update_equals_naive_reference(kw):
+    g = torch.Generator().manual_seed(1)
+    cout = 4
+    layer = HebbConv2d(2, cout, 3, rules.make_rule(kw.pop("rule"), cout), init="normal", generator=g, **kw)
+    x = torch.randn(2, 2, 5, 5, generator=g)
+    with torch.no_grad():
+        ref = _naive_conv_dw(layer, x)
+        dw = layer.plasticity(layer.pad(x), layer.currents(layer.pad(x)))
+    assert torch.allclose(dw, ref, atol=1e-5)
+    assert torch.allclose(layer.weight.grad, -ref, atol=1e-5)
+
+
+def test_bcm_conv_matches_naive_reference():
+    g = torch.Generator().manual_seed(2)
+    mk = lambda: HebbConv2d(1, 3, 3, rules.BCM(3, 0.3), padding=1, init="normal",
+                            generator=torch.Generator().manual_seed(5))
+    a, b = mk(), mk()
+    x = torch.randn(2, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        ref = _naive_conv_dw(a, x)
+        dw = b.plasticity(b.pad(x), b.currents(b.pad(x)))
+    assert torch.allclose(dw, ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------
+# options
+def test_triangle_and_dog():
+    t = Triangle(0.7)
+    u = torch.tensor([[[[1.0]], [[3.0]]]], requires_grad=True)  # mean 2 -> [0, 1]
+    y = t(u)
+    assert torch.allclose(y.flatten(), torch.tensor([0.0, 1.0]))
+    y.sum().backward()
+    assert torch.isfinite(u.grad).all()
+    k = rules.dog_kernel(5, 1.2, 1.3)
+    assert k.shape == (5, 5) and abs(float(k[2, 2]) - 1.0) < 1e-6 and float(k[0, 0]) < 0
+
+
+def test_dale_constraint_holds_after_training():
+    m = HebbianCNN((1, 8, 8), 10, preset="softhebb", width=0.0625, dale=0.8, seed=0)
+    m.configure(1, 5)
+    for _ in range(5):
+        m.train_step(torch.rand(4, 1, 8, 8), None)
+    for _, layer, _ in m.net.hebb_layers():
+        if layer.dale_sign is not None:
+            s = layer.dale_sign.view(1, -1, 1, 1)
+            assert (s * layer.weight >= 0).all()
+
+
+def test_bad_arguments_name_the_problem():
+    with pytest.raises(ValueError, match="allowed"):
+        HebbianCNN((1, 8, 8), 10, preset="nope")
+    with pytest.raises(ValueError, match="allowed"):
+        rules.make_rule("nope", 3)
+    with pytest.raises(ValueError, match="t_inv"):
+        rules.SoftHebb(t_inv=0)
+    with pytest.raises(ValueError, match="groups"):
+        HebbConv2d(3, 4, 3, rules.HardWTA(), groups=2)
+
+
+@pytest.mark.parametrize("preset,shape", [("softhebb", (1, 8, 8)), ("optimal", (1, 28, 28)),
+                                          ("depthwise", (1, 28, 28)), ("residual", (1, 8, 8)),
+                                          ("stl10", (3, 32, 32)), ("krotov", (1, 8, 8))])
+def test_presets_adapt_to_input_shape(preset, shape):
+    m = HebbianCNN(shape, 10, preset=preset, width=0.05, seed=0)
+    m.configure(1, 4)
+    m.train_step(torch.rand(6, *shape), None)
+    m.end_epoch(0)
+    m.eval()
+    f = m.features(torch.rand(3, *shape))
+    assert f.shape[0] == 3 and f.shape[1] == m.net.out_features and torch.isfinite(f).all()
+
+
+def test_zca_is_fitted_from_training_batches_and_whitens():
+    g = torch.Generator().manual_seed(0)
+    m = HebbianCNN((3, 4, 4), 10, preset="optimal", width=0.05, zca=True, zca_samples=400, seed=0)
+    m.configure(1, 100)
+    mix = torch.randn(48, 48, generator=g)
+    xs = [(torch.randn(40, 48, generator=g) @ mix).view(40, 3, 4, 4) for _ in range(10)]
+    for x in xs:
+        assert not bool(m.zca_fitted)
+        m.train_step(x, None)
+    assert bool(m.zca_fitted)  # fitted once 400 samples were buffered, then learnt from
+    z = m.whiten(torch.cat(xs)).flatten(1)
+    cov = torch.cov(z.t())
+    assert torch.allclose(cov, torch.eye(48), atol=0.05)
+
+
+def test_updates_detached_and_checkpoint_roundtrip():
+    m = HebbianCNN((1, 8, 8), 10, preset="bcm", width=0.1, seed=0)
+    m.configure(1, 3)
+    m.train_step(torch.rand(5, 1, 8, 8), None)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    m2 = torch.load(buf, weights_only=False)
+    m.eval(), m2.eval()
+    x = torch.rand(2, 1, 8, 8)
+    assert torch.equal(m.features(x), m2.features(x))
+    assert all(not p.requires_grad or p.grad is None or not p.grad.requires_grad for p in m.parameters())
+
+
+def test_backprop_baseline_shares_architecture_and_learns():
+    torch.manual_seed(0)
+    bp = HebbianCNNBP((1, 8, 8), 3, preset="softhebb", width=0.0625, seed=0)
+    hb = HebbianCNN((1, 8, 8), 3, preset="softhebb", width=0.0625, seed=0)
+    assert [p.shape for p in bp.net.parameters()] == [p.shape for p in hb.net.parameters()]
+    bp.configure(1, 1)
+    x, y = torch.rand(30, 1, 8, 8), torch.arange(30) % 3
+    x[y == 1, :, :4] += 1.0
+    x[y == 2, :, 4:] += 1.0
+    first = bp.train_step(x, y)["loss"]
+    for _ in range(30):
+        last = bp.train_step(x, y)["loss"]
+    assert last < first
+
+
+# ---------------------------------------------------------------------------------------------------
+# a 2-layer Hebbian net + probe beats a random-weight net of the same shape on the embedded digits
+def test_two_layer_hebbian_beats_random_on_digits():
+    from neuroplastic import data
+    from neuroplastic.probe import fit_probe
+    from neuroplastic.trainer import fit
+
+    bundle = data.prepare("digits", val=0.1, seed=0)
+    spec = PresetInfo([StageSpec(16, 3, 1, 0.7, ("max", 2, 2, 0), "softhebb", {"t_inv": 1.0}, 0.3),
+                       StageSpec(48, 3, 1, 1.0, ("avg", 2, 2, 0), "softhebb", {"t_inv": 4.0}, 0.075)],
+                      probe_epochs=10)
+    accs = {}
+    for trained in (True, False):
+        torch.manual_seed(0)
+        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", seed=0, probe_epochs=10)
+        m.net = build(spec, bundle.in_shape, seed=0)
+        if trained:
+            accs[trained] = fit(m, bundle, epochs=1, batch_size=10, progress=False).final["test_acc"]
+        else:
+            accs[trained] = fit_probe(m, bundle, progress=False)[-1]["test_acc"]
+    assert accs[True] > accs[False] + 0.03, accs
+
+
+def test_pictures_are_written(tmp_path, capsys):
+    from neuroplastic import data
+    from neuroplastic.hebbian import viz
+
+    bundle = data.prepare("digits", val=0.1, seed=0, limit_train=200, limit_test=50)
+    m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0)
+    m.configure(1, 10)
+    for i in range(0, 100, 10):
+        m.train_step(bundle.train.x[i:i + 10], None)
+    rf = viz.receptive_fields(m, 1, units=[0, 1], steps=5)
+    assert rf.shape == (2, 1, 8, 8) and rf.min() >= 0 and rf.max() <= 1
+    out = viz.report_figures(m, bundle, tmp_path, rf_steps=5, max_points=50)
+    for k in ("filters", "receptive_fields", "winners"):
+        assert out[k].exists() and out[k].stat().st_size > 0
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        assert out["umap"] is None and "neuroplastic[viz]" in capsys.readouterr().out

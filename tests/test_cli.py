@@ -167,3 +167,14 @@ def test_analyze_rejects_unknown_system(capsys):
     with pytest.raises(SystemExit) as e:
         main(["analyze", "nosuch"])
     assert e.value.code == 2
+
+
+def test_analyze_hebbian_from_a_train_output_folder(tmp_path):
+    from neuroplastic.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--learner", "hebbian-softhebb", "--dataset", "digits", "--epochs", "1",
+                 "--set", "limit_train=200", "--out", str(out), "-q"]) == 0
+    assert main(["analyze", "hebbian", str(out), "--out", str(tmp_path / "an"), "--rf-steps", "5",
+                 "--points", "50"]) == 0
+    assert (tmp_path / "an" / "filters.png").exists() and (tmp_path / "an" / "winner_frequency.png").exists()

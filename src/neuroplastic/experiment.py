@@ -248,6 +248,22 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params())
 
 
+def load_trained(folder: str | os.PathLike, device: str = "cpu"):
+    """Rebuild a learner from the ``--out`` folder of ``neuroplastic train`` (``config.yaml`` +
+    ``checkpoint.pt``, the last finished epoch); returns ``(learner, bundle, cfg)``."""
+    folder = Path(folder)
+    if not (folder / "config.yaml").exists() or not (folder / "checkpoint.pt").exists():
+        raise ConfigError(f"{str(folder)!r}: expected config.yaml and checkpoint.pt (the --out folder of "
+                          "`neuroplastic train`)")
+    cfg = load_yaml(folder / "config.yaml")
+    cfg["device"] = device
+    cfg, bundle, learner = build(cfg)
+    state = torch.load(folder / "checkpoint.pt", map_location=device, weights_only=False)
+    learner.load_state_dict(state["learner"]["model"])
+    learner.eval()
+    return learner, bundle, cfg
+
+
 def record(out: RunOutput, *, command: str, status: str = "done") -> dict[str, Any]:
     """The standard results record of a run (``benchmarks/results/*.json`` holds lists of these).
 

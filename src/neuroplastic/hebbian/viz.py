@@ -186,3 +186,27 @@ def report_figures(learner, bundle, outdir: str | os.PathLike, rf_steps: int = 5
     out["umap"] = plot_umap(feats, bundle.test.y[:n], outdir / "umap.png")
     out["winners"] = plot_winner_frequency(learner, outdir / "winner_frequency.png")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``neuroplastic analyze hebbian RUN_DIR --out DIR``: every picture of a trained Hebbian learner."""
+    import argparse
+
+    from ..experiment import load_trained
+
+    ap = argparse.ArgumentParser(prog="neuroplastic analyze hebbian",
+                                 description="Filters, receptive fields (projected gradient ascent), UMAP of "
+                                 "features by class and winner frequencies of a trained Hebbian learner.")
+    ap.add_argument("run", help="the --out folder of `neuroplastic train` (config.yaml + checkpoint.pt)")
+    ap.add_argument("--out", required=True, help="output folder for the PNGs")
+    ap.add_argument("--rf-steps", type=int, default=500, help="gradient-ascent iterations (paper: 500)")
+    ap.add_argument("--points", type=int, default=3000, help="test samples in the UMAP")
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args(argv)
+    learner, bundle, _ = load_trained(a.run, a.device)
+    if not hasattr(learner, "net") or not hasattr(learner.net, "stages"):
+        raise ValueError(f"{a.run}: not a Hebbian learner (learner {learner.name!r})")
+    out = report_figures(learner, bundle, a.out, rf_steps=a.rf_steps, max_points=a.points)
+    for name, path in out.items():
+        print(f"{name}: {path if path is not None else 'skipped'}")
+    return 0

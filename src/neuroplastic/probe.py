@@ -76,7 +76,7 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     probe = LinearProbe(f_train.shape[1], n_classes, dropout).to(f_train.device)
     probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
-    milestones = sorted({max(1, int(round(epochs * m))) for m in _HALVING})
+    milestones = sorted({max(1, round(epochs * m)) for m in _HALVING})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.5)
     hist = []
     for epoch in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False, file=sys.stderr):

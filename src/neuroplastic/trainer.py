@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import DataBundle, batches
-from .learners.base import Learner, NonFiniteError, check_loss
+from .learners.base import Learner, check_loss
 
 CHECKPOINT = "checkpoint.pt"
 

@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import importlib
 
-from .core import (ArrayDataset, DataBundle, DatasetError, DatasetInfo, batches, data_root, dataset_info,
-                   dataset_names, load, prepare, register_dataset, split_validation)
+from .core import (
+    ArrayDataset,
+    DataBundle,
+    DatasetError,
+    DatasetInfo,
+    batches,
+    data_root,
+    dataset_info,
+    dataset_names,
+    load,
+    prepare,
+    register_dataset,
+    split_validation,
+)
 
 # Modules that register datasets when imported (absent ones are skipped while they are being built).
 for _mod in ("digits", "idx", "cifar", "generated", "context"):

@@ -100,10 +100,10 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool 
             yield x[i:i + batch_size], y[i:i + batch_size]
 
 
-def split_validation(ds: ArrayDataset, n_val: int | float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
+def split_validation(ds: ArrayDataset, n_val: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """Carve a seeded validation split from ``ds``: ``n_val`` samples, or that fraction if < 1."""
     n = len(ds)
-    k = int(round(n * n_val)) if isinstance(n_val, float) and n_val < 1 else int(n_val)
+    k = round(n * n_val) if isinstance(n_val, float) and n_val < 1 else int(n_val)
     if not 0 <= k < n:
         raise ValueError(f"validation size {n_val!r} is out of range for {n} samples")
     g = torch.Generator().manual_seed(seed)
@@ -163,7 +163,7 @@ def load(name: str, root: str | os.PathLike | None = None, *, download: bool = F
 
 
 
-def prepare(name: str, root: str | os.PathLike | None = None, *, val: int | float = 0.1, seed: int = 0,
+def prepare(name: str, root: str | os.PathLike | None = None, *, val: float = 0.1, seed: int = 0,
             download: bool = False, limit_train: int | None = None, limit_test: int | None = None,
             normalize: bool = False, device: str | torch.device = "cpu") -> DataBundle:
     """Load a dataset and return float train/val/test splits for the trainer.

@@ -20,8 +20,18 @@ from typing import Any
 
 from .base import Learner, Locality, NonFiniteError, check_loss
 
-__all__ = ["Learner", "Locality", "NonFiniteError", "check_loss", "register", "get", "entry", "names",
-           "entries", "allowed_params"]
+__all__ = [
+    "Learner",
+    "Locality",
+    "NonFiniteError",
+    "allowed_params",
+    "check_loss",
+    "entries",
+    "entry",
+    "get",
+    "names",
+    "register",
+]
 
 # Modules that register learners when imported. A module listed here that does not exist yet is
 # skipped; any other import error is raised.

@@ -332,3 +332,12 @@ def test_summary_mean_std_over_seeds_and_variants():
     assert g["n_done"] == 3 and g["acc_mean"] == pytest.approx(0.7) and g["acc_std"] == pytest.approx(0.2)
     assert groups[1]["acc_std"] is None and "params.lr=0.01" in groups[1]["variant"]
     assert report.fmt_acc(g["acc_mean"], g["acc_std"]) == "70.00 ± 20.00"
+
+
+def test_a_learner_with_several_quick_entries_gets_several_quick_runs():
+    from neuroplastic import learners
+
+    s = suite.load("quick")
+    snn = [c for _, c in s.runs if c["learner"] == "snn-mode"]
+    assert len(learners.entry("snn-mode").quick) == 2
+    assert sorted(c["dataset"] for c in snn) == ["context-mini", "digits"]

@@ -279,7 +279,7 @@ def test_every_mode_is_registered_and_trains_on_digits(mode, digits):
     e = learners.entry(mode)
     assert e.cls is SupervisedNet and e.paper and e.quick is not None
     assert e.locality == MODE_INFO[mode][1]
-    q = e.quick
+    q = e.quick[0]
     torch.manual_seed(0)
     m = learners.get(mode, in_shape=digits.in_shape, n_classes=10, arch=q["preset"],
                      **{k: tuple(v) for k, v in q["params"].items()})

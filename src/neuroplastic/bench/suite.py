@@ -161,22 +161,22 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
     for combo in itertools.product(*(vals for _, vals in axes)):
         point = dict(zip([k for k, _ in axes], combo))
         lname = point.get("learner", base.get("learner"))
-        cfg = copy.deepcopy(base)
-        if lname in quick:
-            cfg = deep_merge(cfg, quick[lname])
-        if lname in overrides:
-            cfg = deep_merge(cfg, overrides[lname] or {})
-        for k, v in point.items():
-            cfg = set_dotted(cfg, k, v)
-        try:
-            cfg = validate(cfg)
-        except ConfigError as e:
-            desc = ", ".join(f"{k}={v}" for k, v in point.items())
-            raise SuiteError(f"{where}, run ({desc}): {e}") from None
-        h = config_hash(cfg)
-        if h not in seen:
-            seen.add(h)
-            runs.append((h, cfg))
+        for q in quick.get(lname, [{}]):  # a learner may have several quick runs
+            cfg = copy.deepcopy(base)
+            cfg = deep_merge(cfg, q)
+            if lname in overrides:
+                cfg = deep_merge(cfg, overrides[lname] or {})
+            for k, v in point.items():
+                cfg = set_dotted(cfg, k, v)
+            try:
+                cfg = validate(cfg)
+            except ConfigError as e:
+                desc = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise SuiteError(f"{where}, run ({desc}): {e}") from None
+            h = config_hash(cfg)
+            if h not in seen:
+                seen.add(h)
+                runs.append((h, cfg))
     return Suite(name, str(spec.get("description") or ""), runs, source)
 
 

@@ -56,7 +56,7 @@ class Entry:
     locality: Locality
     supervised: bool
     summary: str
-    quick: dict | None = None  # config overrides for the quick suite on small data (None: not in it)
+    quick: list[dict] | None = None  # config overrides, one per quick-suite run (None: not in it)
 
 
 _REGISTRY: dict[str, Entry] = {}
@@ -64,11 +64,12 @@ _loaded = False
 
 
 def register(name: str, cls: type, *, paper: str | None = None, locality: Locality | None = None,
-             summary: str = "", quick: dict | None = None, **defaults: Any) -> type:
+             summary: str = "", quick: dict | list[dict] | None = None, **defaults: Any) -> type:
     """Register ``cls`` (a Learner subclass) under ``name`` with fixed keyword arguments ``defaults``.
 
     ``quick``: config overrides (``dataset``, ``preset``, ``params``, ``epochs``, ``batch_size``, ...) for
-    the ``quick`` bench suite (``make run``: every learner on small offline data, minutes on 2 cores).
+    the ``quick`` bench suite (``make run``: every learner on small offline data, minutes on 2 cores); a
+    list gives several quick runs (e.g. an image task and a generated sequence task).
     """
     if not (isinstance(cls, type) and issubclass(cls, Learner)):
         raise TypeError(f"register({name!r}): {cls!r} is not a Learner subclass")
@@ -76,7 +77,8 @@ def register(name: str, cls: type, *, paper: str | None = None, locality: Locali
         raise ValueError(f"learner name {name!r} is already registered to {_REGISTRY[name].cls.__name__}")
     _REGISTRY[name] = Entry(name, cls, dict(defaults), paper or cls.paper, locality or cls.locality,
                             cls.supervised, summary or (cls.__doc__ or "").strip().split("\n")[0],
-                            dict(quick) if quick is not None else None)
+                            None if quick is None else [dict(q) for q in (quick if isinstance(quick, list)
+                                                                         else [quick])])
     return cls
 
 

@@ -312,8 +312,10 @@ from ..learners import register
 
 register("snn-mode", ModeNetLearner, rank="mode", neuron="lif",
          summary="spiking RNN, recurrent W = ξ_in diag(λ) ξ_outᵀ (P modes), BPTT + surrogate gradients",
-         quick={"dataset": "digits", "params": {"n_hidden": 64, "n_modes": 3, "steps": 20, "lr": 3e-3},
-                "epochs": 8, "batch_size": 32})
+         quick=[{"dataset": "digits", "params": {"n_hidden": 64, "n_modes": 3, "steps": 20, "lr": 3e-3},
+                 "epochs": 8, "batch_size": 32},
+                {"dataset": "context-mini", "params": {"n_hidden": 64, "n_modes": 3, "lr": 3e-3},
+                 "epochs": 3, "batch_size": 32}])
 register("snn-fullrank", ModeNetLearner, rank="full", neuron="lif",
          summary="spiking RNN with full-rank trained recurrent weights (N² parameters), BPTT + surrogate",
          quick={"dataset": "digits", "params": {"n_hidden": 64, "steps": 20, "lr": 3e-3},

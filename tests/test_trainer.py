@@ -205,3 +205,9 @@ def test_batches_cover_every_sample_once():
     seen = torch.cat([xb for xb, _ in data.batches(x, x, 10, shuffle=True, generator=g)]).flatten()
     assert sorted(seen.tolist()) == list(range(103))
     assert len(list(data.batches(x, x, 10, drop_last=True))) == 10
+
+
+def test_wrong_input_shape_is_a_clear_error(digits):
+    m = learners.get("bp", in_shape=(1, 28, 28), n_classes=10, arch="mlp", hidden=(8,))
+    with pytest.raises(ValueError, match=r"built for inputs of shape \(1, 28, 28\).*'digits'.*\(1, 8, 8\)"):
+        trainer.fit(m, digits, epochs=1, batch_size=32, progress=False)

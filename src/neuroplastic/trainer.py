@@ -112,6 +112,10 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1 (got {epochs}, {batch_size})")
+    expected = getattr(learner, "in_shape", None)
+    if expected is not None and tuple(expected) != tuple(bundle.in_shape):
+        raise ValueError(f"{learner.name}: built for inputs of shape {tuple(expected)}, but dataset "
+                         f"{bundle.name!r} has samples of shape {tuple(bundle.in_shape)}")
     device = next(iter(learner.parameters()), torch.empty(0)).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

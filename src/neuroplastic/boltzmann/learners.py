@@ -49,6 +49,7 @@ class RBMLearner(Learner):
             raise ValueError(f"unknown ais {ais!r}; allowed: paper, fast, none")
         if k < 1:
             raise ValueError(f"k (Gibbs steps) must be >= 1, got {k}")
+        self.in_shape = tuple(in_shape)
         self.n_visible = math.prod(in_shape)
         self.gen = torch.Generator().manual_seed(seed)
         self.rbm = RBM(self.n_visible, n_hidden, generator=self.gen)
@@ -126,6 +127,7 @@ class FullBMLearner(Learner):
         super().__init__()
         if binarization not in _BINARIZE:
             raise ValueError(f"unknown binarization {binarization!r}; allowed: {', '.join(_BINARIZE)}")
+        self.in_shape = tuple(in_shape)
         self.n_visible = math.prod(in_shape)
         self.gen = torch.Generator().manual_seed(seed)
         self.bm = FullBM(self.n_visible, n_hidden, generator=self.gen)

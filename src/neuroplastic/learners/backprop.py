@@ -120,6 +120,7 @@ class SupervisedNet(Learner):
             kw["hidden"] = tuple(hidden)
         elif channels is not None:
             kw["channels"] = tuple(channels)
+        self.in_shape = tuple(in_shape)
         self.net = archs.build(arch, in_shape, n_classes, **kw)
         self.mode = mode
         if mode != "bp":

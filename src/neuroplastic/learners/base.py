@@ -72,6 +72,9 @@ class Learner(nn.Module):
     probe_lr: float = 1e-3
     probe_dropout: float = 0.5
     probe_batch_size: int = 64
+    #: Shape of one input sample the learner was built for (set by subclasses that take ``in_shape``);
+    #: the trainer refuses data of another shape with an error naming both.
+    in_shape: tuple[int, ...] | None = None
 
     def __init__(self) -> None:
         super().__init__()

@@ -341,3 +341,20 @@ def test_a_learner_with_several_quick_entries_gets_several_quick_runs():
     snn = [c for _, c in s.runs if c["learner"] == "snn-mode"]
     assert len(learners.entry("snn-mode").quick) == 2
     assert sorted(c["dataset"] for c in snn) == ["context-mini", "digits"]
+
+
+def test_report_shows_pictures_written_by_learners(tmp_path):
+    from neuroplastic.bench import report, runner  # noqa: F401
+
+    spec = tmp_path / "pics.yaml"
+    spec.write_text("name: pics\ngrid: {learner: [snn-mode], dataset: [context-mini], seed: [0]}\n"
+                    "base: {epochs: 1, batch_size: 32, limit_train: 64, limit_test: 32, "
+                    "params: {n_hidden: 24, n_modes: 3}}\n")
+    from neuroplastic.cli import main
+
+    db = tmp_path / "r" / "neuroplastic.db"
+    assert main(["bench", str(spec), "--db", str(db), "--results-dir", str(tmp_path / "r"), "--jobs", "1"]) == 0
+    md = (tmp_path / "r" / "report" / "report.md").read_text()
+    assert "Pictures of trained learners" in md and "spectrum" in md
+    html_doc = (tmp_path / "r" / "report" / "report.html").read_text()
+    assert html_doc.count("data:image/png;base64") >= 3

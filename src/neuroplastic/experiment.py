@@ -230,8 +230,9 @@ def build(cfg: dict[str, Any]):
 
 
 def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-        progress: bool = True, log: Any = None) -> RunOutput:
-    """Build and train one config; return its :class:`RunOutput` (final-epoch metrics)."""
+        progress: bool = True, log: Any = None, figures_dir: str | os.PathLike | None = None) -> RunOutput:
+    """Build and train one config; return its :class:`RunOutput` (final-epoch metrics). With
+    ``figures_dir``, the learner's :meth:`~neuroplastic.learners.base.Learner.figures` are written there."""
     from .trainer import fit
 
     t0 = time.perf_counter()
@@ -243,6 +244,8 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     extra = getattr(learner, "final_metrics", None)
     if callable(extra):
         metrics.update(extra(bundle))
+    if figures_dir is not None:
+        learner.figures(bundle, Path(figures_dir))
     history = res.history + [dict(r, stage="probe") for r in res.final.get("probe_history", [])]
     return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params())

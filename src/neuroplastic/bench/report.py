@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import statistics
 import time
 from collections import defaultdict
@@ -354,6 +355,20 @@ _NOTES = ("Test accuracy is the final-epoch accuracy on the test split (percent)
           "weight symmetry, C2 local error signal, C3 single phase.")
 
 
+def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, list[tuple[str, bytes]]]]:
+    """PNGs written by learners' ``figures()`` under ``runs_dir/<hash>/figures``, per finished run."""
+    out = []
+    for r in rows:
+        fig_dir = runs_dir / r["hash"] / "figures"
+        if r["status"] != "done" or not fig_dir.is_dir():
+            continue
+        pngs = [(p.stem, p.read_bytes()) for p in sorted(fig_dir.glob("*.png"))]
+        if pngs:
+            c = r["config"]
+            out.append((f"{c['learner']} · {c['dataset']} · {preset_of(c)} · seed {c['seed']}", pngs))
+    return out
+
+
 def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/report",
                  formats: tuple[str, ...] | list[str] = ("md", "html"), suite: str | None = None,
                  ) -> list[Path]:
@@ -391,6 +406,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                    str(r["attempts"]), (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error") else ""]
                   for r in failed])
     meta = _meta(rows, suite, db_path)
+    pictures = run_pictures(rows, db_path.parent / "runs")
     title = "neuroplastic results" + (f": suite {suite}" if suite else "")
     if "md" in formats:
         parts = [f"# {title}", "", *(f"- **{k}**: {v}" for k, v in meta), "", "## Comparison", "", _NOTES, "",
@@ -403,6 +419,14 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                 p = write_atomic(out / "figures" / f"{slug}.png", png)
                 written.append(p)
                 parts += [f"### {ftitle}", "", f"![{ftitle}](figures/{slug}.png)", ""]
+        if pictures:
+            parts += ["## Pictures of trained learners", ""]
+            for title_, pngs in pictures:
+                parts += [f"### {title_}", ""]
+                for name, png in pngs:
+                    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{title_}-{name}")
+                    written.append(write_atomic(out / "figures" / slug, png))
+                    parts += [f"![{name}](figures/{slug})", ""]
         written.append(write_atomic(out / "report.md", "\n".join(parts)))
     if "html" in formats:
         style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
@@ -421,6 +445,14 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                 b64 = base64.b64encode(png).decode()
                 body += [f"<h3>{html.escape(ftitle)}</h3>",
                          f'<img alt="{html.escape(ftitle)}" src="data:image/png;base64,{b64}">']
+        if pictures:
+            body.append("<h2>Pictures of trained learners</h2>")
+            for title_, pngs in pictures:
+                body.append(f"<h3>{html.escape(title_)}</h3>")
+                for name, png in pngs:
+                    b64 = base64.b64encode(png).decode()
+                    body.append(f'<img alt="{html.escape(name)}" title="{html.escape(name)}" '
+                                f'style="max-width:48%" src="data:image/png;base64,{b64}">')
         doc = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
         written.append(write_atomic(out / "report.html", doc))

@@ -50,7 +50,8 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
     run_dir = results_dir / "runs" / h
     experiment.write_json_atomic(cfg, run_dir / "config.json")
     try:
-        out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress)
+        out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
+                             figures_dir=run_dir / "figures")
     except KeyboardInterrupt:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the release
         try:

@@ -120,6 +120,12 @@ class Learner(nn.Module):
         """Scalars worth logging each epoch (alignment angles, firing rates, ...)."""
         return {}
 
+    def figures(self, bundle: Any, out_dir: Any) -> list[Any]:
+        """Pictures of the trained learner written as PNGs into ``out_dir`` (receptive fields, mode
+        trajectories, ...); returns their paths. The bench harness calls it after each run and the report
+        shows what it wrote. Default: none."""
+        return []
+
     def final_metrics(self, bundle: Any) -> dict[str, Any]:
         """Extra metrics computed once after training (log-likelihood by AIS, energy per inference,
         pruning curves, ...); the harness stores them beside ``test_acc``."""

@@ -202,12 +202,19 @@ def report(model: str | Path, out_dir: str | Path, trials: int = 200, limit: int
            device: str = "cpu") -> dict[str, Any]:
     """All plots and a ``summary.json`` for a saved model; returns the summary."""
     learner, bundle, cfg = load_model(model, device)
+    return write_figures(learner, bundle, out_dir, trials, limit,
+                         {"model": str(model), "dataset": cfg["dataset"], "params": cfg["params"]})
+
+
+def write_figures(learner, bundle, out_dir: str | Path, trials: int = 200, limit: int = 2000,
+                  summary: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rasters, mode trajectories (by context and choice), |λ| spectrum, pruning curve and a
+    ``summary.json`` (energy proxy, firing statistics, mode importance) of a trained learner."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     test = bundle.test
     x, y = test.x[:trials], test.y[:trials]
-    summary: dict[str, Any] = {"model": str(model), "learner": learner.name, "dataset": cfg["dataset"],
-                               "params": cfg["params"]}
+    summary = {"learner": learner.name, **(summary or {})}
     fm = learner.final_metrics(type(bundle)(bundle.name, bundle.train, None,
                                             type(test)(test.x[:limit], test.y[:limit], test.name),
                                             bundle.n_classes, bundle.task))

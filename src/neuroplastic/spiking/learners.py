@@ -256,6 +256,16 @@ class ModeNetLearner(Learner):
         finally:
             self.net.lam.copy_(saved)
 
+    def figures(self, bundle, out_dir) -> list:
+        """Raster, mode trajectories, |λ| spectrum and pruning curve (:mod:`neuroplastic.spiking.analysis`),
+        on a few test samples so the bench harness stays quick."""
+        from pathlib import Path
+
+        from .analysis import write_figures
+
+        write_figures(self, bundle, out_dir, trials=min(100, len(bundle.test)), limit=min(500, len(bundle.test)))
+        return sorted(Path(out_dir).glob("*.png"))
+
     def final_metrics(self, bundle: Any) -> dict[str, Any]:
         """Energy proxy per inference, firing statistics, mode spectrum and the pruning curve, measured on
         the first ``eval_limit`` test samples."""

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -245,7 +246,11 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     if callable(extra):
         metrics.update(extra(bundle))
     if figures_dir is not None:
-        learner.figures(bundle, Path(figures_dir))
+        try:  # pictures are a bonus: a failure to draw must not lose a finished run
+            learner.figures(bundle, Path(figures_dir))
+        except Exception as e:  # noqa: BLE001
+            metrics["figures_error"] = f"{type(e).__name__}: {e}"
+            print(f"{cfg['learner']}: pictures not drawn: {metrics['figures_error']}", file=sys.stderr)
     history = res.history + [dict(r, stage="probe") for r in res.final.get("probe_history", [])]
     return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params())

@@ -109,6 +109,10 @@ def receptive_fields(learner, stage: int, units: list[int] | None = None, steps:
         a = h[torch.arange(len(units), device=dev), idx]
         if a.dim() == 3:
             a = a[:, a.shape[1] // 2, a.shape[2] // 2]
+        if not a.requires_grad:
+            learner.train(was)
+            raise ValueError(f"{learner.name}: stage {stage}'s output does not depend differentiably on the input "
+                             "(no receptive fields by gradient ascent for this preset)")
         (grad,) = torch.autograd.grad(a.sum(), x)
         with torch.no_grad():
             gn = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * len(shape)))
@@ -178,7 +182,11 @@ def report_figures(learner, bundle, outdir: str | os.PathLike, rf_steps: int = 5
     out: dict[str, Path | None] = {"filters": plot_filters(learner, outdir / "filters.png")}
     if learner.net.stages[0].kind != "linear":
         st = 1 if len(learner.net.stages) > 1 else 0
-        out["receptive_fields"] = plot_receptive_fields(learner, outdir / "receptive_fields.png", st, rf_steps)
+        try:
+            out["receptive_fields"] = plot_receptive_fields(learner, outdir / "receptive_fields.png", st, rf_steps)
+        except ValueError as e:
+            print(f"receptive fields skipped: {e}")
+            out["receptive_fields"] = None
     from ..probe import cached_features
 
     n = min(max_points, len(bundle.test))

@@ -211,3 +211,16 @@ def test_wrong_input_shape_is_a_clear_error(digits):
     m = learners.get("bp", in_shape=(1, 28, 28), n_classes=10, arch="mlp", hidden=(8,))
     with pytest.raises(ValueError, match=r"built for inputs of shape \(1, 28, 28\).*'digits'.*\(1, 8, 8\)"):
         trainer.fit(m, digits, epochs=1, batch_size=32, progress=False)
+
+
+def test_a_failing_picture_does_not_lose_a_finished_run(tmp_path, monkeypatch):
+    from neuroplastic.learners.backprop import SupervisedNet
+
+    def broken(self, bundle, out_dir):
+        raise RuntimeError("no display")
+
+    monkeypatch.setattr(SupervisedNet, "figures", broken)
+    out = experiment.run({"learner": "bp", "params": {"hidden": [8]}, "epochs": 1}, progress=False,
+                         figures_dir=tmp_path)
+    assert out.metrics["figures_error"] == "RuntimeError: no display"
+    assert 0.0 <= out.metrics["test_acc"] <= 1.0

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from ..learners.backprop import cross_entropy_step
 from ..learners.base import Learner, Locality
 from . import models
 
@@ -221,12 +222,7 @@ class HebbianCNNBP(Learner):
         return self.head(self.net(x))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        logits = self(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+        return cross_entropy_step(self.optimizer, self(x), y)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self(x)

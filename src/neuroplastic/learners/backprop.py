@@ -75,6 +75,17 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, epochs: int):
     raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
 
 
+def cross_entropy_step(optimizer: torch.optim.Optimizer, logits: torch.Tensor, y: torch.Tensor,
+                       ) -> dict[str, float]:
+    """One end-to-end step: :math:`L = \\mathrm{CE}(\text{logits}, y)`, ``backward`` (whatever the layers'
+    backward rules are: BP, FA, DLL, ...), ``optimizer.step()``. Returns batch ``loss`` and ``acc``."""
+    loss = nn.functional.cross_entropy(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+
+
 class _LinearDecay:
     """Picklable ``epoch -> 1 - epoch/epochs`` (lambdas break torch.save)."""
 
@@ -168,12 +179,7 @@ class SupervisedNet(Learner):
         return self.net(x)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        logits = self.net(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"loss": loss.item(), "acc": (logits.argmax(1) == y).float().mean().item()}
+        return cross_entropy_step(self.optimizer, self.net(x), y)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

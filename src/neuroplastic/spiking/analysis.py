@@ -43,13 +43,12 @@ def load_model(path: str | Path, device: str = "cpu", data_root: str | None = No
 
     path = Path(path)
     if path.is_dir():  # the --out folder of `neuroplastic train`: config.yaml + checkpoint.pt
-        if not (path / "config.yaml").exists() or not (path / "checkpoint.pt").exists():
-            raise ValueError(f"{path}: expected config.yaml and checkpoint.pt (the --out folder of "
-                             "`neuroplastic train`)")
-        ckpt = torch.load(path / "checkpoint.pt", map_location=device, weights_only=False)
-        blob = {"config": experiment.load_yaml(path / "config.yaml"), "state_dict": ckpt["learner"]["model"]}
-    else:
-        blob = torch.load(path, map_location=device, weights_only=False)
+        if data_root is not None:
+            import os
+
+            os.environ["NEUROPLASTIC_DATA"] = data_root
+        return experiment.load_trained(path, device)
+    blob = torch.load(path, map_location=device, weights_only=False)
     if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not a saved spiking model (expected keys 'config' and 'state_dict')")
     cfg = dict(blob["config"])

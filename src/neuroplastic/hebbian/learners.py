@@ -152,7 +152,6 @@ class HebbianCNN(Learner):
         self._flush_zca()
         return super().end_epoch(epoch)
 
-    @torch.no_grad()
     def figures(self, bundle, out_dir) -> list:
         """First-layer filters, receptive fields (projected gradient ascent, 100 steps here; 500 in the
         paper and in ``neuroplastic analyze hebbian``), UMAP if available, winner frequencies."""
@@ -161,6 +160,7 @@ class HebbianCNN(Learner):
         made = report_figures(self, bundle, out_dir, rf_steps=100, max_points=1000)
         return [p for p in made.values() if p is not None]
 
+    @torch.no_grad()
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen representation: the last stage's pooled output, flattened ``[N, D]``."""
         self.net.set_plastic(False)

@@ -103,17 +103,14 @@ def receptive_fields(learner, stage: int, units: list[int] | None = None, steps:
     x = (0.5 + 0.01 * torch.randn(len(units), *shape, generator=g)).to(dev).requires_grad_(True)
     idx = torch.tensor(units, device=dev)
     for _ in range(steps):
-        h = learner.whiten(x) if getattr(learner, "use_zca", False) else x
-        for s in net.stages[:stage + 1]:
-            h = s(h)
-        a = h[torch.arange(len(units), device=dev), idx]
-        if a.dim() == 3:
-            a = a[:, a.shape[1] // 2, a.shape[2] // 2]
-        if not a.requires_grad:
-            learner.train(was)
-            raise ValueError(f"{learner.name}: stage {stage}'s output does not depend differentiably on the input "
-                             "(no receptive fields by gradient ascent for this preset)")
-        (grad,) = torch.autograd.grad(a.sum(), x)
+        with torch.enable_grad():  # callers may hold no_grad; the ascent needs the input gradient
+            h = learner.whiten(x) if getattr(learner, "use_zca", False) else x
+            for s in net.stages[:stage + 1]:
+                h = s(h)
+            a = h[torch.arange(len(units), device=dev), idx]
+            if a.dim() == 3:
+                a = a[:, a.shape[1] // 2, a.shape[2] // 2]
+            (grad,) = torch.autograd.grad(a.sum(), x)
         with torch.no_grad():
             gn = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * len(shape)))
             x.add_(step_size * grad / gn).clamp_(0.0, 1.0)

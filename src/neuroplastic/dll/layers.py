@@ -39,6 +39,18 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.grad import conv2d_input, conv2d_weight
 
+from ..nn.feedback import angle_deg  # re-exported: angle(Θ, W) uses the same definition as FA
+
+
+def _copy_params(layer: nn.Module, m: nn.Module) -> nn.Module:
+    """Copy ``m``'s weight (and bias) into ``layer`` so DLL and BP start from the same network."""
+    with torch.no_grad():
+        layer.weight.copy_(m.weight)
+        if m.bias is not None:
+            layer.bias.copy_(m.bias)
+    return layer
+
+
 __all__ = ["FEEDBACK_MODES", "DLLConv2d", "DLLLinear", "angle_deg", "dll_mlp_sweep"]
 
 #: ``learned``: Θ trained by the paper's rule (DLL); ``fixed``: Θ a fixed random matrix (DLL-FA ablation);
@@ -170,11 +182,7 @@ class DLLLinear(_DLLWeightLayer):
     def from_linear(cls, m: nn.Linear, **kw) -> DLLLinear:
         """A DLL layer with ``m``'s weights (copied), so DLL and BP start from the same network."""
         layer = cls(m.in_features, m.out_features, m.bias is not None, **kw)
-        with torch.no_grad():
-            layer.weight.copy_(m.weight)
-            if m.bias is not None:
-                layer.bias.copy_(m.bias)
-        return layer
+        return _copy_params(layer, m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.feedback == "bp":
@@ -215,11 +223,7 @@ class DLLConv2d(_DLLWeightLayer):
                 or m.dilation != (1, 1) or isinstance(p, str) or p[0] != p[1]):
             raise ValueError(f"DLLConv2d.from_conv supports square, ungrouped, undilated convs; got {m}")
         layer = cls(m.in_channels, m.out_channels, k, s, p[0], m.bias is not None, **kw)
-        with torch.no_grad():
-            layer.weight.copy_(m.weight)
-            if m.bias is not None:
-                layer.bias.copy_(m.bias)
-        return layer
+        return _copy_params(layer, m)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.feedback == "bp":
@@ -265,11 +269,3 @@ def dll_mlp_sweep(weights: list[torch.Tensor], biases: list[torch.Tensor | None]
             dthetas[i] = sum((-torch.outer(xis[i][n], delta[n])).t() for n in range(nb)) / nb
     return {"u": us, "xi": xis, "dW": dws, "db": dbs, "dTheta": dthetas}
 
-
-def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Angle between two tensors flattened to vectors, ``arccos(⟨a, b⟩ / (‖a‖‖b‖))`` in degrees."""
-    a, b = a.detach().flatten().double(), b.detach().flatten().double()
-    den = a.norm() * b.norm()
-    if den == 0:
-        return float("nan")
-    return math.degrees(math.acos(float((a @ b / den).clamp(-1, 1))))

@@ -33,6 +33,15 @@ UMAP_MISSING = ("UMAP pictures need the optional 'viz' extra: pip install 'neuro
                 "skipped")
 
 
+
+def _save(plt, fig, path: str | os.PathLike) -> Path:
+    """Write ``fig`` as a PNG to ``path`` (folders created) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
 def _plt():
     import matplotlib
 
@@ -61,11 +70,7 @@ def _tiles(imgs: torch.Tensor, path: str | os.PathLike, title: str, max_n: int =
         else:
             ax.imshow(im[0].numpy(), cmap="gray")
     fig.suptitle(title, fontsize=9)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_filters(learner, path: str | os.PathLike) -> Path:
@@ -142,11 +147,7 @@ def plot_umap(features: torch.Tensor, labels: torch.Tensor, path: str | os.PathL
     ax.legend(*sc.legend_elements(), fontsize=6, loc="best", markerscale=0.8)
     ax.set_title("UMAP of probe features by class", fontsize=9)
     ax.set_xticks([]), ax.set_yticks([])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_winner_frequency(learner, path: str | os.PathLike) -> Path:
@@ -164,11 +165,7 @@ def plot_winner_frequency(learner, path: str | os.PathLike) -> Path:
         ax.set_ylabel("win share", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def report_figures(learner, bundle, outdir: str | os.PathLike, rf_steps: int = 500,

@@ -152,7 +152,13 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
     {"rule": "oja", "padding": 0, "stride": 1, "groups": 2, "cosine": False, "dog": None},
     {"rule": "krotov", "padding": 1, "stride": 1, "groups": 1, "cosine": False, "dog": None},
 ])
-def test_conv_update_equals_naive_reference(kw):
+@pytest.mark.parametrize("path", ["conv2d_weight", "unfold_gemm"])
+def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
+    from neuroplastic.hebbian import layers
+
+    # both correlation paths of layers.conv_correlation (the GEMM one normally starts at 512-long patches)
+    monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", 10**9 if path == "conv2d_weight" else 1)
+    kw = dict(kw)
     g = torch.Generator().manual_seed(1)
     cout = 4
     layer = HebbConv2d(2, cout, 3, rules.make_rule(kw.pop("rule"), cout), init="normal", generator=g, **kw)

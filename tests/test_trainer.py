@@ -31,6 +31,14 @@ def test_fit_learns_digits_and_reports_metrics(digits):
     assert res.peak_memory_mb > 0
 
 
+def test_eval_every_evaluates_on_schedule_and_at_the_end(digits):
+    res = trainer.fit(_bp(digits), digits, epochs=4, batch_size=32, seed=0, progress=False, eval_every=3)
+    assert ["val_acc" in r for r in res.history] == [False, False, True, True]
+    assert "test_acc" in res.final
+    with pytest.raises(ValueError, match="eval_every"):
+        trainer.fit(_bp(digits), digits, epochs=1, batch_size=32, progress=False, eval_every=0)
+
+
 def test_same_seed_gives_identical_metrics(digits):
     a = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)
     b = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)

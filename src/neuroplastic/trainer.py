@@ -98,9 +98,11 @@ def _split_metrics(learner: Learner, bundle: DataBundle, eval_batch_size: int, s
 
 def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, seed: int = 0,
         checkpoint_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-        eval_batch_size: int = 1000, check_every: int = 50, eval_train: bool = False,
+        eval_batch_size: int = 1000, check_every: int = 50, eval_train: bool = False, eval_every: int = 1,
         log: Any = None) -> FitResult:
-    """Train ``learner`` on ``bundle`` for ``epochs``; evaluate validation and test after every epoch.
+    """Train ``learner`` on ``bundle`` for ``epochs``; evaluate validation and test after every
+    ``eval_every``-th epoch and always after the last (tiny label sets train for hundreds of short epochs,
+    where evaluating every epoch would cost more than training).
 
     - Deterministic on CPU given ``seed`` (shuffling uses a dedicated generator saved in checkpoints).
     - With ``checkpoint_dir``, a checkpoint is written atomically after every epoch; ``resume=True``
@@ -110,8 +112,9 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
     - Unsupervised learners (``learner.supervised is False``) train with ``y=None``; then a linear probe
       is fitted on cached frozen features (:func:`neuroplastic.probe.fit_probe`).
     """
-    if epochs < 0 or batch_size < 1:
-        raise ValueError(f"epochs must be >= 0 and batch_size >= 1 (got {epochs}, {batch_size})")
+    if epochs < 0 or batch_size < 1 or eval_every < 1:
+        raise ValueError(f"epochs must be >= 0, batch_size >= 1 and eval_every >= 1 (got {epochs}, {batch_size}, "
+                         f"{eval_every})")
     expected = getattr(learner, "in_shape", None)
     if expected is not None and tuple(expected) != tuple(bundle.in_shape):
         raise ValueError(f"{learner.name}: built for inputs of shape {tuple(expected)}, but dataset "
@@ -171,7 +174,7 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
         spent += seconds
         row: dict[str, float] = {"epoch": epoch + 1, "seconds": seconds, "samples_per_s": n_train / seconds}
         row.update({f"train_{k}": v / max(nsteps, 1) for k, v in sums.items()})
-        if learner.supervised:
+        if learner.supervised and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
             row.update(_split_metrics(learner, bundle, eval_batch_size,
                                       ("train", "val", "test") if eval_train else ("val", "test")))
         row.update(diag)

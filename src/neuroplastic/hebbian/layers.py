@@ -7,8 +7,9 @@ r"""Layers trained by an unsupervised local rule: :class:`HebbConv2d`, :class:`H
 ``weight.grad``; the learner's SGD optimizer then applies :math:`w \leftarrow w + \eta\,\Delta w`.
 
 For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patch}}` is exactly the weight
-gradient of a convolution with output gradient ``p``, computed by ``torch.nn.grad.conv2d_weight`` (one
-batched convolution, the same cost as the forward pass) — never a Python loop over positions.
+gradient of a convolution with output gradient ``p`` (:func:`conv_correlation`: one matrix product over
+unfolded patches for wide layers, ``torch.nn.grad.conv2d_weight`` for small or grouped ones; both cost
+about one forward convolution) — never a Python loop over positions.
 With ``plastic`` off the layers are ordinary differentiable modules (the backprop baseline uses them).
 """
 
@@ -20,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rules import HebbRule, channel_sum, dog_kernel, hebbian_delta, normalize_update, winner_mask
+from .rules import HebbRule, dog_kernel, hebbian_delta, normalize_update
 
-__all__ = ["HebbConv2d", "HebbLinear", "Triangle", "init_weight"]
+__all__ = ["HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight"]
 
 _INITS = ("softhebb", "kaiming", "normal")
 
@@ -44,6 +45,29 @@ def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = 
             w.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
         else:
             raise ValueError(f"unknown init {init!r}; allowed: {', '.join(_INITS)}")
+
+
+#: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses unfold + one GEMM
+UNFOLD_MIN_PATCH = 512
+
+
+def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, ...], stride: int = 1,
+                     groups: int = 1) -> torch.Tensor:
+    r"""Correlation of post-synaptic factors ``p [N, C_out, H', W']`` with the patches of the (padded) input
+    ``x [N, C_in, H, W]``: :math:`\sum_{n}\sum_{\mathrm{pos}} p_{i,n,\mathrm{pos}}\; x_{n,\mathrm{patch}(\mathrm{pos})}`,
+    shaped like the conv weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``.
+
+    For ungrouped layers with long patches it is one matrix product ``p [C_out, N·L] @ patches [N·L, C_in k²]``
+    over ``F.unfold`` patches (on CPU ~1.5× faster than the cuDNN/oneDNN weight-gradient kernel for the 1536-unit
+    SoftHebb layer); otherwise ``torch.nn.grad.conv2d_weight``. Memory: the unfolded patches,
+    ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer at batch 10)."""
+    c_out, c_in_g, kh, kw = weight_shape
+    if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
+        cols = F.unfold(x, (kh, kw), stride=stride)  # [N, C_in k², L]
+        pm = p.to(x.dtype).flatten(2)  # [N, C_out, L]
+        out = pm.transpose(0, 1).reshape(c_out, -1) @ cols.transpose(1, 2).reshape(-1, cols.shape[1])
+        return out.view(weight_shape)
+    return torch.nn.grad.conv2d_weight(x, weight_shape, p.to(x.dtype), stride=stride, groups=groups)
 
 
 class Triangle(nn.Module):
@@ -114,7 +138,7 @@ class _HebbLayer(nn.Module):
             self.weight.grad = -dw
         else:
             self.weight.grad.sub_(dw)
-        self.win_counts += channel_sum(winner_mask(u)).double()
+        self.win_counts += torch.bincount(u.argmax(dim=1).flatten(), minlength=u.shape[1]).double()
         self.positions_seen += u.numel() / u.shape[1]
         return dw
 
@@ -213,8 +237,7 @@ class HebbConv2d(_HebbLayer):
         return F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
 
     def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return torch.nn.grad.conv2d_weight(x, self.weight.shape, p.to(x.dtype), stride=self.stride,
-                                           groups=self.groups)
+        return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -132,9 +132,9 @@ class SoftHebb(HebbRule):
 
     def factors(self, u, y):
         s = torch.softmax(self.t_inv * u, dim=1)
-        if self.anti_hebbian:
-            m = winner_mask(u)
-            s = s * (2.0 * m - 1.0)
+        if self.anti_hebbian:  # -s everywhere, +s at the winner
+            idx = u.argmax(dim=1, keepdim=True)
+            s = s.neg().scatter_(1, idx, s.gather(1, idx))
         return s, channel_sum(s * u)
 
     def rate(self, w):

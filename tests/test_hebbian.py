@@ -170,6 +170,22 @@ def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
     assert torch.allclose(layer.weight.grad, -ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("rule", ["hard", "bcm"])
+def test_winner_only_scatter_equals_dense_correlation(rule):
+    """Hard-WTA and BCM(wta) factors are zero off the winners: the scatter-add path equals the dense sum."""
+    g = torch.Generator().manual_seed(3)
+    conv = HebbConv2d(3, 5, 3, rules.make_rule(rule, 5), padding=1, init="normal", generator=g)
+    lin = HebbLinear(7, 5, rules.make_rule(rule, 5), init="normal", generator=g)
+    for layer, x in ((conv, torch.randn(2, 3, 6, 6, generator=g)), (lin, torch.randn(9, 7, generator=g))):
+        assert layer.rule.winner_only
+        with torch.no_grad():
+            xp = layer.pad(x) if layer is conv else x
+            u = layer.currents(xp) if layer is conv else x @ layer.weight.t()
+            p, _ = layer.rule.factors(u, u)
+            sparse = layer.correlate_winners(xp, p, u.argmax(dim=1))
+            assert torch.allclose(sparse, layer.correlate(xp, p), atol=1e-5)
+
+
 def test_bcm_conv_matches_naive_reference():
     g = torch.Generator().manual_seed(2)
     mk = lambda: HebbConv2d(1, 3, 3, rules.BCM(3, 0.3), padding=1, init="normal",

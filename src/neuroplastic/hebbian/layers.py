@@ -123,14 +123,24 @@ class _HebbLayer(nn.Module):
         r""":math:`\sum_n p_{in} x_n`, shaped like ``weight``."""
         raise NotImplementedError
 
+    def correlate_winners(self, x: torch.Tensor, p: torch.Tensor, winners: torch.Tensor) -> torch.Tensor | None:
+        r"""The same sum when ``p`` is nonzero only at each position's winner ``winners`` (``[N, *spatial]``):
+        :math:`\sum_n p_{w_n n}\, x_n` added into row :math:`w_n` (a scatter-add over positions); ``None`` where
+        the layer has no such path (the dense :meth:`correlate` is used)."""
+        return None
+
     @torch.no_grad()
     def plasticity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and
         currents ``u``; write :math:`-\Delta w` into ``weight.grad`` (added to any grad already there) and
         return :math:`\Delta w`."""
         y = self.modulate(u)
-        p, c = self.rule.factors(u, y)
-        dw = normalize_update(hebbian_delta(self.correlate(x, p), c, self.weight))
+        winners = u.argmax(dim=1)
+        p, c = self.rule.factors(u, y, winners)
+        corr = self.correlate_winners(x, p, winners) if self.rule.winner_only else None
+        if corr is None:
+            corr = self.correlate(x, p)
+        dw = normalize_update(hebbian_delta(corr, c, self.weight))
         r = self.rule.rate(self.weight)
         if r is not None:
             dw = dw * r.view(-1, *([1] * (dw.dim() - 1)))
@@ -138,7 +148,7 @@ class _HebbLayer(nn.Module):
             self.weight.grad = -dw
         else:
             self.weight.grad.sub_(dw)
-        self.win_counts += torch.bincount(u.argmax(dim=1).flatten(), minlength=u.shape[1]).double()
+        self.win_counts += torch.bincount(winners.flatten(), minlength=u.shape[1]).double()
         self.positions_seen += u.numel() / u.shape[1]
         return dw
 
@@ -214,11 +224,12 @@ class HebbConv2d(_HebbLayer):
     def currents(self, xp: torch.Tensor) -> torch.Tensor:
         """Currents of the padded input ``xp``."""
         u = F.conv2d(xp, self._current_weight(), stride=self.stride, groups=self.groups)
-        if self.cosine:
-            k = self.kernel_size
-            ones = xp.new_ones(self.groups, self.in_channels // self.groups, k, k)
-            pn = F.conv2d(xp * xp, ones, stride=self.stride, groups=self.groups).clamp_min(1e-12).sqrt()
-            u = u / pn.repeat_interleave(self.out_channels // self.groups, dim=1)
+        if self.cosine:  # patch norms: sum x² over each group's channels first, then a k×k box sum
+            k, g = self.kernel_size, self.groups
+            n, c, h, w = xp.shape
+            sq = (xp * xp).view(n, g, c // g, h, w).sum(2)
+            pn = F.conv2d(sq, xp.new_ones(g, 1, k, k), stride=self.stride, groups=g).clamp_min(1e-12).sqrt()
+            u = u / (pn if g == 1 else pn.repeat_interleave(self.out_channels // g, dim=1))
         return u
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,6 +249,15 @@ class HebbConv2d(_HebbLayer):
 
     def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups)
+
+    def correlate_winners(self, x, p, winners):
+        if self.groups != 1:
+            return None
+        k = self.kernel_size
+        cols = F.unfold(x, (k, k), stride=self.stride).transpose(1, 2).reshape(-1, self.weight[0].numel())
+        pw = p.gather(1, winners.unsqueeze(1)).flatten().to(x.dtype)  # [N·L] winners' factors
+        corr = x.new_zeros(self.out_channels, cols.shape[1]).index_add_(0, winners.flatten(), cols * pw[:, None])
+        return corr.view_as(self.weight)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -273,6 +293,10 @@ class HebbLinear(_HebbLayer):
 
     def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return p.to(x.dtype).t() @ x
+
+    def correlate_winners(self, x, p, winners):
+        pw = p.gather(1, winners.unsqueeze(1)).squeeze(1).to(x.dtype)
+        return x.new_zeros(self.weight.shape).index_add_(0, winners, x * pw[:, None])
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, cosine={self.cosine}, dale={self.dale_sign is not None}"

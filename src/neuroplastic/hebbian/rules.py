@@ -47,9 +47,10 @@ def channel_sum(t: torch.Tensor) -> torch.Tensor:
     return t.sum(dim=dims)
 
 
-def winner_mask(u: torch.Tensor) -> torch.Tensor:
-    r"""One-hot mask of the winner along channels at each position: :math:`m_{in} = [i = \arg\max_j u_{jn}]`."""
-    idx = u.argmax(dim=1, keepdim=True)
+def winner_mask(u: torch.Tensor, winners: torch.Tensor | None = None) -> torch.Tensor:
+    r"""One-hot mask of the winner along channels at each position: :math:`m_{in} = [i = \arg\max_j u_{jn}]`
+    (``winners``: that argmax, ``[N, *spatial]``, if the caller already has it)."""
+    idx = u.argmax(dim=1, keepdim=True) if winners is None else winners.unsqueeze(1)
     return torch.zeros_like(u).scatter_(1, idx, 1.0)
 
 
@@ -64,7 +65,8 @@ def normalize_update(dw: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
 
 
 class HebbRule(nn.Module):
-    """Base class: ``factors(u, y) -> (p, c)`` gives the post-synaptic factor and the decay; see the module.
+    """Base class: ``factors(u, y, winners=None) -> (p, c)`` gives the post-synaptic factor and the decay; see
+    the module. ``winners`` is :math:`\arg\max_i u_{in}` when the layer has computed it already.
 
     ``u`` are the currents (competition signal), ``y`` the post-synaptic activity the rule correlates
     (``u`` itself unless the layer modulates it, e.g. by surround inhibition). Subclasses may override
@@ -73,12 +75,16 @@ class HebbRule(nn.Module):
 
     #: whether the rule's competition is among units (a winner per position); used for winner statistics
     competitive = True
+    #: whether ``p`` is zero everywhere except at the winner :math:`\arg\max_i u_{in}` of each position; layers
+    #: then correlate only the winners' patches (a scatter-add, :math:`C_\mathrm{out}` times cheaper)
+    winner_only = False
 
     def current_weight(self, w: torch.Tensor) -> torch.Tensor:
         """The weights used to compute the currents (identity except for Krotov–Hopfield)."""
         return w
 
-    def factors(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def factors(self, u: torch.Tensor, y: torch.Tensor,
+                winners: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Post-synaptic factor ``p`` (shape of ``u``) and decay ``c`` ``[C]``."""
         raise NotImplementedError
 
@@ -102,8 +108,10 @@ class HardWTA(HebbRule):
     ([[0.0, 1.0]], [0.0, 1.0])
     """
 
-    def factors(self, u, y):
-        m = winner_mask(u)
+    winner_only = True
+
+    def factors(self, u, y, winners=None):
+        m = winner_mask(u, winners)
         return m, channel_sum(m)
 
 
@@ -130,10 +138,10 @@ class SoftHebb(HebbRule):
             raise ValueError(f"SoftHebb: t_inv must be > 0, got {t_inv}")
         self.t_inv, self.anti_hebbian, self.adaptive = float(t_inv), bool(anti_hebbian), bool(adaptive)
 
-    def factors(self, u, y):
+    def factors(self, u, y, winners=None):
         s = torch.softmax(self.t_inv * u, dim=1)
         if self.anti_hebbian:  # -s everywhere, +s at the winner
-            idx = u.argmax(dim=1, keepdim=True)
+            idx = u.argmax(dim=1, keepdim=True) if winners is None else winners.unsqueeze(1)
             s = s.neg().scatter_(1, idx, s.gather(1, idx))
         return s, channel_sum(s * u)
 
@@ -162,10 +170,11 @@ class BCM(HebbRule):
         if not 0 < theta_decay <= 1:
             raise ValueError(f"BCM: theta_decay must be in (0, 1], got {theta_decay}")
         self.theta_decay, self.wta = float(theta_decay), bool(wta)
+        self.winner_only = self.wta
         self.register_buffer("theta", torch.zeros(n_units))
 
-    def factors(self, u, y):
-        ym = y * winner_mask(u) if self.wta else y
+    def factors(self, u, y, winners=None):
+        ym = y * winner_mask(u, winners) if self.wta else y
         n_pos = ym.numel() // ym.shape[1]
         mean_sq = channel_sum(ym * ym) / max(n_pos, 1)
         d = self.theta_decay
@@ -199,9 +208,9 @@ class KrotovHopfield(HebbRule):
     def current_weight(self, w):
         return w.sign() * w.abs().pow(self.p - 1)
 
-    def factors(self, u, y):
+    def factors(self, u, y, winners=None):
         c = u.shape[1]
-        g = winner_mask(u)
+        g = winner_mask(u, winners)
         if c >= self.k and self.delta > 0:
             kth = u.topk(self.k, dim=1).indices.narrow(1, self.k - 1, 1)
             g = g.scatter(1, kth, -self.delta)
@@ -214,7 +223,7 @@ class Oja(HebbRule):
 
     competitive = False
 
-    def factors(self, u, y):
+    def factors(self, u, y, winners=None):
         return y, channel_sum(y * y)
 
 
@@ -230,7 +239,7 @@ class PlainHebb(HebbRule):
             raise ValueError(f"PlainHebb: decay must be >= 0, got {decay}")
         self.decay = float(decay)
 
-    def factors(self, u, y):
+    def factors(self, u, y, winners=None):
         n_pos = y.numel() // y.shape[1]
         return y, torch.full((y.shape[1],), self.decay * n_pos, dtype=y.dtype, device=y.device)
 

@@ -141,7 +141,7 @@ def plot_umap(features: torch.Tensor, labels: torch.Tensor, path: str | os.PathL
     plt = _plt()
     f = features[:max_points].float().cpu().numpy()
     y = labels[:max_points].cpu().numpy()
-    emb = umap.UMAP(n_components=2, random_state=seed).fit_transform(f)
+    emb = umap.UMAP(n_components=2, random_state=seed, n_jobs=1).fit_transform(f)
     fig, ax = plt.subplots(figsize=(5, 5))
     sc = ax.scatter(emb[:, 0], emb[:, 1], c=y, s=2, cmap="tab10")
     ax.legend(*sc.legend_elements(), fontsize=6, loc="best", markerscale=0.8)

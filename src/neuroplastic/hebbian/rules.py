@@ -65,7 +65,7 @@ def normalize_update(dw: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
 
 
 class HebbRule(nn.Module):
-    """Base class: ``factors(u, y, winners=None) -> (p, c)`` gives the post-synaptic factor and the decay; see
+    r"""Base class: ``factors(u, y, winners=None) -> (p, c)`` gives the post-synaptic factor and the decay; see
     the module. ``winners`` is :math:`\arg\max_i u_{in}` when the layer has computed it already.
 
     ``u`` are the currents (competition signal), ``y`` the post-synaptic activity the rule correlates

@@ -50,6 +50,22 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def timing_table(records: list[dict]) -> str:
+    """Markdown table of timing records (``status: "timing"``), one row each, columns from ``table_keys``."""
+    rs = [r for r in records if r.get("status") == "timing"]
+    if not rs:
+        return ""
+    keys = list(dict.fromkeys(k for r in rs for k in r.get("table_keys", [])))
+    head = ["learner", "dataset", "preset", *keys, "threads", "device"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rs:
+        cells = [str(r.get("learner", "")), str(r.get("dataset", "")), str(r.get("preset", ""))]
+        cells += [str(r.get(k, "")) for k in keys]
+        cells += [str(r.get("threads", "")), str(r.get("gpu") or r.get("cpu") or "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 #: Sections in issue order: foundation (FA family), Hebbian, spiking, DLL, then anything else.
 ORDER = ("mnist_fa.json", "mnist_bp_adam", "mnist_fa_sweep", "mnist_fa_cpu", "hebbian", "spiking", "dll")
 
@@ -79,14 +95,14 @@ def main() -> None:
         if path.name.endswith(".partial.json"):
             continue
         records = json.loads(path.read_text())
-        if not isinstance(records, list) or not records or not table(records):
+        if not isinstance(records, list) or not records or not (table(records) or timing_table(records)):
             continue
         name = path.stem
         out += [f"## {name}", ""]
         note = HERE / "notes" / f"{name}.md"
         if note.exists():
             out += [note.read_text().strip(), ""]
-        out += [table(records), ""]
+        out += [t + "\n" for t in (table(records), timing_table(records)) if t]
         cmds = sorted({r.get("command", "") for r in records})
         commits = sorted({str(r.get("commit", "")) for r in records})
         torch_v = sorted({str(r.get("torch", "")) for r in records})

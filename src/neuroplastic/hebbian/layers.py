@@ -58,8 +58,8 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     shaped like the conv weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``.
 
     For ungrouped layers with long patches it is one matrix product ``p [C_out, N·L] @ patches [N·L, C_in k²]``
-    over ``F.unfold`` patches (on CPU ~1.5× faster than the cuDNN/oneDNN weight-gradient kernel for the 1536-unit
-    SoftHebb layer); otherwise ``torch.nn.grad.conv2d_weight``. Memory: the unfolded patches,
+    over ``F.unfold`` patches (on our CPU faster than the oneDNN weight-gradient kernel for the wide SoftHebb
+    layers; see ``benchmarks/hebbian_cost.py``); otherwise ``torch.nn.grad.conv2d_weight``. Memory: the unfolded patches,
     ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer at batch 10)."""
     c_out, c_in_g, kh, kw = weight_shape
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:

@@ -85,7 +85,7 @@ def forward_seconds(learner, x: torch.Tensor, batch_size: int) -> float:
 
 
 def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts=LABEL_COUNTS, log=print,
-                  min_steps: int = 500) -> list[dict]:
+                  min_steps: int = 500, eval_every: int = 1) -> list[dict]:
     """Fit the probe on all labels, then on ``counts`` labels per class; one record per fit.
 
     Small label sets get at least ``min_steps`` probe updates (more epochs than ``probe_epochs`` when an
@@ -101,7 +101,7 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
         epochs = max(learner.probe_epochs, -(-min_steps // steps)) if idx is not None else learner.probe_epochs
         _, hist = train_probe(ftr, ytr, bundle.n_classes, epochs=epochs, lr=learner.probe_lr,
                               dropout=learner.probe_dropout, batch_size=learner.probe_batch_size, seed=seed,
-                              evals=evals)
+                              evals=evals, standardize=learner.probe_standardize, eval_every=eval_every)
         last = hist[-1]
         rec = dict(base, test_acc=last["test_acc"], val_acc=last.get("val_acc"),
                    labels_per_class=n if n is not None else "all", n_labels=len(ytr),

@@ -38,6 +38,8 @@ def main(argv=None) -> None:
     ap.add_argument("--limit-train", type=int, default=None)
     ap.add_argument("--counts", default="1,10,100,1000", help="labels per class for the label-efficiency probes")
     ap.add_argument("--timing-samples", type=int, default=5000)
+    ap.add_argument("--probe-eval-every", type=int, default=5,
+                    help="measure val/test accuracy every k probe epochs (and always at the last)")
     ap.add_argument("--ckpt-dir", default=None)
     ap.add_argument("--pictures", default=None, help="folder for filters / receptive fields / UMAP / winners")
     ap.add_argument("--out", required=True)
@@ -86,7 +88,8 @@ def main(argv=None) -> None:
 
             pics = viz.report_figures(learner, bundle, Path(a.pictures) / f"{a.dataset}_{a.preset}_s{seed}")
             base["pictures"] = {k: str(v) for k, v in pics.items() if v is not None}
-        recs = hc.probe_records(learner, bundle, feats, base=base, seed=seed, counts=counts, log=log)
+        recs = hc.probe_records(learner, bundle, feats, base=base, seed=seed, counts=counts, log=log,
+                                 eval_every=a.probe_eval_every)
         total = time.perf_counter() - t_all
         for r in recs:
             r["train_seconds"] = round(hebb_s, 1)

@@ -232,3 +232,25 @@ def test_a_failing_picture_does_not_lose_a_finished_run(tmp_path, monkeypatch):
                          figures_dir=tmp_path)
     assert out.metrics["figures_error"] == "RuntimeError: no display"
     assert 0.0 <= out.metrics["test_acc"] <= 1.0
+
+
+def test_probe_raw_features_and_sparse_evaluation():
+    """standardize=False reads the raw features; eval_every measures accuracy only every k epochs and at the last."""
+    from neuroplastic.probe import LinearProbe, train_probe
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.randn(200, 6, generator=g) * 5 + 3
+    y = (f[:, 0] > 3).long()
+    raw = LinearProbe(6, 2, dropout=0.0, standardize=False)
+    raw.set_stats(f)  # a no-op when off
+    assert torch.equal(raw.mean, torch.zeros(6)) and torch.equal(raw.std, torch.ones(6))
+    assert torch.allclose(raw(f), raw.linear(f))
+    std = LinearProbe(6, 2, dropout=0.0)
+    std.set_stats(f)
+    assert not torch.allclose(std(f), std.linear(f))
+    probe, hist = train_probe(f, y, 2, epochs=7, lr=0.05, dropout=0.0, standardize=False, eval_every=3,
+                              evals={"val": (f, y)})
+    assert [("val_acc" in r) for r in hist] == [False, False, True, False, False, True, True]
+    assert hist[-1]["val_acc"] > 0.9 and not probe.standardize
+    with pytest.raises(ValueError, match="eval_every"):
+        train_probe(f, y, 2, epochs=1, eval_every=0)

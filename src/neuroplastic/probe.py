@@ -22,24 +22,32 @@ _HALVING = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9)
 class LinearProbe(nn.Module):
     """``scores = W · dropout((flatten(f) − μ) / σ) + b`` with μ, σ the training features' statistics.
 
-    The standardisation is an affine map a linear classifier could absorb; it only fixes the conditioning
-    (features of saturating units otherwise vary by a few hundredths and Adam at 1e-3 barely moves).
+    The standardisation is an affine map a linear classifier could absorb, but under dropout and Adam it is
+    not neutral: it fixes the conditioning (features of saturating units otherwise vary by a few hundredths
+    and Adam at 1e-3 barely moves) and also amplifies rarely active features. ``standardize=False`` gives
+    ``W · dropout(flatten(f)) + b`` on the raw features, SoftHebb's readout (Journé et al., ICLR 2023).
     """
 
-    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.5) -> None:
+    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.5, standardize: bool = True) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_features, n_classes)
+        self.standardize = bool(standardize)
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("std", torch.ones(in_features))
 
     def set_stats(self, f: torch.Tensor) -> None:
-        """Standardise with the mean and std of the training features ``f`` ``[N, D]``."""
+        """Standardise with the mean and std of the training features ``f`` ``[N, D]`` (no-op when off)."""
+        if not self.standardize:
+            return
         self.mean.copy_(f.float().mean(0))
         self.std.copy_(f.float().std(0).clamp_min(1e-6) if len(f) > 1 else torch.ones_like(self.std))
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.dropout((f.flatten(1).float() - self.mean) / self.std))
+        f = f.flatten(1).float()
+        if self.standardize:
+            f = (f - self.mean) / self.std
+        return self.linear(self.dropout(f))
 
 
 #: Feature caches larger than this many values are stored in float16 (halves e.g. the 5.9 GB of
@@ -69,12 +77,20 @@ def cached_features(learner: nn.Module, x: torch.Tensor, batch_size: int = 500) 
 def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *, epochs: int = 20,
                 lr: float = 1e-3, dropout: float = 0.5, batch_size: int = 64, seed: int = 0,
                 evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None, progress: bool = False,
+                standardize: bool = True, eval_every: int = 1,
                 ) -> tuple[LinearProbe, list[dict[str, float]]]:
-    """Fit a :class:`LinearProbe` on cached features; returns it and per-epoch ``{split}_acc`` rows."""
+    """Fit a :class:`LinearProbe` on cached features; returns it and per-epoch rows.
+
+    Every row has ``probe_epoch`` and ``probe_loss``; the ``{split}_acc`` of ``evals`` are measured every
+    ``eval_every`` epochs and always at the last one (the reported, final-epoch accuracy).
+    """
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    probe = LinearProbe(f_train.shape[1], n_classes, dropout).to(f_train.device)
-    probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
+    probe = LinearProbe(f_train.shape[1], n_classes, dropout, standardize).to(f_train.device)
+    if standardize:
+        probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     milestones = sorted({max(1, round(epochs * m)) for m in _HALVING})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.5)
@@ -91,12 +107,14 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
             n += len(yb)
         sched.step()
         row = {"probe_epoch": epoch + 1, "probe_loss": tot / max(n, 1)}
+        hist.append(row)
+        if (epoch + 1) % eval_every and epoch + 1 < epochs:
+            continue
         probe.eval()
         with torch.no_grad():
             for name, (f, y) in (evals or {}).items():
                 correct = sum(int((probe(fb).argmax(1) == yb).sum()) for fb, yb in batches(f, y, 4096))
                 row[f"{name}_acc"] = correct / max(len(y), 1)
-        hist.append(row)
     probe.eval()
     return probe, hist
 
@@ -116,6 +134,8 @@ def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = Tr
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
     probe, hist = train_probe(f_train, y_train, bundle.n_classes, epochs=learner.probe_epochs,
                               lr=learner.probe_lr, dropout=learner.probe_dropout,
-                              batch_size=learner.probe_batch_size, seed=seed, evals=evals, progress=progress)
+                              batch_size=learner.probe_batch_size, seed=seed, evals=evals, progress=progress,
+                              standardize=getattr(learner, "probe_standardize", True),
+                              eval_every=getattr(learner, "probe_eval_every", 1))
     learner.probe = probe
     return hist

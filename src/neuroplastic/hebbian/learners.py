@@ -76,6 +76,7 @@ class HebbianCNN(Learner):
         self.out_bn = (nn.BatchNorm1d(c, affine=False) if len(self.net.out_shape) == 1
                        else nn.BatchNorm2d(c, affine=False)) if use_norm else None
         self.probe_epochs = int(probe_epochs or info.probe_epochs)
+        self.probe_standardize = bool(info.probe_standardize)
         self.use_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3) if zca is None else bool(zca)
         self.zca_samples = int(zca_samples)
         self._zca_buffer: list[torch.Tensor] = []

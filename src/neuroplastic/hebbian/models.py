@@ -5,8 +5,10 @@ A preset is a list of stages; each stage is ``BN(affine=False) → Hebbian conv(
 
 ``softhebb``
     96-384-1536 channels, kernels 5/3/3, Triangle 0.7/1.4/1.0, MaxPool(4,2,1) ×2 then AvgPool(2,2),
-    SoftHebb rule with :math:`t_{\mathrm{inv}} = 1, 1/0.65, 1/0.25`, :math:`\eta_0 = 0.08, 0.005, 0.01`,
-    :math:`w \sim \mathcal N(0,1)\,25/\sqrt{\mathrm{fan\_in}}`, reflect padding; 50 probe epochs, batch 10.
+    SoftHebb rule with :math:`t_{\mathrm{inv}} = 1, 0.65, 0.25` (the factor multiplying :math:`u` inside the
+    softmax, i.e. temperatures 1, 1/0.65, 1/0.25: the values of the authors' code, ``softmax(t_invert * u)``),
+    :math:`\eta_0 = 0.08, 0.005, 0.01`, :math:`w \sim \mathcal N(0,1)\,25/\sqrt{\mathrm{fan\_in}}`, reflect
+    padding; batch 10; 50 probe epochs on the raw (unstandardised) features, as in the authors' readout.
 ``soft``
     Nimmo & Mondragón's SoftHebb reproduction: the ``softhebb`` network and rule with their protocol
     (20 probe epochs, batch 64 in their runs).
@@ -22,7 +24,7 @@ A preset is a list of stages; each stage is ``BN(affine=False) → Hebbian conv(
     ``optimal`` with stages 2 and 3 inverted bottlenecks (1×1 expand ×4 → depthwise 3×3 → 1×1 project,
     plus the channel-tiled input as a skip connection).
 ``stl10``
-    ``softhebb`` plus a fourth stage of 6144 channels (:math:`t_{\mathrm{inv}} = 1/0.25`) for 96×96 STL-10.
+    ``softhebb`` plus a fourth stage of 6144 channels (:math:`t_{\mathrm{inv}} = 0.25`) for 96×96 STL-10.
 ``krotov``
     one :class:`~neuroplastic.hebbian.layers.HebbLinear` layer of 2000 units with the Krotov–Hopfield rule
     (p = 3, k = 2, Δ = 0.4) and ReLU^4.5 features (Krotov & Hopfield 2019).
@@ -75,13 +77,14 @@ class PresetInfo:
     batch_size: int = 64
     summary: str = ""
     out_norm: bool = False  # standardise the output features per channel (running BN statistics)
+    probe_standardize: bool = True  # the probe z-scores its inputs (False: raw features, SoftHebb's readout)
 
 
 def _softhebb_stages() -> list[StageSpec]:
     return [
         StageSpec(96, 5, 2, 0.7, ("max", 4, 2, 1), "softhebb", {"t_inv": 1.0}, 0.08),
-        StageSpec(384, 3, 1, 1.4, ("max", 4, 2, 1), "softhebb", {"t_inv": 1 / 0.65}, 0.005),
-        StageSpec(1536, 3, 1, 1.0, ("avg", 2, 2, 0), "softhebb", {"t_inv": 1 / 0.25}, 0.01),
+        StageSpec(384, 3, 1, 1.4, ("max", 4, 2, 1), "softhebb", {"t_inv": 0.65}, 0.005),
+        StageSpec(1536, 3, 1, 1.0, ("avg", 2, 2, 0), "softhebb", {"t_inv": 0.25}, 0.01),
     ]
 
 
@@ -101,18 +104,18 @@ def _presets() -> dict[str, PresetInfo]:
     res = [opt[0]] + [dataclasses.replace(s, kind="res") for s in opt[1:]]
     stl = _softhebb_stages()
     stl[2] = dataclasses.replace(stl[2], pool=("max", 4, 2, 1))
-    stl.append(StageSpec(6144, 3, 1, 1.0, ("avg", 2, 2, 0), "softhebb", {"t_inv": 1 / 0.25}, 0.01))
+    stl.append(StageSpec(6144, 3, 1, 1.0, ("avg", 2, 2, 0), "softhebb", {"t_inv": 0.25}, 0.01))
     return {
         "softhebb": PresetInfo(_softhebb_stages(), "softhebb", False, False, 50, 10,
-                               "SoftHebb 96-384-1536 (Journé et al. 2023)"),
+                               "SoftHebb 96-384-1536 (Journé et al. 2023)", probe_standardize=False),
         "soft": PresetInfo(_softhebb_stages(), "softhebb", False, False, 20, 64,
-                           "SoftHebb rule, Nimmo & Mondragón protocol"),
+                           "SoftHebb rule, Nimmo & Mondragón protocol", probe_standardize=False),
         "hard": PresetInfo(_nimmo_stages("hard", False), "kaiming", False, True, 20, 64, "hard-WTA instar", out_norm=True),
         "bcm": PresetInfo(_nimmo_stages("bcm", False), "kaiming", False, True, 20, 64, "BCM + WTA mask", out_norm=True),
         "optimal": PresetInfo(opt, "kaiming", True, True, 20, 64, "BCM + cosine + DoG (Nimmo & Mondragón)", out_norm=True),
         "depthwise": PresetInfo(sep, "kaiming", True, True, 20, 64, "optimal, depthwise-separable stages", out_norm=True),
         "residual": PresetInfo(res, "kaiming", True, True, 20, 64, "optimal, inverted-bottleneck stages", out_norm=True),
-        "stl10": PresetInfo(stl, "softhebb", False, False, 50, 10, "SoftHebb with a 4th 6144 stage"),
+        "stl10": PresetInfo(stl, "softhebb", False, False, 50, 10, "SoftHebb with a 4th 6144 stage", probe_standardize=False),
         "krotov": PresetInfo([StageSpec(2000, pool=None, power=4.5, rule="krotov",
                                         rule_kw={"p": 3.0, "k": 2, "delta": 0.4}, lr=0.02, kind="linear")],
                              "normal", False, False, 20, 100, "Krotov–Hopfield 2000-unit layer"),

@@ -127,7 +127,8 @@ class SoftHebb(HebbRule):
     base rate :math:`\eta_0` is the optimizer's learning rate), so weights settle on the unit sphere.
 
     Args:
-        t_inv: inverse softmax temperature (paper: 1, 1/0.65, 1/0.25 for the three CIFAR layers).
+        t_inv: inverse softmax temperature, the factor on :math:`u` (the authors' code: 1, 0.65, 0.25 for the
+            three CIFAR layers).
         anti_hebbian: losers get :math:`-s` (True, the paper) or are left out (False: plain soft WTA).
         adaptive: use the norm-dependent rate.
     """

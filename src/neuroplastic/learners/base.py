@@ -72,6 +72,10 @@ class Learner(nn.Module):
     probe_lr: float = 1e-3
     probe_dropout: float = 0.5
     probe_batch_size: int = 64
+    #: z-score the probe's input features (False: raw features, SoftHebb's readout).
+    probe_standardize: bool = True
+    #: measure the probe's val/test accuracy every this many epochs (always at the last).
+    probe_eval_every: int = 1
     #: Shape of one input sample the learner was built for (set by subclasses that take ``in_shape``);
     #: the trainer refuses data of another shape with an error naming both.
     in_shape: tuple[int, ...] | None = None

@@ -39,13 +39,14 @@ def main(argv=None) -> None:
     ap.add_argument("--min-steps", type=int, default=500)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--limit-train", type=int, default=None, help="first N training images only (dry runs)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     records: list[dict] = []
     for seed in (int(s) for s in a.seeds.split(",")):
-        bundle = hc.prepare(a.dataset, a.root, seed, a.device)
+        bundle = hc.prepare(a.dataset, a.root, seed, a.device, limit_train=a.limit_train)
         for c in a.counts.split(","):
             n = None if c == "all" else int(c)
             b = bundle

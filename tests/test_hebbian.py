@@ -331,3 +331,20 @@ def test_pictures_are_written(tmp_path, capsys):
         import umap  # noqa: F401
     except ImportError:
         assert out["umap"] is None and "neuroplastic[viz]" in capsys.readouterr().out
+
+
+def test_triangle_no_grad_fast_path_matches_the_gradient_safe_form():
+    """Triangle(p) = ReLU(u − mean_c u)^p: the no-grad path equals the gradient-safe one, whose gradient is finite."""
+    from neuroplastic.hebbian.layers import Triangle
+
+    u = torch.randn(3, 6, 4, 4, generator=torch.Generator().manual_seed(0))
+    u[:, :, 0, 0] = 0.0  # z = 0 exactly at some positions
+    for p in (0.7, 1.4):
+        with torch.no_grad():
+            fast = Triangle(p)(u)
+        ug = u.clone().requires_grad_()
+        safe = Triangle(p)(ug)
+        ref = torch.relu(u - u.mean(1, keepdim=True)) ** p
+        assert torch.allclose(fast, ref) and torch.allclose(safe, ref)
+        safe.sum().backward()
+        assert torch.isfinite(ug.grad).all()

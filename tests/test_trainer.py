@@ -254,3 +254,19 @@ def test_probe_raw_features_and_sparse_evaluation():
     assert hist[-1]["val_acc"] > 0.9 and not probe.standardize
     with pytest.raises(ValueError, match="eval_every"):
         train_probe(f, y, 2, epochs=1, eval_every=0)
+
+
+def test_half_dropout_is_bernoulli_half_and_unbiased():
+    """The bit-mask dropout keeps each element with probability 1/2, independently, and scales by 2."""
+    from neuroplastic.probe import half_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(400, 1000)
+    y = half_dropout(x)
+    assert set(y.unique().tolist()) <= {0.0, 2.0}
+    keep = (y > 0).float()
+    assert abs(keep.mean().item() - 0.5) < 0.005  # 400k draws: std 0.0008
+    assert (keep.mean(0) - 0.5).abs().max() < 0.1  # every position (incl. each of the 8 bit lanes)
+    corr = ((keep[:, :-1] - 0.5) * (keep[:, 1:] - 0.5)).mean() / 0.25  # neighbours are independent
+    assert abs(corr.item()) < 0.01
+    assert not torch.equal(half_dropout(x), half_dropout(x))  # a fresh mask each call

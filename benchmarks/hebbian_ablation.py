@@ -42,9 +42,9 @@ def main(argv=None) -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     records: list[dict] = []
+    bundle = hc.prepare(a.dataset, a.root, a.seed, "cpu")
     for name in a.settings.split(","):
         t_inv = T_INV[name]
-        bundle = hc.prepare(a.dataset, a.root, a.seed, "cpu")
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, preset="softhebb",
                              width=a.width, seed=a.seed)
         layers = [m for _, m, _ in learner.net.hebb_layers()]

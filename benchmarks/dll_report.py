@@ -60,7 +60,7 @@ def _fmt(vals: list[float], recs: list[dict] | None = None) -> str:
 def criteria_table(recs: list[dict]) -> str:
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in recs:
-        if r.get("variant") or r.get("sweep") or r.get("probe") or r.get("test_acc") is None:
+        if r.get("variant") or r.get("sweep") or r.get("probe") or r.get("rerun") or r.get("test_acc") is None:
             continue
         cells[(r["learner"], r.get("dll_preset"))].append(r)
     head = "| learner | paper | C1 | C2 | C3 | " + " | ".join(f"{p} (ours / paper)" for p, _ in COLS) + " |"
@@ -143,6 +143,24 @@ def variant_table(recs: list[dict]) -> str:
     lines = ["| learner | net | variant (chosen on validation) | test acc % |", "|---|---|---|---|"]
     for (learner, net, v), vals in sorted(groups.items()):
         lines.append(f"| {learner} | {net} | {v} | {_fmt([r['test_acc'] for r in vals], vals)} |")
+    return "\n".join(lines)
+
+
+def rerun_table(recs: list[dict]) -> str:
+    """Reruns of table cells with a different budget or machine (records tagged ``rerun``), per learner and net."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in recs:
+        if r.get("rerun"):
+            groups[(r["learner"], r.get("dll_preset"), r["rerun"])].append(r)
+    if not groups:
+        return "(no reruns)"
+    lines = ["| learner | net | rerun | test acc % | per seed (test %) | s/epoch |", "|---|---|---|---|---|---|"]
+    for (learner, net, tag), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r.get("seed", 0))
+        per = ", ".join(f"s{r.get('seed')}: {100 * r['test_acc']:.2f}" for r in rs)
+        secs = [c["seconds"] for r in rs for c in r.get("curve", []) if "seconds" in c]
+        sec = f"{statistics.median(secs):.0f}" if secs else "—"
+        lines.append(f"| {learner} | {net} | {tag} | {_fmt([r['test_acc'] for r in rs], rs)} | {per} | {sec} |")
     return "\n".join(lines)
 
 
@@ -260,6 +278,7 @@ def main(argv=None) -> int:
           "## angle(Θ, W) and ‖Θ‖ over training (seed 0)", "", theta_table(recs), "",
           "## Learning-rate sweep (seed 0, selection on validation accuracy)", "", sweep_table(recs), "",
           "## Labelled variants", "", variant_table(recs), "",
+          "## Reruns (same configuration, other machine or budget; not in the table above)", "", rerun_table(recs), "",
           "## What the paper's Θ rule does (probe)", "", probe_table(recs), "",
           "## RNNs (sequential MNIST, next character)", "", rnn_table(recs), "",
           "## CIFAR-10 curves (CPU)", "", curve_table(recs, "cifar-10"), "",

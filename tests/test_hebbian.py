@@ -165,7 +165,7 @@ def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
     x = torch.randn(2, 2, 5, 5, generator=g)
     with torch.no_grad():
         ref = _naive_conv_dw(layer, x)
-        dw = layer.plasticity(layer.pad(x), layer.currents(layer.pad(x)))
+        dw = -layer.plasticity(layer.pad(x), layer.currents(layer.pad(x)))
     assert torch.allclose(dw, ref, atol=1e-5)
     assert torch.allclose(layer.weight.grad, -ref, atol=1e-5)
 
@@ -180,7 +180,7 @@ def test_winner_only_scatter_equals_dense_correlation(rule):
         assert layer.rule.winner_only
         with torch.no_grad():
             xp = layer.pad(x) if layer is conv else x
-            u = layer.currents(xp) if layer is conv else x @ layer.weight.t()
+            u = layer.rows(layer.currents(xp)) if layer is conv else x @ layer.weight.t()
             p, _ = layer.rule.factors(u, u)
             sparse = layer.correlate_winners(xp, p, u.argmax(dim=1))
             assert torch.allclose(sparse, layer.correlate(xp, p), atol=1e-5)
@@ -194,7 +194,7 @@ def test_bcm_conv_matches_naive_reference():
     x = torch.randn(2, 1, 4, 4, generator=g)
     with torch.no_grad():
         ref = _naive_conv_dw(a, x)
-        dw = b.plasticity(b.pad(x), b.currents(b.pad(x)))
+        dw = -b.plasticity(b.pad(x), b.currents(b.pad(x)))
     assert torch.allclose(dw, ref, atol=1e-5)
 
 
@@ -348,3 +348,42 @@ def test_triangle_no_grad_fast_path_matches_the_gradient_safe_form():
         assert torch.allclose(fast, ref) and torch.allclose(safe, ref)
         safe.sum().backward()
         assert torch.isfinite(ug.grad).all()
+
+
+def test_update_buffer_accumulates_without_aliasing():
+    """plasticity() reuses a buffer for -Δw; a second call without zeroing the grad must add to it, not
+    overwrite it (the buffer handed out as .grad is never the scratch of the next call)."""
+    g = torch.Generator().manual_seed(7)
+    mk = lambda: HebbConv2d(2, 4, 3, rules.make_rule("softhebb", 4), padding=1, init="normal",
+                            generator=torch.Generator().manual_seed(4))
+    a, b = mk(), mk()
+    x1, x2 = torch.randn(2, 2, 5, 5, generator=g), torch.randn(2, 2, 5, 5, generator=g)
+    with torch.no_grad():
+        g1 = a.plasticity(a.pad(x1), a.currents(a.pad(x1))).clone()
+        a.weight.grad = None
+        g2 = a.plasticity(a.pad(x2), a.currents(a.pad(x2))).clone()
+        b.plasticity(b.pad(x1), b.currents(b.pad(x1)))
+        b.plasticity(b.pad(x2), b.currents(b.pad(x2)))
+        b.plasticity(b.pad(x1), b.currents(b.pad(x1)))
+    assert torch.allclose(b.weight.grad, 2 * g1 + g2, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_correlation_layouts_equal_weight_gradient(stride, monkeypatch):
+    """conv_correlation is the conv weight gradient for p given as [N, C, H', W'] or as rows [N·H'·W', C],
+    on both paths (strided-patch GEMM and conv2d_weight)."""
+    from neuroplastic.hebbian import layers
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 4, 7, 7, generator=g)
+    shape = (5, 4, 3, 3)
+    h2 = (7 - 3) // stride + 1
+    p = torch.randn(3, 5, h2, h2, generator=g)
+    ref = torch.nn.grad.conv2d_weight(x, shape, p, stride=stride)
+    rows = p.permute(0, 2, 3, 1).reshape(-1, 5)
+    for min_patch in (1, 10**9):
+        monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", min_patch)
+        assert torch.allclose(layers.conv_correlation(x, p, shape, stride), ref, atol=1e-5)
+        out = torch.full(shape, float("nan"))
+        assert torch.allclose(layers.conv_correlation(x, rows, shape, stride, out=out), ref, atol=1e-5)
+        assert torch.allclose(out, ref, atol=1e-5)

@@ -8,8 +8,10 @@ r"""Layers trained by an unsupervised local rule: :class:`HebbConv2d`, :class:`H
 
 For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patch}}` is exactly the weight
 gradient of a convolution with output gradient ``p`` (:func:`conv_correlation`: one matrix product over
-unfolded patches for wide layers, ``torch.nn.grad.conv2d_weight`` for small or grouped ones; both cost
-about one forward convolution) — never a Python loop over positions.
+strided patches for wide layers, ``torch.nn.grad.conv2d_weight`` for small or grouped ones; both cost
+about one forward convolution) — never a Python loop over positions. The rule sees the activity in rows
+layout ``[positions, C]`` (contiguous channels for its softmax/argmax), and :math:`\Delta w` is formed in
+place in a buffer each layer keeps, so an update allocates no weight-sized temporaries.
 With ``plastic`` off the layers are ordinary differentiable modules (the backprop baseline uses them).
 """
 
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rules import HebbRule, dog_kernel, hebbian_delta, normalize_update
+from .rules import HebbRule, dog_kernel, max_abs
 
 __all__ = ["HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight"]
 
@@ -52,22 +54,36 @@ UNFOLD_MIN_PATCH = 512
 
 
 def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, ...], stride: int = 1,
-                     groups: int = 1) -> torch.Tensor:
-    r"""Correlation of post-synaptic factors ``p [N, C_out, H', W']`` with the patches of the (padded) input
-    ``x [N, C_in, H, W]``: :math:`\sum_{n}\sum_{\mathrm{pos}} p_{i,n,\mathrm{pos}}\; x_{n,\mathrm{patch}(\mathrm{pos})}`,
-    shaped like the conv weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``.
+                     groups: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Correlation of post-synaptic factors ``p`` with the patches of the (padded) input ``x [N, C_in, H, W]``:
+    :math:`\sum_{n}\sum_{\mathrm{pos}} p_{i,n,\mathrm{pos}}\; x_{n,\mathrm{patch}(\mathrm{pos})}`, shaped like the conv
+    weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``. ``p`` is either
+    ``[N, C_out, H', W']`` or in rows layout ``[N·H'·W', C_out]`` (positions in ``(n, h, w)`` order).
 
-    For ungrouped layers with long patches it is one matrix product ``p [C_out, N·L] @ patches [N·L, C_in k²]``
-    over ``F.unfold`` patches (on our CPU faster than the oneDNN weight-gradient kernel for the wide SoftHebb
-    layers; see ``benchmarks/hebbian_cost.py``); otherwise ``torch.nn.grad.conv2d_weight``. Memory: the unfolded patches,
-    ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer at batch 10)."""
+    For ungrouped layers with long patches it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, C_in k²]``,
+    the patches gathered by one strided copy (``Tensor.unfold``; on our CPU faster than ``F.unfold`` + transpose
+    and than the oneDNN weight-gradient kernel for the wide SoftHebb layers; see ``benchmarks/hebbian_cost.py``);
+    otherwise ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the
+    1536-unit layer at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer
+    saves allocating and first-touching a weight-sized tensor every step)."""
     c_out, c_in_g, kh, kw = weight_shape
+    n = x.shape[0]
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
-        cols = F.unfold(x, (kh, kw), stride=stride)  # [N, C_in k², L]
-        pm = p.to(x.dtype).flatten(2)  # [N, C_out, L]
-        out = pm.transpose(0, 1).reshape(c_out, -1) @ cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        return out.view(weight_shape)
-    return torch.nn.grad.conv2d_weight(x, weight_shape, p.to(x.dtype), stride=stride, groups=groups)
+        patches = (x.unfold(2, kh, stride).unfold(3, kw, stride)  # [N, C, H', W', kh, kw] (a view)
+                   .permute(0, 2, 3, 1, 4, 5).reshape(-1, c_in_g * kh * kw))
+        a = p.to(x.dtype)
+        a = a.t() if a.dim() == 2 else a.transpose(0, 1).reshape(c_out, -1)
+        if a.shape[1] != patches.shape[0]:
+            raise ValueError(f"conv_correlation: p has {a.shape[1]} positions, the input gives {patches.shape[0]}")
+        if out is None:
+            return (a @ patches).view(weight_shape)
+        torch.mm(a, patches, out=out.view(c_out, -1))
+        return out
+    if p.dim() == 2:  # rows -> [N, C_out, H', W']
+        h2, w2 = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
+        p = p.view(n, h2, w2, c_out).permute(0, 3, 1, 2)
+    res = torch.nn.grad.conv2d_weight(x, weight_shape, p.to(x.dtype), stride=stride, groups=groups)
+    return res if out is None else out.copy_(res)
 
 
 class Triangle(nn.Module):
@@ -105,6 +121,7 @@ class _HebbLayer(nn.Module):
         self.rule = rule
         self.cosine = bool(cosine)
         self.plastic = False
+        self._scratch: torch.Tensor | None = None  # reused update buffer (not state)
         self.register_buffer("win_counts", torch.zeros(n_out, dtype=torch.float64))
         self.register_buffer("positions_seen", torch.zeros((), dtype=torch.float64))
         if dale is not None:
@@ -121,12 +138,19 @@ class _HebbLayer(nn.Module):
         """Post-synaptic activity the rule correlates (identity; conv layers may apply surround inhibition)."""
         return u
 
-    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        r""":math:`\sum_n p_{in} x_n`, shaped like ``weight``."""
+    def rows(self, t: torch.Tensor) -> torch.Tensor:
+        """Activity in rows layout ``[positions, C]`` (the rule works along dim 1; contiguous channels make its
+        softmax/argmax/sums fast): identity for linear layers, ``[N, C, H, W] -> [N·H·W, C]`` for conv."""
+        return t
+
+    def correlate(self, x: torch.Tensor, p: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        r""":math:`\sum_n p_{in} x_n` for ``p`` in rows layout (:meth:`rows`), shaped like ``weight`` (written into
+        ``out`` if given)."""
         raise NotImplementedError
 
-    def correlate_winners(self, x: torch.Tensor, p: torch.Tensor, winners: torch.Tensor) -> torch.Tensor | None:
-        r"""The same sum when ``p`` is nonzero only at each position's winner ``winners`` (``[N, *spatial]``):
+    def correlate_winners(self, x: torch.Tensor, p: torch.Tensor, winners: torch.Tensor,
+                          out: torch.Tensor | None = None) -> torch.Tensor | None:
+        r"""The same sum when ``p`` is nonzero only at each position's winner ``winners`` (``[positions]``):
         :math:`\sum_n p_{w_n n}\, x_n` added into row :math:`w_n` (a scatter-add over positions); ``None`` where
         the layer has no such path (the dense :meth:`correlate` is used)."""
         return None
@@ -134,25 +158,39 @@ class _HebbLayer(nn.Module):
     @torch.no_grad()
     def plasticity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and
-        currents ``u``; write :math:`-\Delta w` into ``weight.grad`` (added to any grad already there) and
-        return :math:`\Delta w`."""
+        currents ``u`` and subtract it from ``weight.grad`` (set to :math:`-\Delta w` if there is none); return
+        ``weight.grad``.
+
+        Computed in place in a buffer the layer keeps (no weight-sized temporaries; see
+        :func:`~neuroplastic.hebbian.rules.hebbian_delta` and :func:`~neuroplastic.hebbian.rules.normalize_update`
+        for the same arithmetic written plainly): ``buf = Σ p x``, then ``buf ← c·w − buf`` (:math:`-\Delta w`),
+        then ``buf ← buf · η_i / max|buf|``."""
         y = self.modulate(u)
+        same = y is u
+        u = self.rows(u)
+        y = u if same else self.rows(y)
         winners = u.argmax(dim=1)
         p, c = self.rule.factors(u, y, winners)
-        corr = self.correlate_winners(x, p, winners) if self.rule.winner_only else None
-        if corr is None:
-            corr = self.correlate(x, p)
-        dw = normalize_update(hebbian_delta(corr, c, self.weight))
+        acc = self.weight.grad
+        buf = self._scratch
+        if buf is None or buf is acc or buf.shape != self.weight.shape or buf.dtype != self.weight.dtype \
+                or buf.device != self.weight.device:
+            buf = self._scratch = torch.empty_like(self.weight, memory_format=torch.contiguous_format)
+        done = self.rule.winner_only and self.correlate_winners(x, p, winners, out=buf) is not None
+        if not done:
+            self.correlate(x, p, out=buf)
+        shape = (-1,) + (1,) * (buf.dim() - 1)
+        buf.neg_().addcmul_(c.to(buf.dtype).view(shape), self.weight)  # -Δw = c·w − Σ p x
+        scale = 1.0 / (max_abs(buf) + 1e-30)
         r = self.rule.rate(self.weight)
-        if r is not None:
-            dw = dw * r.view(-1, *([1] * (dw.dim() - 1)))
-        if self.weight.grad is None:
-            self.weight.grad = -dw
+        buf.mul_(scale if r is None else (r.to(buf.dtype) * scale).view(shape))
+        if acc is None:
+            self.weight.grad = buf
         else:
-            self.weight.grad.sub_(dw)
+            acc.add_(buf)
         self.win_counts += torch.bincount(winners.flatten(), minlength=u.shape[1]).double()
         self.positions_seen += u.numel() / u.shape[1]
-        return dw
+        return self.weight.grad
 
     @torch.no_grad()
     def constrain_(self) -> None:
@@ -249,16 +287,20 @@ class HebbConv2d(_HebbLayer):
         c, k = u.shape[1], self.dog.shape[-1]
         return F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
 
-    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups)
+    def rows(self, t):
+        return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
-    def correlate_winners(self, x, p, winners):
+    def correlate(self, x, p, out=None):
+        return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups, out=out)
+
+    def correlate_winners(self, x, p, winners, out=None):
         if self.groups != 1:
             return None
-        k = self.kernel_size
-        cols = F.unfold(x, (k, k), stride=self.stride).transpose(1, 2).reshape(-1, self.weight[0].numel())
-        pw = p.gather(1, winners.unsqueeze(1)).flatten().to(x.dtype)  # [N·L] winners' factors
-        corr = x.new_zeros(self.out_channels, cols.shape[1]).index_add_(0, winners.flatten(), cols * pw[:, None])
+        k, s = self.kernel_size, self.stride
+        cols = x.unfold(2, k, s).unfold(3, k, s).permute(0, 2, 3, 1, 4, 5).reshape(-1, self.weight[0].numel())
+        pw = p.gather(1, winners.view(-1, 1)).flatten().to(x.dtype)  # [N·L] winners' factors
+        corr = x.new_zeros(self.out_channels, cols.shape[1]) if out is None else out.view(self.out_channels, -1).zero_()
+        corr.index_add_(0, winners.flatten(), cols * pw[:, None])
         return corr.view_as(self.weight)
 
     def extra_repr(self) -> str:
@@ -293,12 +335,13 @@ class HebbLinear(_HebbLayer):
             self.plasticity(x.detach(), u.detach())
         return u
 
-    def correlate(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        return p.to(x.dtype).t() @ x
+    def correlate(self, x, p, out=None):
+        return p.to(x.dtype).t() @ x if out is None else torch.mm(p.to(x.dtype).t(), x, out=out)
 
-    def correlate_winners(self, x, p, winners):
+    def correlate_winners(self, x, p, winners, out=None):
         pw = p.gather(1, winners.unsqueeze(1)).squeeze(1).to(x.dtype)
-        return x.new_zeros(self.weight.shape).index_add_(0, winners, x * pw[:, None])
+        corr = x.new_zeros(self.weight.shape) if out is None else out.zero_()
+        return corr.index_add_(0, winners, x * pw[:, None])
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, cosine={self.cosine}, dale={self.dale_sign is not None}"

@@ -36,6 +36,7 @@ __all__ = [
     "dog_kernel",
     "hebbian_delta",
     "make_rule",
+    "max_abs",
     "normalize_update",
     "winner_mask",
 ]
@@ -59,9 +60,15 @@ def hebbian_delta(corr: torch.Tensor, decay: torch.Tensor, w: torch.Tensor) -> t
     return corr - decay.view(-1, *([1] * (w.dim() - 1))) * w
 
 
+def max_abs(t: torch.Tensor) -> torch.Tensor:
+    r""":math:`\max|t|` as a 0-d tensor, without allocating :math:`|t|` (one min/max pass)."""
+    lo, hi = torch.aminmax(t)
+    return torch.maximum(hi, lo.neg())
+
+
 def normalize_update(dw: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
     r""":math:`\Delta w / \max|\Delta w|` over the whole layer (Journé et al. 2023; Nimmo & Mondragón 2025)."""
-    return dw / (dw.abs().amax() + eps)
+    return dw / (max_abs(dw) + eps)
 
 
 class HebbRule(nn.Module):
@@ -140,10 +147,11 @@ class SoftHebb(HebbRule):
         self.t_inv, self.anti_hebbian, self.adaptive = float(t_inv), bool(anti_hebbian), bool(adaptive)
 
     def factors(self, u, y, winners=None):
-        s = torch.softmax(self.t_inv * u, dim=1)
-        if self.anti_hebbian:  # -s everywhere, +s at the winner
+        s = torch.softmax(u if self.t_inv == 1.0 else self.t_inv * u, dim=1)
+        if self.anti_hebbian:  # -s everywhere, +s at the winner (in place: s is ours)
             idx = u.argmax(dim=1, keepdim=True) if winners is None else winners.unsqueeze(1)
-            s = s.neg().scatter_(1, idx, s.gather(1, idx))
+            s_win = s.gather(1, idx)
+            s = s.neg_().scatter_(1, idx, s_win)
         return s, channel_sum(s * u)
 
     def rate(self, w):

@@ -89,7 +89,9 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
     """Fit the probe on all labels, then on ``counts`` labels per class; one record per fit.
 
     Small label sets get at least ``min_steps`` probe updates (more epochs than ``probe_epochs`` when an
-    epoch is a single batch), a fixed rule chosen before seeing any result."""
+    epoch is a single batch), a fixed rule chosen before seeing any result. Their probes are evaluated at the
+    final epoch only (``eval_every`` applies to the all-label probe, whose curve is kept): with 1 label per
+    class that is 500 epochs, and evaluating val+test every few of them cost more than the fits."""
     recs = []
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
     for n in (None, *counts):
@@ -101,7 +103,8 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
         epochs = max(learner.probe_epochs, -(-min_steps // steps)) if idx is not None else learner.probe_epochs
         _, hist = train_probe(ftr, ytr, bundle.n_classes, epochs=epochs, lr=learner.probe_lr,
                               dropout=learner.probe_dropout, batch_size=learner.probe_batch_size, seed=seed,
-                              evals=evals, standardize=learner.probe_standardize, eval_every=eval_every)
+                              evals=evals, standardize=learner.probe_standardize,
+                              eval_every=eval_every if idx is None else epochs)
         last = hist[-1]
         rec = dict(base, test_acc=last["test_acc"], val_acc=last.get("val_acc"),
                    labels_per_class=n if n is not None else "all", n_labels=len(ytr),

@@ -53,6 +53,12 @@ def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = 
 UNFOLD_MIN_PATCH = 512
 
 
+def patch_rows(x: torch.Tensor, kh: int, kw: int, stride: int = 1) -> torch.Tensor:
+    """The ``kh×kw`` patches of ``x [N, C, H, W]`` as rows ``[N·H'·W', C·kh·kw]`` (positions in ``(n, h, w)`` order,
+    features in the conv weight's ``(c, i, j)`` order), gathered by one strided copy."""
+    return x.unfold(2, kh, stride).unfold(3, kw, stride).permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
+
+
 def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, ...], stride: int = 1,
                      groups: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
     r"""Correlation of post-synaptic factors ``p`` with the patches of the (padded) input ``x [N, C_in, H, W]``:
@@ -69,8 +75,7 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     c_out, c_in_g, kh, kw = weight_shape
     n = x.shape[0]
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
-        patches = (x.unfold(2, kh, stride).unfold(3, kw, stride)  # [N, C, H', W', kh, kw] (a view)
-                   .permute(0, 2, 3, 1, 4, 5).reshape(-1, c_in_g * kh * kw))
+        patches = patch_rows(x, kh, kw, stride)
         a = p.to(x.dtype)
         a = a.t() if a.dim() == 2 else a.transpose(0, 1).reshape(c_out, -1)
         if a.shape[1] != patches.shape[0]:
@@ -296,8 +301,7 @@ class HebbConv2d(_HebbLayer):
     def correlate_winners(self, x, p, winners, out=None):
         if self.groups != 1:
             return None
-        k, s = self.kernel_size, self.stride
-        cols = x.unfold(2, k, s).unfold(3, k, s).permute(0, 2, 3, 1, 4, 5).reshape(-1, self.weight[0].numel())
+        cols = patch_rows(x, self.kernel_size, self.kernel_size, self.stride)
         pw = p.gather(1, winners.view(-1, 1)).flatten().to(x.dtype)  # [N·L] winners' factors
         corr = x.new_zeros(self.out_channels, cols.shape[1]) if out is None else out.view(self.out_channels, -1).zero_()
         corr.index_add_(0, winners.flatten(), cols * pw[:, None])

@@ -133,7 +133,13 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
                     if layer.cosine:
                         val = val / patch.norm().clamp_min(1e-12)
                     u[b, o, i, j] = val
-    p, c = layer.rule.factors(u, layer.modulate(u))
+    if layer.dog is not None:  # surround: zero-padded depthwise correlation with the DoG kernel, by loops
+        kd = layer.dog[0, 0]
+        r = kd.shape[-1] // 2
+        up = torch.nn.functional.pad(u, (r, r, r, r))
+        u = torch.stack([torch.stack([(up[:, :, i:i + 2 * r + 1, j:j + 2 * r + 1] * kd).sum((-2, -1))
+                                      for j in range(wo)], -1) for i in range(ho)], -2)
+    p, c = layer.rule.factors(u, u)
     corr = torch.zeros_like(layer.weight)
     for b in range(n):
         for o in range(layer.out_channels):
@@ -209,6 +215,32 @@ def test_triangle_and_dog():
     assert torch.isfinite(u.grad).all()
     k = rules.dog_kernel(5, 1.2, 1.3)
     assert k.shape == (5, 5) and abs(float(k[2, 2]) - 1.0) < 1e-6 and float(k[0, 0]) < 0
+
+
+def test_dog_kernel_closed_form():
+    """Each Gaussian normalised by 2πσ² (the authors' create_sm_kernel), centre scaled to 1: on a 3×3 grid with
+    σ 1.0/1.2 the edge value is (e^{-1/2}/2π − e^{-1/2.88}/2.88π) / (1/2π − 1/2.88π), and the kernel is positive."""
+    k = rules.dog_kernel(3, 1.0, 1.2)
+    num = math.exp(-0.5) / (2 * math.pi) - math.exp(-1 / 2.88) / (2 * math.pi * 1.44)
+    den = 1 / (2 * math.pi) - 1 / (2 * math.pi * 1.44)
+    assert abs(float(k[0, 1]) - num / den) < 1e-5
+    assert float(k.min()) > 0 and abs(float(k.sum()) - 2.7923) < 1e-3
+    with pytest.raises(ValueError, match="odd"):
+        rules.dog_kernel(4, 1.0, 1.2)
+
+
+def test_surround_shapes_the_response_and_the_competition():
+    """With a DoG kernel the layer's output is the DoG-filtered currents, and the winners the rule sees come from it."""
+    g = torch.Generator().manual_seed(4)
+    a = HebbConv2d(2, 3, 3, rules.HardWTA(), padding=1, init="normal", dog=(3, 1.0, 1.2), generator=g)
+    b = HebbConv2d(2, 3, 3, rules.HardWTA(), padding=1, init="normal", generator=torch.Generator().manual_seed(4))
+    x = torch.randn(1, 2, 6, 6, generator=g)
+    with torch.no_grad():
+        u = b(x)
+        kd = rules.dog_kernel(3, 1.0, 1.2).view(1, 1, 3, 3).expand(3, 1, 3, 3)
+        assert torch.allclose(a(x), torch.nn.functional.conv2d(u, kd, padding=1, groups=3), atol=1e-5)
+        a.plasticity(a.pad(x), a(x))
+    assert torch.equal(a.win_counts, torch.bincount(a(x).argmax(1).flatten(), minlength=3).double())
 
 
 def test_dale_constraint_holds_after_training():

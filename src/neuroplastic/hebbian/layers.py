@@ -139,10 +139,6 @@ class _HebbLayer(nn.Module):
             self.dale_sign = None
 
     # -- the rule ------------------------------------------------------------------------------------
-    def modulate(self, u: torch.Tensor) -> torch.Tensor:
-        """Post-synaptic activity the rule correlates (identity; conv layers may apply surround inhibition)."""
-        return u
-
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """Activity in rows layout ``[positions, C]`` (the rule works along dim 1; contiguous channels make its
         softmax/argmax/sums fast): identity for linear layers, ``[N, C, H, W] -> [N·H·W, C]`` for conv."""
@@ -162,20 +158,17 @@ class _HebbLayer(nn.Module):
 
     @torch.no_grad()
     def plasticity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and
-        currents ``u`` and subtract it from ``weight.grad`` (set to :math:`-\Delta w` if there is none); return
-        ``weight.grad``.
+        r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and the
+        layer's response ``u`` (:meth:`HebbConv2d.currents`, surround included) and subtract it from
+        ``weight.grad`` (set to :math:`-\Delta w` if there is none); return ``weight.grad``.
 
         Computed in place in a buffer the layer keeps (no weight-sized temporaries; see
         :func:`~neuroplastic.hebbian.rules.hebbian_delta` and :func:`~neuroplastic.hebbian.rules.normalize_update`
         for the same arithmetic written plainly): ``buf = Σ p x``, then ``buf ← c·w − buf`` (:math:`-\Delta w`),
         then ``buf ← buf · η_i / max|buf|``."""
-        y = self.modulate(u)
-        same = y is u
         u = self.rows(u)
-        y = u if same else self.rows(y)
         winners = u.argmax(dim=1)
-        p, c = self.rule.factors(u, y, winners)
+        p, c = self.rule.factors(u, u, winners)
         acc = self.weight.grad
         buf = self._scratch
         if buf is None or buf is acc or buf.shape != self.weight.shape or buf.dtype != self.weight.dtype \
@@ -229,8 +222,11 @@ class HebbConv2d(_HebbLayer):
         rule: a :class:`~neuroplastic.hebbian.rules.HebbRule`.
         padding_mode: ``reflect`` (SoftHebb) or ``zeros``.
         groups: ``groups = in_channels`` gives a depthwise conv.
-        dog: ``(size, sigma_e, sigma_i)`` of a difference-of-Gaussians surround kernel applied depthwise to the
-            currents before the rule sees them (Nimmo & Mondragón 2025); ``None`` for none.
+        dog: ``(size, sigma_e, sigma_i)`` of a difference-of-Gaussians surround kernel
+            (:func:`~neuroplastic.hebbian.rules.dog_kernel`) applied depthwise to the currents, zero-padded: the
+            layer's response is :math:`y = k_{\mathrm{DoG}} * u`; it is what the next module receives, what the
+            competition (argmax) runs on and what the rule correlates (Nimmo & Mondragón 2025; as in the authors'
+            code). ``None`` for none.
         dale: fraction of excitatory input channels for a Dale's-law sign constraint (``None``: off).
     """
 
@@ -267,7 +263,7 @@ class HebbConv2d(_HebbLayer):
         return F.pad(x, (p, p, p, p))
 
     def currents(self, xp: torch.Tensor) -> torch.Tensor:
-        """Currents of the padded input ``xp``."""
+        """The layer's response to the padded input ``xp``: the currents, surround-modulated if ``dog`` is set."""
         u = F.conv2d(xp, self._current_weight(), stride=self.stride, groups=self.groups)
         if self.cosine:  # patch norms: sum x² over each group's channels first, then a k×k box sum
             k, g = self.kernel_size, self.groups
@@ -275,6 +271,9 @@ class HebbConv2d(_HebbLayer):
             sq = (xp * xp).view(n, g, c // g, h, w).sum(2)
             pn = F.conv2d(sq, xp.new_ones(g, 1, k, k), stride=self.stride, groups=g).clamp_min(1e-12).sqrt()
             u = u / (pn if g == 1 else pn.repeat_interleave(self.out_channels // g, dim=1))
+        if self.dog is not None:
+            c, k = u.shape[1], self.dog.shape[-1]
+            u = F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
         return u
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -285,12 +284,6 @@ class HebbConv2d(_HebbLayer):
         if self.plastic and self.training:
             self.plasticity(xp.detach(), u.detach())
         return u
-
-    def modulate(self, u: torch.Tensor) -> torch.Tensor:
-        if self.dog is None:
-            return u
-        c, k = u.shape[1], self.dog.shape[-1]
-        return F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
 
     def rows(self, t):
         return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])

@@ -17,9 +17,11 @@ A preset is a list of stages; each stage is ``BN(affine=False) → Hebbian conv(
     Kaiming-uniform init, per-layer rate 0.1/0.08/0.05, ZCA-whitened input; 20 probe epochs.
 ``optimal``
     BCM + cosine activation + difference-of-Gaussians surround (kernel 5/3/3, σe/σi 1.2/1.3, 1.0/1.2,
-    0.8/1.1) — Nimmo & Mondragón's best configuration.
+    0.8/1.1) — Nimmo & Mondragón's best configuration. The surround shapes each layer's response (what the
+    next stage and the rule see; :func:`~neuroplastic.hebbian.rules.dog_kernel`); 1×1 layers get none.
 ``depthwise``
-    ``optimal`` with stages 2 and 3 depthwise-separable (depthwise 3×3 + pointwise 1×1, both Hebbian).
+    ``optimal`` with stages 2 and 3 depthwise-separable: depthwise 3×3 → ``BN(affine=False)`` → pointwise 1×1,
+    both Hebbian, no activation between them (as the authors' ``model_depthwise``).
 ``residual``
     ``optimal`` with stages 2 and 3 inverted bottlenecks (1×1 expand ×4 → depthwise 3×3 → 1×1 project,
     plus the channel-tiled input as a skip connection).
@@ -155,15 +157,15 @@ class _Stage(nn.Module):
             self.conv = make(cin, cout, spec.kernel, spec.padding, 1, spec.dog)
         elif kind == "sep":
             self.dw = make(cin, cin, spec.kernel, spec.padding, cin, spec.dog)
-            self.act_dw = Triangle(1.0)
-            self.pw = make(cin, cout, 1, 0, 1, spec.dog)
+            self.bn_pw = nn.BatchNorm2d(cin, affine=False)  # the authors' depthwise net: BN, no activation
+            self.pw = make(cin, cout, 1, 0, 1, None)  # no surround on 1×1 layers (as the authors' code)
         elif kind == "res":
             mid = 4 * cin
-            self.expand = make(cin, mid, 1, 0, 1, spec.dog)
+            self.expand = make(cin, mid, 1, 0, 1, None)
             self.act_e = Triangle(1.0)
             self.dw = make(mid, mid, spec.kernel, spec.padding, mid, spec.dog)
             self.act_dw = Triangle(1.0)
-            self.project = make(mid, cout, 1, 0, 1, spec.dog)
+            self.project = make(mid, cout, 1, 0, 1, None)
             if cout % cin:
                 raise ValueError(f"residual stage needs out channels ({cout}) to be a multiple of in ({cin})")
         elif kind == "linear":
@@ -176,7 +178,7 @@ class _Stage(nn.Module):
         if self.kind == "conv":
             u = self.conv(z)
         elif self.kind == "sep":
-            u = self.pw(self.act_dw(self.dw(z)))
+            u = self.pw(self.bn_pw(self.dw(z)))
         elif self.kind == "res":
             h = self.act_dw(self.dw(self.act_e(self.expand(z))))
             u = self.project(h) + z.repeat(1, self.project.out_channels // z.shape[1], 1, 1)  # tiled skip

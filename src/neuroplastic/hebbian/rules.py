@@ -20,6 +20,8 @@ checkpoints with the layer; they never hold parameters.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -75,8 +77,8 @@ class HebbRule(nn.Module):
     r"""Base class: ``factors(u, y, winners=None) -> (p, c)`` gives the post-synaptic factor and the decay; see
     the module. ``winners`` is :math:`\arg\max_i u_{in}` when the layer has computed it already.
 
-    ``u`` are the currents (competition signal), ``y`` the post-synaptic activity the rule correlates
-    (``u`` itself unless the layer modulates it, e.g. by surround inhibition). Subclasses may override
+    ``u`` is the competition signal, ``y`` the post-synaptic activity the rule correlates; the layers pass their
+    response (currents, surround-modulated where the layer has a surround kernel) as both. Subclasses may override
     :meth:`current_weight` (the weights the currents are computed with) and :meth:`rate` (per-unit rate).
     """
 
@@ -268,8 +270,14 @@ def make_rule(name: str, n_units: int, **kwargs) -> HebbRule:
 
 
 def dog_kernel(size: int, sigma_e: float, sigma_i: float) -> torch.Tensor:
-    r"""Difference of Gaussians :math:`G_{\sigma_e} - G_{\sigma_i}` (each summing to 1) on a ``size×size`` grid,
-    scaled so that the centre value is 1 (Nimmo & Mondragón 2025 surround modulation)."""
+    r"""Surround-modulation kernel (Nimmo & Mondragón 2025): a difference of Gaussians on a ``size×size`` grid,
+
+    .. math:: k(r) = \frac{e^{-r^2/2\sigma_e^2}}{2\pi\sigma_e^2} - \frac{e^{-r^2/2\sigma_i^2}}{2\pi\sigma_i^2},
+
+    each Gaussian normalised by its continuous integral (as the authors' ``create_sm_kernel``), then scaled so that
+    the centre value is 1. On the small grids of the presets the wider inhibitory Gaussian loses more of its mass
+    to the truncation, so the kernel sums to more than 0 (e.g. 1.96 for 5×5, σ 1.2/1.3; the 3×3, σ 1.0/1.2 kernel
+    is positive everywhere): a centre-weighted blur with a weak surround, not a zero-sum band-pass."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"dog_kernel: size must be odd and >= 1, got {size}")
     if not (sigma_e > 0 and sigma_i > 0):
@@ -278,12 +286,10 @@ def dog_kernel(size: int, sigma_e: float, sigma_i: float) -> torch.Tensor:
     r2 = r.view(-1, 1) ** 2 + r.view(1, -1) ** 2
 
     def g(s: float) -> torch.Tensor:
-        k = torch.exp(-r2 / (2 * s * s))
-        return k / k.sum()
+        return torch.exp(-r2 / (2 * s * s)) / (2 * math.pi * s * s)
 
     d = g(sigma_e) - g(sigma_i)
     centre = d[size // 2, size // 2]
     if abs(float(centre)) < 1e-12:
         raise ValueError(f"dog_kernel: centre is 0 for sigmas {sigma_e}, {sigma_i}")
     return (d / centre).float()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import math
 
@@ -133,13 +134,16 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
                     if layer.cosine:
                         val = val / patch.norm().clamp_min(1e-12)
                     u[b, o, i, j] = val
+    y = u
     if layer.dog is not None:  # surround: zero-padded depthwise correlation with the DoG kernel, by loops
         kd = layer.dog[0, 0]
         r = kd.shape[-1] // 2
         up = torch.nn.functional.pad(u, (r, r, r, r))
-        u = torch.stack([torch.stack([(up[:, :, i:i + 2 * r + 1, j:j + 2 * r + 1] * kd).sum((-2, -1))
+        y = torch.stack([torch.stack([(up[:, :, i:i + 2 * r + 1, j:j + 2 * r + 1] * kd).sum((-2, -1))
                                       for j in range(wo)], -1) for i in range(ho)], -2)
-    p, c = layer.rule.factors(u, u)
+        if layer.surround == "response":  # the competition runs on the filtered response too
+            u = y
+    p, c = layer.rule.factors(u, y)
     corr = torch.zeros_like(layer.weight)
     for b in range(n):
         for o in range(layer.out_channels):
@@ -155,6 +159,7 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("kw", [
     {"rule": "softhebb", "padding": 1, "stride": 1, "groups": 1, "cosine": False, "dog": None},
     {"rule": "hard", "padding": 2, "stride": 2, "groups": 1, "cosine": True, "dog": (3, 1.0, 1.2)},
+    {"rule": "bcm", "padding": 1, "stride": 1, "groups": 1, "cosine": True, "dog": (3, 0.8, 1.1), "surround": "rule"},
     {"rule": "oja", "padding": 0, "stride": 1, "groups": 2, "cosine": False, "dog": None},
     {"rule": "krotov", "padding": 1, "stride": 1, "groups": 1, "cosine": False, "dog": None},
 ])
@@ -170,7 +175,7 @@ def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
     layer = HebbConv2d(2, cout, 3, rules.make_rule(kw.pop("rule"), cout), init="normal", generator=g, **kw)
     x = torch.randn(2, 2, 5, 5, generator=g)
     with torch.no_grad():
-        ref = _naive_conv_dw(layer, x)
+        ref = _naive_conv_dw(copy.deepcopy(layer), x)  # a copy: BCM's threshold is state the rule updates
         dw = -layer.plasticity(layer.pad(x), layer.currents(layer.pad(x)))
     assert torch.allclose(dw, ref, atol=1e-5)
     assert torch.allclose(layer.weight.grad, -ref, atol=1e-5)
@@ -227,6 +232,8 @@ def test_dog_kernel_closed_form():
     assert float(k.min()) > 0 and abs(float(k.sum()) - 2.7923) < 1e-3
     with pytest.raises(ValueError, match="odd"):
         rules.dog_kernel(4, 1.0, 1.2)
+    z = rules.dog_kernel(5, 1.2, 1.3, normalise="sum")  # each Gaussian divided by its sum: zero-sum kernel
+    assert abs(float(z.sum())) < 1e-5 and abs(float(z[2, 2]) - 1.0) < 1e-6
 
 
 def test_surround_shapes_the_response_and_the_competition():
@@ -419,3 +426,18 @@ def test_conv_correlation_layouts_equal_weight_gradient(stride, monkeypatch):
         out = torch.full(shape, float("nan"))
         assert torch.allclose(layers.conv_correlation(x, rows, shape, stride, out=out), ref, atol=1e-5)
         assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_surround_presets():
+    """``optimal`` filters only what the rule correlates (zero-sum kernel); ``optimal-ref`` and ``depthwise`` filter
+    the response (the authors' code; kernel sums > 0); 1×1 layers never get a surround."""
+    kinds = {}
+    for preset in ("optimal", "optimal-ref", "depthwise"):
+        net = build(preset, (3, 32, 32), width=0.0625)
+        kinds[preset] = [(m.kernel_size, m.surround, None if m.dog is None else round(float(m.dog.sum()), 2))
+                         for _, m, _ in net.hebb_layers()]
+    assert all(s == "rule" and abs(tot) < 1e-3 for _, s, tot in kinds["optimal"])
+    assert all(s == "response" and tot > 1.5 for _, s, tot in kinds["optimal-ref"])
+    assert all((k == 1) == (s is None) for k, s, _ in kinds["depthwise"])
+    stage = build("depthwise", (3, 32, 32), width=0.0625).stages[1]
+    assert isinstance(stage.bn_pw, torch.nn.BatchNorm2d) and not stage.bn_pw.affine

@@ -139,6 +139,11 @@ class _HebbLayer(nn.Module):
             self.dale_sign = None
 
     # -- the rule ------------------------------------------------------------------------------------
+    def modulate(self, u: torch.Tensor) -> torch.Tensor | None:
+        """Activity the rule correlates, if it differs from the layer's response ``u`` (a conv layer's
+        surround-filtered currents in ``rule`` surround mode); ``None``: the rule correlates ``u`` itself."""
+        return None
+
     def rows(self, t: torch.Tensor) -> torch.Tensor:
         """Activity in rows layout ``[positions, C]`` (the rule works along dim 1; contiguous channels make its
         softmax/argmax/sums fast): identity for linear layers, ``[N, C, H, W] -> [N·H·W, C]`` for conv."""
@@ -159,16 +164,19 @@ class _HebbLayer(nn.Module):
     @torch.no_grad()
     def plasticity(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         r"""Compute the normalised, rate-scaled :math:`\Delta w` from inputs ``x`` (padded for conv) and the
-        layer's response ``u`` (:meth:`HebbConv2d.currents`, surround included) and subtract it from
-        ``weight.grad`` (set to :math:`-\Delta w` if there is none); return ``weight.grad``.
+        layer's response ``u`` (:meth:`HebbConv2d.currents`) and subtract it from ``weight.grad`` (set to
+        :math:`-\Delta w` if there is none); return ``weight.grad``. The winners are the argmax of ``u``; the rule
+        correlates :meth:`modulate` (``u``, or its surround-filtered copy in ``rule`` surround mode).
 
         Computed in place in a buffer the layer keeps (no weight-sized temporaries; see
         :func:`~neuroplastic.hebbian.rules.hebbian_delta` and :func:`~neuroplastic.hebbian.rules.normalize_update`
         for the same arithmetic written plainly): ``buf = Σ p x``, then ``buf ← c·w − buf`` (:math:`-\Delta w`),
         then ``buf ← buf · η_i / max|buf|``."""
+        y = self.modulate(u)
         u = self.rows(u)
+        y = u if y is None else self.rows(y)
         winners = u.argmax(dim=1)
-        p, c = self.rule.factors(u, u, winners)
+        p, c = self.rule.factors(u, y, winners)
         acc = self.weight.grad
         buf = self._scratch
         if buf is None or buf is acc or buf.shape != self.weight.shape or buf.dtype != self.weight.dtype \
@@ -223,17 +231,20 @@ class HebbConv2d(_HebbLayer):
         padding_mode: ``reflect`` (SoftHebb) or ``zeros``.
         groups: ``groups = in_channels`` gives a depthwise conv.
         dog: ``(size, sigma_e, sigma_i)`` of a difference-of-Gaussians surround kernel
-            (:func:`~neuroplastic.hebbian.rules.dog_kernel`) applied depthwise to the currents, zero-padded: the
-            layer's response is :math:`y = k_{\mathrm{DoG}} * u`; it is what the next module receives, what the
-            competition (argmax) runs on and what the rule correlates (Nimmo & Mondragón 2025; as in the authors'
-            code). ``None`` for none.
+            (:func:`~neuroplastic.hebbian.rules.dog_kernel`) applied depthwise to the currents, zero-padded
+            (Nimmo & Mondragón 2025); ``None`` for none.
+        surround: where the kernel acts. ``response`` (the authors' code): the layer's response is
+            :math:`y = k_{\mathrm{DoG}} * u`, which the next module receives, the competition (argmax) runs on
+            and the rule correlates; the kernel's Gaussians are normalised by :math:`2\pi\sigma^2`. ``rule``:
+            the response and the competition use the plain currents, only the activity the rule correlates is
+            filtered, by a kernel whose Gaussians are normalised by their sums (zero-sum kernel).
         dale: fraction of excitatory input channels for a Dale's-law sign constraint (``None``: off).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rule: HebbRule, *, stride: int = 1,
                  padding: int = 0, padding_mode: str = "reflect", groups: int = 1, cosine: bool = False,
-                 dog: tuple[int, float, float] | None = None, init: str = "softhebb", dale: float | None = None,
-                 generator: torch.Generator | None = None) -> None:
+                 dog: tuple[int, float, float] | None = None, surround: str = "response", init: str = "softhebb",
+                 dale: float | None = None, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if min(in_channels, out_channels, kernel_size, stride, groups) < 1 or padding < 0:
             raise ValueError(f"HebbConv2d: bad shape arguments in={in_channels} out={out_channels} "
@@ -246,9 +257,13 @@ class HebbConv2d(_HebbLayer):
         self.stride, self.padding, self.padding_mode, self.groups = stride, padding, padding_mode, groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
         init_weight(self.weight, init, generator)
+        if surround not in ("response", "rule"):
+            raise ValueError(f"HebbConv2d: surround must be 'response' or 'rule', got {surround!r}")
+        self.surround = surround if dog is not None else None
         if dog is not None:
             size, se, si = dog
-            self.register_buffer("dog", dog_kernel(int(size), float(se), float(si)).view(1, 1, size, size))
+            norm = "area" if surround == "response" else "sum"
+            self.register_buffer("dog", dog_kernel(int(size), float(se), float(si), norm).view(1, 1, size, size))
         else:
             self.dog = None
         self._setup(rule, out_channels, in_channels, cosine, dale, generator)
@@ -263,7 +278,7 @@ class HebbConv2d(_HebbLayer):
         return F.pad(x, (p, p, p, p))
 
     def currents(self, xp: torch.Tensor) -> torch.Tensor:
-        """The layer's response to the padded input ``xp``: the currents, surround-modulated if ``dog`` is set."""
+        """The layer's response to the padded input ``xp``: the currents, surround-filtered in ``response`` mode."""
         u = F.conv2d(xp, self._current_weight(), stride=self.stride, groups=self.groups)
         if self.cosine:  # patch norms: sum x² over each group's channels first, then a k×k box sum
             k, g = self.kernel_size, self.groups
@@ -271,10 +286,14 @@ class HebbConv2d(_HebbLayer):
             sq = (xp * xp).view(n, g, c // g, h, w).sum(2)
             pn = F.conv2d(sq, xp.new_ones(g, 1, k, k), stride=self.stride, groups=g).clamp_min(1e-12).sqrt()
             u = u / (pn if g == 1 else pn.repeat_interleave(self.out_channels // g, dim=1))
-        if self.dog is not None:
-            c, k = u.shape[1], self.dog.shape[-1]
-            u = F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
-        return u
+        return self._surround(u) if self.surround == "response" else u
+
+    def _surround(self, u: torch.Tensor) -> torch.Tensor:
+        c, k = u.shape[1], self.dog.shape[-1]
+        return F.conv2d(u, self.dog.to(u.dtype).expand(c, 1, k, k), padding=k // 2, groups=c)
+
+    def modulate(self, u: torch.Tensor) -> torch.Tensor | None:
+        return self._surround(u) if self.surround == "rule" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

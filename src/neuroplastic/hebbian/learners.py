@@ -244,7 +244,7 @@ register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, opti
 register("hebbian-cnn-bp", HebbianCNNBP, summary="the Hebbian CNN architecture trained end to end by backprop",
          quick={"dataset": "digits", "preset": "softhebb", "epochs": 5, "batch_size": 32,
                 "params": {"width": 0.25}})
-for _p in ("softhebb", "optimal", "hard", "bcm", "depthwise", "residual", "krotov"):
+for _p in ("softhebb", "optimal", "optimal-ref", "hard", "bcm", "depthwise", "residual", "krotov"):
     _q = {**_QUICK, "batch_size": 10} if _p == "softhebb" else dict(_QUICK)
     register(f"hebbian-{_p}", HebbianCNN, summary=f"Hebbian CNN, preset {_p}: {models.PRESETS[_p].summary}",
              quick=_q, preset=_p)

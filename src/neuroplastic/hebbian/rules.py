@@ -269,24 +269,27 @@ def make_rule(name: str, n_units: int, **kwargs) -> HebbRule:
     return cls(**kwargs)
 
 
-def dog_kernel(size: int, sigma_e: float, sigma_i: float) -> torch.Tensor:
+def dog_kernel(size: int, sigma_e: float, sigma_i: float, normalise: str = "area") -> torch.Tensor:
     r"""Surround-modulation kernel (Nimmo & Mondragón 2025): a difference of Gaussians on a ``size×size`` grid,
+    :math:`k(r) = G_{\sigma_e}(r) - G_{\sigma_i}(r)`, scaled so that the centre value is 1.
 
-    .. math:: k(r) = \frac{e^{-r^2/2\sigma_e^2}}{2\pi\sigma_e^2} - \frac{e^{-r^2/2\sigma_i^2}}{2\pi\sigma_i^2},
-
-    each Gaussian normalised by its continuous integral (as the authors' ``create_sm_kernel``), then scaled so that
-    the centre value is 1. On the small grids of the presets the wider inhibitory Gaussian loses more of its mass
-    to the truncation, so the kernel sums to more than 0 (e.g. 1.96 for 5×5, σ 1.2/1.3; the 3×3, σ 1.0/1.2 kernel
-    is positive everywhere): a centre-weighted blur with a weak surround, not a zero-sum band-pass."""
+    ``normalise="area"`` (the authors' ``create_sm_kernel``): :math:`G_\sigma(r) = e^{-r^2/2\sigma^2}/2\pi\sigma^2`.
+    On the presets' small grids the wider inhibitory Gaussian loses more of its mass to the truncation, so the
+    kernel sums to more than 0 (1.96 for 5×5, σ 1.2/1.3; the 3×3, σ 1.0/1.2 kernel is positive everywhere): a
+    centre-weighted blur with a weak surround. ``normalise="sum"``: each Gaussian divided by its sum on the grid,
+    so the kernel sums to 0 (a band-pass centre–surround)."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"dog_kernel: size must be odd and >= 1, got {size}")
     if not (sigma_e > 0 and sigma_i > 0):
         raise ValueError(f"dog_kernel: sigmas must be > 0, got {sigma_e}, {sigma_i}")
+    if normalise not in ("area", "sum"):
+        raise ValueError(f"dog_kernel: normalise must be 'area' or 'sum', got {normalise!r}")
     r = torch.arange(size, dtype=torch.float64) - size // 2
     r2 = r.view(-1, 1) ** 2 + r.view(1, -1) ** 2
 
     def g(s: float) -> torch.Tensor:
-        return torch.exp(-r2 / (2 * s * s)) / (2 * math.pi * s * s)
+        k = torch.exp(-r2 / (2 * s * s))
+        return k / (2 * math.pi * s * s) if normalise == "area" else k / k.sum()
 
     d = g(sigma_e) - g(sigma_i)
     centre = d[size // 2, size // 2]

@@ -239,7 +239,7 @@ from ..learners import register
 # SoftHebb preset keeps its batch of 10. `hebbian-cnn` is `hebbian-softhebb` under its generic name, so it
 # is not run twice.
 _QUICK = {"dataset": "digits", "epochs": 1, "batch_size": 32, "params": {"probe_epochs": 20}}
-register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, optimal, hard, soft, bcm, "
+register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, optimal, optimal-ref, hard, soft, bcm, "
          "depthwise, residual, stl10, krotov) + linear probe")
 register("hebbian-cnn-bp", HebbianCNNBP, summary="the Hebbian CNN architecture trained end to end by backprop",
          quick={"dataset": "digits", "preset": "softhebb", "epochs": 5, "batch_size": 32,

@@ -322,7 +322,7 @@ class HebbConv2d(_HebbLayer):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding} ({self.padding_mode}), groups={self.groups}, cosine={self.cosine}, "
-                f"dog={self.dog is not None}, dale={self.dale_sign is not None}")
+                f"dog={self.dog is not None}, surround={self.surround}, dale={self.dale_sign is not None}")
 
 
 class HebbLinear(_HebbLayer):

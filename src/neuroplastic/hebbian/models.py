@@ -126,7 +126,7 @@ def _presets() -> dict[str, PresetInfo]:
         "optimal": PresetInfo(opt, "kaiming", True, True, 20, 64, "BCM + cosine + DoG (Nimmo & Mondragón)", out_norm=True),
         "optimal-ref": PresetInfo(ref, "kaiming", True, True, 20, 64, "optimal, surround as in the authors' code",
                                   out_norm=True),
-        "depthwise": PresetInfo(sep, "kaiming", True, True, 20, 64, "optimal, depthwise-separable stages", out_norm=True),
+        "depthwise": PresetInfo(sep, "kaiming", True, True, 20, 64, "optimal-ref, depthwise-separable stages", out_norm=True),
         "residual": PresetInfo(res, "kaiming", True, True, 20, 64, "optimal, inverted-bottleneck stages", out_norm=True),
         "stl10": PresetInfo(stl, "softhebb", False, False, 50, 10, "SoftHebb with a 4th 6144 stage", probe_standardize=False),
         "krotov": PresetInfo([StageSpec(2000, pool=None, power=4.5, rule="krotov",

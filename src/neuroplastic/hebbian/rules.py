@@ -77,8 +77,8 @@ class HebbRule(nn.Module):
     r"""Base class: ``factors(u, y, winners=None) -> (p, c)`` gives the post-synaptic factor and the decay; see
     the module. ``winners`` is :math:`\arg\max_i u_{in}` when the layer has computed it already.
 
-    ``u`` is the competition signal, ``y`` the post-synaptic activity the rule correlates; the layers pass their
-    response (currents, surround-modulated where the layer has a surround kernel) as both. Subclasses may override
+    ``u`` is the competition signal (the layer's response), ``y`` the post-synaptic activity the rule correlates
+    (``u`` itself, or its surround-filtered copy for a conv layer in ``rule`` surround mode). Subclasses may override
     :meth:`current_weight` (the weights the currents are computed with) and :meth:`rate` (per-unit rate).
     """
 

@@ -91,12 +91,16 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
     Small label sets get at least ``min_steps`` probe updates (more epochs than ``probe_epochs`` when an
     epoch is a single batch), a fixed rule chosen before seeing any result. Their probes are evaluated at the
     final epoch only (``eval_every`` applies to the all-label probe, whose curve is kept): with 1 label per
-    class that is 500 epochs, and evaluating val+test every few of them cost more than the fits."""
+    class that is 500 epochs, and evaluating val+test every few of them cost more than the fits.
+    ``feats["train_flip"]``, if present: features of the mirrored training images, for a probe trained with
+    random horizontal flips (:func:`~neuroplastic.probe.train_probe`'s ``f_flip``)."""
     recs = []
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
     for n in (None, *counts):
         idx = None if n is None else per_class_subset(bundle.train.y, n, seed)
         ftr = feats["train"] if idx is None else feats["train"][idx]
+        ffl = feats.get("train_flip")
+        ffl = ffl if ffl is None or idx is None else ffl[idx]
         ytr = bundle.train.y if idx is None else bundle.train.y[idx]
         t0 = time.perf_counter()
         steps = -(-len(ytr) // learner.probe_batch_size)
@@ -104,7 +108,7 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
         _, hist = train_probe(ftr, ytr, bundle.n_classes, epochs=epochs, lr=learner.probe_lr,
                               dropout=learner.probe_dropout, batch_size=learner.probe_batch_size, seed=seed,
                               evals=evals, standardize=learner.probe_standardize,
-                              eval_every=eval_every if idx is None else epochs)
+                              eval_every=eval_every if idx is None else epochs, f_flip=ffl)
         last = hist[-1]
         rec = dict(base, test_acc=last["test_acc"], val_acc=last.get("val_acc"),
                    labels_per_class=n if n is not None else "all", n_labels=len(ytr),

@@ -42,6 +42,9 @@ def main(argv=None) -> None:
                     help="measure val/test accuracy every k probe epochs (and always at the last)")
     ap.add_argument("--ckpt-dir", default=None)
     ap.add_argument("--pictures", default=None, help="folder for filters / receptive fields / UMAP / winners")
+    ap.add_argument("--probe-flip", action="store_true",
+                    help="train the probes with random horizontal flips (features of mirrored training images are "
+                         "cached too; the authors' probe, Nimmo & Mondragon 2025)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -58,6 +61,8 @@ def main(argv=None) -> None:
         params = {"preset": a.preset, "width": a.width}
         if a.probe_epochs:
             params["probe_epochs"] = a.probe_epochs
+        if a.probe_flip:
+            params["probe_flip"] = True
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed,
                                **params).to(a.device)
         ckpt = Path(a.ckpt_dir) / f"{a.dataset}_{a.preset}_s{seed}.pt" if a.ckpt_dir else None
@@ -74,6 +79,8 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         feats = {s: hc.cache(learner, getattr(bundle, s).x) for s in ("train", "val", "test")
                  if getattr(bundle, s) is not None}
+        if learner.probe_flip:
+            feats["train_flip"] = hc.cache(learner, bundle.train.x.flip(-1))
         sync()
         cache_s = time.perf_counter() - t0
         log(f"hebbian epoch {hebb_s:.0f}s, forward (est. epoch, bs {bs}) {fwd_epoch_s:.0f}s, ratio "

@@ -352,6 +352,23 @@ def test_two_layer_hebbian_beats_random_on_digits():
     assert accs[True] > accs[False] + 0.03, accs
 
 
+def test_probe_flip_caches_mirrored_features():
+    """``probe_flip`` caches the mirrored training images' features (different from the originals) and fits
+    the probe on both views; it is refused for inputs that are not images."""
+    from neuroplastic import data
+    from neuroplastic.probe import cached_features, fit_probe
+
+    bundle = data.prepare("digits", val=0.1, seed=0, limit_train=120, limit_test=40)
+    m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0, probe_epochs=2, probe_flip=True)
+    f = cached_features(m, bundle.train.x)
+    f_flip = cached_features(m, bundle.train.x.flip(-1))
+    assert f.shape == f_flip.shape and not torch.allclose(f, f_flip)
+    hist = fit_probe(m, bundle, progress=False)
+    assert len(hist) == 2 and 0.0 <= hist[-1]["test_acc"] <= 1.0
+    with pytest.raises(ValueError, match="probe_flip"):
+        HebbianCNN((64,), 10, preset="softhebb", probe_flip=True)
+
+
 def test_pictures_are_written(tmp_path, capsys):
     from neuroplastic import data
     from neuroplastic.hebbian import viz

@@ -256,6 +256,28 @@ def test_probe_raw_features_and_sparse_evaluation():
         train_probe(f, y, 2, epochs=1, eval_every=0)
 
 
+def test_probe_flip_trains_on_both_views():
+    """With ``f_flip`` every sample enters as either view (p = 1/2): a probe whose two views carry the label in
+    different features learns both; without it the mirrored view stays at chance. Bad shapes are refused."""
+    from neuroplastic.probe import train_probe
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (400,), generator=g)
+    sign = (2 * y - 1).float()
+    f = 0.1 * torch.randn(400, 4, generator=g)
+    f[:, 0] += sign  # original view: the label is in feature 0
+    f_flip = 0.1 * torch.randn(400, 4, generator=g)
+    f_flip[:, 2] += sign  # mirrored view: in feature 2
+    evals = {"orig": (f, y), "flip": (f_flip, y)}
+    kw = {"epochs": 30, "lr": 0.05, "dropout": 0.0, "standardize": False, "evals": evals}
+    _, plain = train_probe(f, y, 2, **kw)
+    _, both = train_probe(f, y, 2, f_flip=f_flip, **kw)
+    assert plain[-1]["orig_acc"] > 0.95 and plain[-1]["flip_acc"] < 0.7
+    assert both[-1]["orig_acc"] > 0.95 and both[-1]["flip_acc"] > 0.95
+    with pytest.raises(ValueError, match="f_flip"):
+        train_probe(f, y, 2, epochs=1, f_flip=f_flip[:10])
+
+
 def test_half_dropout_is_bernoulli_half_and_unbiased():
     """The bit-mask dropout keeps each element with probability 1/2, independently, and scales by 2."""
     from neuroplastic.probe import half_dropout

@@ -93,20 +93,33 @@ def cached_features(learner: nn.Module, x: torch.Tensor, batch_size: int = 500) 
 def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *, epochs: int = 20,
                 lr: float = 1e-3, dropout: float = 0.5, batch_size: int = 64, seed: int = 0,
                 evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None, progress: bool = False,
-                standardize: bool = True, eval_every: int = 1,
+                standardize: bool = True, eval_every: int = 1, f_flip: torch.Tensor | None = None,
                 ) -> tuple[LinearProbe, list[dict[str, float]]]:
     """Fit a :class:`LinearProbe` on cached features; returns it and per-epoch rows.
 
     Every row has ``probe_epoch`` and ``probe_loss``; the ``{split}_acc`` of ``evals`` are measured every
     ``eval_every`` epochs and always at the last one (the reported, final-epoch accuracy).
+
+    ``f_flip``: features of the horizontally mirrored training images (row ``i`` mirrors row ``i`` of
+    ``f_train``). Each training sample then enters each epoch as one of its two views, drawn with probability
+    1/2: exactly random horizontal flips of the probe's inputs (the authors' probe, Nimmo & Mondragón 2025),
+    since a flip has only two outcomes and the features are frozen. The standardisation statistics are then
+    taken over both views.
     """
     if eval_every < 1:
         raise ValueError(f"eval_every must be >= 1, got {eval_every}")
+    if f_flip is not None and f_flip.shape != f_train.shape:
+        raise ValueError(f"f_flip must be shaped like f_train {tuple(f_train.shape)}, got {tuple(f_flip.shape)}")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     probe = LinearProbe(f_train.shape[1], n_classes, dropout, standardize).to(f_train.device)
     if standardize:
-        probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
+        if f_flip is None:
+            probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
+        else:
+            k = len(f_train) if 2 * f_train.numel() <= HALF_ABOVE else 10000
+            probe.set_stats(torch.cat([f_train[:k], f_flip[:k]]).float())
+    rows = torch.arange(len(f_train), device=f_train.device)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     milestones = sorted({max(1, round(epochs * m)) for m in _HALVING})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=0.5)
@@ -114,7 +127,11 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     for epoch in tqdm(range(epochs), desc="linear probe", disable=not progress, leave=False, file=sys.stderr):
         probe.train()
         tot, n = 0.0, 0
-        for fb, yb in batches(f_train, y_train, batch_size, shuffle=True, generator=g):
+        for ib, yb in batches(rows, y_train, batch_size, shuffle=True, generator=g):
+            fb = f_train[ib]
+            if f_flip is not None:
+                pick = torch.rand(len(ib), generator=g) < 0.5
+                fb = torch.where(pick.to(fb.device).unsqueeze(1), f_flip[ib], fb)
             loss = nn.functional.cross_entropy(probe(fb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -140,18 +157,22 @@ def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = Tr
     """Cache ``learner.features`` on every split, train the probe, attach it as ``learner.probe``.
 
     ``train_idx`` restricts the probe's training set (label-efficiency curves) without recomputing
-    anything else. Probe hyperparameters come from the learner (``probe_epochs``, ``probe_lr``, ...).
+    anything else. Probe hyperparameters come from the learner (``probe_epochs``, ``probe_lr``, ...;
+    ``probe_flip``: also cache the mirrored training images' features and train with random flips).
     """
     feats = {s: cached_features(learner, getattr(bundle, s).x, eval_batch_size)
              for s in ("train", "val", "test") if getattr(bundle, s) is not None}
+    f_flip = (cached_features(learner, bundle.train.x.flip(-1), eval_batch_size)
+              if getattr(learner, "probe_flip", False) else None)
     f_train, y_train = feats["train"], bundle.train.y
     if train_idx is not None:
         f_train, y_train = f_train[train_idx], y_train[train_idx]
+        f_flip = None if f_flip is None else f_flip[train_idx]
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
     probe, hist = train_probe(f_train, y_train, bundle.n_classes, epochs=learner.probe_epochs,
                               lr=learner.probe_lr, dropout=learner.probe_dropout,
                               batch_size=learner.probe_batch_size, seed=seed, evals=evals, progress=progress,
                               standardize=getattr(learner, "probe_standardize", True),
-                              eval_every=getattr(learner, "probe_eval_every", 1))
+                              eval_every=getattr(learner, "probe_eval_every", 1), f_flip=f_flip)
     learner.probe = probe
     return hist

@@ -45,6 +45,9 @@ class HebbianCNN(Learner):
             unsupervised epoch (``BatchNorm(affine=False)``; default: the preset's — on for the cosine/BCM
             presets, whose features are cosines of order 0.01 that a linear probe trained by Adam at 1e-3
             would otherwise need tens of thousands of steps to scale up).
+        probe_flip: train the linear probe with random horizontal flips of its training images (features of
+            the mirrored images are cached too; the probe of the authors' code, Nimmo & Mondragón 2025).
+            Off by default: SoftHebb's probe (Journé et al. 2023) and our recorded results use none.
     """
 
     name = "hebbian-cnn"
@@ -56,9 +59,11 @@ class HebbianCNN(Learner):
                  rule: str | None = None, cosine: bool | None = None, dog: bool | None = None,
                  dale: float | None = None, zca: bool | None = None, zca_samples: int = 5000,
                  lr_scale: float = 1.0, probe_epochs: int | None = None, out_norm: bool | None = None,
-                 seed: int = 0) -> None:
+                 probe_flip: bool = False, seed: int = 0) -> None:
         super().__init__()
         info = models.preset_info(preset)
+        if probe_flip and len(in_shape) != 3:
+            raise ValueError(f"probe_flip needs image inputs [C, H, W], got in_shape {tuple(in_shape)}")
         if not lr_scale > 0:
             raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
         if probe_epochs is not None and probe_epochs < 1:
@@ -77,6 +82,7 @@ class HebbianCNN(Learner):
                        else nn.BatchNorm2d(c, affine=False)) if use_norm else None
         self.probe_epochs = int(probe_epochs or info.probe_epochs)
         self.probe_standardize = bool(info.probe_standardize)
+        self.probe_flip = bool(probe_flip)
         self.use_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3) if zca is None else bool(zca)
         self.zca_samples = int(zca_samples)
         self._zca_buffer: list[torch.Tensor] = []

@@ -40,7 +40,7 @@ def table(records: list[dict]) -> str:
             "device"] + extra_keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (learner, dataset, preset), rs in groups.items():
-        dev = rs[0].get("gpu") or rs[0].get("cpu") or ""
+        dev = " + ".join(dict.fromkeys(r.get("gpu") or r.get("cpu") or "?" for r in rs))  # every machine used
         row = [learner, dataset, preset, _fmt_acc([r["test_acc"] for r in rs]), str(len(rs)),
                str(rs[0].get("epochs", "")), f"{statistics.mean(r.get('train_seconds') or 0 for r in rs):.0f}", dev]
         for k in extra_keys:

@@ -113,12 +113,10 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     probe = LinearProbe(f_train.shape[1], n_classes, dropout, standardize).to(f_train.device)
-    if standardize:
-        if f_flip is None:
-            probe.set_stats(f_train.float() if f_train.numel() <= HALF_ABOVE else f_train[:20000].float())
-        else:
-            k = len(f_train) if 2 * f_train.numel() <= HALF_ABOVE else 10000
-            probe.set_stats(torch.cat([f_train[:k], f_flip[:k]]).float())
+    if standardize:  # statistics over every view, from at most 20,000 rows when the cache is large
+        views = [f_train] if f_flip is None else [f_train, f_flip]
+        k = len(f_train) if len(views) * f_train.numel() <= HALF_ABOVE else 20000 // len(views)
+        probe.set_stats(torch.cat([v[:k] for v in views]).float() if f_flip is not None else f_train[:k].float())
     rows = torch.arange(len(f_train), device=f_train.device)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     milestones = sorted({max(1, round(epochs * m)) for m in _HALVING})

@@ -54,15 +54,24 @@ def _fmt(vals: list[float], recs: list[dict] | None = None) -> str:
         done = sorted({r.get("epochs_done", r.get("epochs")) for r in recs})
         planned = recs[0].get("epochs")
         s += f"; {'–'.join(str(d) for d in (done[0], done[-1]) if d is not None) if len(done) > 1 else done[0]}/{planned} ep"
+        if any(r.get("gpu") for r in recs):
+            s += "; GPU"
     return s + ")"
 
 
 def criteria_table(recs: list[dict]) -> str:
+    """The paper's table: each cell is the paper's configuration (preset lr and schedule). Records flagged
+    ``cell`` (complete reruns of that configuration) replace the untagged ones of their cell."""
     cells: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    flagged: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in recs:
-        if r.get("variant") or r.get("sweep") or r.get("probe") or r.get("rerun") or r.get("test_acc") is None:
+        if r.get("test_acc") is None or r.get("probe") or r.get("sweep") or r.get("variant"):
             continue
-        cells[(r["learner"], r.get("dll_preset"))].append(r)
+        if r.get("cell"):
+            flagged[(r["learner"], r.get("dll_preset"))].append(r)
+        elif not r.get("rerun"):
+            cells[(r["learner"], r.get("dll_preset"))].append(r)
+    cells.update(flagged)
     head = "| learner | paper | C1 | C2 | C3 | " + " | ".join(f"{p} (ours / paper)" for p, _ in COLS) + " |"
     lines = [head, "|" + "---|" * (5 + len(COLS))]
     for name in ("bp", "fa", "dfa", "pc", "dll", "dll-fa"):
@@ -109,7 +118,8 @@ def theta_table(recs: list[dict]) -> str:
             row = curve[i]
             ang = [f"{row[k]:.1f}" for k in sorted(row) if k.startswith("theta_angle_") and k != "theta_angle_mean"]
             nrm = [f"{row[k]:.3g}" for k in sorted(row) if k.startswith("theta_norm_")]
-            lines.append(f"| {r['learner']} {r.get('dll_preset')} {r.get('variant', '')} | {int(row['epoch'])} | "
+            tag = r.get("variant") or r.get("rerun") or ""
+            lines.append(f"| {r['learner']} {r.get('dll_preset')} {tag} | {int(row['epoch'])} | "
                          f"{100 * row.get('val_acc', float('nan')):.2f} | {100 * row.get('test_acc', float('nan')):.2f} | "
                          f"{row.get('theta_angle_mean', float('nan')):.1f} | {' '.join(ang)} | {' '.join(nrm)} |")
     return "\n".join(lines)
@@ -117,18 +127,19 @@ def theta_table(recs: list[dict]) -> str:
 
 def sweep_table(recs: list[dict]) -> str:
     rows = [r for r in recs if r.get("sweep")]
-    lines = ["| net | learner | lr | final val acc % | final test acc % (not used to select) | status |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| net | learner | epochs | lr | final val acc % | final test acc % (not used to select) | status | device |",
+             "|---|---|---|---|---|---|---|---|"]
     best: dict[tuple, dict] = {}
-    for r in sorted(rows, key=lambda r: (r.get("dll_preset"), r["learner"], r["params"].get("lr", 0))):
-        lines.append(f"| {r.get('dll_preset')} | {r['learner']} | {r['params'].get('lr')} | "
-                     f"{100 * (r.get('val_acc') or 0):.2f} | {100 * (r.get('test_acc') or 0):.2f} | {r.get('status')} |")
-        k = (r.get("dll_preset"), r["learner"])
+    for r in sorted(rows, key=lambda r: (r.get("dll_preset"), r["learner"], r.get("epochs"), r["params"].get("lr", 0))):
+        lines.append(f"| {r.get('dll_preset')} | {r['learner']} | {r.get('epochs')} | {r['params'].get('lr')} | "
+                     f"{100 * (r.get('val_acc') or 0):.2f} | {100 * (r.get('test_acc') or 0):.2f} | {r.get('status')} | "
+                     f"{r.get('gpu') or r.get('cpu') or '?'} |")
+        k = (r.get("dll_preset"), r["learner"], r.get("epochs"))
         if k not in best or (r.get("val_acc") or 0) > (best[k].get("val_acc") or 0):
             best[k] = r
     lines.append("")
-    for (net, learner), r in best.items():
-        lines.append(f"- best on validation: {learner} {net}: lr = {r['params'].get('lr')} "
+    for (net, learner, epochs), r in best.items():
+        lines.append(f"- best on validation: {learner} {net}, {epochs} epochs: lr = {r['params'].get('lr')} "
                      f"(val {100 * r['val_acc']:.2f} %)")
     return "\n".join(lines)
 
@@ -205,7 +216,8 @@ def curve_table(recs: list[dict], dataset: str) -> str:
     for r in rows:
         pts = ", ".join(f"{int(c['epoch'])}: {100 * c['val_acc']:.1f}/{100 * c['test_acc']:.1f}" for c in r["curve"])
         lines.append(f"- {r['learner']} {r.get('dll_preset')} seed {r['seed']} ({r['status']}, "
-                     f"{r.get('epochs_done', len(r['curve']))}/{r['epochs']} epochs, {r.get('cpu')}, "
+                     f"{r.get('epochs_done', len(r['curve']))}/{r['epochs']} epochs, lr {r['params'].get('lr', 'preset')}, "
+                     f"{r.get('gpu') or r.get('cpu')}, "
                      f"threads {r.get('threads')}): epoch: val/test % — {pts}")
     return "\n".join(lines)
 
@@ -278,10 +290,10 @@ def main(argv=None) -> int:
           "## angle(Θ, W) and ‖Θ‖ over training (seed 0)", "", theta_table(recs), "",
           "## Learning-rate sweep (seed 0, selection on validation accuracy)", "", sweep_table(recs), "",
           "## Labelled variants", "", variant_table(recs), "",
-          "## Reruns (same configuration, other machine or budget; not in the table above)", "", rerun_table(recs), "",
+          "## Reruns (other machine, budget or learning rate; complete reruns of the paper's configuration, flagged `cell`, also fill the table above)", "", rerun_table(recs), "",
           "## What the paper's Θ rule does (probe)", "", probe_table(recs), "",
           "## RNNs (sequential MNIST, next character)", "", rnn_table(recs), "",
-          "## CIFAR-10 curves (CPU)", "", curve_table(recs, "cifar-10"), "",
+          "## CIFAR-10 curves", "", curve_table(recs, "cifar-10"), "",
           "## Cost per training step vs BP (same process)", "", cost_table(), ""]
     (RES / "dll_report.md").write_text("\n".join(md))
     print(f"wrote {RES / 'dll_report.md'}")

@@ -27,7 +27,10 @@ def table(records: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
         if r.get("status", "done") == "done" and isinstance(r.get("test_acc"), (int, float)):
-            variant = r.get("variant") or ""
+            # runs of other configurations never share a row: variant, rerun tag, sweep value, label count
+            variant = " ".join(str(t) for t in (r.get("variant"), r.get("rerun")) if t)
+            if r.get("sweep"):
+                variant = f"{variant} sweep {r.get('epochs')}ep lr={(r.get('params') or {}).get('lr', 'preset')}".strip()
             lpc = r.get("labels_per_class")
             if lpc not in (None, "all"):
                 variant = f"{variant} {lpc} labels/class".strip()

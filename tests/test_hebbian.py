@@ -167,7 +167,7 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
 def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
     from neuroplastic.hebbian import layers
 
-    # both correlation paths of layers.conv_correlation (the GEMM one normally starts at 512-long patches)
+    # both correlation paths of layers.conv_correlation (normally every ungrouped layer takes the GEMM)
     monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", 10**9 if path == "conv2d_weight" else 1)
     kw = dict(kw)
     g = torch.Generator().manual_seed(1)
@@ -440,9 +440,33 @@ def test_conv_correlation_layouts_equal_weight_gradient(stride, monkeypatch):
     for min_patch in (1, 10**9):
         monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", min_patch)
         assert torch.allclose(layers.conv_correlation(x, p, shape, stride), ref, atol=1e-5)
-        out = torch.full(shape, float("nan"))
-        assert torch.allclose(layers.conv_correlation(x, rows, shape, stride, out=out), ref, atol=1e-5)
-        assert torch.allclose(out, ref, atol=1e-5)
+        for fmt in (torch.contiguous_format, torch.channels_last):  # a channels-last `out` is the GEMM's own output
+            out = torch.full(shape, float("nan")).contiguous(memory_format=fmt)
+            assert torch.allclose(layers.conv_correlation(x, rows, shape, stride, out=out), ref, atol=1e-5)
+            assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_channels_last_weight_helpers():
+    """Conv weights are kept channels-last; the per-unit views, norms and max|·| read them without reshaping
+    into the wrong order."""
+    from neuroplastic.hebbian import layers
+
+    g = torch.Generator().manual_seed(5)
+    layer = HebbConv2d(3, 4, 3, rules.make_rule("softhebb", 4), padding=1, generator=g)
+    w = layer.weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    dense = w.detach().contiguous()
+    assert torch.allclose(rules.unit_norms(w), dense.flatten(1).norm(dim=1))
+    assert torch.equal(rules.max_abs(w), dense.abs().max())
+    # unit_rows: each unit's values, in the (i, j, c) memory order, as a view of the weight
+    rows_ = rules.unit_rows(w)
+    assert rows_.data_ptr() == w.data_ptr()
+    assert torch.equal(rows_, dense.permute(0, 2, 3, 1).reshape(4, -1))
+    # a forward pass keeps the layout, so the rule's rows layout is a view of the currents
+    u = layer(torch.randn(2, 3, 6, 6, generator=g))
+    assert u.is_contiguous(memory_format=torch.channels_last)
+    assert layer.rows(u).data_ptr() == u.data_ptr()
+    assert layers.patch_rows(torch.arange(2 * 4 * 4.0).view(1, 2, 4, 4), 3, 3)[0, :4].tolist() == [0, 16, 1, 17]
 
 
 def test_surround_presets():

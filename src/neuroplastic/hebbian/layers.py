@@ -8,8 +8,9 @@ r"""Layers trained by an unsupervised local rule: :class:`HebbConv2d`, :class:`H
 
 For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patch}}` is exactly the weight
 gradient of a convolution with output gradient ``p`` (:func:`conv_correlation`: one matrix product over
-strided patches for wide layers, ``torch.nn.grad.conv2d_weight`` for small or grouped ones; both cost
-about one forward convolution) — never a Python loop over positions. The rule sees the activity in rows
+channels-last patches for ungrouped layers, ``torch.nn.grad.conv2d_weight`` for grouped ones; both cost
+about one forward convolution) — never a Python loop over positions. Conv weights are kept channels-last,
+so the currents come out channels-last and the GEMM writes the weight's memory order directly. The rule sees the activity in rows
 layout ``[positions, C]`` (contiguous channels for its softmax/argmax), and :math:`\Delta w` is formed in
 place in a buffer each layer keeps, so an update allocates no weight-sized temporaries.
 With ``plastic`` off the layers are ordinary differentiable modules (the backprop baseline uses them).
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rules import HebbRule, dog_kernel, max_abs
+from .rules import HebbRule, dog_kernel, max_abs, unit_norms
 
 __all__ = ["HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight"]
 
@@ -49,14 +50,35 @@ def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = 
             raise ValueError(f"unknown init {init!r}; allowed: {', '.join(_INITS)}")
 
 
-#: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses unfold + one GEMM
-UNFOLD_MIN_PATCH = 512
+#: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses the patch GEMM (below it:
+#: ``torch.nn.grad.conv2d_weight``). With patches gathered channels-last the GEMM is the faster path on our CPU
+#: at every SoftHebb layer (``benchmarks/hebbian_cost.py``), so every ungrouped layer takes it.
+UNFOLD_MIN_PATCH = 1
 
 
 def patch_rows(x: torch.Tensor, kh: int, kw: int, stride: int = 1) -> torch.Tensor:
-    """The ``kh×kw`` patches of ``x [N, C, H, W]`` as rows ``[N·H'·W', C·kh·kw]`` (positions in ``(n, h, w)`` order,
-    features in the conv weight's ``(c, i, j)`` order), gathered by one strided copy."""
-    return x.unfold(2, kh, stride).unfold(3, kw, stride).permute(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
+    """The ``kh×kw`` patches of ``x [N, C, H, W]`` as rows ``[N·H'·W', kh·kw·C]``: positions in ``(n, h, w)`` order,
+    features in ``(i, j, c)`` order — the memory order of a channels-last conv weight. Gathered by one strided
+    copy from the NHWC view of ``x`` (runs of ``C`` contiguous values; the ``(c, i, j)`` order would gather
+    runs of ``kw`` values and costs over 10× more on our CPU)."""
+    xh = x.permute(0, 2, 3, 1)
+    if not xh.is_contiguous():
+        xh = xh.contiguous()
+    return xh.unfold(1, kh, stride).unfold(2, kw, stride).permute(0, 1, 2, 4, 5, 3).reshape(-1, kh * kw * x.shape[1])
+
+
+def _ijc(t: torch.Tensor) -> torch.Tensor | None:
+    """The ``[C_out, kh·kw·C_in]`` view of a channels-last conv weight (or weight-shaped buffer), ``None`` if
+    ``t`` is not laid out channels-last."""
+    v = t.permute(0, 2, 3, 1)
+    return v.reshape(t.shape[0], -1) if v.is_contiguous() else None
+
+
+def _from_ijc(flat: torch.Tensor, weight_shape: tuple[int, ...]) -> torch.Tensor:
+    """``[C_out, kh·kw·C_in]`` in ``(i, j, c)`` order -> the weight-shaped ``[C_out, C_in, kh, kw]`` (channels-last)
+    view."""
+    c_out, c_in, kh, kw = weight_shape
+    return flat.view(c_out, kh, kw, c_in).permute(0, 3, 1, 2)
 
 
 def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, ...], stride: int = 1,
@@ -66,12 +88,13 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``. ``p`` is either
     ``[N, C_out, H', W']`` or in rows layout ``[N·H'·W', C_out]`` (positions in ``(n, h, w)`` order).
 
-    For ungrouped layers with long patches it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, C_in k²]``,
-    the patches gathered by one strided copy (``Tensor.unfold``; on our CPU faster than ``F.unfold`` + transpose
-    and than the oneDNN weight-gradient kernel for the wide SoftHebb layers; see ``benchmarks/hebbian_cost.py``);
-    otherwise ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the
-    1536-unit layer at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer
-    saves allocating and first-touching a weight-sized tensor every step)."""
+    For ungrouped layers it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, k² C_in]``, the patches
+    gathered channels-last by one strided copy (:func:`patch_rows`; on our CPU faster than ``F.unfold`` and than
+    the oneDNN weight-gradient kernel for the SoftHebb layers; see ``benchmarks/hebbian_cost.py``); the result
+    is in channels-last memory order (the layout :class:`HebbConv2d` keeps its weight in). Grouped layers use
+    ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer
+    at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer saves allocating
+    and first-touching a weight-sized tensor every step; channels-last ``out`` is written by the GEMM itself)."""
     c_out, c_in_g, kh, kw = weight_shape
     n = x.shape[0]
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
@@ -80,10 +103,12 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
         a = a.t() if a.dim() == 2 else a.transpose(0, 1).reshape(c_out, -1)
         if a.shape[1] != patches.shape[0]:
             raise ValueError(f"conv_correlation: p has {a.shape[1]} positions, the input gives {patches.shape[0]}")
-        if out is None:
-            return (a @ patches).view(weight_shape)
-        torch.mm(a, patches, out=out.view(c_out, -1))
-        return out
+        flat = None if out is None else _ijc(out)
+        if flat is not None:
+            torch.mm(a, patches, out=flat)
+            return out
+        res = _from_ijc(a @ patches, weight_shape)
+        return res if out is None else out.copy_(res)
     if p.dim() == 2:  # rows -> [N, C_out, H', W']
         h2, w2 = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
         p = p.view(n, h2, w2, c_out).permute(0, 3, 1, 2)
@@ -180,8 +205,8 @@ class _HebbLayer(nn.Module):
         acc = self.weight.grad
         buf = self._scratch
         if buf is None or buf is acc or buf.shape != self.weight.shape or buf.dtype != self.weight.dtype \
-                or buf.device != self.weight.device:
-            buf = self._scratch = torch.empty_like(self.weight, memory_format=torch.contiguous_format)
+                or buf.device != self.weight.device or buf.stride() != self.weight.stride():
+            buf = self._scratch = torch.empty_like(self.weight)  # the weight's layout (channels-last for conv)
         done = self.rule.winner_only and self.correlate_winners(x, p, winners, out=buf) is not None
         if not done:
             self.correlate(x, p, out=buf)
@@ -214,7 +239,7 @@ class _HebbLayer(nn.Module):
     def _current_weight(self) -> torch.Tensor:
         w = self.rule.current_weight(self.weight)
         if self.cosine:
-            w = w / w.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
+            w = w / unit_norms(w).clamp_min(1e-12).view(-1, *([1] * (w.dim() - 1)))
         return w
 
 
@@ -255,8 +280,11 @@ class HebbConv2d(_HebbLayer):
             raise ValueError(f"HebbConv2d: padding_mode must be 'reflect' or 'zeros', got {padding_mode!r}")
         self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
         self.stride, self.padding, self.padding_mode, self.groups = stride, padding, padding_mode, groups
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size))
-        init_weight(self.weight, init, generator)
+        w = torch.empty(out_channels, in_channels // groups, kernel_size, kernel_size)
+        init_weight(w, init, generator)
+        # channels-last weight: the conv then returns channels-last currents (the rule's rows layout is a view
+        # of them, pooling is fast), and the update's GEMM writes the weight's memory order directly
+        self.weight = nn.Parameter(w.contiguous(memory_format=torch.channels_last))
         if surround not in ("response", "rule"):
             raise ValueError(f"HebbConv2d: surround must be 'response' or 'rule', got {surround!r}")
         self.surround = surround if dog is not None else None
@@ -313,11 +341,15 @@ class HebbConv2d(_HebbLayer):
     def correlate_winners(self, x, p, winners, out=None):
         if self.groups != 1:
             return None
-        cols = patch_rows(x, self.kernel_size, self.kernel_size, self.stride)
+        cols = patch_rows(x, self.kernel_size, self.kernel_size, self.stride)  # (i, j, c) features
         pw = p.gather(1, winners.view(-1, 1)).flatten().to(x.dtype)  # [N·L] winners' factors
-        corr = x.new_zeros(self.out_channels, cols.shape[1]) if out is None else out.view(self.out_channels, -1).zero_()
+        flat = None if out is None else _ijc(out)
+        corr = x.new_zeros(self.out_channels, cols.shape[1]) if flat is None else flat.zero_()
         corr.index_add_(0, winners.flatten(), cols * pw[:, None])
-        return corr.view_as(self.weight)
+        if flat is not None:
+            return out
+        res = _from_ijc(corr, tuple(self.weight.shape))
+        return res if out is None else out.copy_(res)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -40,6 +40,8 @@ __all__ = [
     "make_rule",
     "max_abs",
     "normalize_update",
+    "unit_norms",
+    "unit_rows",
     "winner_mask",
 ]
 
@@ -62,9 +64,24 @@ def hebbian_delta(corr: torch.Tensor, decay: torch.Tensor, w: torch.Tensor) -> t
     return corr - decay.view(-1, *([1] * (w.dim() - 1))) * w
 
 
+def unit_rows(w: torch.Tensor) -> torch.Tensor:
+    """``w [C_out, ...]`` as ``[C_out, rest]`` rows, a view (no copy) when ``w`` is contiguous or a channels-last
+    conv weight (each unit's values are then contiguous, in ``(i, j, c)`` order); a copy otherwise."""
+    if w.dim() == 4 and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+    return w.reshape(w.shape[0], -1)
+
+
+def unit_norms(w: torch.Tensor) -> torch.Tensor:
+    r"""Per-unit norms :math:`\lVert w_i\rVert_2` ``[C_out]`` of a weight ``[C_out, ...]`` (a channels-last conv
+    weight is not copied)."""
+    return unit_rows(w).norm(dim=1) if w.dim() > 1 else w.abs()
+
+
 def max_abs(t: torch.Tensor) -> torch.Tensor:
-    r""":math:`\max|t|` as a 0-d tensor, without allocating :math:`|t|` (one min/max pass)."""
-    lo, hi = torch.aminmax(t)
+    r""":math:`\max|t|` as a 0-d tensor, without allocating :math:`|t|` (one min/max pass; a channels-last tensor
+    is read in its memory order, not copied)."""
+    lo, hi = torch.aminmax(unit_rows(t) if t.dim() > 1 else t)
     return torch.maximum(hi, lo.neg())
 
 
@@ -159,8 +176,7 @@ class SoftHebb(HebbRule):
     def rate(self, w):
         if not self.adaptive:
             return None
-        norm = w.flatten(1).norm(dim=1)
-        return ((norm - 1.0).abs() + 1e-10).sqrt()
+        return ((unit_norms(w) - 1.0).abs() + 1e-10).sqrt()
 
 
 class BCM(HebbRule):

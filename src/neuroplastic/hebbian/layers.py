@@ -195,8 +195,8 @@ class _HebbLayer(nn.Module):
 
         Computed in place in a buffer the layer keeps (no weight-sized temporaries; see
         :func:`~neuroplastic.hebbian.rules.hebbian_delta` and :func:`~neuroplastic.hebbian.rules.normalize_update`
-        for the same arithmetic written plainly): ``buf = Σ p x``, then ``buf ← c·w − buf`` (:math:`-\Delta w`),
-        then ``buf ← buf · η_i / max|buf|``."""
+        for the same arithmetic written plainly): ``buf = Σ p x``, then ``buf ← buf − c·w`` (:math:`\Delta w`),
+        then ``buf ← −buf · η_i / max|buf|`` (:math:`-\Delta w`, normalised and rate-scaled)."""
         y = self.modulate(u)
         u = self.rows(u)
         y = u if y is None else self.rows(y)
@@ -211,8 +211,8 @@ class _HebbLayer(nn.Module):
         if not done:
             self.correlate(x, p, out=buf)
         shape = (-1,) + (1,) * (buf.dim() - 1)
-        buf.neg_().addcmul_(c.to(buf.dtype).view(shape), self.weight)  # -Δw = c·w − Σ p x
-        scale = 1.0 / (max_abs(buf) + 1e-30)
+        buf.addcmul_(c.to(buf.dtype).view(shape), self.weight, value=-1.0)  # Δw = Σ p x − c·w
+        scale = -1.0 / (max_abs(buf) + 1e-30)  # the gradient is −Δw: the sign rides on the scaling pass
         r = self.rule.rate(self.weight)
         buf.mul_(scale if r is None else (r.to(buf.dtype) * scale).view(shape))
         if acc is None:

@@ -10,9 +10,10 @@ For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patc
 gradient of a convolution with output gradient ``p`` (:func:`conv_correlation`: one matrix product over
 channels-last patches for ungrouped layers, ``torch.nn.grad.conv2d_weight`` for grouped ones; both cost
 about one forward convolution) — never a Python loop over positions. Conv weights are kept channels-last,
-so the currents come out channels-last and the GEMM writes the weight's memory order directly. The rule sees the activity in rows
-layout ``[positions, C]`` (contiguous channels for its softmax/argmax), and :math:`\Delta w` is formed in
-place in a buffer each layer keeps, so an update allocates no weight-sized temporaries.
+so the currents come out channels-last and the GEMM writes the weight's memory order directly. The rule
+sees the activity in rows layout ``[positions, C]`` (contiguous channels for its softmax/argmax; a view of
+channels-last currents), and :math:`\Delta w` is formed in place in a buffer each layer keeps, so an update
+allocates no weight-sized temporaries.
 With ``plastic`` off the layers are ordinary differentiable modules (the backprop baseline uses them).
 """
 

@@ -26,9 +26,13 @@ def table(records: list[dict]) -> str:
     """Markdown table grouped by (learner, dataset, preset): mean ± std of test_acc over seeds."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in records:
-        if r.get("status", "done") == "done" and isinstance(r.get("test_acc"), (int, float)):
-            # runs of other configurations never share a row: variant, rerun tag, sweep value, label count
+        status = r.get("status", "done")
+        if status in ("done", "budget") and isinstance(r.get("test_acc"), (int, float)):
+            # runs of other configurations never share a row: variant, rerun tag, sweep value, label count, and
+            # runs a time budget stopped early (their epochs reached are part of the label)
             variant = " ".join(str(t) for t in (r.get("variant"), r.get("rerun")) if t)
+            if status == "budget":
+                variant = f"{variant} stopped by budget after {r.get('epochs_done', '?')}/{r.get('epochs')} ep".strip()
             if r.get("sweep"):
                 variant = f"{variant} sweep {r.get('epochs')}ep lr={(r.get('params') or {}).get('lr', 'preset')}".strip()
             lpc = r.get("labels_per_class")

@@ -167,7 +167,7 @@ def _naive_conv_dw(layer: HebbConv2d, x: torch.Tensor) -> torch.Tensor:
 def test_conv_update_equals_naive_reference(kw, path, monkeypatch):
     from neuroplastic.hebbian import layers
 
-    # both correlation paths of layers.conv_correlation (normally every ungrouped layer takes the GEMM)
+    # both correlation paths of layers.conv_correlation (normally the GEMM from 256-long patches)
     monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", 10**9 if path == "conv2d_weight" else 1)
     kw = dict(kw)
     g = torch.Generator().manual_seed(1)

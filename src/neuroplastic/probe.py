@@ -116,7 +116,7 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     if standardize:  # statistics over every view, from at most 20,000 rows when the cache is large
         views = [f_train] if f_flip is None else [f_train, f_flip]
         k = len(f_train) if len(views) * f_train.numel() <= HALF_ABOVE else 20000 // len(views)
-        probe.set_stats(torch.cat([v[:k] for v in views]).float() if f_flip is not None else f_train[:k].float())
+        probe.set_stats(views[0][:k].float() if len(views) == 1 else torch.cat([v[:k] for v in views]).float())
     rows = torch.arange(len(f_train), device=f_train.device)
     opt = torch.optim.Adam(probe.parameters(), lr=lr)
     milestones = sorted({max(1, round(epochs * m)) for m in _HALVING})

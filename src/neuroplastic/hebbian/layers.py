@@ -8,8 +8,8 @@ r"""Layers trained by an unsupervised local rule: :class:`HebbConv2d`, :class:`H
 
 For a conv layer the correlation :math:`\sum_{n,\mathrm{pos}} p\,x_{\mathrm{patch}}` is exactly the weight
 gradient of a convolution with output gradient ``p`` (:func:`conv_correlation`: one matrix product over
-channels-last patches for ungrouped layers, ``torch.nn.grad.conv2d_weight`` for grouped ones; both cost
-about one forward convolution) — never a Python loop over positions. Conv weights are kept channels-last,
+channels-last patches for wide ungrouped layers, ``torch.nn.grad.conv2d_weight`` for small or grouped ones;
+both cost about one forward convolution) — never a Python loop over positions. Conv weights are kept channels-last,
 so the currents come out channels-last and the GEMM writes the weight's memory order directly. The rule
 sees the activity in rows layout ``[positions, C]`` (contiguous channels for its softmax/argmax; a view of
 channels-last currents), and :math:`\Delta w` is formed in place in a buffer each layer keeps, so an update
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .rules import HebbRule, dog_kernel, max_abs, unit_norms
+from .rules import HebbRule, dog_kernel, max_abs, unit_norms, unit_rows
 
 __all__ = ["HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight"]
 
@@ -52,9 +52,10 @@ def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = 
 
 
 #: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses the patch GEMM (below it:
-#: ``torch.nn.grad.conv2d_weight``). With patches gathered channels-last the GEMM is the faster path on our CPU
-#: at every SoftHebb layer (``benchmarks/hebbian_cost.py``), so every ungrouped layer takes it.
-UNFOLD_MIN_PATCH = 1
+#: ``torch.nn.grad.conv2d_weight``). On our CPU, 1 thread (``benchmarks/cpu_kernel_leads.py``, section
+#: ``cpu_kernel_leads_cl``): patch 864 GEMM 20.9 vs oneDNN 24.1 ms, patch 3456 74.5 vs 150.7 ms; the 5×5 first
+#: layer (patch 75) oneDNN 2.8 vs 3.0 ms.
+UNFOLD_MIN_PATCH = 256
 
 
 def patch_rows(x: torch.Tensor, kh: int, kw: int, stride: int = 1) -> torch.Tensor:
@@ -71,8 +72,7 @@ def patch_rows(x: torch.Tensor, kh: int, kw: int, stride: int = 1) -> torch.Tens
 def _ijc(t: torch.Tensor) -> torch.Tensor | None:
     """The ``[C_out, kh·kw·C_in]`` view of a channels-last conv weight (or weight-shaped buffer), ``None`` if
     ``t`` is not laid out channels-last."""
-    v = t.permute(0, 2, 3, 1)
-    return v.reshape(t.shape[0], -1) if v.is_contiguous() else None
+    return unit_rows(t) if t.permute(0, 2, 3, 1).is_contiguous() else None
 
 
 def _from_ijc(flat: torch.Tensor, weight_shape: tuple[int, ...]) -> torch.Tensor:
@@ -89,10 +89,10 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``. ``p`` is either
     ``[N, C_out, H', W']`` or in rows layout ``[N·H'·W', C_out]`` (positions in ``(n, h, w)`` order).
 
-    For ungrouped layers it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, k² C_in]``, the patches
-    gathered channels-last by one strided copy (:func:`patch_rows`; on our CPU faster than ``F.unfold`` and than
-    the oneDNN weight-gradient kernel for the SoftHebb layers; see ``benchmarks/hebbian_cost.py``); the result
-    is in channels-last memory order (the layout :class:`HebbConv2d` keeps its weight in). Grouped layers use
+    For ungrouped layers with patches of at least ``UNFOLD_MIN_PATCH`` values it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, k² C_in]``, the patches
+    gathered channels-last by one strided copy (:func:`patch_rows`; on our CPU faster than the oneDNN
+    weight-gradient kernel for the wide 3×3 SoftHebb layers; see ``benchmarks/cpu_kernel_leads.py``); the result
+    is in channels-last memory order (the layout :class:`HebbConv2d` keeps its weight in). Other layers use
     ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer
     at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer saves allocating
     and first-touching a weight-sized tensor every step; channels-last ``out`` is written by the GEMM itself)."""

@@ -6,6 +6,7 @@
 #   bash benchmarks/device_session.sh recv c0          # keep carried chunk .dev/c0 under /tmp/chunks
 #   bash benchmarks/device_session.sh mnist            # MNIST from .dev/mnist; launch the MNIST jobs
 #   bash benchmarks/device_session.sh cifar EPOCHS MIN # join the chunks, verify, launch the CIFAR-10 jobs
+#   bash benchmarks/device_session.sh hopt             # join/verify the chunks; launch CIFAR-10 `optimal` variants
 #   bash benchmarks/device_session.sh poll [SECONDS]   # wait, print progress, pack results into $OUT
 set -u
 W=/tmp/gpu; D=/tmp/data; mkdir -p $W/logs $D /tmp/chunks
@@ -13,6 +14,11 @@ export PYTHONPATH=src PYTHONUNBUFFERED=1 NEUROPLASTIC_DATA=$D NEUROPLASTIC_COMMI
 job() {  # job NAME command...: detached, logged
   local n=$1; shift
   setsid nohup "$@" > $W/logs/$n.log 2>&1 < /dev/null &
+}
+cifar_data() {  # join the carried chunks into the data root once, and print the checksum to compare
+  mkdir -p $D/cifar-10
+  [ -f $D/cifar-10/cifar-10-binary.tar.gz ] || cat /tmp/chunks/c0 /tmp/chunks/c1 /tmp/chunks/c2 > $D/cifar-10/cifar-10-binary.tar.gz
+  sha256sum $D/cifar-10/cifar-10-binary.tar.gz
 }
 case "$1" in
 recv)
@@ -32,8 +38,7 @@ mnist)
   nvidia-smi --query-gpu=name,memory.used --format=csv ;;
 cifar)
   E=$2; M=$3
-  mkdir -p $D/cifar-10 && cat /tmp/chunks/c0 /tmp/chunks/c1 /tmp/chunks/c2 > $D/cifar-10/cifar-10-binary.tar.gz
-  sha256sum $D/cifar-10/cifar-10-binary.tar.gz
+  cifar_data
   R="python3 benchmarks/dll_run.py --dataset cifar-10 --preset cnn-cifar --epochs $E --seed 0 --normalize --device cuda --max-minutes $M"
   for l in dll dll-fa bp fa pc; do
     job dll_cifar_$l $R --learner $l --out $W/dll_cnn_cifar10_${l}_gpu_s0.json
@@ -45,6 +50,13 @@ cifar)
     --counts 10,100 --root $D --device cuda --threads 1 --ckpt-dir $W/ck_hopt --out $W/hebbian_cifar10_optimal_flip.json
   job bp_cifar_all python3 benchmarks/hebbian_bp.py --dataset cifar-10 --preset softhebb --root $D --device cuda \
     --threads 1 --epochs $E --counts all --eval-every 2 --ckpt-dir $W/ck_bpc --out $W/hebbian_bp_cifar10_all_gpu.json ;;
+hopt)  # labelled variants of `optimal` with the flip-augmented probe, selected on validation only
+  cifar_data
+  HP="python3 benchmarks/hebbian_protocol.py --dataset cifar-10 --preset optimal --probe-flip --seeds 0 --counts 10 \
+    --root $D --device cuda --threads 1"
+  for ls in 0.5 2; do job hopt_lr$ls $HP --lr-scale $ls --ckpt-dir $W/ck_hopt_lr$ls --out $W/hebbian_cifar10_optimal_lr$ls.json; done
+  job hopt_p40 $HP --probe-epochs 40 --ckpt-dir $W/ck_hopt_p40 --out $W/hebbian_cifar10_optimal_p40.json
+  job hopt_s1 $HP --seeds 1 --ckpt-dir $W/ck_hopt_s1 --out $W/hebbian_cifar10_optimal_flip_s1.json ;;
 poll)
   sleep ${2:-0}
   for f in $W/logs/*.log; do echo "== $(basename $f): $(grep -v '^\s*$' $f | tail -c 300 | tr '\r' '\n' | tail -2)"; done

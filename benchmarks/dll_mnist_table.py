@@ -4,13 +4,18 @@ Groups of jobs (``--groups``):
 
 - ``table``: DLL, DLL-FA, BP, FA on the paper's MLP (784-1024-512-256-10, tanh, Adam 1e-3, batch 128)
   and CNN (conv32k5-pool-conv64k3-pool-conv16k3-200-10, tanh, Adam 5e-5, batch 64), seeds 0, 1, 2.
-- ``pc``: predictive coding on both nets, seeds 0, 1, 2 (``n_steps``/``gamma`` as given).
+- ``pc``: predictive coding on both nets, seeds 0, 1, 2 (the learner's ``n_steps`` unless ``--pc-steps``;
+  its own time budget ``--pc-max-minutes``).
 - ``sweep``: DLL learning-rate sweep (5 values per net, seed 0) — select on ``val_acc`` only.
 - ``variant``: DLL with a given learning rate per net (``--variant-lr-mlp``, ``--variant-lr-cnn``),
   seeds 0, 1, 2 — a clearly labelled variant (``variant: lr=...``), chosen on validation accuracy.
 
 Every job writes its own JSON under ``--out-dir``; ``--deadline-s`` kills whatever still runs then
-(its per-epoch curve stays in ``*.partial.json``).
+(its per-epoch curve stays in ``*.partial.json``). ``--order cost`` starts the longest jobs first (PC before
+the rest, CNN before MLP), which is what packs a CPU table into its two hours:
+
+    python benchmarks/dll_mnist_table.py --groups table pc --device cpu --parallel 2 --order cost \
+        --max-minutes 15 --pc-max-minutes 26 --deadline-s 7200 --out-dir results/dll_mnist_cpu_table
 
     python benchmarks/dll_mnist_table.py --groups table sweep --device cuda --out-dir $OUT --epochs 10
 """
@@ -42,9 +47,11 @@ def jobs(a) -> list[tuple[str, list[str]]]:
                         out.append((f"table_{net}_{learner}_s{s}", ["--learner", learner, "--preset", preset,
                                                                       "--seed", str(s)]))
             elif g == "pc":
+                steps = [] if a.pc_steps is None else ["--params", f'{{"n_steps": {a.pc_steps}}}']
+                budget = [] if a.pc_max_minutes is None else ["--max-minutes", str(a.pc_max_minutes)]
                 for s in a.seeds:
                     out.append((f"table_{net}_pc_s{s}", ["--learner", "pc", "--preset", preset, "--seed", str(s),
-                                                         "--params", f'{{"n_steps": {a.pc_steps}}}']))
+                                                         *steps, *budget]))
             elif g == "sweep":
                 for lr in SWEEP[net]:
                     for learner in a.sweep_learners:
@@ -59,7 +66,10 @@ def jobs(a) -> list[tuple[str, list[str]]]:
                                                                     "--seed", str(s), "--lr", str(lr)]))
             else:
                 raise SystemExit(f"unknown group {g!r}; allowed: table, pc, sweep, variant")
-    return [(name, base + args) for name, args in out]
+    todo = [(name, base + args) for name, args in out]  # a later --max-minutes overrides the base one
+    if a.order == "cost":  # stable: PC first, then CNN before MLP (relative CPU cost, measured 2026-11-24)
+        todo.sort(key=lambda j: ("_pc_" not in j[0], "_cnn_" not in j[0]))
+    return todo
 
 
 def main(argv=None) -> int:
@@ -70,7 +80,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--parallel", type=int, default=40)
-    ap.add_argument("--pc-steps", type=int, default=10)
+    ap.add_argument("--pc-steps", type=int, default=None, help="PC relaxation steps (default: the learner's)")
+    ap.add_argument("--pc-max-minutes", type=float, default=None, help="per-run budget of PC jobs")
+    ap.add_argument("--order", choices=("given", "cost"), default="given")
     ap.add_argument("--sweep-learners", nargs="+", default=["dll"])
     ap.add_argument("--variant-lr-mlp", type=float, default=None)
     ap.add_argument("--variant-lr-cnn", type=float, default=None)

@@ -33,6 +33,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the preset's (10 SoftHebb, 64 Nimmo)")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--probe-epochs", type=int, default=None)
+    ap.add_argument("--lr-scale", type=float, default=None,
+                    help="factor on every Hebbian layer's base rate (a labelled variant; default: the preset's rates)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--limit-train", type=int, default=None)
@@ -63,6 +65,8 @@ def main(argv=None) -> None:
             params["probe_epochs"] = a.probe_epochs
         if a.probe_flip:
             params["probe_flip"] = True
+        if a.lr_scale is not None:
+            params["lr_scale"] = a.lr_scale
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed,
                                **params).to(a.device)
         ckpt = Path(a.ckpt_dir) / f"{a.dataset}_{a.preset}_s{seed}.pt" if a.ckpt_dir else None

@@ -52,10 +52,10 @@ cifar)
     --threads 1 --epochs $E --counts all --eval-every 2 --ckpt-dir $W/ck_bpc --out $W/hebbian_bp_cifar10_all_gpu.json ;;
 hopt)  # labelled variants of `optimal` with the flip-augmented probe, selected on validation only
   cifar_data
-  HP="python3 benchmarks/hebbian_protocol.py --dataset cifar-10 --preset optimal --probe-flip --seeds 0 --counts 10 \
+  HP="python3 benchmarks/hebbian_protocol.py --dataset cifar-10 --preset optimal --probe-flip --counts 10 \
     --root $D --device cuda --threads 1"
-  for ls in 0.5 2; do job hopt_lr$ls $HP --lr-scale $ls --ckpt-dir $W/ck_hopt_lr$ls --out $W/hebbian_cifar10_optimal_lr$ls.json; done
-  job hopt_p40 $HP --probe-epochs 40 --ckpt-dir $W/ck_hopt_p40 --out $W/hebbian_cifar10_optimal_p40.json
+  for ls in 0.5 2; do job hopt_lr$ls $HP --seeds 0 --lr-scale $ls --ckpt-dir $W/ck_hopt_lr$ls --out $W/hebbian_cifar10_optimal_lr$ls.json; done
+  job hopt_p40 $HP --seeds 0 --probe-epochs 40 --ckpt-dir $W/ck_hopt_p40 --out $W/hebbian_cifar10_optimal_p40.json
   job hopt_s1 $HP --seeds 1 --ckpt-dir $W/ck_hopt_s1 --out $W/hebbian_cifar10_optimal_flip_s1.json ;;
 poll)
   sleep ${2:-0}

@@ -15,7 +15,7 @@ Every job writes its own JSON under ``--out-dir``; ``--deadline-s`` kills whatev
 the rest, CNN before MLP), which is what packs a CPU table into its two hours:
 
     python benchmarks/dll_mnist_table.py --groups table pc --device cpu --parallel 2 --order cost \
-        --max-minutes 15 --pc-max-minutes 26 --deadline-s 7200 --out-dir results/dll_mnist_cpu_table
+        --max-minutes 15 --pc-max-minutes 22 --deadline-s 7200 --epochs 10 --out-dir results/dll_mnist_cpu_table
 
     python benchmarks/dll_mnist_table.py --groups table sweep --device cuda --out-dir $OUT --epochs 10
 """

@@ -7,6 +7,9 @@ steps so that any change of machine load hits both equally. Reports seconds per 
 
     python benchmarks/hebbian_cost.py --dataset cifar-10 --presets softhebb,optimal --root /work/shared/data \
         --threads 2 --out benchmarks/results/hebbian_cost.json
+
+``--profile-steps N`` adds, per preset, the top ops of the Hebbian step by self CPU time per step
+(``torch.profiler`` over N steps of each kind), beside the same op's time in the forward step.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from neuroplastic.hebbian.learners import HebbianCNN
 from neuroplastic.hebbian.models import preset_info
 
 
-def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: int = 0) -> dict:
-    """Alternate ``rounds`` blocks of ``block`` Hebbian steps and ``block`` forward steps; seconds per step."""
+def setup(preset: str, bundle, width: float, seed: int = 0):
+    """A configured learner with its whitening fitted, the batch size, the training images and a shuffled order."""
     bs = preset_info(preset).batch_size
     learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed, preset=preset,
                          width=width)
@@ -39,27 +42,59 @@ def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: in
         while not bool(learner.zca_fitted):
             learner.train_step(x[order[:bs]], None)
             learner._flush_zca()
+    return learner, bs, x, order
+
+
+def hebbian_steps(learner, x, order, bs: int, start: int, steps: int) -> None:
+    """``steps`` unsupervised steps on batches ``start, start+1, ...`` of ``order``."""
+    learner.train()
+    for i in range(start, start + steps):
+        learner.train_step(x[order[i * bs:(i + 1) * bs]], None)
+
+
+def forward_steps(learner, x, order, bs: int, start: int, steps: int) -> None:
+    """``steps`` plain forward passes (no plasticity, eval-mode BN) on the same batches."""
+    learner.eval()
+    learner.net.set_plastic(False)
+    with torch.no_grad():
+        for i in range(start, start + steps):
+            learner.net(learner.whiten(x[order[i * bs:(i + 1) * bs]]))
+
+
+def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: int = 0) -> dict:
+    """Alternate ``rounds`` blocks of ``block`` Hebbian steps and ``block`` forward steps; seconds per step."""
+    learner, bs, x, order = setup(preset, bundle, width, seed)
+    n = len(bundle.train)
     hebb = fwd = 0.0
-    s = 0
-    for _ in range(rounds):
-        learner.train()
+    for r in range(rounds):
         t0 = time.perf_counter()
-        for i in range(block):
-            learner.train_step(x[order[(s + i) * bs:(s + i + 1) * bs]], None)
+        hebbian_steps(learner, x, order, bs, r * block, block)
         hebb += time.perf_counter() - t0
-        learner.eval()
-        learner.net.set_plastic(False)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            for i in range(block):
-                learner.net(learner.whiten(x[order[(s + i) * bs:(s + i + 1) * bs]]))
+        forward_steps(learner, x, order, bs, r * block, block)
         fwd += time.perf_counter() - t0
-        s += block
     steps = rounds * block
     h, f = hebb / steps, fwd / steps
     return {"preset": preset, "batch_size": bs, "width": width, "steps_timed": steps,
             "hebbian_step_s": round(h, 4), "forward_step_s": round(f, 4), "hebb_over_forward": round(h / f, 3),
             "hebbian_epoch_s_est": round(h * n / bs, 1), "n_train": n}
+
+
+def profile(preset: str, bundle, steps: int, width: float, top: int = 12, seed: int = 0) -> list[dict]:
+    """Self CPU milliseconds per step of each torch op (``torch.profiler``) over ``steps`` Hebbian steps and the
+    same ``steps`` batches as plain forward passes, for the ``top`` ops of the Hebbian step."""
+    from torch.profiler import profile as torch_profile
+
+    learner, bs, x, order = setup(preset, bundle, width, seed)
+    hebbian_steps(learner, x, order, bs, 0, 3)  # warm-up
+    per_step = {}
+    for name, run in (("hebbian", hebbian_steps), ("forward", forward_steps)):
+        with torch_profile() as prof:
+            run(learner, x, order, bs, 3, steps)
+        per_step[name] = {e.key: (e.self_cpu_time_total / 1e3 / steps, e.count / steps) for e in prof.key_averages()}
+    ops = sorted(per_step["hebbian"].items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"op": op, "hebbian_ms_per_step": round(ms, 2), "calls_per_hebbian_step": round(calls, 2),
+             "forward_ms_per_step": round(per_step["forward"].get(op, (0.0, 0))[0], 2)} for op, (ms, calls) in ops]
 
 
 def main(argv=None) -> None:
@@ -71,6 +106,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--block", type=int, default=25)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--profile-steps", type=int, default=0,
+                    help="also profile this many steps of each kind; one record per op (top 12) in the output")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -86,6 +123,11 @@ def main(argv=None) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {preset}: Hebbian step {m['hebbian_step_s']:.3f}s, forward "
               f"{m['forward_step_s']:.3f}s, ratio {m['hebb_over_forward']:.2f}", flush=True)
         records.append(rec)
+        for row in profile(preset, bundle, a.profile_steps, a.width) if a.profile_steps else []:
+            prec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], rec["params"])
+            prec.update(row, status="timing", steps_profiled=a.profile_steps,
+                        table_keys=["op", "hebbian_ms_per_step", "calls_per_hebbian_step", "forward_ms_per_step"])
+            records.append(prec)
         hc.write(records, a.out)
 
 

@@ -47,6 +47,14 @@ def main(argv=None) -> None:
     ap.add_argument("--probe-flip", action="store_true",
                     help="train the probes with random horizontal flips (features of mirrored training images are "
                          "cached too; the authors' probe, Nimmo & Mondragon 2025)")
+    ap.add_argument("--hebb-flip", action="store_true",
+                    help="random horizontal flips in the unsupervised epoch (the authors' training loader)")
+    ap.add_argument("--zca-standardize", action="store_true",
+                    help="standardise each pixel before the ZCA (the authors' whitening; a labelled variant)")
+    ap.add_argument("--zca-samples", type=int, default=None, help="images the ZCA is fitted on (default 5000)")
+    ap.add_argument("--extra-probe-epochs", type=int, default=None,
+                    help="also fit an all-label probe for this many epochs on the same cached features "
+                         "(its own record, params.probe_epochs; pick between them on validation only)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -67,6 +75,12 @@ def main(argv=None) -> None:
             params["probe_flip"] = True
         if a.lr_scale is not None:
             params["lr_scale"] = a.lr_scale
+        if a.hebb_flip:
+            params["hebb_flip"] = True
+        if a.zca_standardize:
+            params["zca_standardize"] = True
+        if a.zca_samples is not None:
+            params["zca_samples"] = a.zca_samples
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed,
                                **params).to(a.device)
         ckpt = Path(a.ckpt_dir) / f"{a.dataset}_{a.preset}_s{seed}.pt" if a.ckpt_dir else None
@@ -101,6 +115,13 @@ def main(argv=None) -> None:
             base["pictures"] = {k: str(v) for k, v in pics.items() if v is not None}
         recs = hc.probe_records(learner, bundle, feats, base=base, seed=seed, counts=counts, log=log,
                                  eval_every=a.probe_eval_every)
+        if a.extra_probe_epochs:
+            main_epochs = learner.probe_epochs
+            learner.probe_epochs = a.extra_probe_epochs
+            xbase = dict(base, params=dict(params, probe_epochs=a.extra_probe_epochs))
+            recs += hc.probe_records(learner, bundle, feats, base=xbase, seed=seed, counts=(), log=log,
+                                     eval_every=a.probe_eval_every)
+            learner.probe_epochs = main_epochs
         total = time.perf_counter() - t_all
         for r in recs:
             r["train_seconds"] = round(hebb_s, 1)

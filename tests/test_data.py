@@ -116,6 +116,27 @@ def test_zca_whitens_images():
     assert torch.equal(z, z2)
 
 
+def test_zca_standardize_whitens_the_correlation_matrix():
+    """``standardize=True``: W = diag(σ+ε)⁻¹ R^(-1/2) with R the correlation matrix (the authors' ZCA); it still
+    whitens, differs from plain ZCA when the pixel scales differ, and survives a state round trip."""
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(5000, 6, generator=g, dtype=torch.float64) @ torch.randn(6, 6, generator=g, dtype=torch.float64))
+    x = (x * torch.tensor([1.0, 3.0, 0.2, 1.0, 5.0, 0.5], dtype=torch.float64)).float()
+    zs = T.ZCA(eps=0.0, standardize=True).fit(x)
+    xc = (x.double() - x.double().mean(0))
+    cov = xc.t() @ xc / len(x)
+    sd = cov.diagonal().sqrt()
+    ev, u = torch.linalg.eigh(cov / sd[:, None] / sd[None, :])
+    expect = (1 / sd)[:, None] * ((u * ev.rsqrt()) @ u.t())
+    assert torch.allclose(zs.W_.double(), expect, atol=1e-4)
+    zf = zs.transform(x).double()
+    assert torch.allclose((zf - zf.mean(0)).t() @ (zf - zf.mean(0)) / len(zf), torch.eye(6, dtype=torch.float64),
+                          atol=1e-3)
+    assert not torch.allclose(zs.W_, T.ZCA(eps=0.0).fit(x).W_, atol=1e-2)
+    z2 = T.ZCA().load_state_dict(zs.state_dict())
+    assert z2.standardize and torch.equal(z2.transform(x), zs.transform(x))
+
+
 def test_zca_eps_shrinks_small_directions():
     # along a direction of variance lam, whitened variance is lam / (lam + eps)
     x = torch.stack([torch.tensor([1.0, -1.0]).repeat(50), torch.zeros(100)], 1) * 0.1  # var 0.01, 0

@@ -369,6 +369,29 @@ def test_probe_flip_caches_mirrored_features():
         HebbianCNN((64,), 10, preset="softhebb", probe_flip=True)
 
 
+def test_hebb_flip_mirrors_half_the_batch_reproducibly():
+    """``hebb_flip`` trains on randomly mirrored images drawn from the learner's own generator: two learners of
+    one seed learn the same weights, a third without flips learns different ones, and the generator is part
+    of the checkpointed state. Non-image inputs and ``zca_standardize`` without ZCA are refused."""
+    from neuroplastic import data
+
+    bundle = data.prepare("digits", val=0.1, seed=0, limit_train=64, limit_test=20)
+    ws = []
+    for flip in (True, True, False):
+        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0, hebb_flip=flip)
+        m.configure(1, 4)
+        for i in range(0, 40, 10):
+            m.train_step(bundle.train.x[i:i + 10], None)
+        ws.append(next(iter(m.net.hebb_layers()))[1].weight.detach().clone())
+    assert torch.equal(ws[0], ws[1]) and not torch.equal(ws[0], ws[2])
+    st = HebbianCNN(bundle.in_shape, 10, width=0.0625, hebb_flip=True).training_state()
+    assert "flip_gen" in st["generators"]
+    with pytest.raises(ValueError, match="hebb_flip"):
+        HebbianCNN((64,), 10, preset="softhebb", hebb_flip=True)
+    with pytest.raises(ValueError, match="zca_standardize"):
+        HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, zca_standardize=True)
+
+
 def test_pictures_are_written(tmp_path, capsys):
     from neuroplastic import data
     from neuroplastic.hebbian import viz

@@ -181,6 +181,11 @@ class ZCA:
     in the eigenbasis) and stay as close as possible to the originals (images still look like images).
     The eigendecomposition is done once in float64 (3,072 dims for CIFAR: ~10 s on 2 CPU cores).
 
+    With ``standardize=True`` each dimension is first divided by :math:`\sigma_d + \varepsilon` (its standard
+    deviation), as the authors' code of Nimmo & Mondragón does, so Σ is the correlation matrix and ε acts on
+    its spectrum (eigenvalues summing to D) rather than on the raw one; the fitted ``W_`` then folds in the
+    scaling, :math:`W = \mathrm{diag}(\sigma+\varepsilon)^{-1}\,U(\Lambda+\varepsilon I)^{-1/2}U^\top`.
+
     Fitted state: ``mean_`` ``[D]`` and ``W_`` ``[D, D]`` (float32), plus ``shape_`` (one sample's shape).
     ``uint8`` inputs are divided by 255 first, so ε applies to data in [0, 1].
 
@@ -189,10 +194,11 @@ class ZCA:
     torch.Size([5, 3])
     """
 
-    def __init__(self, eps: float = 1e-3):
+    def __init__(self, eps: float = 1e-3, standardize: bool = False):
         if not eps >= 0:
             raise ValueError(f"ZCA: eps must be >= 0, got {eps}")
         self.eps = float(eps)
+        self.standardize = bool(standardize)
         self.mean_: torch.Tensor | None = None
         self.W_: torch.Tensor | None = None
         self.shape_: tuple[int, ...] | None = None
@@ -211,11 +217,17 @@ class ZCA:
             xc = (xf[i:i + 8192].double() - mean).to(xf.dtype)
             cov += (xc.t() @ xc).double()
         cov /= len(xf)
+        scale = None
+        if self.standardize:
+            scale = 1.0 / (cov.diagonal().clamp_min(0.0).sqrt() + self.eps)
+            cov = cov * scale[:, None] * scale[None, :]
         evals, evecs = torch.linalg.eigh(cov)
         evals = evals.clamp_min(0.0)
         if self.eps == 0 and bool((evals <= 0).any()):
             raise ValueError("ZCA.fit: covariance is singular; use eps > 0")
         w = (evecs * (evals + self.eps).rsqrt()) @ evecs.t()
+        if scale is not None:
+            w = scale[:, None] * w
         self.mean_ = mean.float()
         self.W_ = w.float()
         self.shape_ = tuple(x.shape[1:])
@@ -239,10 +251,12 @@ class ZCA:
 
     def state_dict(self) -> dict:
         """Fitted state, for saving with ``torch.save``."""
-        return {"eps": self.eps, "mean_": self.mean_, "W_": self.W_, "shape_": self.shape_}
+        return {"eps": self.eps, "standardize": self.standardize, "mean_": self.mean_, "W_": self.W_,
+                "shape_": self.shape_}
 
     def load_state_dict(self, state: dict) -> ZCA:
         """Restore the state made by :meth:`state_dict`; returns ``self``."""
         self.eps, self.mean_, self.W_ = float(state["eps"]), state["mean_"], state["W_"]
+        self.standardize = bool(state.get("standardize", False))
         self.shape_ = tuple(state["shape_"]) if state["shape_"] is not None else None
         return self

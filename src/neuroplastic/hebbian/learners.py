@@ -39,6 +39,12 @@ class HebbianCNN(Learner):
         dale: fraction of excitatory inputs for a Dale's-law constraint (``None``: off).
         zca: ZCA-whiten inputs (ε = 1e-3; default: the preset's choice, for colour images only). The whitening is fitted on the first
             ``zca_samples`` training images the learner sees (buffered, then learnt from) — unsupervised.
+        zca_standardize: divide each pixel by its standard deviation before the whitening (the ZCA of the
+            authors' code, Nimmo & Mondragón 2025, where ε = 1e-3 acts on the correlation spectrum; see
+            :class:`~neuroplastic.data.transforms.ZCA`). Off by default.
+        hebb_flip: mirror each training image of the unsupervised epoch with probability 1/2 (the authors'
+            training loader applies ``RandomHorizontalFlip``); drawn from the learner's own seeded generator,
+            saved in checkpoints. Off by default.
         lr_scale: multiplies every layer's base rate.
         probe_epochs: linear-probe epochs (default: the preset's, 50 for SoftHebb and 20 for Nimmo's).
         out_norm: standardise the output features per channel with running statistics gathered during the
@@ -59,11 +65,13 @@ class HebbianCNN(Learner):
                  rule: str | None = None, cosine: bool | None = None, dog: bool | None = None,
                  dale: float | None = None, zca: bool | None = None, zca_samples: int = 5000,
                  lr_scale: float = 1.0, probe_epochs: int | None = None, out_norm: bool | None = None,
-                 probe_flip: bool = False, seed: int = 0) -> None:
+                 probe_flip: bool = False, zca_standardize: bool = False, hebb_flip: bool = False,
+                 seed: int = 0) -> None:
         super().__init__()
         info = models.preset_info(preset)
-        if probe_flip and len(in_shape) != 3:
-            raise ValueError(f"probe_flip needs image inputs [C, H, W], got in_shape {tuple(in_shape)}")
+        for flag, on in (("probe_flip", probe_flip), ("hebb_flip", hebb_flip)):
+            if on and len(in_shape) != 3:
+                raise ValueError(f"{flag} needs image inputs [C, H, W], got in_shape {tuple(in_shape)}")
         if not lr_scale > 0:
             raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
         if probe_epochs is not None and probe_epochs < 1:
@@ -85,6 +93,12 @@ class HebbianCNN(Learner):
         self.probe_flip = bool(probe_flip)
         self.use_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3) if zca is None else bool(zca)
         self.zca_samples = int(zca_samples)
+        self.zca_standardize = bool(zca_standardize)
+        if self.zca_standardize and not self.use_zca:
+            raise ValueError("zca_standardize=True needs ZCA whitening (zca=True or a preset that uses it)")
+        self.hebb_flip = bool(hebb_flip)
+        if self.hebb_flip:
+            self.flip_gen = torch.Generator().manual_seed(20_000 + seed)
         self._zca_buffer: list[torch.Tensor] = []
         self._steps_per_epoch = 0
         if self.use_zca:
@@ -113,7 +127,7 @@ class HebbianCNN(Learner):
     def _fit_zca(self, x: torch.Tensor) -> None:
         from ..data.transforms import ZCA
 
-        z = ZCA(eps=1e-3).fit(x.cpu())
+        z = ZCA(eps=1e-3, standardize=self.zca_standardize).fit(x.cpu())
         self.zca_mean.copy_(z.mean_.to(self.zca_mean.device))
         self.zca_w.copy_(z.W_.to(self.zca_w.device))
         self.zca_fitted.fill_(True)
@@ -147,6 +161,9 @@ class HebbianCNN(Learner):
         """One local update of every Hebbian layer (``y`` is ignored: unsupervised)."""
         if self.optimizer is None:
             raise RuntimeError(f"{self.name}: call configure() before train_step()")
+        if self.hebb_flip:
+            flip = torch.rand(len(x), generator=self.flip_gen) < 0.5
+            x = torch.where(flip.to(x.device).view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
         if self.use_zca and not bool(self.zca_fitted):
             self._zca_buffer.append(x.detach())
             target = min(self.zca_samples, max(2, self._steps_per_epoch * len(x) // 4))

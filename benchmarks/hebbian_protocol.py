@@ -118,7 +118,8 @@ def main(argv=None) -> None:
         if a.extra_probe_epochs:
             main_epochs = learner.probe_epochs
             learner.probe_epochs = a.extra_probe_epochs
-            xbase = dict(base, params=dict(params, probe_epochs=a.extra_probe_epochs))
+            xbase = dict(base, params=dict(params, probe_epochs=a.extra_probe_epochs),
+                         variant=f"probe {a.extra_probe_epochs} epochs")
             recs += hc.probe_records(learner, bundle, feats, base=xbase, seed=seed, counts=(), log=log,
                                      eval_every=a.probe_eval_every)
             learner.probe_epochs = main_epochs

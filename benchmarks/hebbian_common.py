@@ -85,7 +85,7 @@ def forward_seconds(learner, x: torch.Tensor, batch_size: int) -> float:
 
 
 def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts=LABEL_COUNTS, log=print,
-                  min_steps: int = 500, eval_every: int = 1) -> list[dict]:
+                  min_steps: int = 500, eval_every: int = 1, epochs: int | None = None) -> list[dict]:
     """Fit the probe on all labels, then on ``counts`` labels per class; one record per fit.
 
     Small label sets get at least ``min_steps`` probe updates (more epochs than ``probe_epochs`` when an
@@ -93,7 +93,9 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
     final epoch only (``eval_every`` applies to the all-label probe, whose curve is kept): with 1 label per
     class that is 500 epochs, and evaluating val+test every few of them cost more than the fits.
     ``feats["train_flip"]``, if present: features of the mirrored training images, for a probe trained with
-    random horizontal flips (:func:`~neuroplastic.probe.train_probe`'s ``f_flip``)."""
+    random horizontal flips (:func:`~neuroplastic.probe.train_probe`'s ``f_flip``). ``epochs``: the probe's
+    epochs (default: ``learner.probe_epochs``)."""
+    probe_epochs = epochs or learner.probe_epochs
     recs = []
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
     for n in (None, *counts):
@@ -104,15 +106,15 @@ def probe_records(learner, bundle, feats: dict, *, base: dict, seed: int, counts
         ytr = bundle.train.y if idx is None else bundle.train.y[idx]
         t0 = time.perf_counter()
         steps = -(-len(ytr) // learner.probe_batch_size)
-        epochs = max(learner.probe_epochs, -(-min_steps // steps)) if idx is not None else learner.probe_epochs
-        _, hist = train_probe(ftr, ytr, bundle.n_classes, epochs=epochs, lr=learner.probe_lr,
+        n_ep = max(probe_epochs, -(-min_steps // steps)) if idx is not None else probe_epochs
+        _, hist = train_probe(ftr, ytr, bundle.n_classes, epochs=n_ep, lr=learner.probe_lr,
                               dropout=learner.probe_dropout, batch_size=learner.probe_batch_size, seed=seed,
                               evals=evals, standardize=learner.probe_standardize,
-                              eval_every=eval_every if idx is None else epochs, f_flip=ffl)
+                              eval_every=eval_every if idx is None else n_ep, f_flip=ffl)
         last = hist[-1]
         rec = dict(base, test_acc=last["test_acc"], val_acc=last.get("val_acc"),
                    labels_per_class=n if n is not None else "all", n_labels=len(ytr),
-                   probe_seconds=round(time.perf_counter() - t0, 2), probe_epochs=epochs)
+                   probe_seconds=round(time.perf_counter() - t0, 2), probe_epochs=n_ep)
         log(f"probe labels/class={rec['labels_per_class']}: test {rec['test_acc']:.4f} val {rec['val_acc']}")
         recs.append(rec)
     return recs

@@ -69,18 +69,9 @@ def main(argv=None) -> None:
         t_all = time.perf_counter()
         bundle = hc.prepare(a.dataset, a.root, seed, a.device, limit_train=a.limit_train)
         params = {"preset": a.preset, "width": a.width}
-        if a.probe_epochs:
-            params["probe_epochs"] = a.probe_epochs
-        if a.probe_flip:
-            params["probe_flip"] = True
-        if a.lr_scale is not None:
-            params["lr_scale"] = a.lr_scale
-        if a.hebb_flip:
-            params["hebb_flip"] = True
-        if a.zca_standardize:
-            params["zca_standardize"] = True
-        if a.zca_samples is not None:
-            params["zca_samples"] = a.zca_samples
+        opts = {"probe_epochs": a.probe_epochs, "probe_flip": a.probe_flip, "lr_scale": a.lr_scale,
+                "hebb_flip": a.hebb_flip, "zca_standardize": a.zca_standardize, "zca_samples": a.zca_samples}
+        params.update({k: v for k, v in opts.items() if v})  # only the options given (flags when set)
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed,
                                **params).to(a.device)
         ckpt = Path(a.ckpt_dir) / f"{a.dataset}_{a.preset}_s{seed}.pt" if a.ckpt_dir else None
@@ -116,13 +107,10 @@ def main(argv=None) -> None:
         recs = hc.probe_records(learner, bundle, feats, base=base, seed=seed, counts=counts, log=log,
                                  eval_every=a.probe_eval_every)
         if a.extra_probe_epochs:
-            main_epochs = learner.probe_epochs
-            learner.probe_epochs = a.extra_probe_epochs
             xbase = dict(base, params=dict(params, probe_epochs=a.extra_probe_epochs),
                          variant=f"probe {a.extra_probe_epochs} epochs")
             recs += hc.probe_records(learner, bundle, feats, base=xbase, seed=seed, counts=(), log=log,
-                                     eval_every=a.probe_eval_every)
-            learner.probe_epochs = main_epochs
+                                     eval_every=a.probe_eval_every, epochs=a.extra_probe_epochs)
         total = time.perf_counter() - t_all
         for r in recs:
             r["train_seconds"] = round(hebb_s, 1)

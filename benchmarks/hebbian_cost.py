@@ -8,6 +8,10 @@ steps so that any change of machine load hits both equally. Reports seconds per 
     python benchmarks/hebbian_cost.py --dataset cifar-10 --presets softhebb,optimal --root /work/shared/data \
         --threads 2 --out benchmarks/results/hebbian_cost.json
 
+``--update-dtypes float32,bfloat16`` measures each precision of the update's correlation product
+(``HebbianCNN(update_dtype=...)``) in turn; every record names the CPU's instruction set and whether it has
+bfloat16 arithmetic (``cpu_isa``, ``cpu_bf16``), on which the bfloat16 timing depends.
+
 ``--profile-steps N`` adds, per preset, the top ops of the Hebbian step by self CPU time per step
 (``torch.profiler`` over N steps of each kind), beside the same op's time in the forward step.
 """
@@ -28,11 +32,11 @@ from neuroplastic.hebbian.learners import HebbianCNN
 from neuroplastic.hebbian.models import preset_info
 
 
-def setup(preset: str, bundle, width: float, seed: int = 0):
+def setup(preset: str, bundle, width: float, seed: int = 0, update_dtype: str | None = None):
     """A configured learner with its whitening fitted, the batch size, the training images and a shuffled order."""
     bs = preset_info(preset).batch_size
     learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed, preset=preset,
-                         width=width)
+                         width=width, update_dtype=update_dtype)
     n = len(bundle.train)
     learner.configure(1, (n + bs - 1) // bs)
     x = bundle.train.x
@@ -61,9 +65,10 @@ def forward_steps(learner, x, order, bs: int, start: int, steps: int) -> None:
             learner.net(learner.whiten(x[order[i * bs:(i + 1) * bs]]))
 
 
-def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: int = 0) -> dict:
+def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: int = 0,
+            update_dtype: str | None = None) -> dict:
     """Alternate ``rounds`` blocks of ``block`` Hebbian steps and ``block`` forward steps; seconds per step."""
-    learner, bs, x, order = setup(preset, bundle, width, seed)
+    learner, bs, x, order = setup(preset, bundle, width, seed, update_dtype)
     n = len(bundle.train)
     hebb = fwd = 0.0
     for r in range(rounds):
@@ -80,12 +85,13 @@ def measure(preset: str, bundle, rounds: int, block: int, width: float, seed: in
             "hebbian_epoch_s_est": round(h * n / bs, 1), "n_train": n}
 
 
-def profile(preset: str, bundle, steps: int, width: float, top: int = 12, seed: int = 0) -> list[dict]:
+def profile(preset: str, bundle, steps: int, width: float, top: int = 12, seed: int = 0,
+            update_dtype: str | None = None) -> list[dict]:
     """Self CPU milliseconds per step of each torch op (``torch.profiler``) over ``steps`` Hebbian steps and the
     same ``steps`` batches as plain forward passes, for the ``top`` ops of the Hebbian step."""
     from torch.profiler import profile as torch_profile
 
-    learner, bs, x, order = setup(preset, bundle, width, seed)
+    learner, bs, x, order = setup(preset, bundle, width, seed, update_dtype)
     hebbian_steps(learner, x, order, bs, 0, 3)  # warm-up
     per_step = {}
     for name, run in (("hebbian", hebbian_steps), ("forward", forward_steps)):
@@ -108,27 +114,35 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--profile-steps", type=int, default=0,
                     help="also profile this many steps of each kind; one record per op (top 12) in the output")
+    ap.add_argument("--update-dtypes", default="float32",
+                    help="comma-separated precisions of the update's product to measure (float32, bfloat16)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     bundle = hc.prepare(a.dataset, a.root, 0, "cpu")
     records = []
+    isa = {"cpu_isa": torch.backends.cpu.get_cpu_capability(),
+           "cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
     for preset in a.presets.split(","):
-        m = measure(preset, bundle, a.rounds, a.block, a.width)
-        rec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], {"preset": preset,
-                                                                                   "width": a.width})
-        rec.update(m, status="timing", table_keys=["batch_size", "steps_timed", "hebbian_step_s", "forward_step_s",
-                                                   "hebb_over_forward", "hebbian_epoch_s_est"])
-        print(f"[{time.strftime('%H:%M:%S')}] {preset}: Hebbian step {m['hebbian_step_s']:.3f}s, forward "
-              f"{m['forward_step_s']:.3f}s, ratio {m['hebb_over_forward']:.2f}", flush=True)
-        records.append(rec)
-        for row in profile(preset, bundle, a.profile_steps, a.width) if a.profile_steps else []:
-            prec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], rec["params"])
-            prec.update(row, status="timing", steps_profiled=a.profile_steps,
-                        table_keys=["op", "hebbian_ms_per_step", "calls_per_hebbian_step", "forward_ms_per_step"])
-            records.append(prec)
-        hc.write(records, a.out)
+        for dt in a.update_dtypes.split(","):
+            m = measure(preset, bundle, a.rounds, a.block, a.width, update_dtype=dt)
+            params = {"preset": preset, "width": a.width, "update_dtype": dt}
+            rec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], params)
+            rec.update(m, **isa, status="timing",
+                       table_keys=["update_dtype", "batch_size", "steps_timed", "hebbian_step_s", "forward_step_s",
+                                   "hebb_over_forward", "hebbian_epoch_s_est", "cpu_isa"], update_dtype=dt)
+            print(f"[{time.strftime('%H:%M:%S')}] {preset} ({dt} update): Hebbian step {m['hebbian_step_s']:.3f}s, "
+                  f"forward {m['forward_step_s']:.3f}s, ratio {m['hebb_over_forward']:.2f}", flush=True)
+            records.append(rec)
+            rows = profile(preset, bundle, a.profile_steps, a.width, update_dtype=dt) if a.profile_steps else []
+            for row in rows:
+                prec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], params)
+                prec.update(row, **isa, status="timing", steps_profiled=a.profile_steps, update_dtype=dt,
+                            table_keys=["update_dtype", "op", "hebbian_ms_per_step", "calls_per_hebbian_step",
+                                        "forward_ms_per_step"])
+                records.append(prec)
+            hc.write(records, a.out)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,8 @@ def main(argv=None) -> None:
     ap.add_argument("--extra-probe-epochs", type=int, default=None,
                     help="also fit an all-label probe for this many epochs on the same cached features "
                          "(its own record, params.probe_epochs; pick between them on validation only)")
+    ap.add_argument("--update-dtype", default=None, choices=["float32", "bfloat16"],
+                    help="precision of the update's correlation product (default: float32, the weights')")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -70,7 +72,8 @@ def main(argv=None) -> None:
         bundle = hc.prepare(a.dataset, a.root, seed, a.device, limit_train=a.limit_train)
         params = {"preset": a.preset, "width": a.width}
         opts = {"probe_epochs": a.probe_epochs, "probe_flip": a.probe_flip, "lr_scale": a.lr_scale,
-                "hebb_flip": a.hebb_flip, "zca_standardize": a.zca_standardize, "zca_samples": a.zca_samples}
+                "hebb_flip": a.hebb_flip, "zca_standardize": a.zca_standardize, "zca_samples": a.zca_samples,
+                "update_dtype": a.update_dtype}
         params.update({k: v for k, v in opts.items() if v})  # only the options given (flags when set)
         learner = HebbianCNN(in_shape=bundle.in_shape, n_classes=bundle.n_classes, seed=seed,
                                **params).to(a.device)

@@ -505,3 +505,62 @@ def test_surround_presets():
     assert all((k == 1) == (s is None) for k, s, _ in kinds["depthwise"])
     stage = build("depthwise", (3, 32, 32), width=0.0625).stages[1]
     assert isinstance(stage.bn_pw, torch.nn.BatchNorm2d) and not stage.bn_pw.affine
+
+
+# ---------------------------------------------------------------------------------------------------
+# bfloat16 update product
+@pytest.mark.parametrize("path", ["conv2d_weight", "unfold_gemm"])
+def test_bfloat16_update_product_is_close_to_float32(path, monkeypatch):
+    """``update_dtype='bfloat16'``: the correlation product is within bfloat16 rounding of the float32 one, comes
+    back (or is written) in float32, and the weights stay float32; the rest of the update is unchanged."""
+    from neuroplastic.hebbian import layers
+
+    monkeypatch.setattr(layers, "UNFOLD_MIN_PATCH", 10**9 if path == "conv2d_weight" else 1)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 6, 7, 7, generator=g).contiguous(memory_format=torch.channels_last)
+    p = torch.randn(3 * 25, 8, generator=g)  # rows layout, 5×5 output positions
+    ref = layers.conv_correlation(x, p, (8, 6, 3, 3))
+    got = layers.conv_correlation(x, p, (8, 6, 3, 3), dtype=torch.bfloat16)
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    err = (got - ref).abs().max() / ref.abs().max()
+    assert 0 < err < 2e-2, err  # rounded (not exact), but only to bfloat16 precision
+    out = torch.empty(8, 6, 3, 3).contiguous(memory_format=torch.channels_last)
+    assert layers.conv_correlation(x, p, (8, 6, 3, 3), out=out, dtype=torch.bfloat16) is out
+    assert torch.equal(out, got)
+
+    for make in (lambda dt: HebbConv2d(6, 8, 3, rules.SoftHebb(), padding=1, init="normal",
+                                       generator=torch.Generator().manual_seed(5), update_dtype=dt),
+                 lambda dt: HebbLinear(6 * 49, 8, rules.SoftHebb(), init="normal",
+                                       generator=torch.Generator().manual_seed(5), update_dtype=dt)):
+        grads = {}
+        for dt in (None, "bfloat16"):
+            layer = make(dt)
+            layer.plastic = True
+            layer(x)
+            assert layer.weight.dtype == layer.weight.grad.dtype == torch.float32
+            grads[dt] = layer.weight.grad
+        err = (grads["bfloat16"] - grads[None]).abs().max() / grads[None].abs().max()
+        assert 0 < err < 3e-2, (type(layer).__name__, err)
+
+
+def test_update_dtype_is_validated_and_reaches_every_layer():
+    with pytest.raises(ValueError, match="update_dtype"):
+        HebbianCNN((1, 8, 8), 10, preset="softhebb", width=0.1, update_dtype="float16")
+    with pytest.raises(ValueError, match="update_dtype"):
+        HebbLinear(4, 2, rules.Oja(), update_dtype=torch.float64)
+    m = HebbianCNN((1, 8, 8), 10, preset="softhebb", width=0.1, update_dtype="bfloat16")
+    assert [layer.update_dtype for _, layer, _ in m.net.hebb_layers()] == [torch.bfloat16] * 3
+    assert "update_dtype=torch.bfloat16" in repr(m.net)
+
+
+def test_softhebb_with_bfloat16_update_still_converges_to_unit_norm():
+    g = torch.Generator().manual_seed(0)
+    layer = HebbLinear(8, 4, rules.SoftHebb(t_inv=1.0), init="softhebb", generator=g, update_dtype="bfloat16")
+    opt = torch.optim.SGD([layer.weight], lr=0.1)
+    layer.plastic = True
+    for _ in range(800):
+        opt.zero_grad()
+        layer(torch.randn(16, 8, generator=g))
+        opt.step()
+    norms = layer.weight.detach().norm(dim=1)
+    assert torch.allclose(norms, torch.ones(4), atol=0.1), norms

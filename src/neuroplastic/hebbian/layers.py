@@ -27,7 +27,8 @@ from torch import nn
 
 from .rules import HebbRule, dog_kernel, max_abs, unit_norms, unit_rows
 
-__all__ = ["HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight"]
+__all__ = ["UPDATE_DTYPES", "HebbConv2d", "HebbLinear", "Triangle", "conv_correlation", "init_weight",
+           "update_dtype"]
 
 _INITS = ("softhebb", "kaiming", "normal")
 
@@ -49,6 +50,27 @@ def init_weight(w: torch.Tensor, init: str, generator: torch.Generator | None = 
             w.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=generator)
         else:
             raise ValueError(f"unknown init {init!r}; allowed: {', '.join(_INITS)}")
+
+
+#: precisions the update's correlation product :math:`\sum_n p_{in} x_n` may be computed in (``update_dtype``)
+UPDATE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def update_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
+    r"""The dtype named ``name`` for the update's correlation product (``None``: the weight's own dtype).
+
+    ``bfloat16``: the factors :math:`p` and the inputs :math:`x` are rounded to bfloat16 (8-bit mantissa) and the
+    product is computed by the backend's bfloat16 GEMM (products accumulated in float32, the result rounded to
+    bfloat16, relative error about :math:`2^{-8}` per element); the decay, the normalisation and the weights stay in
+    float32. It halves the update's cost only where the hardware has bfloat16 arithmetic (``AVX512-BF16`` or AMX
+    CPUs, recent GPUs); elsewhere it is emulated and slower. The forward pass is unaffected."""
+    if name is None or isinstance(name, torch.dtype):
+        if name is not None and name not in UPDATE_DTYPES.values():
+            raise ValueError(f"update_dtype must be one of {', '.join(UPDATE_DTYPES)}, got {name}")
+        return name
+    if name not in UPDATE_DTYPES:
+        raise ValueError(f"unknown update_dtype {name!r}; allowed: {', '.join(UPDATE_DTYPES)}")
+    return UPDATE_DTYPES[name]
 
 
 #: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses the patch GEMM (below it:
@@ -83,7 +105,8 @@ def _from_ijc(flat: torch.Tensor, weight_shape: tuple[int, ...]) -> torch.Tensor
 
 
 def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, ...], stride: int = 1,
-                     groups: int = 1, out: torch.Tensor | None = None) -> torch.Tensor:
+                     groups: int = 1, out: torch.Tensor | None = None,
+                     dtype: torch.dtype | None = None) -> torch.Tensor:
     r"""Correlation of post-synaptic factors ``p`` with the patches of the (padded) input ``x [N, C_in, H, W]``:
     :math:`\sum_{n}\sum_{\mathrm{pos}} p_{i,n,\mathrm{pos}}\; x_{n,\mathrm{patch}(\mathrm{pos})}`, shaped like the conv
     weight — the weight gradient of ``conv2d(x, w)`` for output gradient ``p``. ``p`` is either
@@ -95,9 +118,14 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     is in channels-last memory order (the layout :class:`HebbConv2d` keeps its weight in). Other layers use
     ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer
     at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer saves allocating
-    and first-touching a weight-sized tensor every step; channels-last ``out`` is written by the GEMM itself)."""
+    and first-touching a weight-sized tensor every step; channels-last ``out`` is written by the GEMM itself).
+    ``dtype``: compute the product in this precision (:func:`update_dtype`); the result is returned in ``x``'s
+    dtype (or written into ``out``)."""
     c_out, c_in_g, kh, kw = weight_shape
     n = x.shape[0]
+    res_dtype = x.dtype if out is None else out.dtype
+    if dtype is not None and dtype != x.dtype:
+        x = x.to(dtype)  # keeps x's memory format
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
         patches = patch_rows(x, kh, kw, stride)
         a = p.to(x.dtype)
@@ -106,15 +134,18 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
             raise ValueError(f"conv_correlation: p has {a.shape[1]} positions, the input gives {patches.shape[0]}")
         flat = None if out is None else _ijc(out)
         if flat is not None:
-            torch.mm(a, patches, out=flat)
+            if flat.dtype == a.dtype:
+                torch.mm(a, patches, out=flat)
+            else:
+                flat.copy_(a @ patches)
             return out
         res = _from_ijc(a @ patches, weight_shape)
-        return res if out is None else out.copy_(res)
+        return res.to(res_dtype) if out is None else out.copy_(res)
     if p.dim() == 2:  # rows -> [N, C_out, H', W']
         h2, w2 = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
         p = p.view(n, h2, w2, c_out).permute(0, 3, 1, 2)
     res = torch.nn.grad.conv2d_weight(x, weight_shape, p.to(x.dtype), stride=stride, groups=groups)
-    return res if out is None else out.copy_(res)
+    return res.to(res_dtype) if out is None else out.copy_(res)
 
 
 class Triangle(nn.Module):
@@ -146,10 +177,11 @@ class _HebbLayer(nn.Module):
     weight: nn.Parameter
 
     def _setup(self, rule: HebbRule, n_out: int, n_in_groups: int, cosine: bool, dale: float | None,
-               generator: torch.Generator | None) -> None:
+               generator: torch.Generator | None, update_dtype_: str | torch.dtype | None = None) -> None:
         if not isinstance(rule, HebbRule):
             raise TypeError(f"rule must be a HebbRule, got {type(rule).__name__}")
         self.rule = rule
+        self.update_dtype = update_dtype(update_dtype_)
         self.cosine = bool(cosine)
         self.plastic = False
         self._scratch: torch.Tensor | None = None  # reused update buffer (not state)
@@ -265,12 +297,15 @@ class HebbConv2d(_HebbLayer):
             the response and the competition use the plain currents, only the activity the rule correlates is
             filtered, by a kernel whose Gaussians are normalised by their sums (zero-sum kernel).
         dale: fraction of excitatory input channels for a Dale's-law sign constraint (``None``: off).
+        update_dtype: precision of the update's correlation product (:func:`update_dtype`; ``None``: the
+            weight's). Only the dense product: the winner-only scatter-add of hard-WTA/BCM stays in float32.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, rule: HebbRule, *, stride: int = 1,
                  padding: int = 0, padding_mode: str = "reflect", groups: int = 1, cosine: bool = False,
                  dog: tuple[int, float, float] | None = None, surround: str = "response", init: str = "softhebb",
-                 dale: float | None = None, generator: torch.Generator | None = None) -> None:
+                 dale: float | None = None, generator: torch.Generator | None = None,
+                 update_dtype: str | torch.dtype | None = None) -> None:
         super().__init__()
         if min(in_channels, out_channels, kernel_size, stride, groups) < 1 or padding < 0:
             raise ValueError(f"HebbConv2d: bad shape arguments in={in_channels} out={out_channels} "
@@ -295,7 +330,7 @@ class HebbConv2d(_HebbLayer):
             self.register_buffer("dog", dog_kernel(int(size), float(se), float(si), norm).view(1, 1, size, size))
         else:
             self.dog = None
-        self._setup(rule, out_channels, in_channels, cosine, dale, generator)
+        self._setup(rule, out_channels, in_channels, cosine, dale, generator, update_dtype)
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         """Pad ``x`` by ``padding`` (reflect needs ``padding < H, W``; falls back to zeros if not)."""
@@ -337,7 +372,8 @@ class HebbConv2d(_HebbLayer):
         return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
     def correlate(self, x, p, out=None):
-        return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups, out=out)
+        return conv_correlation(x, p, tuple(self.weight.shape), self.stride, self.groups, out=out,
+                                dtype=self.update_dtype)
 
     def correlate_winners(self, x, p, winners, out=None):
         if self.groups != 1:
@@ -355,23 +391,25 @@ class HebbConv2d(_HebbLayer):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding} ({self.padding_mode}), groups={self.groups}, cosine={self.cosine}, "
-                f"dog={self.dog is not None}, surround={self.surround}, dale={self.dale_sign is not None}")
+                f"dog={self.dog is not None}, surround={self.surround}, dale={self.dale_sign is not None}"
+                + (f", update_dtype={self.update_dtype}" if self.update_dtype is not None else ""))
 
 
 class HebbLinear(_HebbLayer):
     r"""Fully connected layer whose weights learn by a local rule: :math:`u_{in} = \langle w_i, x_n\rangle`
     (``cosine``: :math:`\cos(w_i, x_n)`); input ``[N, D]`` (or any ``[N, ...]``, flattened), output ``[N, C]``.
-    Same rules and options as :class:`HebbConv2d` (no surround inhibition)."""
+    Same rules and options as :class:`HebbConv2d` (no surround inhibition), ``update_dtype`` included."""
 
     def __init__(self, in_features: int, out_features: int, rule: HebbRule, *, cosine: bool = False,
-                 init: str = "softhebb", dale: float | None = None, generator: torch.Generator | None = None) -> None:
+                 init: str = "softhebb", dale: float | None = None, generator: torch.Generator | None = None,
+                 update_dtype: str | torch.dtype | None = None) -> None:
         super().__init__()
         if min(in_features, out_features) < 1:
             raise ValueError(f"HebbLinear: sizes must be >= 1, got {in_features}, {out_features}")
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         init_weight(self.weight, init, generator)
-        self._setup(rule, out_features, in_features, cosine, dale, generator)
+        self._setup(rule, out_features, in_features, cosine, dale, generator, update_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -385,7 +423,14 @@ class HebbLinear(_HebbLayer):
         return u
 
     def correlate(self, x, p, out=None):
-        return p.to(x.dtype).t() @ x if out is None else torch.mm(p.to(x.dtype).t(), x, out=out)
+        res_dtype = x.dtype if out is None else out.dtype
+        if self.update_dtype is not None and self.update_dtype != x.dtype:
+            x = x.to(self.update_dtype)
+        a = p.to(x.dtype).t()
+        if out is not None and out.dtype == x.dtype:
+            return torch.mm(a, x, out=out)
+        res = a @ x
+        return res.to(res_dtype) if out is None else out.copy_(res)
 
     def correlate_winners(self, x, p, winners, out=None):
         pw = p.gather(1, winners.unsqueeze(1)).squeeze(1).to(x.dtype)
@@ -393,4 +438,5 @@ class HebbLinear(_HebbLayer):
         return corr.index_add_(0, winners, x * pw[:, None])
 
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, cosine={self.cosine}, dale={self.dale_sign is not None}"
+        return (f"{self.in_features}, {self.out_features}, cosine={self.cosine}, dale={self.dale_sign is not None}"
+                + (f", update_dtype={self.update_dtype}" if self.update_dtype is not None else ""))

@@ -249,11 +249,13 @@ class HebbNet(nn.Module):
 
 def build(preset: str | PresetInfo, in_shape: tuple[int, ...], *, width: float = 1.0, rule: str | None = None,
           rule_kw: dict[str, Any] | None = None, cosine: bool | None = None, dog: bool | None = None,
-          dale: float | None = None, init: str | None = None, seed: int = 0) -> HebbNet:
+          dale: float | None = None, init: str | None = None, update_dtype: str | None = None,
+          seed: int = 0) -> HebbNet:
     """Build preset ``preset`` for one input of shape ``in_shape`` (``[C, H, W]``; ``[D]`` for ``krotov``).
 
     Overrides: ``width`` (channel multiplier), ``rule`` (+ ``rule_kw``) for every layer, ``cosine``,
-    ``dog`` (False drops the surround kernels), ``dale`` (fraction of excitatory inputs), ``init``.
+    ``dog`` (False drops the surround kernels), ``dale`` (fraction of excitatory inputs), ``init``,
+    ``update_dtype`` (precision of every layer's update product, :func:`~neuroplastic.hebbian.layers.update_dtype`).
     """
     info = preset_info(preset) if isinstance(preset, str) else copy.deepcopy(preset)
     if not width > 0:
@@ -282,9 +284,10 @@ def build(preset: str | PresetInfo, in_shape: tuple[int, ...], *, width: float =
         def make(ci, co, k=None, p=None, g=1, dg=None, _spec=spec):
             r = make_rule(_spec.rule, co, **_spec.rule_kw)
             if _spec.kind == "linear":
-                return HebbLinear(ci, co, r, cosine=cos, init=init, dale=dale, generator=gen)
+                return HebbLinear(ci, co, r, cosine=cos, init=init, dale=dale, generator=gen,
+                                  update_dtype=update_dtype)
             return HebbConv2d(ci, co, k, r, padding=p, groups=g, cosine=cos, dog=dg, surround=_spec.surround,
-                              init=init, dale=dale if g == 1 else None, generator=gen)
+                              init=init, dale=dale if g == 1 else None, generator=gen, update_dtype=update_dtype)
 
         if spec.kind == "res" and cout % c:
             cout = c * max(1, round(cout / c))

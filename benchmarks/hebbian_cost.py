@@ -9,8 +9,8 @@ steps so that any change of machine load hits both equally. Reports seconds per 
         --threads 2 --out benchmarks/results/hebbian_cost.json
 
 ``--update-dtypes float32,bfloat16`` measures each precision of the update's correlation product
-(``HebbianCNN(update_dtype=...)``) in turn; every record names the CPU's instruction set and whether it has
-bfloat16 arithmetic (``cpu_isa``, ``cpu_bf16``), on which the bfloat16 timing depends.
+(``HebbianCNN(update_dtype=...)``) in turn; every record names the CPU's vector instruction set and whether it
+has bfloat16 arithmetic (``cpu_isa``, ``cpu_bf16``), on which the bfloat16 timing depends.
 
 ``--profile-steps N`` adds, per preset, the top ops of the Hebbian step by self CPU time per step
 (``torch.profiler`` over N steps of each kind), beside the same op's time in the forward step.
@@ -122,8 +122,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(a.threads)
     bundle = hc.prepare(a.dataset, a.root, 0, "cpu")
     records = []
-    isa = {"cpu_isa": torch.backends.cpu.get_cpu_capability(),
-           "cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
+    isa = {"cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
     for preset in a.presets.split(","):
         for dt in a.update_dtypes.split(","):
             m = measure(preset, bundle, a.rounds, a.block, a.width, update_dtype=dt)

@@ -47,7 +47,7 @@ def table(records: list[dict]) -> str:
             "device"] + extra_keys
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (learner, dataset, preset), rs in groups.items():
-        dev = " + ".join(dict.fromkeys(r.get("gpu") or r.get("cpu") or "?" for r in rs))  # every machine used
+        dev = " + ".join(dict.fromkeys(_device(r) for r in rs))  # every machine used
         row = [learner, dataset, preset, _fmt_acc([r["test_acc"] for r in rs]), str(len(rs)),
                str(rs[0].get("epochs", "")), f"{statistics.mean(r.get('train_seconds') or 0 for r in rs):.0f}", dev]
         for k in extra_keys:
@@ -55,6 +55,14 @@ def table(records: list[dict]) -> str:
             row.append(f"{statistics.mean(vals):.4g}" if vals else "")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _device(r: dict) -> str:
+    """The machine of a record: the GPU, else the CPU with its vector instruction set where recorded."""
+    if r.get("gpu"):
+        return str(r["gpu"])
+    cpu = r.get("cpu") or "?"
+    return f"{cpu} ({r['cpu_isa']})" if r.get("cpu_isa") else cpu
 
 
 def timing_table(records: list[dict]) -> str:
@@ -68,7 +76,7 @@ def timing_table(records: list[dict]) -> str:
     for r in rs:
         cells = [str(r.get("learner", "")), str(r.get("dataset", "")), str(r.get("preset", ""))]
         cells += [str(r.get(k, "")) for k in keys]
-        cells += [str(r.get("threads", "")), str(r.get("gpu") or r.get("cpu") or "")]
+        cells += [str(r.get("threads", "")), _device(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -99,9 +99,10 @@ def test_hard_wta_only_updates_winners():
     assert layer.win_counts.tolist() == [2.0, 0.0, 1.0, 0.0]
 
 
-def test_softhebb_converges_to_unit_norm_on_random_data():
+@pytest.mark.parametrize("update_dtype", [None, "bfloat16"])
+def test_softhebb_converges_to_unit_norm_on_random_data(update_dtype):
     g = torch.Generator().manual_seed(0)
-    layer = HebbLinear(8, 4, rules.SoftHebb(t_inv=1.0), init="softhebb", generator=g)
+    layer = HebbLinear(8, 4, rules.SoftHebb(t_inv=1.0), init="softhebb", generator=g, update_dtype=update_dtype)
     assert layer.weight.norm(dim=1).min() > 10  # starts near 25
     opt = torch.optim.SGD([layer.weight], lr=0.1)
     layer.plastic = True
@@ -552,15 +553,3 @@ def test_update_dtype_is_validated_and_reaches_every_layer():
     assert [layer.update_dtype for _, layer, _ in m.net.hebb_layers()] == [torch.bfloat16] * 3
     assert "update_dtype=torch.bfloat16" in repr(m.net)
 
-
-def test_softhebb_with_bfloat16_update_still_converges_to_unit_norm():
-    g = torch.Generator().manual_seed(0)
-    layer = HebbLinear(8, 4, rules.SoftHebb(t_inv=1.0), init="softhebb", generator=g, update_dtype="bfloat16")
-    opt = torch.optim.SGD([layer.weight], lr=0.1)
-    layer.plastic = True
-    for _ in range(800):
-        opt.zero_grad()
-        layer(torch.randn(16, 8, generator=g))
-        opt.step()
-    norms = layer.weight.detach().norm(dim=1)
-    assert torch.allclose(norms, torch.ones(4), atol=0.1), norms

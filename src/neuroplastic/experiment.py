@@ -186,9 +186,11 @@ def cpu_name() -> str:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Commit, torch version, CPU, thread count and accelerator of this process."""
+    """Commit, torch version, CPU and the vector instruction set torch uses on it (``cpu_isa``: timings from an
+    AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process."""
     env = {"commit": git_commit(), "torch": torch.__version__, "cpu": cpu_name(),
-           "threads": torch.get_num_threads(), "python": platform.python_version()}
+           "cpu_isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+           "python": platform.python_version()}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env

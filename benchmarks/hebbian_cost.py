@@ -130,7 +130,7 @@ def main(argv=None) -> None:
             rec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], params)
             rec.update(m, **isa, status="timing",
                        table_keys=["update_dtype", "batch_size", "steps_timed", "hebbian_step_s", "forward_step_s",
-                                   "hebb_over_forward", "hebbian_epoch_s_est", "cpu_isa"], update_dtype=dt)
+                                   "hebb_over_forward", "hebbian_epoch_s_est"], update_dtype=dt)
             print(f"[{time.strftime('%H:%M:%S')}] {preset} ({dt} update): Hebbian step {m['hebbian_step_s']:.3f}s, "
                   f"forward {m['forward_step_s']:.3f}s, ratio {m['hebb_over_forward']:.2f}", flush=True)
             records.append(rec)

@@ -126,8 +126,7 @@ def base_record(learner_name: str, dataset: str, preset: str, seed: int, batch_s
     env = experiment.environment(device)
     return {"learner": learner_name, "dataset": dataset, "preset": preset, "seed": seed, "epochs": 1,
             "status": "done", "commit": env["commit"], "cpu": env["cpu"], "cpu_isa": env["cpu_isa"],
-            "torch": env["torch"],
-            "threads": env["threads"], "gpu": env.get("gpu"), "device": device,
+            "torch": env["torch"], "threads": env["threads"], "gpu": env.get("gpu"), "device": device,
             "command": " ".join([Path(sys.executable).name, *sys.argv]), "params": params,
             "batch_size": batch_size}
 

@@ -122,13 +122,13 @@ def main(argv=None) -> None:
         torch.set_num_threads(a.threads)
     bundle = hc.prepare(a.dataset, a.root, 0, "cpu")
     records = []
-    isa = {"cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
+    hw = {"cpu_bf16": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
     for preset in a.presets.split(","):
         for dt in a.update_dtypes.split(","):
             m = measure(preset, bundle, a.rounds, a.block, a.width, update_dtype=dt)
             params = {"preset": preset, "width": a.width, "update_dtype": dt}
             rec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], params)
-            rec.update(m, **isa, status="timing",
+            rec.update(m, **hw, status="timing",
                        table_keys=["update_dtype", "batch_size", "steps_timed", "hebbian_step_s", "forward_step_s",
                                    "hebb_over_forward", "hebbian_epoch_s_est"], update_dtype=dt)
             print(f"[{time.strftime('%H:%M:%S')}] {preset} ({dt} update): Hebbian step {m['hebbian_step_s']:.3f}s, "
@@ -137,7 +137,7 @@ def main(argv=None) -> None:
             rows = profile(preset, bundle, a.profile_steps, a.width, update_dtype=dt) if a.profile_steps else []
             for row in rows:
                 prec = hc.base_record("hebbian-cnn", a.dataset, preset, 0, m["batch_size"], params)
-                prec.update(row, **isa, status="timing", steps_profiled=a.profile_steps, update_dtype=dt,
+                prec.update(row, **hw, status="timing", steps_profiled=a.profile_steps, update_dtype=dt,
                             table_keys=["update_dtype", "op", "hebbian_ms_per_step", "calls_per_hebbian_step",
                                         "forward_ms_per_step"])
                 records.append(prec)

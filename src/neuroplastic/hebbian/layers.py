@@ -62,15 +62,24 @@ def update_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     ``bfloat16``: the factors :math:`p` and the inputs :math:`x` are rounded to bfloat16 (8-bit mantissa) and the
     product is computed by the backend's bfloat16 GEMM (products accumulated in float32, the result rounded to
     bfloat16, relative error about :math:`2^{-8}` per element); the decay, the normalisation and the weights stay in
-    float32. It halves the update's cost only where the hardware has bfloat16 arithmetic (``AVX512-BF16`` or AMX
+    float32. It halves the product's time only where the hardware has bfloat16 arithmetic (``AVX512-BF16`` or AMX
     CPUs, recent GPUs); elsewhere it is emulated and slower. The forward pass is unaffected."""
-    if name is None or isinstance(name, torch.dtype):
-        if name is not None and name not in UPDATE_DTYPES.values():
-            raise ValueError(f"update_dtype must be one of {', '.join(UPDATE_DTYPES)}, got {name}")
-        return name
-    if name not in UPDATE_DTYPES:
+    if name is None:
+        return None
+    dt = UPDATE_DTYPES.get(name) if isinstance(name, str) else name
+    if dt not in UPDATE_DTYPES.values():
         raise ValueError(f"unknown update_dtype {name!r}; allowed: {', '.join(UPDATE_DTYPES)}")
-    return UPDATE_DTYPES[name]
+    return dt
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
+             res_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``a @ b`` computed in ``a``'s dtype: written into ``out`` (by the GEMM itself when the dtypes agree) or
+    returned in ``res_dtype``."""
+    if out is None:
+        res = a @ b
+        return res if res_dtype is None else res.to(res_dtype)
+    return torch.mm(a, b, out=out) if out.dtype == a.dtype else out.copy_(a @ b)
 
 
 #: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses the patch GEMM (below it:
@@ -124,8 +133,8 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
     c_out, c_in_g, kh, kw = weight_shape
     n = x.shape[0]
     res_dtype = x.dtype if out is None else out.dtype
-    if dtype is not None and dtype != x.dtype:
-        x = x.to(dtype)  # keeps x's memory format
+    if dtype is not None:
+        x = x.to(dtype)  # keeps x's memory format (no copy if x already has the dtype)
     if groups == 1 and c_in_g * kh * kw >= UNFOLD_MIN_PATCH:
         patches = patch_rows(x, kh, kw, stride)
         a = p.to(x.dtype)
@@ -134,13 +143,10 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
             raise ValueError(f"conv_correlation: p has {a.shape[1]} positions, the input gives {patches.shape[0]}")
         flat = None if out is None else _ijc(out)
         if flat is not None:
-            if flat.dtype == a.dtype:
-                torch.mm(a, patches, out=flat)
-            else:
-                flat.copy_(a @ patches)
+            _product(a, patches, out=flat)
             return out
-        res = _from_ijc(a @ patches, weight_shape)
-        return res.to(res_dtype) if out is None else out.copy_(res)
+        res = _from_ijc(_product(a, patches, res_dtype=res_dtype), weight_shape)
+        return res if out is None else out.copy_(res)
     if p.dim() == 2:  # rows -> [N, C_out, H', W']
         h2, w2 = (x.shape[2] - kh) // stride + 1, (x.shape[3] - kw) // stride + 1
         p = p.view(n, h2, w2, c_out).permute(0, 3, 1, 2)
@@ -423,14 +429,8 @@ class HebbLinear(_HebbLayer):
         return u
 
     def correlate(self, x, p, out=None):
-        res_dtype = x.dtype if out is None else out.dtype
-        if self.update_dtype is not None and self.update_dtype != x.dtype:
-            x = x.to(self.update_dtype)
-        a = p.to(x.dtype).t()
-        if out is not None and out.dtype == x.dtype:
-            return torch.mm(a, x, out=out)
-        res = a @ x
-        return res.to(res_dtype) if out is None else out.copy_(res)
+        xc = x if self.update_dtype is None else x.to(self.update_dtype)
+        return _product(p.to(xc.dtype).t(), xc, out=out, res_dtype=x.dtype)
 
     def correlate_winners(self, x, p, winners, out=None):
         pw = p.gather(1, winners.unsqueeze(1)).squeeze(1).to(x.dtype)

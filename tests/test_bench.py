@@ -226,7 +226,7 @@ def test_kill_and_rerun_skips_finished_runs(tmp_path):
         assert (after[h]["started"], after[h]["attempts"]) == (started, attempts)  # not redone
     for h, r in after.items():
         assert len(r["history"]) == 3 and r["record"]["status"] == "done"
-        assert (tmp_path / "res" / "runs" / h / "record.json").exists()
+        assert (tmp_path / "res" / "runs" / h / "records.json").exists()
 
 
 def test_ctrl_c_stops_workers_cleanly_and_leaves_runs_resumable(tmp_path):

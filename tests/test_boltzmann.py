@@ -113,9 +113,8 @@ def test_rbm_learner_learns_digits_features_and_reports_ais():
     b = data.prepare("digits", val=0.1, seed=0)
     from neuroplastic import learners
 
-    m = learners.get("rbm", in_shape=b.in_shape, n_hidden=64, lr=0.05, ais="fast", ais_chains=50,
-                     probe_epochs=60)
-    res = trainer.fit(m, b, epochs=5, batch_size=32, progress=False)
+    m = learners.get("rbm", in_shape=b.in_shape, n_hidden=64, lr=0.05, ais="fast", ais_chains=50)
+    res = trainer.fit(m, b, epochs=5, batch_size=32, progress=False, probe={"epochs": 60})
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     assert res.final["test_acc"] > 0.7
     extra = m.final_metrics(b)

@@ -88,7 +88,7 @@ def test_train_writes_record_and_history_and_resumes(capsys, tmp_path, monkeypat
     out = tmp_path / "run"
     assert cli.main(["train", "bp-digits", "--epochs", "2", "--set", "params.hidden=[16]", "--set", "params.lr=0.01",
                      "--out", str(out), "-q"]) == 0
-    rec = json.loads((out / "record.json").read_text())
+    rec = json.loads((out / "records.json").read_text())[0]
     hist = json.loads((out / "history.json").read_text())
     assert rec["learner"] == "bp" and rec["epochs"] == 2 and rec["params"]["lr"] == 0.01
     assert rec["params"]["hidden"] == [16] and 0.0 <= rec["test_acc"] <= 1.0
@@ -107,7 +107,7 @@ def test_train_from_yaml_with_dotted_set(tmp_path, monkeypatch):
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({"learner": "bp", "dataset": "digits", "epochs": 1,
                                                      "params": {"hidden": [8], "lr": 0.1}}))
     assert cli.main(["train", "c.yaml", "--set", "params.lr=0.002", "--seed", "4", "--out", "o", "-q"]) == 0
-    rec = json.loads((tmp_path / "o" / "record.json").read_text())
+    rec = json.loads((tmp_path / "o" / "records.json").read_text())[0]
     assert rec["params"] == {"hidden": [8], "lr": 0.002} and rec["seed"] == 4
 
 

@@ -286,19 +286,43 @@ def test_presets_adapt_to_input_shape(preset, shape):
     assert f.shape[0] == 3 and f.shape[1] == m.net.out_features and torch.isfinite(f).all()
 
 
-def test_zca_is_fitted_from_training_batches_and_whitens():
+def test_zca_stage_is_fitted_on_the_training_split_only_and_whitens():
+    """The ZCA data stage fits on seeded training images only (a changed test split does not change it), whitens
+    the training split to covariance ≈ I, applies the same map to every split, and refits identically."""
+    from neuroplastic.data import ArrayDataset, DataBundle
+    from neuroplastic.data.transforms import zca_stage
+
     g = torch.Generator().manual_seed(0)
-    m = HebbianCNN((3, 4, 4), 10, preset="optimal", width=0.05, zca=True, zca_samples=400, seed=0)
-    m.configure(1, 100)
     mix = torch.randn(48, 48, generator=g)
-    xs = [(torch.randn(40, 48, generator=g) @ mix).view(40, 3, 4, 4) for _ in range(10)]
-    for x in xs:
-        assert not bool(m.zca_fitted)
-        m.train_step(x, None)
-    assert bool(m.zca_fitted)  # fitted once 400 samples were buffered, then learnt from
-    z = m.whiten(torch.cat(xs)).flatten(1)
-    cov = torch.cov(z.t())
+
+    def bundle(test_shift: float) -> DataBundle:
+        x = (torch.randn(600, 48, generator=torch.Generator().manual_seed(1)) @ mix).view(600, 3, 4, 4)
+        y = torch.zeros(600, dtype=torch.long)
+        return DataBundle("toy", ArrayDataset(x[:500].clone(), y[:500]), None,
+                          ArrayDataset(x[500:].clone() + test_shift, y[500:]), 10)
+
+    b1, b2 = bundle(0.0), bundle(5.0)
+    raw_test = b1.test.x.clone()
+    z1 = zca_stage(b1, samples=5000, seed=0)  # more than there are: every training image
+    z2 = zca_stage(b2, samples=5000, seed=0)
+    assert torch.equal(z1.W_, z2.W_) and torch.equal(z1.mean_, z2.mean_)  # the test split plays no part
+    cov = torch.cov(b1.train.x.flatten(1).t())
     assert torch.allclose(cov, torch.eye(48), atol=0.05)
+    assert torch.allclose(b1.test.x.flatten(1), (raw_test.flatten(1) - z1.mean_) @ z1.W_, atol=1e-4)
+
+
+def test_nimmo_presets_on_colour_images_whiten_by_default_through_the_protocol():
+    """``input_zca`` (the preset's paper whitens colour inputs: Nimmo's presets, not SoftHebb) is the default of
+    ``protocol.zca``; ``false`` turns the stage off."""
+    from neuroplastic import experiment
+
+    m = HebbianCNN((3, 8, 8), 10, preset="optimal", width=0.05)
+    assert m.input_zca and not HebbianCNN((1, 8, 8), 10, preset="optimal", width=0.05).input_zca
+    assert not HebbianCNN((3, 8, 8), 10, preset="softhebb", width=0.05).input_zca
+    cfg = experiment.validate({"learner": "hebbian-optimal"})
+    assert experiment.zca_settings(cfg, m) == experiment.ZCA_DEFAULTS
+    off = experiment.validate({"learner": "hebbian-optimal", "protocol": {"zca": False}})
+    assert experiment.zca_settings(off, m) is None
 
 
 def test_updates_detached_and_checkpoint_roundtrip():
@@ -344,53 +368,61 @@ def test_two_layer_hebbian_beats_random_on_digits():
     accs = {}
     for trained in (True, False):
         torch.manual_seed(0)
-        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", seed=0, probe_epochs=10)
+        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", seed=0)
         m.net = build(spec, bundle.in_shape, seed=0)
         if trained:
-            accs[trained] = fit(m, bundle, epochs=1, batch_size=10, progress=False).final["test_acc"]
+            accs[trained] = fit(m, bundle, epochs=1, batch_size=10, progress=False,
+                                probe={"epochs": 10}).final["test_acc"]
         else:
-            accs[trained] = fit_probe(m, bundle, progress=False)[-1]["test_acc"]
+            accs[trained] = fit_probe(m, bundle, progress=False, options={"epochs": 10})[0][-1]["test_acc"]
     assert accs[True] > accs[False] + 0.03, accs
 
 
 def test_probe_flip_caches_mirrored_features():
-    """``probe_flip`` caches the mirrored training images' features (different from the originals) and fits
+    """``probe.flip`` caches the mirrored training images' features (different from the originals) and fits
     the probe on both views; it is refused for inputs that are not images."""
     from neuroplastic import data
     from neuroplastic.probe import cached_features, fit_probe
 
     bundle = data.prepare("digits", val=0.1, seed=0, limit_train=120, limit_test=40)
-    m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0, probe_epochs=2, probe_flip=True)
+    m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0)
     f = cached_features(m, bundle.train.x)
     f_flip = cached_features(m, bundle.train.x.flip(-1))
     assert f.shape == f_flip.shape and not torch.allclose(f, f_flip)
-    hist = fit_probe(m, bundle, progress=False)
+    hist, _ = fit_probe(m, bundle, progress=False, options={"epochs": 2, "flip": True})
     assert len(hist) == 2 and 0.0 <= hist[-1]["test_acc"] <= 1.0
-    with pytest.raises(ValueError, match="probe_flip"):
-        HebbianCNN((64,), 10, preset="softhebb", probe_flip=True)
+    flat = data.prepare("digits", val=0.1, seed=0, limit_train=120, limit_test=40)
+    for ds in (flat.train, flat.val, flat.test):
+        ds.x = ds.x.flatten(1)
+    from neuroplastic import learners
+
+    with pytest.raises(ValueError, match="probe.flip"):
+        fit_probe(learners.get("rbm", in_shape=(64,), n_hidden=8), flat, progress=False, options={"flip": True})
 
 
-def test_hebb_flip_mirrors_half_the_batch_reproducibly():
-    """``hebb_flip`` trains on randomly mirrored images drawn from the learner's own generator: two learners of
-    one seed learn the same weights, a third without flips learns different ones, and the generator is part
-    of the checkpointed state. Non-image inputs and ``zca_standardize`` without ZCA are refused."""
+def test_hflip_stage_mirrors_half_the_batch_reproducibly(tmp_path):
+    """``hflip`` trains on randomly mirrored images drawn from the trainer's own seeded generator: two runs of
+    one seed learn the same weights, a third without flips learns different ones, and the generator is part of
+    the checkpoint. Non-image inputs are refused."""
     from neuroplastic import data
+    from neuroplastic.trainer import CHECKPOINT, fit
 
     bundle = data.prepare("digits", val=0.1, seed=0, limit_train=64, limit_test=20)
     ws = []
-    for flip in (True, True, False):
-        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0, hebb_flip=flip)
-        m.configure(1, 4)
-        for i in range(0, 40, 10):
-            m.train_step(bundle.train.x[i:i + 10], None)
+    for i, flip in enumerate((True, True, False)):
+        m = HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, seed=0)
+        fit(m, bundle, epochs=1, batch_size=10, progress=False, hflip=flip, probe={"epochs": 1},
+            checkpoint_dir=tmp_path / str(i))
         ws.append(next(iter(m.net.hebb_layers()))[1].weight.detach().clone())
     assert torch.equal(ws[0], ws[1]) and not torch.equal(ws[0], ws[2])
-    st = HebbianCNN(bundle.in_shape, 10, width=0.0625, hebb_flip=True).training_state()
-    assert "flip_gen" in st["generators"]
-    with pytest.raises(ValueError, match="hebb_flip"):
-        HebbianCNN((64,), 10, preset="softhebb", hebb_flip=True)
-    with pytest.raises(ValueError, match="zca_standardize"):
-        HebbianCNN(bundle.in_shape, 10, preset="softhebb", width=0.0625, zca_standardize=True)
+    assert torch.load(tmp_path / "0" / CHECKPOINT, weights_only=True)["aug_rng"] is not None
+    flat = data.prepare("digits", val=0.1, seed=0, limit_train=64, limit_test=20)
+    flat.train.x = flat.train.x.flatten(1)
+    from neuroplastic import learners
+
+    with pytest.raises(ValueError, match="hflip"):
+        fit(learners.get("bp", in_shape=(64,), n_classes=10, arch="mlp", hidden=(8,)), flat, epochs=1,
+            batch_size=10, progress=False, hflip=True)
 
 
 def test_pictures_are_written(tmp_path, capsys):

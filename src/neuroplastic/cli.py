@@ -35,17 +35,6 @@ class UsageError(ValueError):
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-def presets_dir() -> Path:
-    """Folder of the built-in configs (``neuroplastic/presets/*.yaml``)."""
-    return Path(str(resources.files("neuroplastic") / "presets"))
-
-
-def preset_names() -> list[str]:
-    """Names of the built-in configs usable as ``neuroplastic train NAME``."""
-    d = presets_dir()
-    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
-
-
 def parse_set(items: list[str]) -> list[tuple[str, Any]]:
     """Parse ``key=value`` strings; values are YAML scalars/flow collections (``0.01``, ``1e-3``, ``true``,
     ``[64, 64]``, ``null``); keys may be dotted (``params.lr``)."""
@@ -71,7 +60,7 @@ def parse_set(items: list[str]) -> list[tuple[str, Any]]:
 
 
 def load_config(arg: str | None) -> dict[str, Any]:
-    """A config from a YAML path or a built-in preset name (empty when ``arg`` is None)."""
+    """A config from a YAML path, or ``{"recipe": NAME}`` for a packaged recipe (empty when ``arg`` is None)."""
     from . import experiment
 
     if arg is None:
@@ -79,10 +68,9 @@ def load_config(arg: str | None) -> dict[str, Any]:
     p = Path(arg)
     if p.is_file() or p.suffix in (".yaml", ".yml") or os.sep in arg:
         return experiment.load_yaml(p)
-    cand = presets_dir() / f"{arg}.yaml"
-    if cand.is_file():
-        return experiment.load_yaml(cand)
-    raise UsageError(f"no config file or built-in preset named {arg!r}; presets: {', '.join(preset_names()) or 'none'}")
+    if arg in experiment.recipe_names():
+        return {"recipe": arg}
+    raise UsageError(f"no config file or recipe named {arg!r}; recipes: {', '.join(experiment.recipe_names()) or 'none'}")
 
 
 def _command_line(argv: list[str] | None) -> str:
@@ -106,7 +94,8 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 # --------------------------------------------------------------------------------------------------
 # commands
 def cmd_train(a: argparse.Namespace, command: str) -> int:
-    """Train one config; write ``record.json``, ``history.json``, ``config.yaml`` and checkpoints to --out."""
+    """Train one config; write ``records.json``, ``history.json``, ``config.yaml``, checkpoints and the trained
+    model to --out, and the run into the results store (``--db``, suite ``train``) beside ``bench``'s runs."""
     from . import experiment
     from .bench.suite import set_dotted
 
@@ -153,12 +142,21 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
             except OSError:
                 pass
         raise
-    rec = experiment.record(res, command=command)
-    experiment.write_json_atomic(rec, out_dir / "record.json")
+    recs = experiment.records(res, command=command)
+    rec = recs[0]
+    experiment.write_json_atomic(recs, out_dir / "records.json")
     experiment.write_json_atomic(res.history, out_dir / "history.json")
+    from .bench.db import ResultsDB
+
+    db = ResultsDB(a.db)
+    db.put_done("train", h, cfg, metrics=res.metrics, history=res.history, env=res.env,
+                train_seconds=res.train_seconds, wall_seconds=res.wall_seconds, record=rec, records=recs,
+                command=command)
+    db.close()
     acc = rec.get("test_acc")
     print(f"done: test acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) else "done",
-          f"({rec['train_seconds']:.1f} s training); record: {out_dir / 'record.json'}")
+          f"({rec['train_seconds']:.1f} s training, status {rec['status']}); records: {out_dir / 'records.json'}; "
+          f"store: {a.db}")
     return 0
 
 
@@ -311,11 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
 
-    t = sub.add_parser("train", help="train one config (YAML file or built-in preset)",
-                       description="Train one config. CONFIG is a YAML file or a built-in preset name: "
-                       + (", ".join(preset_names()) or "none") + ". Writes config.yaml, record.json, "
-                       "history.json and a per-epoch checkpoint to --out.")
-    t.add_argument("config", nargs="?", metavar="CONFIG|PRESET", help="YAML config path or preset name")
+    t = sub.add_parser("train", help="train one config (YAML file or packaged recipe)",
+                       description="Train one config. CONFIG is a YAML file or a packaged recipe: "
+                       + (", ".join(_recipes()) or "none") + ". Writes config.yaml, records.json, "
+                       "history.json, checkpoints and model.pt (weights and probe) to --out, and the run to the "
+                       "results store. `neuroplastic learners NAME` lists a learner's architectures and recipes.")
+    t.add_argument("config", nargs="?", metavar="CONFIG|RECIPE", help="YAML config path or recipe name")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key (YAML value; dotted keys reach into params, e.g. params.lr=0.01)")
     t.add_argument("--learner", help="config key learner")
@@ -328,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
     t.add_argument("--out", help="output folder (default results/train/<config hash>)")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--db", default="results/neuroplastic.db", help="results store (default %(default)s)")
     t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch lines or progress bars")
     t.set_defaults(func=cmd_train)
 
@@ -387,6 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the system's analysis command")
     an.set_defaults(func=cmd_analyze)
     return p
+
+
+def _recipes() -> list[str]:
+    try:
+        from .experiment import recipe_names
+
+        return recipe_names()
+    except Exception:  # noqa: BLE001 - help text only
+        return []
 
 
 def _builtin_suites() -> list[str]:

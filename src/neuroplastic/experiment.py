@@ -9,6 +9,9 @@ A config is a flat mapping (YAML file or dict)::
     epochs: 20
     batch_size: 128
     seed: 0
+    protocol:              # the study's protocol (see PROTOCOL_DEFAULTS): budgets, checkpoints, labels, stages
+      budget_minutes: 90
+      labels_per_class: [1, 10, 100, all]
 
 An unknown key or a bad value is an error naming it and the allowed values. A caller's mapping is never
 mutated. The config hash (SHA-256 of the canonical JSON, 12 hex digits) identifies a run in the results
@@ -22,6 +25,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 import platform
 import subprocess
@@ -48,12 +52,50 @@ DEFAULTS: dict[str, Any] = {
     "device": "cpu",
     "deterministic": True,
     "eval_batch_size": 1000,
+    "protocol": {},
+    "recipe": None,
 }
+#: The protocol of a study (config key ``protocol``): everything a benchmark fixes beyond the learner and data.
+#:
+#: - ``budget_minutes``: training time budget; the run ends after the epoch at which the next one would pass it
+#:   (status ``budget``, epochs reached recorded; the schedule still spans ``epochs``).
+#: - ``checkpoint_every``: also checkpoint every N steps inside an epoch (hour-long Hebbian epochs); exact resume.
+#: - ``eval_every``: validation/test evaluation every N epochs (always after the last).
+#: - ``labels_per_class``: label-efficiency counts (ints, and ``all``): one record per count — the probe of an
+#:   unsupervised learner fitted on that many labels per class, or a supervised learner trained on them.
+#: - ``min_steps``: tiny label sets get at least this many updates (more epochs), a rule fixed in advance.
+#: - ``hflip``: random horizontal flips of the training images (augmentation stage, seeded, checkpointed).
+#: - ``zca``: ZCA whitening fitted on the training split only (data stage): ``false`` off, ``true`` or a mapping
+#:   ``{samples, eps, standardize}`` on; ``null`` (default) the learner's paper default (``input_zca``).
+#: - ``probe``: linear-probe options ``{epochs, lr, dropout, batch_size, standardize, flip, eval_every}``
+#:   (``null`` entries: the learner's defaults).
+#: - ``forward_timing``: after training, time a plain forward pass over this many training samples at the run's
+#:   batch size; records ``forward_epoch_seconds`` and ``train_over_forward`` (cost studies).
+#: - ``save_model``: write the trained model, probe included, as ``model.pt`` in the run folder.
+PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "budget_minutes": None,
+    "checkpoint_every": None,
+    "eval_every": 1,
+    "labels_per_class": None,
+    "min_steps": 500,
+    "hflip": False,
+    "zca": None,
+    "probe": {},
+    "forward_timing": None,
+    "save_model": True,
+}
+PROBE_KEYS: dict[str, tuple[type, ...]] = {
+    "epochs": (int,), "lr": (float, int), "dropout": (float, int), "batch_size": (int,), "standardize": (bool,),
+    "flip": (bool,), "eval_every": (int,),
+}
+ZCA_KEYS: dict[str, tuple[type, ...]] = {"samples": (int,), "eps": (float, int), "standardize": (bool,)}
+ZCA_DEFAULTS: dict[str, Any] = {"samples": 5000, "eps": 1e-3, "standardize": False}
 _TYPES: dict[str, tuple[type, ...]] = {
     "learner": (str,), "dataset": (str,), "preset": (str, type(None)), "params": (dict,),
     "epochs": (int,), "batch_size": (int,), "seed": (int,), "val": (int, float),
     "limit_train": (int, type(None)), "limit_test": (int, type(None)), "normalize": (bool,),
-    "device": (str,), "deterministic": (bool,), "eval_batch_size": (int,),
+    "device": (str,), "deterministic": (bool,), "eval_batch_size": (int,), "protocol": (dict,),
+    "recipe": (str, type(None)),
 }
 
 
@@ -112,13 +154,54 @@ def _learner_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def recipes_dir() -> Path:
+    """Folder of the packaged recipes (``neuroplastic/recipes/*.yaml``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("neuroplastic") / "recipes"))
+
+
+def recipe_names() -> list[str]:
+    """Names of the packaged recipes: configs that fix a study's learner, data, batch size, epochs, schedule and
+    protocol, usable as ``neuroplastic train NAME`` and as ``recipe: NAME`` in any config or suite."""
+    d = recipes_dir()
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def load_recipe(name: str) -> dict[str, Any]:
+    """The config mapping of recipe ``name`` (an error names the known recipes)."""
+    path = recipes_dir() / f"{name}.yaml"
+    if not isinstance(name, str) or "/" in name or not path.is_file():
+        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names()) or '(none)'}")
+    cfg = load_yaml(path)
+    if cfg.get("recipe") not in (None, name):
+        raise ConfigError(f"recipe {name!r} names another recipe; recipes do not nest")
+    return cfg
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
 def validate(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Return a validated, defaults-filled copy of ``cfg`` (raises :class:`ConfigError`)."""
+    """Return a validated, defaults-filled copy of ``cfg`` (raises :class:`ConfigError`). With ``recipe: NAME``
+    the recipe's config is the base and ``cfg``'s own keys override it (mappings merge key by key)."""
     from . import data, learners
 
     unknown = [k for k in cfg if k not in DEFAULTS]
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFAULTS)}")
+    if cfg.get("recipe") is not None:
+        if not isinstance(cfg["recipe"], str):
+            raise ConfigError(f"config key 'recipe' must be str, got {cfg['recipe']!r}")
+        base = load_recipe(cfg["recipe"])
+        bad = [k for k in base if k not in DEFAULTS]
+        if bad:
+            raise ConfigError(f"recipe {cfg['recipe']!r}: unknown config key(s) {', '.join(map(repr, bad))}")
+        cfg = _merge(base, cfg)
     out = copy.deepcopy(DEFAULTS)
     out.update(copy.deepcopy(cfg))
     if out["learner"] is None:
@@ -145,14 +228,84 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"learner {out['learner']!r}: unknown parameter(s) {', '.join(map(repr, bad))}; "
                           f"allowed: {', '.join(allowed)}")
     _learner_kwargs(out)
+    out["protocol"] = validate_protocol(out["protocol"])
     if out["device"] != "cpu" and not out["device"].startswith("cuda"):
         raise ConfigError(f"config key 'device' must be 'cpu' or 'cuda[:N]', got {out['device']!r}")
     return out
 
 
+def _typed(v: Any, types: tuple[type, ...]) -> bool:
+    return isinstance(v, types) and not (isinstance(v, bool) and bool not in types)
+
+
+def _check_mapping(m: Any, spec: dict[str, tuple[type, ...]], where: str, nullable: bool = True) -> dict[str, Any]:
+    if not isinstance(m, dict):
+        raise ConfigError(f"config key {where!r} must be a mapping, got {m!r}")
+    bad = [k for k in m if k not in spec]
+    if bad:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, bad))} in {where!r}; allowed: {', '.join(spec)}")
+    for k, v in m.items():
+        if (v is None and nullable) or _typed(v, spec[k]):
+            continue
+        raise ConfigError(f"config key '{where}.{k}' must be {'/'.join(t.__name__ for t in spec[k])}, got {v!r}")
+    return dict(m)
+
+
+_PROTOCOL_TYPES: dict[str, tuple[type, ...]] = {
+    "budget_minutes": (float, int), "checkpoint_every": (int,), "eval_every": (int,), "labels_per_class": (list,),
+    "min_steps": (int,), "hflip": (bool,), "zca": (bool, dict), "probe": (dict,), "forward_timing": (int,),
+    "save_model": (bool,),
+}
+
+
+def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
+    """Return a validated, defaults-filled copy of a ``protocol`` mapping (see :data:`PROTOCOL_DEFAULTS`)."""
+    p = _check_mapping(protocol, _PROTOCOL_TYPES, "protocol")
+    out = copy.deepcopy(PROTOCOL_DEFAULTS)
+    out.update({k: v for k, v in copy.deepcopy(p).items() if not (v is None and PROTOCOL_DEFAULTS[k] is not None)})
+    positive = {"budget_minutes": out["budget_minutes"], "checkpoint_every": out["checkpoint_every"],
+                "eval_every": out["eval_every"], "forward_timing": out["forward_timing"]}
+    for k, v in positive.items():
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ConfigError(f"config key 'protocol.{k}' must be > 0, got {v!r}")
+    if out["min_steps"] < 0:
+        raise ConfigError(f"config key 'protocol.min_steps' must be >= 0, got {out['min_steps']!r}")
+    counts = out["labels_per_class"]
+    if counts is not None:
+        if not counts or any(not (c == "all" or (_typed(c, (int,)) and c >= 1)) for c in counts):
+            raise ConfigError(f"config key 'protocol.labels_per_class' must be a non-empty list of ints >= 1 "
+                              f"and/or 'all', got {counts!r}")
+        if len(set(map(str, counts))) != len(counts):
+            raise ConfigError(f"config key 'protocol.labels_per_class' repeats a count: {counts!r}")
+    out["probe"] = _check_mapping(out["probe"], PROBE_KEYS, "protocol.probe")
+    for k in ("epochs", "batch_size", "eval_every"):
+        v = out["probe"].get(k)
+        if v is not None and v < 1:
+            raise ConfigError(f"config key 'protocol.probe.{k}' must be >= 1, got {v!r}")
+    for k in ("lr",):
+        v = out["probe"].get(k)
+        if v is not None and not (v > 0 and math.isfinite(v)):
+            raise ConfigError(f"config key 'protocol.probe.{k}' must be > 0, got {v!r}")
+    v = out["probe"].get("dropout")
+    if v is not None and not 0 <= v < 1:
+        raise ConfigError(f"config key 'protocol.probe.dropout' must be in [0, 1), got {v!r}")
+    z = out["zca"]
+    if isinstance(z, dict) or z is True:
+        z = dict(ZCA_DEFAULTS, **_check_mapping({} if z is True else z, ZCA_KEYS, "protocol.zca", nullable=False))
+        if z["samples"] < 2 or not z["eps"] >= 0:
+            raise ConfigError(f"config key 'protocol.zca' needs samples >= 2 and eps >= 0, got {z!r}")
+        out["zca"] = z
+    return out
+
+
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex-digit hash of a validated config (device and eval batch size excluded)."""
+    """Stable 12-hex-digit hash of a validated config (device and eval batch size excluded; a default protocol
+    is left out, so configs written before protocols existed keep their hash)."""
     key = {k: v for k, v in cfg.items() if k not in ("device", "eval_batch_size")}
+    if key.get("protocol") in ({}, PROTOCOL_DEFAULTS):
+        key.pop("protocol", None)
+    if key.get("recipe") is None:
+        key.pop("recipe", None)
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -198,7 +351,10 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
 @dataclasses.dataclass
 class RunOutput:
-    """The record of one finished run (what the results database stores)."""
+    """The record of one finished run (what the results database stores).
+
+    ``status``: ``done``, or ``budget`` when the protocol's time budget ended training after ``epochs_done``
+    epochs. ``label_runs``: one row per count of the protocol's ``labels_per_class``."""
 
     config: dict[str, Any]
     hash: str
@@ -209,17 +365,15 @@ class RunOutput:
     wall_seconds: float
     peak_memory_mb: float
     n_params: int
+    status: str = "done"
+    epochs_done: int | None = None
+    label_runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def build(cfg: dict[str, Any]):
-    """Validate ``cfg`` and return ``(cfg, bundle, learner)`` ready for :func:`neuroplastic.trainer.fit`."""
-    from . import data, learners
-    from .trainer import seed_everything
+def make_learner(cfg: dict[str, Any], bundle: Any):
+    """The learner of a validated ``cfg`` for ``bundle`` (``in_shape``, ``n_classes``, ``seed`` filled in)."""
+    from . import learners
 
-    cfg = validate(cfg)
-    seed_everything(cfg["seed"], cfg["deterministic"])
-    bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
-                          limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
     kwargs = _learner_kwargs(cfg)
     sig = inspect.signature(learners.entry(cfg["learner"]).cls.__init__).parameters
     if "in_shape" in sig:
@@ -228,21 +382,95 @@ def build(cfg: dict[str, Any]):
         kwargs.setdefault("n_classes", bundle.n_classes)
     if "seed" in sig:
         kwargs.setdefault("seed", cfg["seed"])
-    learner = learners.get(cfg["learner"], **kwargs).to(cfg["device"])
+    return learners.get(cfg["learner"], **kwargs).to(cfg["device"])
+
+
+def zca_settings(cfg: dict[str, Any], learner: Any) -> dict[str, Any] | None:
+    """The ZCA data stage of a run: the protocol's ``zca`` mapping, or (``zca: null``) the learner's paper default
+    (``input_zca``, e.g. SoftHebb and Nimmo's presets on colour images); None when off."""
+    z = cfg["protocol"]["zca"]
+    if z is None:
+        return dict(ZCA_DEFAULTS) if getattr(learner, "input_zca", False) else None
+    return z or None
+
+
+def build(cfg: dict[str, Any]):
+    """Validate ``cfg`` and return ``(cfg, bundle, learner)`` ready for :func:`neuroplastic.trainer.fit`.
+
+    Data stages of the protocol are applied to the bundle here: ZCA whitening fitted on the training split only
+    (:func:`neuroplastic.data.transforms.zca_stage`)."""
+    from . import data
+    from .data.transforms import zca_stage
+    from .trainer import seed_everything
+
+    cfg = validate(cfg)
+    seed_everything(cfg["seed"], cfg["deterministic"])
+    bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
+                          limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
+    learner = make_learner(cfg, bundle)
+    z = zca_settings(cfg, learner)
+    if z is not None:
+        zca_stage(bundle, seed=cfg["seed"], **z)
     return cfg, bundle, learner
 
 
+def _supervised_label_runs(cfg: dict[str, Any], bundle: Any, main: Any, *, checkpoint_dir: Path | None,
+                           resume: bool, progress: bool) -> list[dict[str, Any]]:
+    """Train a fresh supervised learner on ``n`` labels per class for every count of the protocol (at least
+    ``min_steps`` updates; evaluated after the last epoch); ``all`` is the main run ``main``."""
+    from .data import per_class_subset
+    from .trainer import fit, seed_everything
+
+    proto, rows = cfg["protocol"], []
+    for n in proto["labels_per_class"]:
+        if n == "all":
+            rows.append({"labels_per_class": "all", "n_labels": len(bundle.train), "epochs": cfg["epochs"],
+                         "test_acc": main.final.get("test_acc"), "val_acc": main.final.get("val_acc"),
+                         "train_seconds": main.train_seconds})
+            continue
+        idx = per_class_subset(bundle.train.y.cpu(), int(n), cfg["seed"]).to(bundle.train.y.device)
+        sub = dataclasses.replace(bundle, train=bundle.train.subset(idx))
+        steps = -(-len(idx) // cfg["batch_size"])
+        epochs = max(cfg["epochs"], -(-proto["min_steps"] // steps))
+        seed_everything(cfg["seed"], cfg["deterministic"])
+        learner = make_learner(cfg, sub)
+        res = fit(learner, sub, epochs=epochs, batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress,
+                  eval_every=epochs, eval_batch_size=cfg["eval_batch_size"], hflip=proto["hflip"],
+                  checkpoint_dir=None if checkpoint_dir is None else checkpoint_dir / f"labels_{n}", resume=resume)
+        rows.append({"labels_per_class": int(n), "n_labels": len(idx), "epochs": epochs,
+                     "test_acc": res.final.get("test_acc"), "val_acc": res.final.get("val_acc"),
+                     "train_seconds": res.train_seconds})
+    return rows
+
+
 def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None, resume: bool = False,
-        progress: bool = True, log: Any = None, figures_dir: str | os.PathLike | None = None) -> RunOutput:
-    """Build and train one config; return its :class:`RunOutput` (final-epoch metrics). With
-    ``figures_dir``, the learner's :meth:`~neuroplastic.learners.base.Learner.figures` are written there."""
-    from .trainer import fit
+        progress: bool = True, log: Any = None, figures_dir: str | os.PathLike | None = None,
+        callbacks: tuple = ()) -> RunOutput:
+    """Build and train one config by its protocol; return its :class:`RunOutput` (final-epoch metrics). With
+    ``checkpoint_dir`` the run checkpoints there (every epoch, and every ``protocol.checkpoint_every`` steps),
+    resumes from it with ``resume``, and (``protocol.save_model``) writes the trained model with its probe as
+    ``model.pt``. With ``figures_dir``, the learner's :meth:`~neuroplastic.learners.base.Learner.figures` are
+    written there."""
+    from .trainer import TimeBudget, fit
 
     t0 = time.perf_counter()
     cfg, bundle, learner = build(cfg)
+    proto = cfg["protocol"]
+    cbs = list(callbacks) + ([TimeBudget(proto["budget_minutes"])] if proto["budget_minutes"] else [])
+    counts = proto["labels_per_class"]
     res = fit(learner, bundle, epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=cfg["seed"],
               checkpoint_dir=checkpoint_dir, resume=resume, progress=progress,
-              eval_batch_size=cfg["eval_batch_size"], log=log)
+              eval_batch_size=cfg["eval_batch_size"], log=log, callbacks=cbs, eval_every=proto["eval_every"],
+              checkpoint_every=proto["checkpoint_every"], hflip=proto["hflip"], probe=proto["probe"],
+              labels_per_class=None if learner.supervised else counts, min_steps=proto["min_steps"],
+              forward_timing=proto["forward_timing"])
+    ckdir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if proto["save_model"] and ckdir is not None:
+        save_model(learner, ckdir / MODEL_FILE)
+    label_runs = res.label_runs
+    if counts and learner.supervised:
+        label_runs = _supervised_label_runs(cfg, bundle, res, checkpoint_dir=ckdir, resume=resume,
+                                            progress=progress)
     metrics = {k: v for k, v in res.final.items() if k != "probe_history"}
     extra = getattr(learner, "final_metrics", None)
     if callable(extra):
@@ -255,48 +483,109 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
             print(f"{cfg['learner']}: pictures not drawn: {metrics['figures_error']}", file=sys.stderr)
     history = res.history + [dict(r, stage="probe") for r in res.final.get("probe_history", [])]
     return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
-                     time.perf_counter() - t0, res.peak_memory_mb, learner.n_params())
+                     time.perf_counter() - t0, res.peak_memory_mb, learner.n_params(), res.status,
+                     res.epochs_done, label_runs)
+
+
+#: File name of a trained model (weights and probe) in a run folder.
+MODEL_FILE = "model.pt"
+
+
+def save_model(learner: Any, path: str | os.PathLike) -> None:
+    """Write a trained learner's weights and its linear probe (if fitted) atomically to ``path``: tensors and
+    plain values only, read back with ``torch.load(weights_only=True)`` (no code runs on loading)."""
+    from .trainer import atomic_save
+
+    probe = getattr(learner, "probe", None)
+    state = {k: v for k, v in learner.state_dict().items() if not k.startswith("probe.")}
+    out: dict[str, Any] = {"model": state, "probe": None}
+    if probe is not None:
+        out["probe"] = {"state": probe.state_dict(), "in_features": probe.linear.in_features,
+                        "n_classes": probe.linear.out_features, "dropout": float(probe.dropout.p),
+                        "standardize": bool(probe.standardize)}
+    atomic_save(out, path)
+
+
+def load_model(learner: Any, path: str | os.PathLike) -> Any:
+    """Load :func:`save_model`'s file into ``learner`` (probe included); returns the learner in eval mode."""
+    from .probe import LinearProbe
+
+    state = torch.load(path, map_location=next(iter(learner.parameters()), torch.empty(0)).device,
+                       weights_only=True)
+    learner.load_state_dict(state["model"])
+    p = state.get("probe")
+    if p is not None:
+        probe = LinearProbe(p["in_features"], p["n_classes"], p["dropout"], p["standardize"])
+        probe.load_state_dict(p["state"])
+        learner.probe = probe.to(next(iter(learner.parameters()), torch.empty(0)).device).eval()
+    return learner.eval()
 
 
 def load_trained(folder: str | os.PathLike, device: str = "cpu"):
-    """Rebuild a learner from the ``--out`` folder of ``neuroplastic train`` (``config.yaml`` +
-    ``checkpoint.pt``, the last finished epoch); returns ``(learner, bundle, cfg)``."""
+    """Rebuild a learner from a run folder (``neuroplastic train --out`` or a bench run): ``config.yaml`` or
+    ``config.json`` plus ``model.pt`` (weights and probe; else the last epoch's ``checkpoint.pt``, without probe).
+    Returns ``(learner, bundle, cfg)``; an unsupervised learner with a saved probe predicts."""
     folder = Path(folder)
-    if not (folder / "config.yaml").exists() or not (folder / "checkpoint.pt").exists():
-        raise ConfigError(f"{str(folder)!r}: expected config.yaml and checkpoint.pt (the --out folder of "
-                          "`neuroplastic train`)")
-    cfg = load_yaml(folder / "config.yaml")
+    cfg_file = next((folder / n for n in ("config.yaml", "config.json") if (folder / n).is_file()), None)
+    weights = next((folder / n for n in (MODEL_FILE, "checkpoint.pt") if (folder / n).is_file()), None)
+    if cfg_file is None or weights is None:
+        raise ConfigError(f"{str(folder)!r}: expected config.yaml (or config.json) and model.pt (or checkpoint.pt): "
+                          "the --out folder of `neuroplastic train` or a bench run folder")
+    cfg = load_yaml(cfg_file)
     cfg["device"] = device
     cfg, bundle, learner = build(cfg)
-    state = torch.load(folder / "checkpoint.pt", map_location=device, weights_only=False)
-    learner.load_state_dict(state["learner"]["model"])
-    learner.eval()
+    if weights.name == MODEL_FILE:
+        load_model(learner, weights)
+    else:
+        state = torch.load(weights, map_location=device, weights_only=True)
+        learner.load_state_dict(state["learner"]["model"])
+        learner.eval()
     return learner, bundle, cfg
 
 
-def record(out: RunOutput, *, command: str, status: str = "done") -> dict[str, Any]:
-    """The standard results record of a run (``benchmarks/results/*.json`` holds lists of these).
+def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[str, Any]:
+    """The standard results record of a run (the store's unit; ``benchmarks/results/*.json`` hold lists of them).
 
-    Keys: ``learner, dataset, preset, seed, epochs, status, test_acc`` (fraction, final epoch),
-    ``val_acc, train_seconds, samples_per_s, commit, cpu, torch, command, hash`` plus every extra scalar
-    metric the run reported.
+    Keys: ``learner, dataset, preset, seed, epochs, status`` (``done`` or ``budget``), ``epochs_done,
+    test_acc`` (fraction, final epoch), ``val_acc, train_seconds, samples_per_s, commit, cpu, cpu_isa, threads,
+    torch, command, hash, protocol`` plus every extra scalar metric the run reported.
     """
     cfg = out.config
     preset = cfg.get("preset") or cfg["params"].get("preset") or cfg["params"].get("arch") or "default"
     rec: dict[str, Any] = {
         "learner": cfg["learner"], "dataset": cfg["dataset"], "preset": preset, "seed": cfg["seed"],
-        "epochs": cfg["epochs"], "status": status, "test_acc": out.metrics.get("test_acc"),
+        "epochs": cfg["epochs"], "epochs_done": out.epochs_done, "status": status or out.status,
+        "test_acc": out.metrics.get("test_acc"),
         "val_acc": out.metrics.get("val_acc"), "train_seconds": round(out.train_seconds, 3),
         "wall_seconds": round(out.wall_seconds, 3), "peak_memory_mb": round(out.peak_memory_mb, 1),
         "n_params": out.n_params, "samples_per_s": out.metrics.get("samples_per_s"),
-        "commit": out.env.get("commit"), "cpu": out.env.get("cpu"), "torch": out.env.get("torch"),
+        "commit": out.env.get("commit"), "cpu": out.env.get("cpu"), "cpu_isa": out.env.get("cpu_isa"),
+        "threads": out.env.get("threads"), "torch": out.env.get("torch"),
         "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
         "params": cfg["params"], "batch_size": cfg["batch_size"], "date": time.strftime("%Y-%m-%d"),
     }
+    if cfg.get("recipe"):
+        rec["recipe"] = cfg["recipe"]
+    if cfg.get("protocol") not in (None, {}, PROTOCOL_DEFAULTS):
+        rec["protocol"] = {k: v for k, v in cfg["protocol"].items() if v != PROTOCOL_DEFAULTS.get(k)}
+    if out.label_runs:
+        rec["labels_per_class"] = "all"
     for k, v in out.metrics.items():
         if k not in rec and isinstance(v, (int, float, str, bool)):
             rec[k] = v
     return rec
+
+
+def records(out: RunOutput, *, command: str) -> list[dict[str, Any]]:
+    """Every record of a run: the main one (:func:`record`), then one per label count of the protocol's
+    ``labels_per_class`` (its ``test_acc``/``val_acc``, ``labels_per_class``, ``n_labels``)."""
+    main = record(out, command=command)
+    recs = [main]
+    for r in out.label_runs:
+        if r["labels_per_class"] == "all":
+            continue
+        recs.append(dict(main, **{k: v for k, v in r.items()}))
+    return recs
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:

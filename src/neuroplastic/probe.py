@@ -8,19 +8,22 @@ Reported accuracy is that of the final epoch; the validation split is only for m
 
 from __future__ import annotations
 
+import math
 import sys
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .data import DataBundle, batches
+from .data.core import per_class_subset
 
 _HALVING = (0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9)
 _BITS = torch.arange(8, dtype=torch.uint8)
 
 
-def half_dropout(x: torch.Tensor) -> torch.Tensor:
+def half_dropout(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Dropout with :math:`p = 1/2`: :math:`y = 2\,m \odot x`, :math:`m_i \sim \mathrm{Bernoulli}(1/2)` i.i.d.
 
     The same distribution as ``F.dropout(x, 0.5)``, with the mask taken from the 8 bits of uniform random
@@ -28,7 +31,7 @@ def half_dropout(x: torch.Tensor) -> torch.Tensor:
     features of SoftHebb dominated the probe's time (Srivastava et al. 2014 for dropout).
     """
     n = x.numel()
-    r = torch.randint(0, 256, (-(-n // 8),), dtype=torch.uint8, device=x.device)
+    r = torch.randint(0, 256, (-(-n // 8),), dtype=torch.uint8, device=x.device, generator=generator)
     m = ((r.unsqueeze(1) >> _BITS.to(x.device)) & 1).flatten()[:n].view_as(x)
     return x * m.to(x.dtype) * 2.0
 
@@ -42,13 +45,21 @@ class LinearProbe(nn.Module):
     ``W · dropout(flatten(f)) + b`` on the raw features, SoftHebb's readout (Journé et al., ICLR 2023).
     """
 
-    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.5, standardize: bool = True) -> None:
+    def __init__(self, in_features: int, n_classes: int, dropout: float = 0.5, standardize: bool = True,
+                 generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_features, n_classes)
         self.standardize = bool(standardize)
         self.register_buffer("mean", torch.zeros(in_features))
         self.register_buffer("std", torch.ones(in_features))
+        #: draws of the dropout masks (None: torch's global generator); not part of the state_dict
+        self.generator = generator
+        if generator is not None:  # nn.Linear's own initialisation, drawn from ``generator``
+            with torch.no_grad():
+                nn.init.kaiming_uniform_(self.linear.weight, a=math.sqrt(5), generator=generator)
+                bound = 1 / math.sqrt(in_features) if in_features > 0 else 0.0
+                self.linear.bias.uniform_(-bound, bound, generator=generator)
 
     def set_stats(self, f: torch.Tensor) -> None:
         """Standardise with the mean and std of the training features ``f`` ``[N, D]`` (no-op when off)."""
@@ -62,7 +73,10 @@ class LinearProbe(nn.Module):
         if self.standardize:
             f = (f - self.mean) / self.std
         if self.training and self.dropout.p == 0.5:
-            return self.linear(half_dropout(f))
+            return self.linear(half_dropout(f, self.generator))
+        if self.training and self.dropout.p > 0 and self.generator is not None:
+            keep = torch.rand(f.shape, generator=self.generator, device=f.device) >= self.dropout.p
+            return self.linear(f * keep.to(f.dtype) / (1 - self.dropout.p))
         return self.linear(self.dropout(f))
 
 
@@ -111,8 +125,11 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     if f_flip is not None and f_flip.shape != f_train.shape:
         raise ValueError(f"f_flip must be shaped like f_train {tuple(f_train.shape)}, got {tuple(f_flip.shape)}")
     g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    probe = LinearProbe(f_train.shape[1], n_classes, dropout, standardize).to(f_train.device)
+    # the probe's own generator for its initialisation and dropout masks (the process-wide RNG is left alone)
+    g_init = torch.Generator().manual_seed(seed)
+    probe = LinearProbe(f_train.shape[1], n_classes, dropout, standardize, generator=g_init).to(f_train.device)
+    if f_train.device.type != "cpu":
+        probe.generator = torch.Generator(device=f_train.device).manual_seed(seed)
     if standardize:  # statistics over every view, from at most 20,000 rows when the cache is large
         views = [f_train] if f_flip is None else [f_train, f_flip]
         k = len(f_train) if len(views) * f_train.numel() <= HALF_ABOVE else 20000 // len(views)
@@ -150,27 +167,63 @@ def train_probe(f_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, *,
     return probe, hist
 
 
-def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = True, eval_batch_size: int = 500,
-              train_idx: torch.Tensor | None = None) -> list[dict[str, float]]:
-    """Cache ``learner.features`` on every split, train the probe, attach it as ``learner.probe``.
+def probe_options(learner, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The probe's settings: the learner's defaults (``probe_epochs``, ``probe_lr``, ``probe_dropout``,
+    ``probe_batch_size``, ``probe_standardize``, ``probe_eval_every``; no flips) overridden by the protocol's
+    ``probe`` mapping (``None`` entries keep the default)."""
+    out = {"epochs": learner.probe_epochs, "lr": learner.probe_lr, "dropout": learner.probe_dropout,
+           "batch_size": learner.probe_batch_size, "standardize": getattr(learner, "probe_standardize", True),
+           "flip": False, "eval_every": getattr(learner, "probe_eval_every", 1)}
+    out.update({k: v for k, v in (options or {}).items() if v is not None})
+    return out
 
-    ``train_idx`` restricts the probe's training set (label-efficiency curves) without recomputing
-    anything else. Probe hyperparameters come from the learner (``probe_epochs``, ``probe_lr``, ...;
-    ``probe_flip``: also cache the mirrored training images' features and train with random flips).
+
+def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = True, eval_batch_size: int = 500,
+              train_idx: torch.Tensor | None = None, options: dict[str, Any] | None = None,
+              labels_per_class: list | None = None, min_steps: int = 500,
+              ) -> tuple[list[dict[str, float]], list[dict[str, Any]]]:
+    """Cache ``learner.features`` on every split, train the probe on all labels (or ``train_idx``), attach it as
+    ``learner.probe``; then one probe per count of ``labels_per_class`` on the same cached features.
+
+    Returns the all-label probe's per-epoch rows and one row per label count (``labels_per_class``,
+    ``n_labels``, ``test_acc``, ``val_acc``, ``probe_epochs``). A label subset is :func:`per_class_subset`
+    (seeded by ``seed``); its probe gets at least ``min_steps`` updates (more epochs than ``epochs`` when an epoch
+    is a handful of batches: a rule fixed before any result) and is evaluated after its last epoch only.
+    ``options``: :func:`probe_options` (``flip``: also cache the mirrored training images' features and train
+    with random flips).
     """
+    opt = probe_options(learner, options)
+    if opt["flip"] and bundle.train.x.dim() != 4:
+        raise ValueError(f"probe.flip needs image inputs [N, C, H, W], dataset {bundle.name!r} has "
+                         f"{tuple(bundle.train.x.shape)}")
     feats = {s: cached_features(learner, getattr(bundle, s).x, eval_batch_size)
              for s in ("train", "val", "test") if getattr(bundle, s) is not None}
-    f_flip = (cached_features(learner, bundle.train.x.flip(-1), eval_batch_size)
-              if getattr(learner, "probe_flip", False) else None)
-    f_train, y_train = feats["train"], bundle.train.y
-    if train_idx is not None:
-        f_train, y_train = f_train[train_idx], y_train[train_idx]
-        f_flip = None if f_flip is None else f_flip[train_idx]
+    f_flip = cached_features(learner, bundle.train.x.flip(-1), eval_batch_size) if opt["flip"] else None
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
-    probe, hist = train_probe(f_train, y_train, bundle.n_classes, epochs=learner.probe_epochs,
-                              lr=learner.probe_lr, dropout=learner.probe_dropout,
-                              batch_size=learner.probe_batch_size, seed=seed, evals=evals, progress=progress,
-                              standardize=getattr(learner, "probe_standardize", True),
-                              eval_every=getattr(learner, "probe_eval_every", 1), f_flip=f_flip)
+
+    def one(idx: torch.Tensor | None, epochs: int, eval_every: int):
+        f_train, y_train, ff = feats["train"], bundle.train.y, f_flip
+        if idx is not None:
+            f_train, y_train = f_train[idx], y_train[idx]
+            ff = None if ff is None else ff[idx]
+        return train_probe(f_train, y_train, bundle.n_classes, epochs=epochs, lr=opt["lr"], dropout=opt["dropout"],
+                           batch_size=opt["batch_size"], seed=seed, evals=evals, progress=progress,
+                           standardize=opt["standardize"], eval_every=eval_every, f_flip=ff)
+
+    probe, hist = one(train_idx, opt["epochs"], opt["eval_every"])
     learner.probe = probe
-    return hist
+    runs = []
+    for n in labels_per_class or ():
+        if n == "all":
+            last = hist[-1]
+            runs.append({"labels_per_class": "all", "n_labels": len(bundle.train) if train_idx is None
+                         else len(train_idx), "test_acc": last.get("test_acc"), "val_acc": last.get("val_acc"),
+                         "probe_epochs": opt["epochs"]})
+            continue
+        idx = per_class_subset(bundle.train.y.cpu(), int(n), seed).to(bundle.train.y.device)
+        steps = -(-len(idx) // opt["batch_size"])
+        n_ep = max(opt["epochs"], -(-min_steps // steps))
+        _, h = one(idx, n_ep, n_ep)
+        runs.append({"labels_per_class": int(n), "n_labels": len(idx), "test_acc": h[-1].get("test_acc"),
+                     "val_acc": h[-1].get("val_acc"), "probe_epochs": n_ep})
+    return hist, runs

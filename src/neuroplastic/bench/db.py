@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS runs (
     train_seconds REAL,
     wall_seconds REAL,
     command TEXT,
-    record TEXT
+    record TEXT,
+    records TEXT
 );
 CREATE TABLE IF NOT EXISTS suite_runs (
     suite TEXT NOT NULL,
@@ -55,8 +56,18 @@ CREATE TABLE IF NOT EXISTS suite_runs (
     PRIMARY KEY (suite, hash)
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE TABLE IF NOT EXISTS sections (
+    name TEXT PRIMARY KEY,
+    meta TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS imported (
+    section TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (section, position)
+);
 """
-_JSON_COLS = ("config", "metrics", "history", "env", "record")
+_JSON_COLS = ("config", "metrics", "history", "env", "record", "records")
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -97,8 +108,11 @@ class ResultsDB:
         self._pid = -1
         conn = self._connect()
         have = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"runs", "suite_runs"} <= have:
+        if not {"runs", "suite_runs", "sections", "imported"} <= have:
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        if "records" not in cols:  # a store written before label-count records existed
+            conn.execute("ALTER TABLE runs ADD COLUMN records TEXT")
 
     # ----------------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -176,17 +190,60 @@ class ResultsDB:
             return cur.rowcount == 1
 
     def finish(self, h: str, *, metrics: dict, history: list, env: dict, train_seconds: float,
-               wall_seconds: float, record: dict, command: str = "", pid: int | None = None) -> bool:
-        """Store a finished run (status ``done``); only the process that claimed it may; returns success."""
+               wall_seconds: float, record: dict, command: str = "", pid: int | None = None,
+               records: list[dict] | None = None) -> bool:
+        """Store a finished run (status ``done``); only the process that claimed it may; returns success.
+        ``records``: every record of the run (one per label count; default ``[record]``)."""
         pid = os.getpid() if pid is None else pid
         with self._tx() as c:
             cur = c.execute(
                 "UPDATE runs SET status='done', finished=?, metrics=?, history=?, env=?, train_seconds=?, "
-                "wall_seconds=?, record=?, command=?, error=NULL WHERE hash=? AND status='running' AND pid=?",
+                "wall_seconds=?, record=?, records=?, command=?, error=NULL "
+                "WHERE hash=? AND status='running' AND pid=?",
                 (time.time(), json.dumps(metrics, default=str), json.dumps(history, default=str),
                  json.dumps(env, default=str), train_seconds, wall_seconds, json.dumps(record, default=str),
-                 command, h, pid))
+                 json.dumps(records if records is not None else [record], default=str), command, h, pid))
             return cur.rowcount == 1
+
+    def put_done(self, suite: str, h: str, cfg: dict, **finish: Any) -> None:
+        """Store a run trained outside ``bench`` (``neuroplastic train``) as done under ``suite``: the same row
+        and records as a bench run (``finish`` takes :meth:`finish`'s keywords)."""
+        self.add_runs(suite, [(h, cfg)], finish.get("command", ""))
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status='running', pid=?, host=?, started=?, attempts=attempts+1 WHERE hash=?",
+                      (os.getpid(), self.host, time.time(), h))
+        self.finish(h, **finish)
+
+    # ----------------------------------------------------------------------------------------------
+    def set_section(self, name: str, meta: dict[str, Any]) -> None:
+        """Store a section's metadata (title, note, targets, sources, headline rows) for the generated results."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO sections (name, meta) VALUES (?, ?)",
+                      (name, json.dumps(meta, sort_keys=True, default=str)))
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """Every section's metadata by name."""
+        rows = self._connect().execute("SELECT name, meta FROM sections ORDER BY name").fetchall()
+        return {r[0]: json.loads(r[1]) for r in rows}
+
+    def import_records(self, section: str, records: list[dict[str, Any]]) -> int:
+        """Replace the imported records of ``section`` (records recorded before the store existed, kept with
+        their provenance); returns how many."""
+        with self._tx() as c:
+            c.execute("DELETE FROM imported WHERE section=?", (section,))
+            c.executemany("INSERT INTO imported (section, position, record) VALUES (?, ?, ?)",
+                          [(section, i, json.dumps(r, sort_keys=True, default=str)) for i, r in enumerate(records)])
+        return len(records)
+
+    def imported(self, section: str | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Imported records by section, in their recorded order."""
+        sql, args = "SELECT section, record FROM imported", []
+        if section is not None:
+            sql, args = sql + " WHERE section=?", [section]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for sec, rec in self._connect().execute(sql + " ORDER BY section, position", args):
+            out.setdefault(sec, []).append(json.loads(rec))
+        return out
 
     def fail(self, h: str, error: str, *, env: dict | None = None, command: str = "",
              pid: int | None = None) -> bool:

@@ -64,11 +64,11 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
         db.fail(h, f"{type(e).__name__}: {e}\n{tb}", env=experiment.environment(cfg.get("device", "cpu")),
                 command=command)
         return "failed"
-    rec = experiment.record(out, command=command)
-    experiment.write_json_atomic(rec, run_dir / "record.json")
+    recs = experiment.records(out, command=command)
+    experiment.write_json_atomic(recs, run_dir / "records.json")
     experiment.write_json_atomic(out.history, run_dir / "history.json")
     db.finish(h, metrics=out.metrics, history=out.history, env=out.env, train_seconds=out.train_seconds,
-              wall_seconds=out.wall_seconds, record=rec, command=command)
+              wall_seconds=out.wall_seconds, record=recs[0], records=recs, command=command)
     return "done"
 
 

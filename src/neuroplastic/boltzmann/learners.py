@@ -41,7 +41,7 @@ class RBMLearner(Learner):
     def __init__(self, in_shape: tuple[int, ...], n_classes: int = 10, n_hidden: int = 500, k: int = 1,
                  persistent: bool = True, n_chains: int = 100, lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 2e-4, binarization: str = "stochastic", ais: str = "fast",
-                 ais_chains: int = 100, probe_epochs: int = 20, seed: int = 0) -> None:
+                 ais_chains: int = 100, seed: int = 0) -> None:
         super().__init__()
         if binarization not in _BINARIZE:
             raise ValueError(f"unknown binarization {binarization!r}; allowed: {', '.join(_BINARIZE)}")
@@ -56,7 +56,6 @@ class RBMLearner(Learner):
         self.k, self.persistent, self.binarization = k, persistent, binarization
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.ais, self.ais_chains, self.seed = ais, ais_chains, seed
-        self.probe_epochs = probe_epochs
         self.register_buffer("chains", torch.zeros(n_chains, self.n_visible))
         self.register_buffer("chains_ready", torch.zeros((), dtype=torch.bool))
 
@@ -123,7 +122,7 @@ class FullBMLearner(Learner):
 
     def __init__(self, in_shape: tuple[int, ...], n_classes: int = 10, n_hidden: int = 16, sweeps: int = 1,
                  n_chains: int = 64, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 1e-4,
-                 binarization: str = "stochastic", probe_epochs: int = 20, seed: int = 0) -> None:
+                 binarization: str = "stochastic", seed: int = 0) -> None:
         super().__init__()
         if binarization not in _BINARIZE:
             raise ValueError(f"unknown binarization {binarization!r}; allowed: {', '.join(_BINARIZE)}")
@@ -133,7 +132,6 @@ class FullBMLearner(Learner):
         self.bm = FullBM(self.n_visible, n_hidden, generator=self.gen)
         self.sweeps, self.binarization = sweeps, binarization
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.probe_epochs = probe_epochs
         self.register_buffer("chains", torch.zeros(n_chains, self.n_visible + n_hidden))
         self.register_buffer("chains_ready", torch.zeros((), dtype=torch.bool))
 
@@ -188,8 +186,8 @@ class FullBMLearner(Learner):
 
 
 register("rbm", RBMLearner, summary="restricted Boltzmann machine, CD-k/PCD, AIS log-likelihood",
-         quick={"dataset": "digits", "params": {"n_hidden": 100, "lr": 0.05, "ais": "fast", "probe_epochs": 60},
-                "epochs": 5, "batch_size": 32})
+         quick={"dataset": "digits", "params": {"n_hidden": 100, "lr": 0.05, "ais": "fast"},
+                "protocol": {"probe": {"epochs": 60}}, "epochs": 5, "batch_size": 32})
 register("bm", FullBMLearner, summary="fully connected Boltzmann machine with loops, persistent Gibbs",
-         quick={"dataset": "digits", "params": {"n_hidden": 16, "lr": 0.05, "probe_epochs": 60}, "epochs": 3,
-                "batch_size": 32})
+         quick={"dataset": "digits", "params": {"n_hidden": 16, "lr": 0.05}, "protocol": {"probe": {"epochs": 60}},
+                "epochs": 3, "batch_size": 32})

@@ -22,6 +22,7 @@ from .core import (
     load,
     prepare,
     register_dataset,
+    per_class_subset,
     split_validation,
 )
 
@@ -34,4 +35,4 @@ for _mod in ("digits", "idx", "cifar", "generated", "context"):
             raise
 
 __all__ = ["ArrayDataset", "DataBundle", "DatasetError", "DatasetInfo", "batches", "data_root",
-           "dataset_info", "dataset_names", "load", "prepare", "register_dataset", "split_validation"]
+           "dataset_info", "dataset_names", "load", "per_class_subset", "prepare", "register_dataset", "split_validation"]

@@ -100,6 +100,20 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool 
             yield x[i:i + batch_size], y[i:i + batch_size]
 
 
+def per_class_subset(y: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor:
+    """Sorted indices of ``n`` seeded random samples of every class of ``y`` (all of a class with fewer): the
+    labelled subsets of label-efficiency studies (generator seed ``10_000 + seed``, the same subsets for every
+    learner of a study)."""
+    if n < 1:
+        raise ValueError(f"labels per class must be >= 1, got {n}")
+    g = torch.Generator().manual_seed(10_000 + seed)
+    idx = []
+    for c in torch.unique(y).tolist():
+        where = torch.nonzero(y == c).flatten()
+        idx.append(where[torch.randperm(len(where), generator=g)[:n]])
+    return torch.cat(idx).sort().values
+
+
 def split_validation(ds: ArrayDataset, n_val: float, seed: int = 0) -> tuple[ArrayDataset, ArrayDataset]:
     """Carve a seeded validation split from ``ds``: ``n_val`` samples, or that fraction if < 1."""
     n = len(ds)

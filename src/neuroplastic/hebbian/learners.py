@@ -8,8 +8,6 @@ the standard linear probe (:mod:`neuroplastic.probe`) on cached features.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -37,27 +35,20 @@ class HebbianCNN(Learner):
         rule: override the rule of every layer (``hard``, ``softhebb``, ``bcm``, ``krotov``, ``oja``, ``hebb``).
         cosine, dog: override the cosine activation / surround inhibition of the preset.
         dale: fraction of excitatory inputs for a Dale's-law constraint (``None``: off).
-        zca: ZCA-whiten inputs (ε = 1e-3; default: the preset's choice, for colour images only). The whitening is fitted on the first
-            ``zca_samples`` training images the learner sees (buffered, then learnt from) — unsupervised.
-        zca_standardize: divide each pixel by its standard deviation before the whitening (the ZCA of the
-            authors' code, Nimmo & Mondragón 2025, where ε = 1e-3 acts on the correlation spectrum; see
-            :class:`~neuroplastic.data.transforms.ZCA`). Off by default.
-        hebb_flip: mirror each training image of the unsupervised epoch with probability 1/2 (the authors'
-            training loader applies ``RandomHorizontalFlip``); drawn from the learner's own seeded generator,
-            saved in checkpoints. Off by default.
         lr_scale: multiplies every layer's base rate.
-        probe_epochs: linear-probe epochs (default: the preset's, 50 for SoftHebb and 20 for Nimmo's).
         out_norm: standardise the output features per channel with running statistics gathered during the
             unsupervised epoch (``BatchNorm(affine=False)``; default: the preset's — on for the cosine/BCM
             presets, whose features are cosines of order 0.01 that a linear probe trained by Adam at 1e-3
             would otherwise need tens of thousands of steps to scale up).
-        probe_flip: train the linear probe with random horizontal flips of its training images (features of
-            the mirrored images are cached too; the probe of the authors' code, Nimmo & Mondragón 2025).
-            Off by default: SoftHebb's probe (Journé et al. 2023) and our recorded results use none.
         update_dtype: precision of the update's correlation product, ``float32`` or ``bfloat16``
             (:func:`~neuroplastic.hebbian.layers.update_dtype`; default: the weights' float32). ``bfloat16``
             halves the update's GEMM time on CPUs with AVX512-BF16/AMX; weights, forward pass and
             normalisation stay float32.
+
+    The protocol around the learner is not its code (config key ``protocol``): ZCA whitening of colour inputs is
+    a data stage fitted on the training split (``input_zca`` says whether the preset's paper whitens, the default
+    of ``protocol.zca``); random flips of the training images are ``protocol.hflip``; the probe's epochs and flips
+    are ``protocol.probe`` (default epochs: the preset's, 50 for SoftHebb and 20 for Nimmo's).
     """
 
     name = "hebbian-cnn"
@@ -67,21 +58,12 @@ class HebbianCNN(Learner):
 
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, preset: str = "softhebb", width: float = 1.0,
                  rule: str | None = None, cosine: bool | None = None, dog: bool | None = None,
-                 dale: float | None = None, zca: bool | None = None, zca_samples: int = 5000,
-                 lr_scale: float = 1.0, probe_epochs: int | None = None, out_norm: bool | None = None,
-                 probe_flip: bool = False, zca_standardize: bool = False, hebb_flip: bool = False,
+                 dale: float | None = None, lr_scale: float = 1.0, out_norm: bool | None = None,
                  update_dtype: str | None = None, seed: int = 0) -> None:
         super().__init__()
         info = models.preset_info(preset)
-        for flag, on in (("probe_flip", probe_flip), ("hebb_flip", hebb_flip)):
-            if on and len(in_shape) != 3:
-                raise ValueError(f"{flag} needs image inputs [C, H, W], got in_shape {tuple(in_shape)}")
         if not lr_scale > 0:
             raise ValueError(f"lr_scale must be > 0, got {lr_scale}")
-        if probe_epochs is not None and probe_epochs < 1:
-            raise ValueError(f"probe_epochs must be >= 1, got {probe_epochs}")
-        if zca_samples < 2:
-            raise ValueError(f"zca_samples must be >= 2, got {zca_samples}")
         self.preset = preset
         self.in_shape = tuple(in_shape)
         self.n_classes = n_classes
@@ -92,61 +74,21 @@ class HebbianCNN(Learner):
         c = self.net.out_shape[0]
         self.out_bn = (nn.BatchNorm1d(c, affine=False) if len(self.net.out_shape) == 1
                        else nn.BatchNorm2d(c, affine=False)) if use_norm else None
-        self.probe_epochs = int(probe_epochs or info.probe_epochs)
+        self.probe_epochs = int(info.probe_epochs)
         self.probe_standardize = bool(info.probe_standardize)
-        self.probe_flip = bool(probe_flip)
-        self.use_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3) if zca is None else bool(zca)
-        self.zca_samples = int(zca_samples)
-        self.zca_standardize = bool(zca_standardize)
-        if self.zca_standardize and not self.use_zca:
-            raise ValueError("zca_standardize=True needs ZCA whitening (zca=True or a preset that uses it)")
-        self.hebb_flip = bool(hebb_flip)
-        if self.hebb_flip:
-            self.flip_gen = torch.Generator().manual_seed(20_000 + seed)
-        self._zca_buffer: list[torch.Tensor] = []
-        self._steps_per_epoch = 0
-        if self.use_zca:
-            d = math.prod(self.in_shape)
-            if d > 8192:
-                raise ValueError(f"zca=True needs inputs of at most 8192 values, got {d}")
-            self.register_buffer("zca_mean", torch.zeros(d))
-            self.register_buffer("zca_w", torch.eye(d))
-            self.register_buffer("zca_fitted", torch.zeros((), dtype=torch.bool))
+        #: the preset's paper whitens colour inputs (the default of the ZCA data stage, ``protocol.zca``)
+        self.input_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3)
 
     # ----------------------------------------------------------------------------------------------
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         groups = [{"params": [m.weight], "lr": lr * self.lr_scale} for _, m, lr in self.net.hebb_layers()]
         self.optimizer = torch.optim.SGD(groups, lr=groups[0]["lr"], momentum=0.0)
         self.scheduler = None
-        self._steps_per_epoch = steps_per_epoch
 
-    def whiten(self, x: torch.Tensor) -> torch.Tensor:
-        r"""ZCA-whitened input :math:`(x-\mu)W` (identity when ZCA is off)."""
-        if not self.use_zca:
-            return x
-        if not bool(self.zca_fitted):
-            raise RuntimeError(f"{self.name}: ZCA whitening is not fitted yet (train first)")
-        return ((x.flatten(1) - self.zca_mean) @ self.zca_w).reshape(x.shape)
-
-    def _fit_zca(self, x: torch.Tensor) -> None:
-        from ..data.transforms import ZCA
-
-        z = ZCA(eps=1e-3, standardize=self.zca_standardize).fit(x.cpu())
-        self.zca_mean.copy_(z.mean_.to(self.zca_mean.device))
-        self.zca_w.copy_(z.W_.to(self.zca_w.device))
-        self.zca_fitted.fill_(True)
-
-    def _flush_zca(self) -> None:
-        if not self._zca_buffer:
-            return
-        xs = torch.cat(self._zca_buffer)
-        sizes = [len(b) for b in self._zca_buffer]
-        self._zca_buffer = []
-        self._fit_zca(xs)
-        for b in xs.split(sizes):
-            self._hebb_step(self.whiten(b))
-
-    def _hebb_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
+        """One local update of every Hebbian layer (``y`` is ignored: unsupervised)."""
+        if self.optimizer is None:
+            raise RuntimeError(f"{self.name}: call configure() before train_step()")
         self.optimizer.zero_grad(set_to_none=True)
         self.net.set_plastic(True)
         try:
@@ -161,25 +103,6 @@ class HebbianCNN(Learner):
             m.constrain_()
         return {}
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
-        """One local update of every Hebbian layer (``y`` is ignored: unsupervised)."""
-        if self.optimizer is None:
-            raise RuntimeError(f"{self.name}: call configure() before train_step()")
-        if self.hebb_flip:
-            flip = torch.rand(len(x), generator=self.flip_gen) < 0.5
-            x = torch.where(flip.to(x.device).view(-1, *([1] * (x.dim() - 1))), x.flip(-1), x)
-        if self.use_zca and not bool(self.zca_fitted):
-            self._zca_buffer.append(x.detach())
-            target = min(self.zca_samples, max(2, self._steps_per_epoch * len(x) // 4))
-            if sum(len(b) for b in self._zca_buffer) >= target:
-                self._flush_zca()
-            return {}
-        return self._hebb_step(self.whiten(x))
-
-    def end_epoch(self, epoch: int) -> dict[str, float]:
-        self._flush_zca()
-        return super().end_epoch(epoch)
-
     def figures(self, bundle, out_dir) -> list:
         """First-layer filters, receptive fields (projected gradient ascent, 100 steps here; 500 in the
         paper and in ``neuroplastic analyze hebbian``), UMAP if available, winner frequencies."""
@@ -192,7 +115,7 @@ class HebbianCNN(Learner):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen representation: the last stage's pooled output, flattened ``[N, D]``."""
         self.net.set_plastic(False)
-        out = self.net(self.whiten(x))
+        out = self.net(x)
         if self.out_bn is not None:
             out = self.out_bn(out)
         return out.flatten(1)
@@ -265,7 +188,7 @@ from ..learners import register
 # Quick suite: the presets at their default (input-adapted) widths on the digits, probe 20 epochs; the
 # SoftHebb preset keeps its batch of 10. `hebbian-cnn` is `hebbian-softhebb` under its generic name, so it
 # is not run twice.
-_QUICK = {"dataset": "digits", "epochs": 1, "batch_size": 32, "params": {"probe_epochs": 20}}
+_QUICK = {"dataset": "digits", "epochs": 1, "batch_size": 32, "protocol": {"probe": {"epochs": 20}}}
 register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, optimal, optimal-ref, hard, soft, bcm, "
          "depthwise, residual, stl10, krotov) + linear probe")
 register("hebbian-cnn-bp", HebbianCNNBP, summary="the Hebbian CNN architecture trained end to end by backprop",

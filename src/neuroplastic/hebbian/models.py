@@ -20,7 +20,7 @@ A preset is a list of stages; each stage is ``BN(affine=False) → Hebbian conv(
     0.8/1.1) — Nimmo & Mondragón's best configuration. The surround filters the activity the rule correlates
     (``surround="rule"``, zero-sum kernel); the competition and the next stage see the plain currents. Chosen
     on validation over ``optimal-ref`` (CIFAR-10, seed 0: 74.18 % vs 72.66 %; ``benchmarks/RESULTS.md``).
-    With the authors' flips (``HebbianCNN(..., hebb_flip=True, probe_flip=True, probe_epochs=50)``), selected
+    With the authors' flips (``protocol: {hflip: true, probe: {flip: true, epochs: 50}}``), selected
     on validation, it reaches 75.75 % on CIFAR-10 (mean of seeds 0–2; section ``hebbian_cifar10_optimal_hflip``).
 ``optimal-ref``
     ``optimal`` with the surround as in the authors' code (``surround="response"``): the kernel's Gaussians are

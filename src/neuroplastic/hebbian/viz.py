@@ -89,7 +89,8 @@ def receptive_fields(learner, stage: int, units: list[int] | None = None, steps:
                      seed: int = 0) -> torch.Tensor:
     """Inputs maximising the activation of ``units`` of stage ``stage`` (projected gradient ascent, see module).
 
-    Returns ``[len(units), C, H, W]`` in [0, 1] (before any ZCA whitening the learner applies)."""
+    Returns ``[len(units), C, H, W]`` in [0, 1], in the space of the learner's inputs (after the data stages of
+    its protocol, e.g. ZCA whitening)."""
     net = learner.net
     if not 0 <= stage < len(net.stages):
         raise ValueError(f"stage must be in [0, {len(net.stages) - 1}], got {stage}")
@@ -109,7 +110,7 @@ def receptive_fields(learner, stage: int, units: list[int] | None = None, steps:
     idx = torch.tensor(units, device=dev)
     for _ in range(steps):
         with torch.enable_grad():  # callers may hold no_grad; the ascent needs the input gradient
-            h = learner.whiten(x) if getattr(learner, "use_zca", False) else x
+            h = x
             for s in net.stages[:stage + 1]:
                 h = s(h)
             a = h[torch.arange(len(units), device=dev), idx]

@@ -41,7 +41,6 @@ _MODULES = (
     "neuroplastic.spiking.learners",
     "neuroplastic.dll.learners",
     "neuroplastic.boltzmann.learners",
-    "neuroplastic.sal.learners",
 )
 
 

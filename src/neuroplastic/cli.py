@@ -19,7 +19,6 @@ import argparse
 import os
 import shlex
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +170,16 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--threads must be >= 1, got {a.threads}")
     if a.device and a.device != "cpu" and not a.device.startswith("cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {a.device!r}")
+    if a.list:
+        rows = [[r["name"], str(r["runs"]), "?" if r["cpu_minutes"] is None else f"{r['cpu_minutes']:g}",
+                 r["description"][:90]] for r in suite.listing()]
+        print(_table(["suite", "runs", "CPU min (2 cores)", "description"], rows))
+        return 0
+    if a.suite is None:
+        raise UsageError("name a suite (built-in name or YAML path), or --list")
     s = suite.load(a.suite)
+    if a.where:
+        s = s.where(parse_set(a.where))
     if a.dry_run:
         from .bench.db import ResultsDB
 
@@ -336,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "interrupted ones resume from their last epoch checkpoint; failed ones are retried "
                        "up to --max-attempts (all of them with --retry-failed). Built-in suites: "
                        + ", ".join(_builtin_suites()))
-    b.add_argument("suite", metavar="SUITE", help="built-in suite name or YAML path")
+    b.add_argument("suite", metavar="SUITE", nargs="?", help="built-in suite name or YAML path")
+    b.add_argument("--list", action="store_true", help="list the built-in suites with their runs and estimated CPU cost")
+    b.add_argument("--where", action="append", metavar="KEY=VALUE",
+                   help="only the runs whose config has this value (dotted keys, repeatable): one cell of a study")
     b.add_argument("--jobs", "-j", type=int, default=None,
                    help="worker processes (default: one per CPU core, at most 4); each gets cores/jobs torch threads")
     b.add_argument("--threads", type=int, default=None,

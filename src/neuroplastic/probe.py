@@ -86,13 +86,13 @@ HALF_ABOVE = 2**28
 
 
 @torch.no_grad()
-def cached_features(learner: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+def cached_features(learner: nn.Module, x: torch.Tensor, batch_size: int = 500, half: bool | None = None,
+                    ) -> torch.Tensor:
     """``learner.features`` over ``x`` in evaluation mode, batch by batch, flattened to ``[N, D]``
-    (float16 when ``N·D`` exceeds :data:`HALF_ABOVE`)."""
+    (float16 when ``half``; ``None``: when ``N·D`` exceeds :data:`HALF_ABOVE`)."""
     was = learner.training
     learner.eval()
     out = []
-    half = None
     for xb, _ in batches(x, x, batch_size):
         if hasattr(learner, "reset_state"):
             learner.reset_state()
@@ -196,9 +196,11 @@ def fit_probe(learner, bundle: DataBundle, *, seed: int = 0, progress: bool = Tr
     if opt["flip"] and bundle.train.x.dim() != 4:
         raise ValueError(f"probe.flip needs image inputs [N, C, H, W], dataset {bundle.name!r} has "
                          f"{tuple(bundle.train.x.shape)}")
-    feats = {s: cached_features(learner, getattr(bundle, s).x, eval_batch_size)
-             for s in ("train", "val", "test") if getattr(bundle, s) is not None}
-    f_flip = cached_features(learner, bundle.train.x.flip(-1), eval_batch_size) if opt["flip"] else None
+    f_train = cached_features(learner, bundle.train.x, eval_batch_size)
+    half = f_train.dtype == torch.float16  # every split in the training features' precision
+    feats = {"train": f_train, **{s: cached_features(learner, getattr(bundle, s).x, eval_batch_size, half)
+                                  for s in ("val", "test") if getattr(bundle, s) is not None}}
+    f_flip = cached_features(learner, bundle.train.x.flip(-1), eval_batch_size, half) if opt["flip"] else None
     evals = {s: (feats[s], getattr(bundle, s).y) for s in ("val", "test") if s in feats}
 
     def one(idx: torch.Tensor | None, epochs: int, eval_every: int):

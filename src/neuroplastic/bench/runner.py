@@ -150,6 +150,7 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
     db = ResultsDB(db_path)
     hashes = [h for h, _ in suite.runs]
     new = db.add_runs(suite.name, suite.runs, command)
+    db.set_section(suite.name, suite.meta())
     before = db.counts(hashes=hashes)
     cap = None if retry_failed else max_attempts
     todo = [r["hash"] for r in db.runs(hashes=hashes) if r["status"] != "done"]

@@ -13,10 +13,17 @@ A suite::
     base: {epochs: 20, batch_size: 128}      # config keys shared by every run
     overrides:                               # per-learner config keys, merged over base
       fa: {params: {lr: 5.0e-4}}
+    cells:                                   # optional: config fragments, each crossed with the grid
+      - {learner: dll, preset: mlp-mnist}
+      - {learner: bp, preset: mlp, params: {hidden: [1024, 512, 256]}}
+    sources: [Lv et al., ICML 2025, Table 2]            # where the targets come from
+    targets:                                            # what the study must reach (shown in the results)
+      - {where: {learner: dll, preset: mlp-mnist}, target: ">= 97.6", paper: "97.57"}
+    cost: {cpu_minutes: 90, basis: "2-core CPU, measured 2026-12"}   # estimated cost, shown by --list
 
 Merge order of one run (later wins, dicts such as ``params`` merge key by key): experiment defaults ←
-``base`` ← the learner's registry ``quick`` entry (only with ``registry: quick``) ← ``overrides[learner]``
-← the grid point. ``registry: quick`` replaces ``grid.learner`` by every registered learner that has a
+``base`` ← the learner's registry ``quick`` entry (only with ``registry: quick``) ← the cell ←
+``overrides[learner]`` ← the grid point. ``registry: quick`` replaces ``grid.learner`` by every registered learner that has a
 ``quick`` entry (see :func:`neuroplastic.learners.register`); the built-in ``quick`` suite is that.
 
 Every expanded config is checked by :func:`neuroplastic.experiment.validate` and identified by
@@ -37,7 +44,7 @@ import yaml
 
 from ..experiment import yaml_load
 
-SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry")
+SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost")
 REGISTRY_MODES = ("quick",)
 
 
@@ -53,9 +60,38 @@ class Suite:
     description: str
     runs: list[tuple[str, dict[str, Any]]]
     source: str = ""
+    sources: list[str] = dataclasses.field(default_factory=list)
+    targets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    cost: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.runs)
+
+    def meta(self) -> dict[str, Any]:
+        """What the results store keeps of the suite for its section: title, sources, targets, cost."""
+        return {"suite": self.name, "title": self.description, "sources": self.sources, "targets": self.targets,
+                "cost": self.cost}
+
+    def where(self, conditions: list[tuple[str, Any]]) -> Suite:
+        """The runs whose config matches every ``(dotted key, value)`` of ``conditions`` (e.g. one cell of a
+        study: ``learner=dll``, ``seed=0``); an error names a key no run has or a filter that keeps none."""
+        keep = []
+        for h, cfg in self.runs:
+            ok = True
+            for key, value in conditions:
+                v: Any = cfg
+                for part in key.split("."):
+                    if not isinstance(v, dict) or part not in v:
+                        raise SuiteError(f"--where {key}: no such config key in suite {self.name!r}")
+                    v = v[part]
+                if v != value and str(v) != str(value):
+                    ok = False
+            if ok:
+                keep.append((h, cfg))
+        if not keep:
+            desc = ", ".join(f"{k}={v}" for k, v in conditions)
+            raise SuiteError(f"suite {self.name!r}: no run matches {desc}")
+        return dataclasses.replace(self, runs=keep)
 
 
 def builtin_dir() -> Path:
@@ -104,10 +140,11 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 def _check_config_keys(keys: list[str], where: str) -> None:
     from ..experiment import DEFAULTS
 
-    bad = [k for k in keys if k.split(".")[0] not in DEFAULTS or (k.count(".") and k.split(".")[0] != "params")]
+    bad = [k for k in keys if k.split(".")[0] not in DEFAULTS
+           or (k.count(".") and k.split(".")[0] not in ("params", "protocol"))]
     if bad:
         raise SuiteError(f"{where}: unknown config key(s) {', '.join(map(repr, bad))}; allowed: "
-                         f"{', '.join(DEFAULTS)} (and params.<name>)")
+                         f"{', '.join(DEFAULTS)} (and params.<name>, protocol.<name>)")
 
 
 def _mapping(obj: Any, where: str) -> dict[str, Any]:
@@ -138,6 +175,22 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
     overrides = _mapping(spec.get("overrides"), f"{where}: 'overrides'")
     _check_config_keys(list(grid), f"{where}: grid")
     _check_config_keys(list(base), f"{where}: base")
+    cells = spec.get("cells")
+    if cells is None:
+        cells = [{}]
+    if not isinstance(cells, list) or not cells or not all(isinstance(c, dict) for c in cells):
+        raise SuiteError(f"{where}: 'cells' must be a non-empty list of mappings")
+    for i, c in enumerate(cells):
+        _check_config_keys(list(c), f"{where}: cells[{i}]")
+    sources = spec.get("sources") or []
+    targets = spec.get("targets") or []
+    cost = _mapping(spec.get("cost"), f"{where}: 'cost'")
+    if not isinstance(sources, list) or not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise SuiteError(f"{where}: 'sources' must be a list and 'targets' a list of mappings")
+    for t in targets:
+        bad = [k for k in t if k not in ("where", "target", "paper", "metric", "note")]
+        if bad or "target" not in t:
+            raise SuiteError(f"{where}: a target needs 'target' and may have where, paper, metric, note; got {t!r}")
     mode = spec.get("registry")
     quick: dict[str, dict[str, Any]] = {}
     if mode is not None:
@@ -158,12 +211,13 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
             raise SuiteError(f"{where}: grid key {k!r} has an empty list")
     runs: list[tuple[str, dict[str, Any]]] = []
     seen: set[str] = set()
-    for combo in itertools.product(*(vals for _, vals in axes)):
+    for cell, combo in itertools.product(cells, itertools.product(*(vals for _, vals in axes))):
         point = dict(zip([k for k, _ in axes], combo))
-        lname = point.get("learner", base.get("learner"))
+        lname = point.get("learner", cell.get("learner", base.get("learner")))
         for q in quick.get(lname, [{}]):  # a learner may have several quick runs
             cfg = copy.deepcopy(base)
             cfg = deep_merge(cfg, q)
+            cfg = deep_merge(cfg, cell)
             if lname in overrides:
                 cfg = deep_merge(cfg, overrides[lname] or {})
             for k, v in point.items():
@@ -171,13 +225,14 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
             try:
                 cfg = validate(cfg)
             except ConfigError as e:
-                desc = ", ".join(f"{k}={v}" for k, v in point.items())
+                desc = ", ".join(f"{k}={v}" for k, v in {**cell, **point}.items() if not isinstance(v, dict))
                 raise SuiteError(f"{where}, run ({desc}): {e}") from None
             h = config_hash(cfg)
             if h not in seen:
                 seen.add(h)
                 runs.append((h, cfg))
-    return Suite(name, str(spec.get("description") or ""), runs, source)
+    return Suite(name, " ".join(str(spec.get("description") or "").split()), runs, source, [str(x) for x in sources],
+                 targets, cost)
 
 
 def load(name_or_path: str | os.PathLike) -> Suite:
@@ -188,3 +243,17 @@ def load(name_or_path: str | os.PathLike) -> Suite:
     except yaml.YAMLError as e:
         raise SuiteError(f"suite file {str(path)!r} is not valid YAML: {e}") from None
     return expand(spec, source=str(path))
+
+
+def listing() -> list[dict[str, Any]]:
+    """Every built-in suite with its description, number of runs and estimated CPU cost (``bench --list``)."""
+    out = []
+    for name in builtin_names():
+        try:
+            s = load(name)
+            out.append({"name": name, "runs": len(s), "description": s.description,
+                        "cpu_minutes": s.cost.get("cpu_minutes"), "basis": s.cost.get("basis", "")})
+        except SuiteError as e:  # a suite that needs a learner not built here still lists, with the reason
+            out.append({"name": name, "runs": 0, "description": f"(not loadable: {e})", "cpu_minutes": None,
+                        "basis": ""})
+    return out

@@ -20,9 +20,9 @@ from .core import (
     dataset_info,
     dataset_names,
     load,
+    per_class_subset,
     prepare,
     register_dataset,
-    per_class_subset,
     split_validation,
 )
 

@@ -214,6 +214,32 @@ def cmd_report(a: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def cmd_results(a: argparse.Namespace, command: str) -> int:
+    """``results import FILE...`` into the store; ``results export`` the section files, RESULTS.md and the README
+    table from it (see :mod:`neuroplastic.bench.store`)."""
+    from .bench import store
+    from .bench.db import ResultsDB
+    from .experiment import load_yaml
+
+    db = ResultsDB(a.db)
+    try:
+        if a.results_cmd == "import":
+            paths = [Path(p) for p in a.paths]
+            missing = [str(p) for p in paths if not p.exists()]
+            if missing:
+                raise UsageError(f"results import: not found: {', '.join(missing)}")
+            meta = load_yaml(a.meta) if a.meta else None
+            counts = store.import_files(db, paths, notes=Path(a.notes) if a.notes else None, meta=meta)
+            print(f"imported {sum(counts.values())} records in {len(counts)} sections into {a.db}")
+            return 0
+        readme = Path(a.readme) if a.readme else None
+        files = store.export(db, Path(a.out), readme=readme, include=tuple(a.include or ()), prune=a.prune)
+        print(f"wrote {len(files)} files: {Path(a.out) / 'RESULTS.md'}" + (f", {readme}" if readme else ""))
+        return 0
+    finally:
+        db.close()
+
+
 def _download_module():
     try:
         from .data import download
@@ -372,6 +398,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeatable; default md and html")
     r.add_argument("--suite", help="only the runs of this suite")
     r.set_defaults(func=cmd_report)
+
+    rs = sub.add_parser("results", help="import records into the results store; export RESULTS.md from it",
+                        description="The results store is the SQLite database of `bench` and `train`. `import` "
+                        "loads record files (JSON lists or exported section files) into it; `export` writes "
+                        "<out>/results/<section>.json, <out>/RESULTS.md and, with --readme, the README's results "
+                        "table from the store alone.")
+    rs.add_argument("--db", default="results/neuroplastic.db", help="results store (default %(default)s)")
+    rsub = rs.add_subparsers(dest="results_cmd", metavar="ACTION")
+    rsub.required = True
+    ri = rsub.add_parser("import", help="load record files into the store (one section per file)")
+    ri.add_argument("paths", nargs="+", metavar="PATH", help="JSON files or folders of them")
+    ri.add_argument("--notes", help="folder of <section>.md notes to attach")
+    ri.add_argument("--meta", help="YAML mapping section -> extra metadata (title, headline rows)")
+    re_ = rsub.add_parser("export", help="write section files, RESULTS.md and the README table from the store")
+    re_.add_argument("--out", default="benchmarks", help="folder of RESULTS.md and results/ (default %(default)s)")
+    re_.add_argument("--readme", help="also regenerate the results table of this README (between its markers)")
+    re_.add_argument("--include", action="append", help="also export this private section (quick, train)")
+    re_.add_argument("--prune", action="store_true", help="remove section files the store does not have")
+    rs.set_defaults(func=cmd_results)
 
     d = sub.add_parser("data", help="list, verify or download datasets",
                        description="Datasets at the data root ($NEUROPLASTIC_DATA, ~/.cache/neuroplastic by default).")

@@ -69,7 +69,7 @@ class Suite:
 
     def meta(self) -> dict[str, Any]:
         """What the results store keeps of the suite for its section: title, sources, targets, cost."""
-        return {"suite": self.name, "title": self.description, "sources": self.sources, "targets": self.targets,
+        return {"kind": "suite", "suite": self.name, "title": self.description, "sources": self.sources, "targets": self.targets,
                 "cost": self.cost}
 
     def where(self, conditions: list[tuple[str, Any]]) -> Suite:

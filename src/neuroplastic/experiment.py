@@ -202,6 +202,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if bad:
             raise ConfigError(f"recipe {cfg['recipe']!r}: unknown config key(s) {', '.join(map(repr, bad))}")
         cfg = _merge(base, cfg)
+    given = set(cfg)
     out = copy.deepcopy(DEFAULTS)
     out.update(copy.deepcopy(cfg))
     if out["learner"] is None:
@@ -227,7 +228,14 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     if bad:
         raise ConfigError(f"learner {out['learner']!r}: unknown parameter(s) {', '.join(map(repr, bad))}; "
                           f"allowed: {', '.join(allowed)}")
-    _learner_kwargs(out)
+    e = learners.entry(out["learner"])
+    try:
+        fixed = e.cls.run_defaults({**e.defaults, **_learner_kwargs(out)})
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"learner {out['learner']!r}: {err.args[0] if err.args else err}") from None
+    for k, v in fixed.items():  # the study's run settings where the config does not set them
+        if k not in given:
+            out[k] = v
     out["protocol"] = validate_protocol(out["protocol"])
     if out["device"] != "cpu" and not out["device"].startswith("cuda"):
         raise ConfigError(f"config key 'device' must be 'cpu' or 'cuda[:N]', got {out['device']!r}")
@@ -299,13 +307,13 @@ def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """Stable 12-hex-digit hash of a validated config (device and eval batch size excluded; a default protocol
-    is left out, so configs written before protocols existed keep their hash)."""
+    """Stable 12-hex-digit hash of a validated config (device, eval batch size and the recipe's name excluded: a
+    recipe's resolved content is hashed; a default protocol is left out, so configs written before protocols
+    existed keep their hash)."""
     key = {k: v for k, v in cfg.items() if k not in ("device", "eval_batch_size")}
     if key.get("protocol") in ({}, PROTOCOL_DEFAULTS):
         key.pop("protocol", None)
-    if key.get("recipe") is None:
-        key.pop("recipe", None)
+    key.pop("recipe", None)  # the resolved content is the experiment; the recipe's name is provenance
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -68,6 +68,11 @@ def build_plain(cfg: dict, in_shape: tuple[int, ...], n_classes: int) -> nn.Sequ
     return cnn_cifar(in_shape, n_classes, act=cfg["act"])
 
 
+def _preset_batch_size(params: dict) -> dict:
+    preset = params.get("preset", "mlp-mnist")
+    return {"batch_size": PRESETS[preset]["batch_size"]} if preset in PRESETS else {}
+
+
 class DLLLearner(Learner):
     """Dendritic Localized Learning (Lv et al., ICML 2025): every weight layer learns from its somatic error
     ``ξ = x − u`` (apical target minus basal input) in one top-down sweep with learned feedback Θ.
@@ -108,7 +113,6 @@ class DLLLearner(Learner):
         if schedule not in ("none", "cosine", "linear", "step"):
             raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
         self.cfg, self.preset, self.feedback = cfg, preset, feedback
-        self.name = {"learned": "dll", "fixed": "dll-fa", "bp": "dll-bp"}.get(feedback, "dll")
         self.task_seq = cfg["net"] == "rnn" and cfg.get("output") == "all"
         gen = torch.Generator().manual_seed(10_000 + seed)  # Θ's own stream (W init below as BP's)
         with torch.random.fork_rng(devices=[]):
@@ -125,6 +129,16 @@ class DLLLearner(Learner):
             if isinstance(m, (DLLLinear, DLLConv2d)):
                 m.theta_sign = 1.0 if theta_rule == "paper" else -1.0
         self.opt_cfg = (optimizer, cfg["lr"], theta_lr_scale, weight_decay, schedule)
+
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """DLL's presets (network, activation, learning rate and batch size of Lv et al. 2025)."""
+        return {"preset": list(PRESETS)}
+
+    @classmethod
+    def run_defaults(cls, params: dict) -> dict:
+        """The batch size the paper used with the preset (128 for the MNIST MLP and sMNIST RNN, 64 otherwise)."""
+        return _preset_batch_size(params)
 
     # -- protocol -----------------------------------------------------------------------------------
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
@@ -215,6 +229,16 @@ class PCLearner(Learner):
         self.blocks = split_blocks(self.net)  # the same modules, grouped (no new parameters)
         self.n_steps, self.gamma, self.preset = n_steps, gamma, preset
         self.opt_cfg = (optimizer, cfg["lr"], weight_decay, schedule)
+
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """DLL's feed-forward presets."""
+        return {"preset": [p for p, c in PRESETS.items() if c["net"] in _FF_NETS]}
+
+    @classmethod
+    def run_defaults(cls, params: dict) -> dict:
+        """The batch size of DLL's preset (the same nets and settings as DLL)."""
+        return _preset_batch_size(params)
 
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         optimizer, lr, wd, schedule = self.opt_cfg

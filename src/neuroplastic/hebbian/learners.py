@@ -79,6 +79,16 @@ class HebbianCNN(Learner):
         #: the preset's paper whitens colour inputs (the default of the ZCA data stage, ``protocol.zca``)
         self.input_zca = bool(info.zca and len(self.in_shape) == 3 and self.in_shape[0] == 3)
 
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """Architecture presets of :mod:`neuroplastic.hebbian.models`."""
+        return {"preset": sorted(models.PRESETS)}
+
+    @classmethod
+    def run_defaults(cls, params: dict) -> dict:
+        """One unsupervised epoch (every recipe of both papers) at the preset's batch size (10 SoftHebb, 64 Nimmo)."""
+        return {"epochs": 1, "batch_size": models.preset_info(params.get("preset", "softhebb")).batch_size}
+
     # ----------------------------------------------------------------------------------------------
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         groups = [{"params": [m.weight], "lr": lr * self.lr_scale} for _, m, lr in self.net.hebb_layers()]
@@ -164,6 +174,16 @@ class HebbianCNNBP(Learner):
         self.net = models.build(preset, tuple(in_shape), width=width, cosine=cosine, dog=dog, seed=seed)
         self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(self.net.out_features, n_classes))
         self.lr = float(lr)
+
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """Architecture presets of :mod:`neuroplastic.hebbian.models`."""
+        return {"preset": sorted(models.PRESETS)}
+
+    @classmethod
+    def run_defaults(cls, params: dict) -> dict:
+        """Nimmo & Mondragón's backprop baseline: 20 epochs at batch 64."""
+        return {"epochs": 20, "batch_size": 64}
 
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)

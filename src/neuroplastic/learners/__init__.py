@@ -130,4 +130,6 @@ def get(name: str, **kwargs: Any) -> Learner:
     if unknown:
         raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
                          f"allowed: {', '.join(allowed)}")
-    return e.cls(**e.defaults, **kwargs)
+    learner = e.cls(**e.defaults, **kwargs)
+    learner.name = name  # records, logs and tables name the learner by its registry name
+    return learner

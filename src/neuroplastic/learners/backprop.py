@@ -148,6 +148,11 @@ class SupervisedNet(Learner):
         if schedule not in ("none", "cosine", "linear", "step"):
             raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
 
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """Networks of :data:`neuroplastic.nn.archs.ARCHS` (loaded learner modules may add theirs)."""
+        return {"arch": sorted(archs.ARCHS)}
+
     def generators(self) -> dict[str, torch.Generator]:
         """The learner's generators plus the feedback context's (brSF redraws ``M`` from it every batch)."""
         gens = super().generators()

@@ -86,6 +86,19 @@ class Learner(nn.Module):
         self.scheduler: Any = None
         self.probe: nn.Module | None = None
 
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """Allowed values of the learner's name-valued arguments (``arch``: networks, ``preset``: presets), for
+        ``neuroplastic learners NAME``. Default: none."""
+        return {}
+
+    @classmethod
+    def run_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Run settings (``epochs``, ``batch_size``) that this learner's study fixes for the given keyword
+        arguments (e.g. a preset's batch size, one unsupervised epoch); a config that does not set them gets these
+        instead of the generic defaults. Default: none."""
+        return {}
+
     # ----------------------------------------------------------------------------------------------
     # protocol
     def configure(self, epochs: int, steps_per_epoch: int) -> None:

@@ -552,7 +552,7 @@ def load_trained(folder: str | os.PathLike, device: str = "cpu"):
 
 
 def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[str, Any]:
-    """The standard results record of a run (the store's unit; ``benchmarks/results/*.json`` hold lists of them).
+    """The standard results record of a run (the store's unit; the exported ``benchmarks/results/<section>.json`` files hold them).
 
     Keys: ``learner, dataset, preset, seed, epochs, status`` (``done`` or ``budget``), ``epochs_done,
     test_acc`` (fraction, final epoch), ``val_acc, train_seconds, samples_per_s, commit, cpu, cpu_isa, threads,

@@ -83,7 +83,7 @@ def _product(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None,
 
 
 #: patch length (in_channels/groups · k²) from which :func:`conv_correlation` uses the patch GEMM (below it:
-#: ``torch.nn.grad.conv2d_weight``). On our CPU, 1 thread (``benchmarks/cpu_kernel_leads.py``, section
+#: ``torch.nn.grad.conv2d_weight``). On our CPU, 1 thread (``benchmarks/RESULTS.md``, section
 #: ``cpu_kernel_leads_cl``): patch 864 GEMM 20.9 vs oneDNN 24.1 ms, patch 3456 74.5 vs 150.7 ms; the 5×5 first
 #: layer (patch 75) oneDNN 2.8 vs 3.0 ms.
 UNFOLD_MIN_PATCH = 256
@@ -123,7 +123,7 @@ def conv_correlation(x: torch.Tensor, p: torch.Tensor, weight_shape: tuple[int, 
 
     For ungrouped layers with patches of at least ``UNFOLD_MIN_PATCH`` values it is one matrix product ``pᵀ [C_out, N·L] @ patches [N·L, k² C_in]``, the patches
     gathered channels-last by one strided copy (:func:`patch_rows`; on our CPU faster than the oneDNN
-    weight-gradient kernel for the wide 3×3 SoftHebb layers; see ``benchmarks/cpu_kernel_leads.py``); the result
+    weight-gradient kernel for the wide 3×3 SoftHebb layers; see ``benchmarks/RESULTS.md``, section ``cpu_kernel_leads``); the result
     is in channels-last memory order (the layout :class:`HebbConv2d` keeps its weight in). Other layers use
     ``torch.nn.grad.conv2d_weight``. Memory: the patches, ``N·L·C_in·k²`` values (2.2M for the 1536-unit layer
     at batch 10). ``out`` (shaped like the weight): write the result there (a reused buffer saves allocating

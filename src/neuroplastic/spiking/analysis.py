@@ -8,9 +8,10 @@ trajectories, mode-importance spectrum, pruning curve, spike rasters and firing-
 * pruning (ours, not in the paper): accuracy keeping only the top-:math:`k` modes by :math:`\tau_\mu`;
 * spike raster of one input and the distribution of per-neuron firing rates.
 
-Command line (a model saved by ``benchmarks/spiking_train.py --save-dir``)::
+Command line (a run folder of ``neuroplastic train --out`` or ``bench``'s ``results/runs/<hash>/``, holding the
+config and ``model.pt``; or a single ``{"config", "state_dict"}`` file)::
 
-    python -m neuroplastic.spiking.analysis MODEL.pt --out DIR [--trials 200] [--limit 2000]
+    neuroplastic analyze spiking RUN_FOLDER --out DIR [--trials 200] [--limit 2000]
 
 writes ``trajectories.png``, ``spectrum.png``, ``pruning.png``, ``raster.png`` and ``summary.json`` in
 ``DIR``. The same is available as :func:`report`.
@@ -38,17 +39,18 @@ __all__ = [
 
 
 def load_model(path: str | Path, device: str = "cpu", data_root: str | None = None):
-    """Rebuild a learner saved as ``{"config", "state_dict"}``; returns ``(learner, bundle, cfg)``."""
+    """Rebuild a trained learner from a run folder (:func:`neuroplastic.experiment.load_trained`) or a file
+    ``{"config", "state_dict"}`` (read with ``weights_only``: no code runs); returns ``(learner, bundle, cfg)``."""
     from .. import experiment
 
     path = Path(path)
-    if path.is_dir():  # the --out folder of `neuroplastic train`: config.yaml + checkpoint.pt
+    if path.is_dir():  # a run folder: config + model.pt
         if data_root is not None:
             import os
 
             os.environ["NEUROPLASTIC_DATA"] = data_root
         return experiment.load_trained(path, device)
-    blob = torch.load(path, map_location=device, weights_only=False)
+    blob = torch.load(path, map_location=device, weights_only=True)
     if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not a saved spiking model (expected keys 'config' and 'state_dict')")
     cfg = dict(blob["config"])
@@ -233,8 +235,8 @@ def write_figures(learner, bundle, out_dir: str | Path, trials: int = 200, limit
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m neuroplastic.spiking.analysis",
                                  description="Plots and statistics of a trained spiking mode network")
-    ap.add_argument("model", help="a .pt file written by benchmarks/spiking_train.py --save-dir, or the "
-                    "--out folder of `neuroplastic train` (config.yaml + checkpoint.pt)")
+    ap.add_argument("model", help="a run folder (the --out folder of `neuroplastic train`, or results/runs/<hash> "
+                    "of a bench run: config + model.pt), or a .pt file {config, state_dict}")
     ap.add_argument("--out", required=True, help="output folder for the PNGs and summary.json")
     ap.add_argument("--trials", type=int, default=200, help="test samples for trajectories and rasters")
     ap.add_argument("--limit", type=int, default=2000, help="test samples for accuracy/pruning/energy")

@@ -11,8 +11,9 @@ import neuroplastic.dll.learners  # noqa: F401  (registers the chartext dataset)
 from neuroplastic import experiment, learners
 from neuroplastic.dll import DLLConv2d, DLLLinear, dll_mlp_sweep, to_dll
 from neuroplastic.dll.layers import angle_deg
-from neuroplastic.dll.models import DLLRNN, cnn_cifar, cnn_mnist
+from neuroplastic.dll.models import DLLRNN
 from neuroplastic.dll.pc import pc_relax, split_blocks
+from neuroplastic.nn.archs import lv_cnn_cifar, lv_cnn_mnist
 
 
 def _mlp(seed=0, sizes=(6, 5, 4, 3)):
@@ -71,7 +72,7 @@ def test_theta_equal_w_errors_are_minus_gradients():
 
 def test_theta_equal_w_gives_backprop_cnn():
     torch.manual_seed(0)
-    plain = cnn_mnist((1, 28, 28), 10).double()
+    plain = lv_cnn_mnist((1, 28, 28), 10).double()
     dll = to_dll(plain, "learned", generator=torch.Generator().manual_seed(1)).double()
     _set_theta_to_w(dll)
     x, y = torch.randn(3, 1, 28, 28, dtype=torch.double), torch.tensor([1, 5, 9])
@@ -224,7 +225,7 @@ def test_registry_locality_and_presets():
         DLLLinear(2, 2, feedback="sometimes")
     with pytest.raises(ValueError, match="not available"):
         learners.get("pc", in_shape=(28, 28), n_classes=10, preset="rnn-smnist")
-    assert cnn_cifar((3, 32, 32), 10)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+    assert lv_cnn_cifar((3, 32, 32), 10)(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_learner_pickle_round_trip():

@@ -7,6 +7,6 @@
 """
 
 from .layers import DLLConv2d, DLLLinear, angle_deg, dll_mlp_sweep
-from .models import DLLRNN, cnn_cifar, cnn_mnist, to_dll
+from .models import DLLRNN, to_dll
 
-__all__ = ["DLLRNN", "DLLConv2d", "DLLLinear", "angle_deg", "cnn_cifar", "cnn_mnist", "dll_mlp_sweep", "to_dll"]
+__all__ = ["DLLRNN", "DLLConv2d", "DLLLinear", "angle_deg", "dll_mlp_sweep", "to_dll"]

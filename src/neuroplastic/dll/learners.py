@@ -16,17 +16,18 @@ from ..learners.base import Learner, Locality
 from ..nn import archs
 from . import chartext  # noqa: F401  (registers the chartext dataset)
 from .layers import DLLConv2d, DLLLinear, angle_deg
-from .models import DLLRNN, cnn_cifar, cnn_mnist, to_dll
+from .models import DLLRNN, to_dll
 from .pc import pc_relax, pc_weight_loss, split_blocks
 
-#: Presets of Lv et al. 2025 (Sec. 5 / App.): network, activation, Adam learning rate and the batch size
-#: the paper used (batch size is a run setting: pass it as the config's ``batch_size``).
+#: Presets of Lv et al. 2025 (Sec. 5 / App.): the network (its name in :data:`neuroplastic.nn.archs.ARCHS`, or
+#: ``rnn`` for DLL's recurrent net), activation, Adam learning rate and the batch size the paper used (a run
+#: setting: the default of the config's ``batch_size``, see :meth:`DLLLearner.run_defaults`).
 PRESETS: dict[str, dict] = {
     "mlp-mnist": {"net": "mlp", "hidden": (1024, 512, 256), "act": "tanh", "lr": 1e-3, "batch_size": 128},
     "mlp-cifar": {"net": "mlp", "hidden": (4096, 2048, 1024, 256), "act": "tanh", "lr": 8e-5,
                   "batch_size": 64},
-    "cnn-mnist": {"net": "cnn_mnist", "act": "tanh", "lr": 5e-5, "batch_size": 64},
-    "cnn-cifar": {"net": "cnn_cifar", "act": "tanh", "lr": 5e-5, "batch_size": 64},
+    "cnn-mnist": {"net": "lv_cnn_mnist", "act": "tanh", "lr": 5e-5, "batch_size": 64},
+    "cnn-cifar": {"net": "lv_cnn_cifar", "act": "tanh", "lr": 5e-5, "batch_size": 64},
     # RNNs: Θ at W's scale — N(0, 1) feedback through 28–64 steps of Θ_h overflows (‖Θ_h‖ ≈ √H per step)
     "rnn-smnist": {"net": "rnn", "hidden": (128,), "output": "last", "lr": 1e-3, "batch_size": 128,
                    "theta_std": "w"},
@@ -34,7 +35,7 @@ PRESETS: dict[str, dict] = {
     # small MLP for the embedded 8×8 digits (quick suite and tests; not from the paper, lr set for 8 epochs)
     "mlp-small": {"net": "mlp", "hidden": (128, 64), "act": "tanh", "lr": 3e-3, "batch_size": 32},
 }
-_FF_NETS = ("mlp", "cnn_mnist", "cnn_cifar")
+_FF_NETS = ("mlp", "lv_cnn_mnist", "lv_cnn_cifar")
 
 
 def _resolve(preset: str, hidden, act, lr, allowed_nets) -> dict:
@@ -61,11 +62,8 @@ def _resolve(preset: str, hidden, act, lr, allowed_nets) -> dict:
 
 def build_plain(cfg: dict, in_shape: tuple[int, ...], n_classes: int) -> nn.Sequential:
     """The plain (backprop-trainable) feed-forward net of a resolved preset."""
-    if cfg["net"] == "mlp":
-        return archs.mlp(in_shape, n_classes, hidden=cfg["hidden"], act=cfg["act"])
-    if cfg["net"] == "cnn_mnist":
-        return cnn_mnist(in_shape, n_classes, act=cfg["act"])
-    return cnn_cifar(in_shape, n_classes, act=cfg["act"])
+    kw = {"hidden": cfg["hidden"]} if cfg["net"] == "mlp" else {}
+    return archs.build(cfg["net"], in_shape, n_classes, act=cfg["act"], **kw)
 
 
 def _preset_batch_size(params: dict) -> dict:

@@ -3,8 +3,9 @@
 One architecture, many rules: the CNN builders return a plain ``nn.Sequential`` (``Conv2d``/``Linear``/
 activation/pooling) that backprop and the feedback-alignment family train as is; :func:`to_dll` swaps its
 weight layers for :class:`~neuroplastic.dll.layers.DLLLinear`/``DLLConv2d`` with the *same* weights.
-The paper's MLP is ``neuroplastic.nn.archs.mlp`` with ``hidden=(1024, 512, 256)`` (MNIST) or
-``(4096, 2048, 1024, 256)`` (CIFAR-10) and ``act="tanh"``.
+Every feed-forward network has one name, in the one registry :data:`neuroplastic.nn.archs.ARCHS`: the paper's MLP is
+``mlp`` with ``hidden=(1024, 512, 256)`` (MNIST) or ``(4096, 2048, 1024, 256)`` (CIFAR-10) and ``act="tanh"``;
+its CNNs are ``lv_cnn_mnist`` and ``lv_cnn_cifar``, so bp/fa/dfa train the very same nets.
 """
 
 from __future__ import annotations
@@ -12,15 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import archs
 from .layers import DLLConv2d, DLLLinear
 
-__all__ = ["DLLRNN", "cnn_cifar", "cnn_mnist", "to_dll", "weight_layers"]
-
-
-#: The paper's CNNs live with the shared architectures, so bp/fa/dfa train the very same nets.
-cnn_mnist = archs.lv_cnn_mnist
-cnn_cifar = archs.lv_cnn_cifar
+__all__ = ["DLLRNN", "to_dll", "weight_layers"]
 
 
 def weight_layers(net: nn.Module) -> list[nn.Module]:

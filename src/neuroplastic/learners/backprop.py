@@ -113,7 +113,7 @@ class SupervisedNet(Learner):
     locality = _BP_LOCALITY
 
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, arch: str = "mlp", mode: str = "bp",
-                 hidden: tuple[int, ...] = (256,), act: str = "relu", channels: tuple[int, ...] | None = None,
+                 hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
                  optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
                  seed: int = 0) -> None:
@@ -126,7 +126,7 @@ class SupervisedNet(Learner):
             weight_decay = KP_WEIGHT_DECAY if mode == "kp" else 0.0
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        kw: dict = {"act": act}
+        kw: dict = {} if act is None else {"act": act}  # None: the network's own (relu; tanh for Lv et al.'s CNNs)
         if arch == "mlp":
             kw["hidden"] = tuple(hidden)
         elif channels is not None:

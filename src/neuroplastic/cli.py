@@ -9,8 +9,10 @@
     neuroplastic data list | data verify mnist | data download mnist
     neuroplastic learners
 
-Errors caused by input (unknown learner, unknown config key, bad value, missing or corrupt file) print
-one line to stderr and exit with status 2; ``NEUROPLASTIC_DEBUG=1`` shows the traceback instead.
+Errors caused by input (unknown learner, unknown config key, bad value, missing or corrupt file:
+:class:`~neuroplastic.experiment.InputError`, :class:`~neuroplastic.data.core.DatasetError`) print one line to
+stderr and exit with status 2. Any other exception is an internal error: one line naming it and the log file that
+keeps its traceback (``results/logs/``), exit status 1. ``NEUROPLASTIC_DEBUG=1`` shows tracebacks instead.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any
 
 import yaml
 
+from .experiment import InputError
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Bad command-line input; printed as one line, exit status 2."""
 
 
@@ -37,6 +41,8 @@ class UsageError(ValueError):
 def parse_set(items: list[str]) -> list[tuple[str, Any]]:
     """Parse ``key=value`` strings; values are YAML scalars/flow collections (``0.01``, ``1e-3``, ``true``,
     ``[64, 64]``, ``null``); keys may be dotted (``params.lr``)."""
+    from . import experiment
+
     out = []
     for item in items:
         if "=" not in item:
@@ -46,7 +52,7 @@ def parse_set(items: list[str]) -> list[tuple[str, Any]]:
         if not key or any(not part for part in key.split(".")):
             raise UsageError(f"--set: bad key in {item!r}")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = experiment.yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
             raise UsageError(f"--set {key}: value {raw!r} is not a valid YAML value ({e.__class__.__name__})") from None
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a number is meant
@@ -112,8 +118,14 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
     h = experiment.config_hash(cfg)
     out_dir = Path(a.out) if a.out else Path("results") / "train" / h
     ckpt = out_dir / "checkpoint.pt"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {str(out_dir)!r} is a file, not a folder")
     if ckpt.exists() and not a.resume:
         raise UsageError(f"{out_dir} already holds a checkpoint; pass --resume to continue it or choose --out")
+    if (out_dir / "config.yaml").exists() and not ckpt.exists():
+        raise UsageError(f"{out_dir} already holds a config.yaml that is not a run's; choose another --out")
+    if a.resume:
+        experiment.check_resume(out_dir, cfg)  # before anything is written
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -498,11 +510,23 @@ def _builtin_suites() -> list[str]:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from .bench.suite import SuiteError
     from .data.core import DatasetError
-    from .experiment import ConfigError
 
-    return (UsageError, ConfigError, SuiteError, DatasetError, FileNotFoundError, ValueError, KeyError)
+    return (InputError, DatasetError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _log_internal(cmd: str, exc: BaseException) -> Path | None:
+    """Write the traceback of an internal error to ``results/logs/`` (its run's log); returns the file."""
+    import time
+    import traceback
+
+    try:
+        path = Path("results") / "logs" / f"error-{cmd}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -514,8 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.func(a, command)
     except errors as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
-        msg = "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+        msg = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         print(f"neuroplastic {a.cmd}: error: {msg}", file=sys.stderr)
         return EXIT_USAGE
     except FloatingPointError as e:  # NonFiniteError: the run diverged (not an input error)
@@ -528,6 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception as e:
+        if os.environ.get("NEUROPLASTIC_DEBUG") == "1":
+            raise
+        log = _log_internal(a.cmd, e)
+        where = f"traceback in {log}" if log else "set NEUROPLASTIC_DEBUG=1 for the traceback"
+        print(f"neuroplastic {a.cmd}: internal error: {type(e).__name__}: {' '.join(str(e).split())[:300]} "
+              f"({where})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

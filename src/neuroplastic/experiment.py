@@ -99,8 +99,39 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+#: Limits of what a YAML file may expand to: values after alias expansion, and nesting depth.
+YAML_MAX_VALUES = 100_000
+YAML_MAX_DEPTH = 64
+
+
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loader that also reads ``1e-3`` (no decimal point) as a float, as users expect."""
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no decimal point) as a float, as users expect, and refuses
+    duplicate keys (YAML would silently keep the last) and nesting deeper than :data:`YAML_MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > YAML_MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {YAML_MAX_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                                key_node.start_mark)
+                    seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -113,26 +144,62 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."))
 
 
+def _expanded_size(obj: Any, limit: int) -> None:
+    """Raise ``yaml.YAMLError`` when ``obj`` holds more than ``limit`` values once aliases are expanded (an alias
+    bomb: a few hundred bytes that expand to billions of values); stops counting at the limit."""
+    stack, n = [obj], 0
+    while stack:
+        o = stack.pop()
+        n += 1
+        if n > limit:
+            raise yaml.YAMLError(f"the document expands to more than {limit:,} values (nested aliases?)")
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+
+
 def yaml_load(text: str):
-    """Parse YAML text with :class:`_Loader` (safe; ``1e-3`` is a float)."""
-    return yaml.load(text, Loader=_Loader)
+    """Parse YAML text with :class:`_Loader` (safe: no tags that build objects; ``1e-3`` is a float; duplicate
+    keys, nesting deeper than :data:`YAML_MAX_DEPTH` and documents expanding to more than
+    :data:`YAML_MAX_VALUES` values are errors)."""
+    obj = yaml.load(text, Loader=_Loader)
+    _expanded_size(obj, YAML_MAX_VALUES)
+    return obj
 
 
-class ConfigError(ValueError):
+class InputError(ValueError):
+    """Bad input — a config, a file, an argument — found before work starts; the message names it. The command
+    line prints it as one line and exits with status 2 (any other exception is an internal error: exit 1, its
+    traceback kept in a log file)."""
+
+
+class ConfigError(InputError):
     """A config key or value is not allowed; the message names it and the allowed values."""
 
 
-def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML mapping from ``path`` with a clear error if missing or malformed."""
+def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
+    """Parse the YAML file ``path`` (:func:`yaml_load`); a missing file, a folder, non-UTF-8 bytes or bad YAML is a
+    :class:`ConfigError` naming the file."""
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"config file {str(p)!r} not found")
+        raise ConfigError(f"{what} {str(p)!r} not found")
+    if not p.is_file():
+        raise ConfigError(f"{what} {str(p)!r} is not a file")
     try:
-        cfg = yaml_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML: {e}") from None
+        return yaml_load(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {e.start})") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping from ``path`` (:func:`read_yaml`) with a clear error if it is not a mapping."""
+    cfg = read_yaml(path)
     if not isinstance(cfg, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping, found {type(cfg).__name__}")
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping, found {type(cfg).__name__}")
     return cfg
 
 
@@ -223,6 +290,16 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(e.args[0]) from None
     if out["epochs"] < 0 or out["batch_size"] < 1:
         raise ConfigError(f"epochs must be >= 0 and batch_size >= 1, got {out['epochs']}, {out['batch_size']}")
+    if out["eval_batch_size"] < 1:
+        raise ConfigError(f"config key 'eval_batch_size' must be >= 1, got {out['eval_batch_size']}")
+    if not 0 <= out["seed"] < 2**63:
+        raise ConfigError(f"config key 'seed' must be in [0, 2**63), got {out['seed']}")
+    v = out["val"]
+    if not (math.isfinite(v) and (0 <= v < 1 if isinstance(v, float) else v >= 0)):
+        raise ConfigError(f"config key 'val' must be a fraction in [0, 1) or a count >= 0, got {v!r}")
+    for k in ("limit_train", "limit_test"):
+        if out[k] is not None and out[k] < 1:
+            raise ConfigError(f"config key {k!r} must be >= 1 (or null: all), got {out[k]}")
     allowed = learners.allowed_params(out["learner"])
     bad = [k for k in out["params"] if k not in allowed]
     if bad:
@@ -415,7 +492,16 @@ def build(cfg: dict[str, Any]):
     seed_everything(cfg["seed"], cfg["deterministic"])
     bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
                           limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
-    learner = make_learner(cfg, bundle)
+    try:
+        learner = make_learner(cfg, bundle)
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        raise ConfigError(f"learner {cfg['learner']!r}: {' '.join(str(e).split())}") from None
+    images = bundle.train.x.dim() == 4
+    for key, on in (("protocol.hflip", cfg["protocol"]["hflip"]), ("protocol.probe.flip",
+                                                                  cfg["protocol"]["probe"].get("flip"))):
+        if on and not images:
+            raise ConfigError(f"config key {key!r} needs image data; dataset {cfg['dataset']!r} has samples of shape "
+                              f"{tuple(bundle.in_shape)}")
     z = zca_settings(cfg, learner)
     if z is not None:
         zca_stage(bundle, seed=cfg["seed"], **z)
@@ -471,7 +557,7 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
               eval_batch_size=cfg["eval_batch_size"], log=log, callbacks=cbs, eval_every=proto["eval_every"],
               checkpoint_every=proto["checkpoint_every"], hflip=proto["hflip"], probe=proto["probe"],
               labels_per_class=None if learner.supervised else counts, min_steps=proto["min_steps"],
-              forward_timing=proto["forward_timing"])
+              forward_timing=proto["forward_timing"], checkpoint_meta={"config_hash": config_hash(cfg)})
     ckdir = None if checkpoint_dir is None else Path(checkpoint_dir)
     if proto["save_model"] and ckdir is not None:
         save_model(learner, ckdir / MODEL_FILE)
@@ -527,6 +613,37 @@ def load_model(learner: Any, path: str | os.PathLike) -> Any:
         probe.load_state_dict(p["state"])
         learner.probe = probe.to(next(iter(learner.parameters()), torch.empty(0)).device).eval()
     return learner.eval()
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``key: old -> new`` for every (dotted) key whose value differs between two validated configs, ignoring what
+    the hash ignores (device, eval batch size, recipe name)."""
+    skip = ("device", "eval_batch_size", "recipe")
+    a, b = _flat({k: v for k, v in old.items() if k not in skip}), _flat({k: v for k, v in new.items() if k not in skip})
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if json.dumps(a.get(k), default=str) != json.dumps(b.get(k), default=str)]
+
+
+def check_resume(folder: str | os.PathLike, cfg: dict[str, Any]) -> None:
+    """Refuse to resume the run in ``folder`` with another config: its saved ``config.yaml``/``config.json`` must
+    hash as ``cfg`` does, else a :class:`ConfigError` names the keys that differ. Nothing is written."""
+    folder = Path(folder)
+    saved = next((folder / n for n in ("config.yaml", "config.json") if (folder / n).is_file()), None)
+    if saved is None:
+        return
+    old = validate(load_yaml(saved))
+    if config_hash(old) != config_hash(cfg):
+        raise ConfigError(f"{str(folder)!r} holds a run of another config; --resume continues only the same config "
+                          f"(differs: {'; '.join(config_diff(old, cfg))})")
 
 
 def load_trained(folder: str | os.PathLike, device: str = "cpu"):

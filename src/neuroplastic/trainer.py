@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 import resource
 import sys
 import time
@@ -21,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import DataBundle, batches
-from .learners.base import Learner, check_loss
+from .learners.base import Learner, NonFiniteError, check_loss
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -49,6 +50,23 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete ``*.tmp<PID>`` files in ``folder`` left by a write-then-rename that a kill interrupted (their process
+    is gone); a live process's temporary is kept. Returns the files removed."""
+    from .bench.db import pid_alive
+
+    gone = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return gone
+    for f in folder.iterdir():
+        m = re.fullmatch(r".+\.tmp(\d+)", f.name)
+        if m and f.is_file() and not pid_alive(int(m.group(1))):
+            f.unlink(missing_ok=True)
+            gone.append(f)
+    return gone
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -192,7 +210,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
         eval_batch_size: int = 1000, check_every: int = 50, eval_train: bool = False, eval_every: int = 1,
         log: Any = None, callbacks: tuple[Callback, ...] | list[Callback] = (), checkpoint_every: int | None = None,
         hflip: bool = False, probe: dict[str, Any] | None = None, labels_per_class: list | None = None,
-        min_steps: int = 500, forward_timing: int | None = None) -> FitResult:
+        min_steps: int = 500, forward_timing: int | None = None,
+        checkpoint_meta: dict[str, Any] | None = None) -> FitResult:
     """Train ``learner`` on ``bundle`` for ``epochs``; evaluate validation and test after every
     ``eval_every``-th epoch and always after the last (tiny label sets train for hundreds of short epochs,
     where evaluating every epoch would cost more than training).
@@ -211,6 +230,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
       more per count of ``labels_per_class`` (``FitResult.label_runs``).
     - ``forward_timing``: time a plain inference pass over that many training samples at ``batch_size``
       (``forward_epoch_seconds`` scaled to the whole split, and ``train_over_forward``).
+    - ``checkpoint_meta`` (e.g. the config hash) is saved in every checkpoint; resuming a checkpoint whose meta
+      differs is refused with an error naming both, before anything is trained or written.
     """
     if epochs < 0 or batch_size < 1 or eval_every < 1 or (checkpoint_every is not None and checkpoint_every < 1):
         raise ValueError(f"epochs must be >= 0, batch_size >= 1, eval_every >= 1 and checkpoint_every >= 1 "
@@ -227,6 +248,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
+    if checkpoint_dir is not None:
+        remove_stale_temporaries(checkpoint_dir)
     gen = torch.Generator().manual_seed(seed)
     aug = torch.Generator().manual_seed(20_000 + seed) if hflip else None
     n_train = len(bundle.train)
@@ -237,6 +260,11 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
     start_epoch, start_step, epoch_rng, sums0, epoch_secs0, stopped = 0, 0, None, {}, 0.0, None
     if resume and ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True, map_location=device)
+        saved = state.get("meta") or {}
+        for k, v in (checkpoint_meta or {}).items():
+            if k in saved and saved[k] != v:
+                raise ValueError(f"{ckpt_path}: checkpoint of {k} {saved[k]!r}, this run has {v!r}; resume the same "
+                                 "config or start another run folder")
         learner.load_training_state(state["learner"])
         gen.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -257,7 +285,7 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
                      "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                      "aug_rng": aug.get_state() if aug is not None else None,
                      "history": history, "epoch": epoch, "train_seconds": st.train_seconds,
-                     "wall_seconds": st.wall_seconds, **extra}, ckpt_path)
+                     "wall_seconds": st.wall_seconds, "meta": dict(checkpoint_meta or {}), **extra}, ckpt_path)
 
     x_train, y_train = bundle.train.x, bundle.train.y
     for epoch in range(start_epoch, epochs if stopped is None else start_epoch):
@@ -281,7 +309,10 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
             if aug is not None:
                 xb = hflip_batch(xb, aug)
             learner.reset_state()
-            metrics = learner.train_step(xb, yb if learner.supervised else None)
+            try:
+                metrics = learner.train_step(xb, yb if learner.supervised else None)
+            except NonFiniteError as e:  # a learner's own check: say where in the run it happened
+                raise NonFiniteError(f"{e} (at epoch {epoch + 1} step {nsteps + 1})") from None
             nsteps += 1
             st.step = nsteps
             where = f"at epoch {epoch + 1} step {nsteps}"

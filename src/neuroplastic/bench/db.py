@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..experiment import InputError
+
 DEFAULT_PATH = Path("results") / "neuroplastic.db"
 STATUSES = ("pending", "running", "done", "failed")
 BUSY_TIMEOUT_MS = 60_000
@@ -124,7 +126,7 @@ class ResultsDB:
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             except sqlite3.DatabaseError as e:
-                raise ValueError(f"results database {str(self.path)!r} cannot be opened ({e}); "
+                raise InputError(f"results database {str(self.path)!r} cannot be opened ({e}); "
                                  f"move it away or choose another with --db") from None
             if mode.lower() != "wal":
                 conn.execute("PRAGMA journal_mode = DELETE")

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..experiment import InputError
 from .db import ResultsDB
 
 FORMATS = ("md", "html", "json")
@@ -168,11 +169,20 @@ def text_table(head: list[str], cells: list[list[str]]) -> str:
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in cells])
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md_escape(text: Any) -> str:
+    """``text`` as literal Markdown: HTML's ``& < >`` as entities (no raw HTML reaches the report) and Markdown's
+    markup characters backslash-escaped (no links, images or emphasis from a name, a commit or an error text);
+    newlines become spaces."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
 def md_table(head: list[str], cells: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table (``|`` in cells escaped)."""
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
-    out = ["| " + " | ".join(map(esc, head)) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(map(esc, r)) + " |" for r in cells]
+    """A GitHub-flavoured Markdown table, every cell :func:`md_escape`-d."""
+    out = ["| " + " | ".join(map(md_escape, head)) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(map(md_escape, r)) + " |" for r in cells]
     return "\n".join(out)
 
 
@@ -379,14 +389,14 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     """
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"unknown report format(s) {', '.join(map(repr, bad))}; allowed: {', '.join(FORMATS)}")
+        raise InputError(f"unknown report format(s) {', '.join(map(repr, bad))}; allowed: {', '.join(FORMATS)}")
     db_path = Path(db_path)
     if not db_path.exists():
         raise FileNotFoundError(f"results database {str(db_path)!r} not found; run `neuroplastic bench` first "
                                 f"or pass --db")
     db = ResultsDB(db_path)
     if suite is not None and suite not in db.suites():
-        raise ValueError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {', '.join(db.suites()) or 'none'}")
+        raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {', '.join(db.suites()) or 'none'}")
     rows = db.runs(suite)
     db.close()
     out = Path(out)
@@ -409,7 +419,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     pictures = run_pictures(rows, db_path.parent / "runs")
     title = "neuroplastic results" + (f": suite {suite}" if suite else "")
     if "md" in formats:
-        parts = [f"# {title}", "", *(f"- **{k}**: {v}" for k, v in meta), "", "## Comparison", "", _NOTES, "",
+        parts = [f"# {md_escape(title)}", "", *(f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in meta), "",
+                 "## Comparison", "", _NOTES, "",
                  md_table(*comp), "", "## Locality criteria and measured accuracy", "", md_table(*loc), ""]
         if failed:
             parts += ["## Failed runs", "", md_table(*fail_rows), ""]
@@ -422,11 +433,11 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
         if pictures:
             parts += ["## Pictures of trained learners", ""]
             for title_, pngs in pictures:
-                parts += [f"### {title_}", ""]
+                parts += [f"### {md_escape(title_)}", ""]
                 for name, png in pngs:
                     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{title_}-{name}")
                     written.append(write_atomic(out / "figures" / slug, png))
-                    parts += [f"![{name}](figures/{slug})", ""]
+                    parts += [f"![{md_escape(name)}](figures/{slug})", ""]
         written.append(write_atomic(out / "report.md", "\n".join(parts)))
     if "html" in formats:
         style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"

@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..experiment import InputError
 from .db import ResultsDB
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -61,7 +62,7 @@ def _read_section_file(path: Path) -> tuple[str, dict[str, Any], list[dict[str, 
         return path.stem, {}, data
     if isinstance(data, dict) and isinstance(data.get("records"), list):
         return str(data.get("section") or path.stem), dict(data.get("meta") or {}), data["records"]
-    raise ValueError(f"{path}: expected a list of records or a section file {{section, meta, records}}")
+    raise InputError(f"{path}: expected a list of records or a section file {{section, meta, records}}")
 
 
 def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
@@ -455,7 +456,7 @@ def export(db: ResultsDB, out: Path, *, readme: Path | None = None, include: tup
     if readme is not None:
         text = readme.read_text()
         if BEGIN not in text or END not in text:
-            raise ValueError(f"{readme}: no {BEGIN} ... {END} markers for the results table")
+            raise InputError(f"{readme}: no {BEGIN} ... {END} markers for the results table")
         table = _md_table(["system", "benchmark", "measured (final-epoch test %)", "target / paper", "hardware",
                            "section"], headlines(secs))
         head, rest = text.split(BEGIN, 1)

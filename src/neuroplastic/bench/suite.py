@@ -40,15 +40,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..experiment import yaml_load
+from ..experiment import InputError
 
 SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost")
 REGISTRY_MODES = ("quick",)
 
 
-class SuiteError(ValueError):
+class SuiteError(InputError):
     """A suite file is missing, malformed or names an unknown key/learner; the message says which."""
 
 
@@ -237,11 +235,13 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
 
 def load(name_or_path: str | os.PathLike) -> Suite:
     """Load and expand a suite by built-in name (``quick``) or YAML path."""
+    from ..experiment import ConfigError, read_yaml
+
     path = find(name_or_path)
     try:
-        spec = yaml_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SuiteError(f"suite file {str(path)!r} is not valid YAML: {e}") from None
+        spec = read_yaml(path, "suite file")
+    except ConfigError as e:
+        raise SuiteError(str(e)) from None
     return expand(spec, source=str(path))
 
 

@@ -120,6 +120,9 @@ class SupervisedNet(Learner):
         super().__init__()
         if mode not in MODE_INFO:
             raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODE_INFO)}")
+        if (not isinstance(hidden, (list, tuple)) or not hidden
+                or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in hidden)):
+            raise ValueError(f"hidden must be a non-empty list of layer sizes (ints from 1 to 65536), got {hidden!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         if weight_decay is None:

@@ -1,0 +1,175 @@
+"""Regression tests of the hardening issue: nothing the library reads runs code, no silently wrong resume, hostile
+YAML refused quickly, values with the wrong meaning refused, bad input one line (exit 2) and internal errors
+apart (exit 1, traceback in a log), Markdown that cannot inject, no temporaries left by a kill."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import yaml
+
+from neuroplastic import cli, experiment, trainer
+from neuroplastic.experiment import ConfigError
+
+
+def _run(capsys, argv) -> tuple[int, str]:
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+class _Payload:
+    """Unpickling this writes a file: proof that a load ran code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_planted_checkpoint_runs_no_code_on_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "bp-digits", "--epochs", "1", "--out", "run", "-q"]) == 0
+    torch.save({"learner": _Payload(str(tmp_path / "pwned")), "epoch": 0}, tmp_path / "run" / trainer.CHECKPOINT)
+    code, err = _run(capsys, ["train", "bp-digits", "--epochs", "2", "--out", "run", "--resume", "-q"])
+    assert code != 0 and not (tmp_path / "pwned").exists()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_resume_with_another_config_is_refused_before_writing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "bp-digits", "--epochs", "2", "--out", "run", "-q"]) == 0
+    before = (tmp_path / "run" / "config.yaml").read_text()
+    code, err = _run(capsys, ["train", "bp-digits", "--epochs", "2", "--set", "params.lr=0.5", "--out", "run",
+                              "--resume", "-q"])
+    assert code == 2 and "params.lr: 0.001 -> 0.5" in err
+    assert (tmp_path / "run" / "config.yaml").read_text() == before
+    # the checkpoint itself carries the config hash: a folder whose config.yaml was swapped is refused too
+    cfg = experiment.validate(yaml.safe_load(before))
+    other = experiment.validate({**cfg, "seed": 5})
+    from neuroplastic import data
+
+    bundle = data.prepare("digits", val=0.1, seed=0)
+    learner = experiment.make_learner(other, bundle)
+    with pytest.raises(ValueError, match="config_hash"):
+        trainer.fit(learner, bundle, epochs=2, batch_size=32, checkpoint_dir=tmp_path / "run", resume=True,
+                    progress=False, checkpoint_meta={"config_hash": experiment.config_hash(other)})
+
+
+def test_train_never_overwrites_a_users_config(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("# mine\nlearner: bp\n")
+    code, err = _run(capsys, ["train", "bp-digits", "--epochs", "1", "--out", ".", "-q"])
+    assert code == 2 and "config.yaml" in err
+    assert (tmp_path / "config.yaml").read_text() == "# mine\nlearner: bp\n"
+    (tmp_path / "afile").write_text("x")
+    code, err = _run(capsys, ["train", "bp-digits", "--out", "afile", "-q"])
+    assert code == 2 and "afile" in err
+
+
+@pytest.mark.parametrize("text, words", [
+    ("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)), "expands"),
+    ("learner: bp\nlearner: fa\n", "duplicate key 'learner'"),
+    ("a: " + "[" * 500 + "]" * 500 + "\n", "nesting deeper"),
+])
+def test_hostile_yaml_is_refused_quickly_naming_the_file(tmp_path, text, words):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=words) as e:
+        experiment.load_yaml(p)
+    assert "c.yaml" in str(e.value) and time.perf_counter() - t0 < 5
+
+
+def test_undecodable_or_folder_config_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin.yaml").write_bytes(b"learner: b\xe9p\n")
+    code, err = _run(capsys, ["train", "latin.yaml"])
+    assert code == 2 and "latin.yaml" in err and "UTF-8" in err
+    (tmp_path / "d.yaml").mkdir()
+    code, err = _run(capsys, ["train", "d.yaml"])
+    assert code == 2 and "d.yaml" in err
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"params": {"hidden": [0]}}, "hidden"), ({"params": {"hidden": [-3]}}, "hidden"),
+    ({"params": {"hidden": "64"}}, "hidden"), ({"params": {"hidden": 64}}, "hidden"),
+    ({"params": {"hidden": [10**9]}}, "hidden"), ({"val": 1.5}, "val"), ({"val": -1}, "val"),
+    ({"limit_train": -5}, "limit_train"), ({"limit_test": 0}, "limit_test"),
+    ({"eval_batch_size": 0}, "eval_batch_size"), ({"seed": -1}, "seed"), ({"seed": float("inf")}, "seed"),
+])
+def test_values_with_the_wrong_meaning_are_config_errors(extra, key):
+    for learner in ("bp", "brsf"):
+        with pytest.raises(ConfigError, match=key):
+            experiment.build({"learner": learner, "dataset": "digits", **extra})
+
+
+def test_flips_on_non_images_are_config_errors():
+    with pytest.raises(ConfigError, match="protocol.hflip"):
+        experiment.build({"learner": "bp", "dataset": "context-mini", "protocol": {"hflip": True}})
+
+
+def test_internal_errors_exit_1_with_the_traceback_in_a_log(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def broken(*a, **k):
+        raise KeyError("a bug, not the user's input")
+
+    monkeypatch.setattr(experiment, "run", broken)
+    code, err = _run(capsys, ["train", "bp-digits", "--epochs", "1", "--out", "o", "-q"])
+    assert code == 1 and "internal error" in err and len(err.strip().splitlines()) == 1
+    [log] = list((tmp_path / "results" / "logs").glob("error-train-*.log"))
+    assert "Traceback" in log.read_text() and "a bug" in log.read_text()
+
+
+def test_markdown_report_escapes_names_and_errors(tmp_path):
+    from neuroplastic.bench.db import ResultsDB
+    from neuroplastic.bench.report import md_escape, write_report
+
+    assert md_escape("<img src=x onerror=alert(1)>") == "&lt;img src=x onerror=alert\\(1\\)&gt;"
+    assert md_escape("[click](http://x)") == "\\[click\\]\\(http://x\\)"
+    db = ResultsDB(tmp_path / "db.sqlite")
+    cfg = experiment.validate({"learner": "bp", "dataset": "digits"})
+    db.add_runs("s", [("h1", cfg)])
+    db.claim("h1")
+    db.fail("h1", "ValueError: <script>alert(1)</script> ![x](http://evil/p.png)")
+    db.close()
+    write_report(tmp_path / "db.sqlite", tmp_path / "rep", ("md",))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "<script>" not in md and "![x](http" not in md and "&lt;script&gt;" in md
+
+
+def test_a_killed_write_leaves_no_temporary_behind(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = tmp_path / f"checkpoint.pt.tmp{p.pid}"
+        live.write_bytes(b"partial")
+        dead = tmp_path / "checkpoint.pt.tmp999999999"
+        dead.write_bytes(b"partial")
+        (tmp_path / "records.json.tmp999999998").write_text("[")
+        gone = trainer.remove_stale_temporaries(tmp_path)
+        assert sorted(g.name for g in gone) == ["checkpoint.pt.tmp999999999", "records.json.tmp999999998"]
+        assert live.exists()  # a live writer's temporary is left alone
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_divergence_inside_a_learner_names_epoch_and_step():
+    from neuroplastic import data, learners
+    from neuroplastic.learners.base import NonFiniteError
+
+    bundle = data.prepare("context-mini", val=0, seed=0, limit_train=40)
+    m = learners.get("snn-mode", in_shape=bundle.in_shape, n_classes=bundle.n_classes, n_hidden=16, n_modes=2,
+                     lr=1e6)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match=r"epoch 1 step 1"):
+        trainer.fit(m, bundle, epochs=1, batch_size=8, progress=False)

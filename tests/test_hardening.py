@@ -173,3 +173,28 @@ def test_divergence_inside_a_learner_names_epoch_and_step():
             p.fill_(float("nan"))
     with pytest.raises(NonFiniteError, match=r"epoch 1 step 1"):
         trainer.fit(m, bundle, epochs=1, batch_size=8, progress=False)
+
+
+def test_claims_hold_leases_so_a_reused_pid_or_renamed_host_cannot_keep_a_dead_run(tmp_path, capsys):
+    """A running row claimed by a live PID of another process (PID reuse) or another host name is reclaimed once
+    its lease expires; a live worker's heartbeat keeps it; a resumed crash uses up no attempt."""
+    from neuroplastic.bench.db import ResultsDB
+
+    db = ResultsDB(tmp_path / "db.sqlite")
+    cfg = experiment.validate({"learner": "bp", "dataset": "digits"})
+    db.add_runs("s", [("a", cfg), ("b", cfg | {"seed": 1})])
+    assert db.claim("a", pid=1)  # pid 1 is alive (init): as if a dead worker's pid had been reused
+    assert not db.claim("a")  # live pid, lease valid: not claimable
+    assert db.heartbeat("a", pid=1)
+    with db._tx() as c:  # the dead worker never renews: its lease runs out
+        c.execute("UPDATE runs SET lease=? WHERE hash='a'", (time.time() - 1,))
+    assert db.claim("a") and db.get("a")["attempts"] == 1  # resumed: the crash did not use up an attempt
+    assert not db.heartbeat("a", pid=1)  # the old claimant lost it
+    assert not db.finish("a", metrics={}, history=[], env={}, train_seconds=0, wall_seconds=0, record={}, pid=1)
+    db.claim("b")
+    with db._tx() as c:  # claimed under another host name, then the host was renamed (containers)
+        c.execute("UPDATE runs SET host='old-name', lease=? WHERE hash='b'", (time.time() - 1,))
+    assert db.claim("b")
+    db.close()
+    code, err = _run(capsys, ["bench", "quick", "--max-attempts", "-1", "--db", str(tmp_path / "x.db")])
+    assert code == 2 and "--max-attempts" in err

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from .experiment import InputError
+from .errors import InputError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -180,6 +180,8 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--jobs must be >= 1, got {a.jobs}")
     if a.threads is not None and a.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {a.threads}")
+    if a.max_attempts < 1:
+        raise UsageError(f"--max-attempts must be >= 1 (--retry-failed retries every failed run), got {a.max_attempts}")
     if a.device and a.device != "cpu" and not a.device.startswith("cuda"):
         raise UsageError(f"--device must be cpu or cuda[:N], got {a.device!r}")
     if a.list:

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 import yaml
 
+from .errors import InputError
+
 DEFAULTS: dict[str, Any] = {
     "learner": None,
     "dataset": "digits",
@@ -167,12 +169,6 @@ def yaml_load(text: str):
     obj = yaml.load(text, Loader=_Loader)
     _expanded_size(obj, YAML_MAX_VALUES)
     return obj
-
-
-class InputError(ValueError):
-    """Bad input — a config, a file, an argument — found before work starts; the message names it. The command
-    line prints it as one line and exits with status 2 (any other exception is an internal error: exit 1, its
-    traceback kept in a log file)."""
 
 
 class ConfigError(InputError):

@@ -97,8 +97,8 @@ class FitResult:
 
 @dataclasses.dataclass
 class TrainState:
-    """What callbacks see: the epoch and step in progress (both 0-based counts of what is finished), the
-    number of epochs planned, the training seconds and wall seconds spent (over resumptions). A callback sets
+    """What callbacks see: ``epoch``, the index of the epoch in progress (0-based); ``step``, the steps finished in
+    it; ``epochs``, the epochs planned; the training and wall seconds spent (over resumptions). A callback sets
     ``stop`` to a reason (e.g. ``"budget"``) to end the run after the current epoch."""
 
     epochs: int

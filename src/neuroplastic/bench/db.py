@@ -8,7 +8,10 @@ run shared by two suites is trained once).
 
 Concurrency: WAL journal, a busy timeout and short transactions (``BEGIN IMMEDIATE`` … ``COMMIT``) so
 writers queue instead of failing. Claiming a run is one atomic ``UPDATE`` whose ``WHERE`` accepts only a
-pending run, a failed run (when retrying), or a running run whose process is dead on this host.
+pending run, a failed run (when retrying), or a running run whose claim is void: its process is dead on this
+host, or its lease expired (a claim holds a lease of :data:`LEASE_SECONDS` that the worker renews while it
+trains: a PID reused by another process, or a host that changed its name, cannot keep a dead run claimed).
+``attempts`` counts claims that were not resumptions: a run resumed after a crash does not use one up.
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..experiment import InputError
+from ..errors import InputError
 
 DEFAULT_PATH = Path("results") / "neuroplastic.db"
 STATUSES = ("pending", "running", "done", "failed")
 BUSY_TIMEOUT_MS = 60_000
+#: How long a claim holds without a heartbeat; workers renew it every :data:`HEARTBEAT_SECONDS`.
+LEASE_SECONDS = 300.0
+HEARTBEAT_SECONDS = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,7 +55,8 @@ CREATE TABLE IF NOT EXISTS runs (
     wall_seconds REAL,
     command TEXT,
     record TEXT,
-    records TEXT
+    records TEXT,
+    lease REAL
 );
 CREATE TABLE IF NOT EXISTS suite_runs (
     suite TEXT NOT NULL,
@@ -115,6 +122,8 @@ class ResultsDB:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
         if "records" not in cols:  # a store written before label-count records existed
             conn.execute("ALTER TABLE runs ADD COLUMN records TEXT")
+        if "lease" not in cols:  # a store written before leases existed
+            conn.execute("ALTER TABLE runs ADD COLUMN lease REAL")
 
     # ----------------------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -173,22 +182,32 @@ class ResultsDB:
         return new
 
     def claim(self, h: str, *, retry_failed: bool = True, max_attempts: int | None = None,
-              pid: int | None = None) -> bool:
-        """Atomically mark run ``h`` as running by this process; False if it is not claimable.
+              pid: int | None = None, lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Atomically mark run ``h`` as running by this process with a lease; False if it is not claimable.
 
-        Claimable: ``pending``; ``running`` on this host with a dead pid (an interrupted run); ``failed``
-        when ``retry_failed`` and (``max_attempts`` is None or attempts < ``max_attempts``).
+        Claimable: ``pending``; ``running`` whose claim is void (process dead on this host, or lease expired:
+        an interrupted run, resumed without counting an attempt); ``failed`` when ``retry_failed`` and
+        (``max_attempts`` is None or attempts < ``max_attempts``).
         """
         pid = os.getpid() if pid is None else pid
         cap = -1 if max_attempts is None else int(max_attempts)
+        now = time.time()
         with self._tx() as c:
             cur = c.execute(
-                "UPDATE runs SET status='running', pid=?, host=?, started=?, finished=NULL, "
-                "attempts=attempts+1, error=NULL WHERE hash=? AND ("
+                "UPDATE runs SET attempts=attempts + (CASE WHEN status='running' THEN 0 ELSE 1 END), "
+                "status='running', pid=?, host=?, started=?, finished=NULL, error=NULL, lease=? WHERE hash=? AND ("
                 " status='pending'"
-                " OR (status='running' AND host=? AND NOT pid_alive(pid))"
+                " OR (status='running' AND ((host=? AND NOT pid_alive(pid)) OR (lease IS NOT NULL AND lease < ?)))"
                 " OR (status='failed' AND ? AND (? < 0 OR attempts < ?)))",
-                (pid, self.host, time.time(), h, self.host, int(retry_failed), cap, cap))
+                (pid, self.host, now, now + lease_seconds, h, self.host, now, int(retry_failed), cap, cap))
+            return cur.rowcount == 1
+
+    def heartbeat(self, h: str, pid: int | None = None, lease_seconds: float = LEASE_SECONDS) -> bool:
+        """Renew this process's lease on run ``h``; False if the claim is no longer its own."""
+        pid = os.getpid() if pid is None else pid
+        with self._tx() as c:
+            cur = c.execute("UPDATE runs SET lease=? WHERE hash=? AND status='running' AND pid=? AND host=?",
+                            (time.time() + lease_seconds, h, pid, self.host))
             return cur.rowcount == 1
 
     def finish(self, h: str, *, metrics: dict, history: list, env: dict, train_seconds: float,
@@ -200,11 +219,11 @@ class ResultsDB:
         with self._tx() as c:
             cur = c.execute(
                 "UPDATE runs SET status='done', finished=?, metrics=?, history=?, env=?, train_seconds=?, "
-                "wall_seconds=?, record=?, records=?, command=?, error=NULL "
-                "WHERE hash=? AND status='running' AND pid=?",
+                "wall_seconds=?, record=?, records=?, command=?, error=NULL, lease=NULL "
+                "WHERE hash=? AND status='running' AND pid=? AND host=?",
                 (time.time(), json.dumps(metrics, default=str), json.dumps(history, default=str),
                  json.dumps(env, default=str), train_seconds, wall_seconds, json.dumps(record, default=str),
-                 json.dumps(records if records is not None else [record], default=str), command, h, pid))
+                 json.dumps(records if records is not None else [record], default=str), command, h, pid, self.host))
             return cur.rowcount == 1
 
     def put_done(self, suite: str, h: str, cfg: dict, **finish: Any) -> None:
@@ -252,17 +271,17 @@ class ResultsDB:
         """Mark a claimed run ``failed`` with its error text."""
         pid = os.getpid() if pid is None else pid
         with self._tx() as c:
-            cur = c.execute("UPDATE runs SET status='failed', finished=?, error=?, env=?, command=? "
-                            "WHERE hash=? AND status='running' AND pid=?",
-                            (time.time(), error, json.dumps(env or {}, default=str), command, h, pid))
+            cur = c.execute("UPDATE runs SET status='failed', finished=?, error=?, env=?, command=?, lease=NULL "
+                            "WHERE hash=? AND status='running' AND pid=? AND host=?",
+                            (time.time(), error, json.dumps(env or {}, default=str), command, h, pid, self.host))
             return cur.rowcount == 1
 
     def release(self, h: str, reason: str = "interrupted", pid: int | None = None) -> bool:
         """Give a claimed run back (status ``pending``, e.g. on Ctrl-C); its checkpoint stays for resume."""
         pid = os.getpid() if pid is None else pid
         with self._tx() as c:
-            cur = c.execute("UPDATE runs SET status='pending', pid=NULL, error=? "
-                            "WHERE hash=? AND status='running' AND pid=?", (reason, h, pid))
+            cur = c.execute("UPDATE runs SET status='pending', pid=NULL, error=?, lease=NULL "
+                            "WHERE hash=? AND status='running' AND pid=? AND host=?", (reason, h, pid, self.host))
             return cur.rowcount == 1
 
     # ----------------------------------------------------------------------------------------------

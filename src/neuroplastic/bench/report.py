@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..experiment import InputError
+from ..errors import InputError
 from .db import ResultsDB
 
 FORMATS = ("md", "html", "json")

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .db import ResultsDB
 from .suite import Suite
@@ -50,8 +50,9 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
     run_dir = results_dir / "runs" / h
     experiment.write_json_atomic(cfg, run_dir / "config.json")
     try:
-        out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
-                             figures_dir=run_dir / "figures")
+        with _Heartbeat(db.path, h):
+            out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
+                                 figures_dir=run_dir / "figures")
     except KeyboardInterrupt:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the release
         try:
@@ -70,6 +71,35 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
     db.finish(h, metrics=out.metrics, history=out.history, env=out.env, train_seconds=out.train_seconds,
               wall_seconds=out.wall_seconds, record=recs[0], records=recs, command=command)
     return "done"
+
+
+class _Heartbeat:
+    """Renew this process's lease on a claimed run every ``HEARTBEAT_SECONDS`` from a thread (its own database
+    connection) while the run trains, so that a live worker's claim never expires and a dead one's does."""
+
+    def __init__(self, db_path: Path, h: str) -> None:
+        import threading
+
+        self.db_path, self.h, self.stop = db_path, h, threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"lease-{h}", daemon=True)
+
+    def _beat(self) -> None:
+        from .db import HEARTBEAT_SECONDS
+
+        db = ResultsDB(self.db_path)
+        try:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                db.heartbeat(self.h)
+        finally:
+            db.close()
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
 
 
 def _line(db: ResultsDB, hashes: list[str], h: str, cfg: dict, status: str) -> str:

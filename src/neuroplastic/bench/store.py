@@ -26,7 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..experiment import InputError
+from ..errors import InputError
 from .db import ResultsDB
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

@@ -40,7 +40,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..experiment import InputError
+from ..errors import InputError
 
 SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost")
 REGISTRY_MODES = ("quick",)

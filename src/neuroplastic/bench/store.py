@@ -92,10 +92,15 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
                     r["command"] = fixed
             out.append(r)
         smeta = dict(smeta, source_file=f.name)
-        smeta.setdefault("kind", "earlier")  # records of the retired scripts; an exported suite section stays one
+        # records of the retired scripts are "earlier"; an exported suite section (it names its suite) stays one
+        smeta.setdefault("kind", "suite" if smeta.get("suite") else "earlier")
         if notes is not None and (notes / f"{name}.md").is_file():
             smeta["note"] = portable_command((notes / f"{name}.md").read_text().strip())
         smeta.update((meta or {}).get(name, {}))
+        if smeta["kind"] == "suite":  # runs of one suite from several stores: merge by run and label count
+            key = lambda r: (r.get("hash"), str(r.get("labels_per_class")))  # noqa: E731
+            fresh = {key(r) for r in out}
+            out = [r for r in db.imported(name).get(name, []) if key(r) not in fresh] + out
         db.set_section(name, smeta)
         counts[name] = db.import_records(name, out)
     return counts
@@ -295,7 +300,7 @@ def _norm_params(r: dict[str, Any]) -> dict[str, Any]:
 
 def _key(r: dict[str, Any]) -> tuple:
     return (r.get("learner"), r.get("dataset"), str(r.get("preset")), r.get("seed"), r.get("epochs"),
-            r.get("batch_size"), str(r.get("labels_per_class") or "all"),
+            r.get("batch_size"), str(r.get("labels_per_class") or "all"), r.get("variant"), r.get("rerun"),
             json.dumps(_norm_params(r), sort_keys=True, default=str))
 
 

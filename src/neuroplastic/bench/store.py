@@ -98,7 +98,7 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
             smeta["note"] = portable_command((notes / f"{name}.md").read_text().strip())
         smeta.update((meta or {}).get(name, {}))
         if smeta["kind"] == "suite":  # runs of one suite from several stores: merge by run and label count
-            key = lambda r: (r.get("hash"), str(r.get("labels_per_class")))  # noqa: E731
+            key = lambda r: (r.get("hash"), str(r.get("labels_per_class")))
             fresh = {key(r) for r in out}
             out = [r for r in db.imported(name).get(name, []) if key(r) not in fresh] + out
         db.set_section(name, smeta)
@@ -305,11 +305,12 @@ def _key(r: dict[str, Any]) -> tuple:
 
 
 def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count and
-    non-default parameters) was recorded before, with both accuracies."""
+    """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count,
+    labelled variant and non-default parameters) was recorded before, with both accuracies; sections whose code
+    defaults have since changed (meta ``superseded``) are not compared."""
     earlier: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)
     for s in secs:
-        if s["meta"].get("kind") == "earlier":
+        if s["meta"].get("kind") == "earlier" and not s["meta"].get("superseded"):
             for r in s["records"]:
                 if isinstance(r.get("test_acc"), (int, float)) and r.get("status", "done") == "done":
                     earlier[_key(r)].append((s["section"], r))

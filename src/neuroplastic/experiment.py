@@ -242,10 +242,11 @@ def load_recipe(name: str) -> dict[str, Any]:
     return cfg
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``a`` updated by ``b``; nested dicts merge key by key (``b`` wins)."""
     out = copy.deepcopy(a)
     for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
 
@@ -264,7 +265,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         bad = [k for k in base if k not in DEFAULTS]
         if bad:
             raise ConfigError(f"recipe {cfg['recipe']!r}: unknown config key(s) {', '.join(map(repr, bad))}")
-        cfg = _merge(base, cfg)
+        cfg = deep_merge(base, cfg)
     given = set(cfg)
     out = copy.deepcopy(DEFAULTS)
     out.update(copy.deepcopy(cfg))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import statistics
 from collections import defaultdict
@@ -28,6 +27,7 @@ from typing import Any
 
 from ..errors import InputError
 from .db import ResultsDB
+from .report import write_atomic
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: Sections that are not studies (the offline demo, single ``train`` runs); exported only when asked for.
@@ -430,14 +430,6 @@ def render(secs: list[dict[str, Any]]) -> str:
                 f"Commit(s): {', '.join(commits)} · torch {', '.join(torch_v)}"
                 + (f" · date {dates[0]}–{dates[-1]}" if dates else ""), ""]
     return "\n".join(out) + "\n"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` by write-then-rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def export(db: ResultsDB, out: Path, *, readme: Path | None = None, include: tuple[str, ...] = (),

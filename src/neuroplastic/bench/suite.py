@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..experiment import deep_merge
 
 SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost")
 REGISTRY_MODES = ("quick",)
@@ -113,17 +114,6 @@ def find(name_or_path: str | os.PathLike) -> Path:
         return cand
     raise SuiteError(f"no suite file or built-in suite named {str(name_or_path)!r}; "
                      f"built-in suites: {', '.join(builtin_names()) or '(none)'}")
-
-
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of ``a`` updated by ``b``; nested dicts merge key by key (``b`` wins)."""
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

@@ -264,6 +264,142 @@ def test_idx_label_out_of_range(tmp_path, monkeypatch):
         data.load("kmnist", tmp_path)
 
 
+def _idx_raw(arr: np.ndarray, code: int = 0x08, dims=None) -> bytes:
+    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4")}[code]
+    dims = arr.shape if dims is None else dims
+    return bytes([0, 0, code, len(dims)]) + np.asarray(dims, dtype=">i4").tobytes() + arr.astype(dtype).tobytes()
+
+
+def _break(kind: str, folder: Path) -> None:
+    """Damage a valid decompressed IDX set in ``folder`` in one way (the malformed sets of issue #19)."""
+    labels, images = folder / "train-labels-idx1-ubyte", folder / "train-images-idx3-ubyte"
+    rng = np.random.default_rng(1)
+    if kind == "negative label":
+        labels.write_bytes(_idx_raw(np.array([-1] + [0] * 11), 0x09))
+    elif kind == "float label":
+        labels.write_bytes(_idx_raw(np.full(12, 1.5), 0x0D))
+    elif kind == "int32 label":
+        labels.write_bytes(_idx_raw(np.arange(12) % 10, 0x0C))
+    elif kind == "label out of range":
+        labels.write_bytes(_idx_raw(np.full(12, 10)))
+    elif kind == "labels 2-D":
+        labels.write_bytes(_idx_raw(np.zeros((12, 1))))
+    elif kind == "fewer labels":
+        labels.write_bytes(_idx_raw(np.zeros(11)))
+    elif kind == "test shape differs":
+        (folder / "t10k-images-idx3-ubyte").write_bytes(_idx_raw(rng.integers(0, 256, (7, 32, 32))))
+    elif kind == "images 2-D":
+        images.write_bytes(_idx_raw(rng.integers(0, 256, (12, 784))))
+    elif kind == "float images":
+        images.write_bytes(_idx_raw(rng.random((12, 28, 28)), 0x0D))
+    elif kind == "negative dimension":
+        images.write_bytes(_idx_raw(np.zeros(0), dims=(-12, 28, 28)))
+    elif kind == "overflowing dimensions":
+        images.write_bytes(_idx_raw(np.zeros(0), dims=(2 ** 31 - 1,) * 4))
+    elif kind == "truncated":
+        images.write_bytes(images.read_bytes()[:-3])
+    elif kind == "bad magic":
+        images.write_bytes(b"\x01" + images.read_bytes()[1:])
+    elif kind == "directory":
+        images.unlink()
+        images.mkdir()
+    elif kind == "fifo":
+        images.unlink()
+        os.mkfifo(images)
+    elif kind == "symlink to /dev/zero":
+        images.unlink()
+        images.symlink_to("/dev/zero")
+    elif kind == "gzip bomb":
+        images.unlink()
+        (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(4 << 20)))
+    else:
+        raise AssertionError(kind)
+
+
+def _within(seconds: float, fn):
+    """``fn()``'s result or exception, failing the test if it has not returned after ``seconds``."""
+    import threading
+
+    box = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"still running after {seconds} s (blocked on a FIFO or reading forever?)"
+    return box
+
+
+MALFORMED = ["negative label", "float label", "int32 label", "label out of range", "labels 2-D", "fewer labels",
+             "test shape differs", "images 2-D", "float images", "negative dimension", "overflowing dimensions",
+             "truncated", "bad magic", "directory", "fifo", "symlink to /dev/zero", "gzip bomb"]
+
+
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_malformed_idx_sets_are_refused_alike_by_verify_and_load(tmp_path, monkeypatch, kind):
+    """#19 item 5: every malformed set is a DatasetError naming the dataset from both ``data verify`` and
+    loading — never "ok", an IndexError, a numpy error, a hang or an endless read."""
+    folder = tmp_path / "kmnist"
+    make_idx(folder, gz=False)
+    for stem in idx.STEMS:  # format checks only: no checksum may catch the damage first
+        monkeypatch.setitem(idx.SPECS["kmnist"].sha256, stem, None)
+        monkeypatch.setitem(idx.SPECS["kmnist"].gz_sha256, stem, None)
+    monkeypatch.setattr(idx, "MAX_IDX_BYTES", 1 << 20)
+    assert dl.verify("kmnist", tmp_path) == []
+    _break(kind, folder)
+    loaded = _within(20, lambda: data.load("kmnist", tmp_path))
+    assert isinstance(loaded.get("error"), DatasetError), loaded
+    msg = str(loaded["error"])
+    assert msg.startswith("kmnist") and "\n" not in msg
+    problems = _within(20, lambda: dl.verify("kmnist", tmp_path))["value"]
+    assert problems and all(p.startswith("kmnist") for p in problems)
+    cli = _within(20, lambda: data.load("kmnist", tmp_path))  # and again: nothing was left half-read
+    assert isinstance(cli.get("error"), DatasetError)
+
+
+def test_fashion_mnist_pins_the_decompressed_content(tmp_path, monkeypatch):
+    """A decompressed Fashion-MNIST copy is checked by checksum, not by format alone; a re-compressed copy
+    of the right content is accepted (the wrapper is not what is pinned)."""
+    files, _ = make_idx(tmp_path / "fashion-mnist", gz=False)
+    with pytest.raises(DatasetError, match="checksum mismatch .*decompressed"):
+        data.load("fashion-mnist", tmp_path)
+    assert idx.SPECS["fashion-mnist"].sha256["train-images-idx3-ubyte"].startswith("c59f468a")
+    for stem, (raw, _) in files.items():
+        (tmp_path / "fashion-mnist" / stem).unlink()
+        (tmp_path / "fashion-mnist" / (stem + ".gz")).write_bytes(gzip.compress(raw, compresslevel=1))
+        monkeypatch.setitem(idx.SPECS["fashion-mnist"].sha256, stem, sha(raw))
+    assert len(data.load("fashion-mnist", tmp_path)[0]) == 12
+
+
+def test_cifar_refuses_special_files_and_negative_labels(tmp_path, monkeypatch):
+    fmt, files = cifar_files("cifar-10", "bin", cifar_arrays("cifar-10"))
+    trust_cifar(monkeypatch, fmt, files)
+    write_cifar(tmp_path / "cifar-10", fmt, files, "folder")
+    folder = tmp_path / "cifar-10" / fmt.folder
+    assert dl.verify("cifar-10", tmp_path) == []
+    target = folder / fmt.train[0]
+    target.unlink()
+    os.mkfifo(target)
+    box = _within(20, lambda: data.load("cifar-10", tmp_path))
+    assert isinstance(box.get("error"), DatasetError) and "not a regular file" in str(box["error"])
+    target.unlink()
+    target.symlink_to("/dev/zero")
+    box = _within(20, lambda: dl.verify("cifar-10", tmp_path))
+    assert "not a regular file" in box["value"][0]
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(DatasetError, match="is a directory"):
+        data.load("cifar-10", tmp_path)
+    with pytest.raises(DatasetError, match="negative label"):
+        from neuroplastic.data.core import check_labels
+        check_labels(np.array([3, -1]), 10, "cifar-10: x")
+
+
 def test_idx_missing_file_message(tmp_path):
     with pytest.raises(DatasetError) as e:
         data.load("fashion-mnist", tmp_path)
@@ -471,7 +607,7 @@ def test_cifar_label_out_of_range(tmp_path, monkeypatch):
     fmt, files = cifar_files("cifar-10", "bin", arrays)
     trust_cifar(monkeypatch, fmt, files)
     write_cifar(tmp_path, fmt, files, "folder")
-    with pytest.raises(DatasetError, match="label 10 >= 10"):
+    with pytest.raises(DatasetError, match="labels go up to 10"):
         data.load("cifar-10", tmp_path)
 
 

@@ -299,7 +299,7 @@ def cmd_data(a: argparse.Namespace, command: str) -> int:
             for p in problems:
                 print(f"  {p}", file=sys.stderr)
             return 1
-        print(f"{a.name}: ok ({dl.status(a.name)})")
+        print(f"{a.name}: ok under {root}")
         return 0
     dl.download(a.name)
     problems = dl.verify(a.name)

@@ -297,11 +297,10 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     for k in ("limit_train", "limit_test"):
         if out[k] is not None and out[k] < 1:
             raise ConfigError(f"config key {k!r} must be >= 1 (or null: all), got {out[k]}")
-    allowed = learners.allowed_params(out["learner"])
-    bad = [k for k in out["params"] if k not in allowed]
-    if bad:
-        raise ConfigError(f"learner {out['learner']!r}: unknown parameter(s) {', '.join(map(repr, bad))}; "
-                          f"allowed: {', '.join(allowed)}")
+    try:
+        learners.check_params(out["learner"], out["params"])
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     e = learners.entry(out["learner"])
     try:
         fixed = e.cls.run_defaults({**e.defaults, **_learner_kwargs(out)})
@@ -311,9 +310,26 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if k not in given:
             out[k] = v
     out["protocol"] = validate_protocol(out["protocol"])
-    if out["device"] != "cpu" and not out["device"].startswith("cuda"):
-        raise ConfigError(f"config key 'device' must be 'cpu' or 'cuda[:N]', got {out['device']!r}")
+    out["device"] = check_device(out["device"])
     return out
+
+
+def check_device(device: str) -> str:
+    """``device`` if it names a device this machine has (``cpu``, ``cuda``, ``cuda:N``), else a
+    :class:`ConfigError` naming the key: an absent CUDA device is refused before any data is loaded."""
+    import re
+
+    m = re.fullmatch(r"cpu|cuda(?::(\d+))?", device)
+    if m is None:
+        raise ConfigError(f"config key 'device' must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"config key 'device' is {device!r} but this machine has no CUDA device (torch "
+                              f"{torch.__version__}); use 'cpu'")
+        n = torch.cuda.device_count()
+        if m.group(1) is not None and int(m.group(1)) >= n:
+            raise ConfigError(f"config key 'device' is {device!r} but this machine has {n} CUDA device(s)")
+    return device
 
 
 def _typed(v: Any, types: tuple[type, ...]) -> bool:
@@ -487,12 +503,21 @@ def build(cfg: dict[str, Any]):
 
     cfg = validate(cfg)
     seed_everything(cfg["seed"], cfg["deterministic"])
-    bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
-                          limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
+    try:
+        bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
+                              limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
+    except ValueError as e:  # the split sizes: the one ValueError prepare raises on a validated config
+        raise ConfigError(f"config key 'val': {e}") from None
     try:
         learner = make_learner(cfg, bundle)
+        learner.configure(cfg["epochs"], 1)  # optimizer settings are checked now, not when training starts
     except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
         raise ConfigError(f"learner {cfg['learner']!r}: {' '.join(str(e).split())}") from None
+    except (RuntimeError, MemoryError) as e:  # an allocation the machine cannot hold: the sizes asked are too big
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise ConfigError(f"learner {cfg['learner']!r}: params {cfg['params']} ask for a model that does not fit "
+                          f"in memory ({' '.join(str(e).split())[:120]})") from None
     images = bundle.train.x.dim() == 4
     for key, on in (("protocol.hflip", cfg["protocol"]["hflip"]), ("protocol.probe.flip",
                                                                   cfg["protocol"]["probe"].get("flip"))):
@@ -637,7 +662,7 @@ def check_resume(folder: str | os.PathLike, cfg: dict[str, Any]) -> None:
     saved = next((folder / n for n in ("config.yaml", "config.json") if (folder / n).is_file()), None)
     if saved is None:
         return
-    old = validate(load_yaml(saved))
+    old = validate({**load_yaml(saved), "device": cfg["device"]})  # a GPU run may resume on another device
     if config_hash(old) != config_hash(cfg):
         raise ConfigError(f"{str(folder)!r} holds a run of another config; --resume continues only the same config "
                           f"(differs: {'; '.join(config_diff(old, cfg))})")

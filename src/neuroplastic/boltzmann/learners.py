@@ -14,12 +14,20 @@ import torch
 from ..data.transforms import binarize
 from ..learners import Locality, register
 from ..learners.backprop import make_optimizer
-from ..learners.base import Learner
+from ..learners.base import Learner, check_range
 from .machines import RBM, FullBM, ais_log_z, ais_schedule, base_rate_biases, exact_log_marginal_full
 
 _LOCALITY = Locality(True, True, False, "undirected synapses (nothing transported), Hebbian correlations of the "
                      "two units a weight joins; but a data phase and a model (negative/sleep) phase")
 _BINARIZE = ("stochastic", "threshold")
+
+
+def _check_common(n_hidden: int, n_chains: int, lr: float, momentum: float, weight_decay: float) -> None:
+    check_range("n_hidden", n_hidden, 1, 65536)
+    check_range("n_chains", n_chains, 1, 65536)
+    check_range("lr", lr, 0, lo_open=True)
+    check_range("momentum", momentum, 0, 1, hi_open=True)
+    check_range("weight_decay", weight_decay, 0)
 
 
 class RBMLearner(Learner):
@@ -47,8 +55,9 @@ class RBMLearner(Learner):
             raise ValueError(f"unknown binarization {binarization!r}; allowed: {', '.join(_BINARIZE)}")
         if ais not in ("paper", "fast", "none"):
             raise ValueError(f"unknown ais {ais!r}; allowed: paper, fast, none")
-        if k < 1:
-            raise ValueError(f"k (Gibbs steps) must be >= 1, got {k}")
+        _check_common(n_hidden, n_chains, lr, momentum, weight_decay)
+        check_range("k (Gibbs steps)", k, 1)
+        check_range("ais_chains", ais_chains, 1)
         self.in_shape = tuple(in_shape)
         self.n_visible = math.prod(in_shape)
         self.gen = torch.Generator().manual_seed(seed)
@@ -126,6 +135,8 @@ class FullBMLearner(Learner):
         super().__init__()
         if binarization not in _BINARIZE:
             raise ValueError(f"unknown binarization {binarization!r}; allowed: {', '.join(_BINARIZE)}")
+        _check_common(n_hidden, n_chains, lr, momentum, weight_decay)
+        check_range("sweeps", sweeps, 1)
         self.in_shape = tuple(in_shape)
         self.n_visible = math.prod(in_shape)
         self.gen = torch.Generator().manual_seed(seed)

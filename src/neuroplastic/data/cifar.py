@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import ArrayDataset, DatasetError, DatasetInfo, register_dataset
+from .core import ArrayDataset, DatasetError, DatasetInfo, check_labels, read_file, register_dataset
 
 _PIXELS = 3 * 32 * 32
 
@@ -210,8 +210,8 @@ def _read_files(src: _Source, names: tuple[str, ...], optional: tuple[str, ...] 
     if not src.is_archive:
         for n in wanted:
             p = src.path / n
-            if p.is_file():
-                out[n] = p.read_bytes()
+            if p.exists() or p.is_symlink():
+                out[n] = read_file(p, dataset)
     else:
         try:
             with tarfile.open(src.path, "r:gz") as tar:
@@ -262,13 +262,13 @@ def _parse_py(src: _Source, name: str, raw: bytes) -> tuple[np.ndarray, np.ndarr
     key = "labels" if src.fmt.dataset == "cifar-10" else "fine_labels"
     if not isinstance(d, dict) or "data" not in d or key not in d:
         raise DatasetError(f"{where}: not a CIFAR python batch (expected a dict with 'data' and {key!r})")
-    x, y = d["data"], np.asarray(d[key])
+    x, y = d["data"], np.asarray(d[key])  # integer labels are checked by check_labels after parsing
     if not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == _PIXELS):
         raise DatasetError(f"{where}: 'data' should be uint8 [N, {_PIXELS}], found "
                            f"{getattr(x, 'dtype', type(x))} {getattr(x, 'shape', '')}")
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"{where}: {len(x)} images but labels of shape {y.shape} ({y.dtype})")
-    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
+    return x.reshape(-1, 3, 32, 32), y
 
 
 def _parse_meta(src: _Source, raw: bytes | None) -> tuple[str, ...]:
@@ -302,11 +302,9 @@ def _read_source(src: _Source) -> tuple[ArrayDataset, ArrayDataset]:
             raw = files.pop(n)
             _check_digest(src, n, raw)
             x, y = parse(src, n, raw)
-            if len(y) and int(y.max()) >= fmt.n_classes:
-                raise DatasetError(f"{fmt.dataset}: {src.describe(n)} has label {int(y.max())} >= "
-                                   f"{fmt.n_classes}; the file is corrupt")
+            check_labels(y, fmt.n_classes, f"{fmt.dataset}: {src.describe(n)}")
             xs.append(x)
-            ys.append(y)
+            ys.append(y.astype(np.int64))
             del raw
         x = torch.from_numpy(np.concatenate(xs))  # concatenate copies: writable, contiguous
         y = torch.from_numpy(np.concatenate(ys))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +20,52 @@ DEFAULT_ROOT = Path("~/.cache/neuroplastic")
 
 class DatasetError(RuntimeError):
     """A dataset is missing, corrupt or malformed; the message names the dataset, the path and the fix."""
+
+
+#: Largest dataset file read whole (CIFAR-100's ``train.bin`` is 154 MB, MNIST's images 47 MB).
+MAX_FILE_BYTES = 1 << 30
+
+
+def read_file(path: str | os.PathLike, dataset: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a *regular* file of at most ``max_bytes``, read before anything is parsed.
+
+    A directory, FIFO, device (e.g. a symlink to ``/dev/zero``) or socket in place of a dataset file, and a
+    file larger than any official one, raise :class:`DatasetError` naming the path — nothing blocks on a
+    FIFO or reads an endless device until memory runs out.
+    """
+    try:
+        st = os.stat(path)  # follows symlinks: the target is what would be read
+    except OSError as e:
+        raise DatasetError(f"{dataset}: cannot read {path} ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DatasetError(f"{dataset}: {path} is a directory where a data file belongs")
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(f"{dataset}: {path} is not a regular file (a FIFO, device or socket); refused")
+    if st.st_size > max_bytes:
+        raise DatasetError(f"{dataset}: {path} is {st.st_size} bytes, larger than any official file "
+                           f"({max_bytes} bytes at most); refused")
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise DatasetError(f"{dataset}: {path} grew past {max_bytes} bytes while being read; refused")
+    return raw
+
+
+def check_labels(y, n_classes: int, where: str) -> None:
+    """Class labels must be integers in ``[0, n_classes)``: a float, negative or too-large label names the
+    file (``where``) instead of being truncated, wrapped or failing later as an ``IndexError``."""
+    import numpy as np
+
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{where}: labels are {y.dtype}, expected integer class indices")
+    if y.ndim != 1:
+        raise DatasetError(f"{where}: labels have shape {y.shape}, expected one label per sample")
+    if len(y) and int(y.min()) < 0:
+        raise DatasetError(f"{where}: negative label {int(y.min())}; the file is corrupt")
+    if len(y) and int(y.max()) >= n_classes:
+        raise DatasetError(f"{where}: labels go up to {int(y.max())} but there are {n_classes} classes; "
+                           f"the file is corrupt")
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

@@ -5,24 +5,30 @@ Files are read from ``<data root>/<dataset>/`` gzipped (``*.gz``) or not, with t
 
 * MNIST: SHA-256 of the *decompressed* content (gzip wrappers differ between mirrors, the content does
   not), so both the gzipped and the decompressed files are verified.
-* Fashion-MNIST (Xiao et al. 2017) and KMNIST (Clanuwat et al. 2018): the SHA-256 of the official
-  ``.gz`` files (as pinned by torchvision / tensorflow-datasets; consistent with torchvision's MD5s).
-  No published checksum of the decompressed files could be established, so decompressed copies are
-  checked for format only (magic number, sizes, label range).
+* Fashion-MNIST (Xiao et al. 2017): likewise the SHA-256 of the decompressed content; the official
+  ``.gz`` SHA-256 is kept for downloads.
+* KMNIST (Clanuwat et al. 2018): the SHA-256 of the official ``.gz`` files (as pinned by torchvision /
+  tensorflow-datasets). No checksum of its decompressed files is published, so a decompressed copy is
+  checked for format only.
+
+Every file is read only if it is a regular file of sane size (:func:`~neuroplastic.data.core.read_file`),
+decompressed with a bound, and checked as loading checks it: magic number, dimensions, unsigned-byte
+images of one shape in both splits, unsigned-byte labels within the classes. ``data verify`` runs exactly
+the loader.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
+import math
 import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .core import ArrayDataset, DatasetError, DatasetInfo, register_dataset
+from .core import ArrayDataset, DatasetError, DatasetInfo, check_labels, read_file, register_dataset
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
                0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -65,7 +71,10 @@ SPECS: dict[str, IdxSpec] = {
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
          "Ankle boot"),
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
-        dict.fromkeys(STEMS),
+        {"train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"},
         {"train-images-idx3-ubyte": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
          "train-labels-idx1-ubyte": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
          "t10k-images-idx3-ubyte": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
@@ -82,6 +91,34 @@ SPECS: dict[str, IdxSpec] = {
 }
 
 
+#: Largest decompressed IDX file accepted (MNIST's training images are 47 MB).
+MAX_IDX_BYTES = 256 << 20
+
+
+def gunzip(raw: bytes, where: str, max_bytes: int | None = None) -> bytes:
+    """Decompress gzip data (one or more members) to at most ``max_bytes``: a corrupt, truncated or
+    decompression-bomb file raises :class:`DatasetError` naming ``where``."""
+    max_bytes = MAX_IDX_BYTES if max_bytes is None else max_bytes
+    out, rest = [], raw
+    total = 0
+    try:
+        while rest:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunk = d.decompress(rest, max_bytes - total + 1)
+            total += len(chunk)
+            if total > max_bytes or d.unconsumed_tail:
+                raise DatasetError(f"{where}: decompresses to more than {max_bytes} bytes, larger than any "
+                                   f"official file; refused")
+            if not d.eof:
+                raise EOFError("compressed stream ended early")
+            out.append(chunk)
+            rest = d.unused_data.lstrip(b"\0")  # gzip allows zero padding between members
+    except (zlib.error, EOFError) as e:
+        raise DatasetError(f"{where} is a corrupt or truncated gzip file ({e}); delete it and download "
+                           f"again") from None
+    return b"".join(out)
+
+
 def parse_idx(raw: bytes, where: str) -> np.ndarray:
     """Parse IDX bytes (magic ``0 0 type ndim``, big-endian int32 dims, data) into an array."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
@@ -91,8 +128,10 @@ def parse_idx(raw: bytes, where: str) -> np.ndarray:
     if len(raw) < header:
         raise DatasetError(f"{where}: truncated IDX header")
     dims = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">i4"))
+    if any(d < 0 for d in dims):
+        raise DatasetError(f"{where}: negative dimension in the IDX header {dims}")
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize
     if len(raw) != expected:
         raise DatasetError(f"{where}: truncated or corrupt IDX file ({len(raw)} bytes, expected {expected} "
                            f"for shape {dims})")
@@ -107,7 +146,7 @@ def _how_to_get(dataset: str, folder: Path) -> str:
 def find_idx_file(folder: Path, stem: str) -> Path | None:
     """``folder/stem`` if present, else ``folder/stem.gz``, else ``None``."""
     for path in (folder / stem, folder / (stem + ".gz")):
-        if path.exists():
+        if path.exists() or path.is_symlink():
             return path
     return None
 
@@ -115,17 +154,13 @@ def find_idx_file(folder: Path, stem: str) -> Path | None:
 def read_idx_bytes(path: Path, sha256: str | None, dataset: str, gz_sha256: str | None = None) -> bytes:
     """Read one IDX file (gunzipping ``*.gz``) and verify it: the SHA-256 of the decompressed content
     when known, else (for a ``.gz``) the SHA-256 of the compressed file. Returns the IDX bytes."""
-    raw = path.read_bytes()
+    raw = read_file(path, dataset)
     if path.suffix == ".gz":
         if sha256 is None and gz_sha256 is not None and hashlib.sha256(raw).hexdigest() != gz_sha256:
             raise DatasetError(f"{dataset}: checksum mismatch for {path} (SHA-256 of the .gz differs from the "
                                f"official file; a re-compressed copy is not accepted — store it decompressed "
                                f"or download again)")
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DatasetError(f"{dataset}: {path} is a corrupt or truncated gzip file ({e}); "
-                               f"delete it and download again") from None
+        raw = gunzip(raw, f"{dataset}: {path}")
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise DatasetError(f"{dataset}: checksum mismatch for {path} (SHA-256 of the decompressed "
                            f"content differs from the official file); delete it and download again")
@@ -138,7 +173,7 @@ def read_idx_file(folder: Path, stem: str, sha256: str | None, dataset: str,
     path = find_idx_file(folder, stem)
     if path is None:
         raise DatasetError(f"{dataset}: file {stem}[.gz] not found in {folder}. " + _how_to_get(dataset, folder))
-    return parse_idx(read_idx_bytes(path, sha256, dataset, gz_sha256), str(path))
+    return parse_idx(read_idx_bytes(path, sha256, dataset, gz_sha256), f"{dataset}: {path}")
 
 
 def load_idx_dataset(name: str, files: dict[str, str | None], root: Path, classes: tuple[str, ...],
@@ -151,18 +186,28 @@ def load_idx_dataset(name: str, files: dict[str, str | None], root: Path, classe
         xs, ys = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
         x = read_idx_file(folder, xs, files.get(xs), name, gz_files.get(xs))
         y = read_idx_file(folder, ys, files.get(ys), name, gz_files.get(ys))
-        if x.ndim != 3 or y.ndim != 1 or len(x) != len(y) or x.dtype != np.uint8:
-            raise DatasetError(f"{name}: {split} images {x.shape} ({x.dtype}) and labels {y.shape} do not match")
-        if len(y) and int(y.max()) >= len(classes):
-            raise DatasetError(f"{name}: {split} labels go up to {int(y.max())} but there are {len(classes)} "
-                               f"classes; the file is corrupt")
+        where_x, where_y = f"{name}: {find_idx_file(folder, xs)}", f"{name}: {find_idx_file(folder, ys)}"
+        if x.ndim != 3 or x.dtype != np.uint8:
+            raise DatasetError(f"{where_x}: images should be unsigned bytes [N, H, W], found {x.dtype} "
+                               f"{x.shape}")
+        if y.dtype != np.uint8 or y.ndim != 1:
+            raise DatasetError(f"{where_y}: labels should be unsigned bytes [N], found {y.dtype} {y.shape}")
+        if len(x) != len(y):
+            raise DatasetError(f"{name}: {split} has {len(x)} images but {len(y)} labels")
+        check_labels(y, len(classes), where_y)
+        if out and tuple(x.shape[1:]) != tuple(out[0].x.shape[2:]):
+            raise DatasetError(f"{where_x}: test images are {tuple(x.shape[1:])} but training images are "
+                               f"{tuple(out[0].x.shape[2:])}; the files do not belong together")
         out.append(ArrayDataset(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)),
                                 name, classes))
     return out[0], out[1]
 
 
 def verify_idx(name: str, root: Path) -> list[str]:
-    """Problems with the IDX files of dataset ``name`` under ``root`` (empty list: all present and valid)."""
+    """Problems with the IDX files of dataset ``name`` under ``root`` (empty list: all present and valid).
+
+    Every file is checked on its own (presence, checksum, format), then the whole set is loaded with the
+    loader's own checks, so ``verify`` accepts exactly what loading accepts."""
     spec = SPECS[name]
     folder = Path(root) / name
     problems = []
@@ -172,7 +217,13 @@ def verify_idx(name: str, root: Path) -> list[str]:
             problems.append(f"{name}: missing {folder / stem}[.gz]")
             continue
         try:
-            parse_idx(read_idx_bytes(path, spec.sha256.get(stem), name, spec.gz_sha256.get(stem)), str(path))
+            parse_idx(read_idx_bytes(path, spec.sha256.get(stem), name, spec.gz_sha256.get(stem)),
+                      f"{name}: {path}")
+        except DatasetError as e:
+            problems.append(str(e))
+    if not problems:
+        try:
+            load_idx_dataset(name, spec.sha256, root, spec.classes, spec.gz_sha256)
         except DatasetError as e:
             problems.append(str(e))
     return problems

@@ -47,8 +47,8 @@ def _resolve(preset: str, hidden, act, lr, allowed_nets) -> dict:
                          f"{', '.join(p for p, c in PRESETS.items() if c['net'] in allowed_nets)}")
     if hidden is not None:
         hidden = tuple(int(h) for h in hidden)
-        if not hidden or min(hidden) < 1:
-            raise ValueError(f"hidden must be a non-empty tuple of positive sizes, got {hidden!r}")
+        if not hidden or min(hidden) < 1 or max(hidden) > 65536:
+            raise ValueError(f"hidden must be a non-empty list of layer sizes (ints from 1 to 65536), got {hidden!r}")
         cfg["hidden"] = hidden
     if act is not None:
         archs.activation(act)  # validates the name

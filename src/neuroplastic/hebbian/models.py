@@ -258,8 +258,8 @@ def build(preset: str | PresetInfo, in_shape: tuple[int, ...], *, width: float =
     ``update_dtype`` (precision of every layer's update product, :func:`~neuroplastic.hebbian.layers.update_dtype`).
     """
     info = preset_info(preset) if isinstance(preset, str) else copy.deepcopy(preset)
-    if not width > 0:
-        raise ValueError(f"width must be > 0, got {width}")
+    if not 0 < width <= 64:
+        raise ValueError(f"width (channel multiplier) must be in (0, 64], got {width}")
     gen = torch.Generator().manual_seed(seed)
     init = init or info.init
     cos = info.cosine if cosine is None else bool(cosine)
@@ -269,7 +269,8 @@ def build(preset: str | PresetInfo, in_shape: tuple[int, ...], *, width: float =
         c, h, w = int(torch.tensor(in_shape).prod()), 1, 1
     else:
         if len(in_shape) != 3:
-            raise ValueError(f"preset {preset!r} needs image inputs [C, H, W], got in_shape={in_shape}")
+            label = repr(preset) if isinstance(preset, str) else f"({info.summary})"
+            raise ValueError(f"preset {label} needs image inputs [C, H, W], got in_shape={in_shape}")
         c, h, w = in_shape
     stages, lrs = [], []
     for spec in info.stages:

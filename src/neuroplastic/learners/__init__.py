@@ -16,6 +16,9 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import math
+import types
+import typing
 from typing import Any
 
 from .base import Learner, Locality, NonFiniteError, check_loss
@@ -26,6 +29,7 @@ __all__ = [
     "NonFiniteError",
     "allowed_params",
     "check_loss",
+    "check_params",
     "entries",
     "entry",
     "get",
@@ -120,6 +124,70 @@ def allowed_params(name: str) -> list[str]:
     sig = inspect.signature(e.cls.__init__)
     return [p for p in sig.parameters if p != "self" and p not in e.defaults
             and sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+#: Parameters a config does not set: the data gives ``in_shape``/``n_classes``, the config key ``seed`` the seed.
+FILLED_IN = ("in_shape", "n_classes", "seed")
+#: Integers a constructor accepts at most (sizes, counts, steps): beyond this a value is a typo, not a model.
+MAX_INT = 2**31 - 1
+
+
+def _type_problem(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit the annotation ``hint`` (None: it fits). Understands ``int``, ``float`` (an int
+    is accepted; NaN and infinities are not), ``bool``, ``str``, ``None``, unions and ``tuple[int, ...]``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        problems = [_type_problem(value, h) for h in typing.get_args(hint)]
+        return None if any(p is None for p in problems) else " or ".join(dict.fromkeys(problems))
+    if hint is type(None):
+        return None if value is None else "null"
+    if hint is bool:
+        return None if isinstance(value, bool) else "true/false"
+    if hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_INT
+        return None if ok else f"an integer (|n| <= {MAX_INT})"
+    if hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return None if ok else "a finite number"
+    if hint is str:
+        return None if isinstance(value, str) else "a string"
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return "a list"
+        if len(args) == 2 and args[1] is Ellipsis:
+            bad = [v for v in value if _type_problem(v, args[0]) is not None]
+            return f"a list of {_type_problem(bad[0], args[0]).removeprefix('an ').removeprefix('a ')}s" if bad \
+                else None
+        return None
+    return None  # an annotation this checker does not know: the constructor checks the value
+
+
+def check_params(name: str, params: dict[str, Any], *, where: str = "params") -> None:
+    """Check ``params`` for learner ``name`` against its constructor's signature before anything is built: an
+    unknown key, a value of the wrong type (by the annotation: ``lr: "fast"``, ``n_hidden: 1.5``, a NaN rate,
+    ``hidden: "64"``) or a key the data and config fill in raises ``ValueError`` naming ``where.KEY``.
+
+    The constructors check ranges and meanings (``hidden: [0]``); this is the type layer shared by all."""
+    e = entry(name)
+    allowed = allowed_params(name)
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(allowed)}")
+    filled = [k for k in params if k in FILLED_IN]
+    if filled:
+        raise ValueError(f"{where}.{filled[0]} is not set in params: "
+                         + ("use the config key 'seed'" if filled[0] == "seed" else "the dataset gives it"))
+    try:
+        hints = typing.get_type_hints(e.cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: leave the checks to the constructor
+        return
+    for k, v in params.items():
+        if k in hints:
+            problem = _type_problem(v, hints[k])
+            if problem is not None:
+                raise ValueError(f"{where}.{k} must be {problem}, got {v!r}")
 
 
 def get(name: str, **kwargs: Any) -> Learner:

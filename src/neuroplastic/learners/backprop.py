@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..nn import archs
-from .base import Learner, Locality
+from .base import Learner, Locality, check_range
 
 _BP_LOCALITY = Locality(False, False, False, "exact gradient: transports W^T and a global error in a second phase")
 
@@ -53,6 +53,9 @@ MODE_INFO: dict[str, tuple[str, Locality, str]] = {
 def make_optimizer(params, optimizer: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
                    ) -> torch.optim.Optimizer:
     """``adam`` | ``adamw`` | ``sgd`` (with momentum) over ``params``."""
+    check_range("lr", lr, 0, lo_open=True)
+    check_range("momentum", momentum, 0, 1, hi_open=True)
+    check_range("weight_decay", weight_decay, 0)
     if optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if optimizer == "adamw":

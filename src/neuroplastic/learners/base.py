@@ -192,6 +192,21 @@ class Learner(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
 
+def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``lo <= value <= hi`` (``<`` where ``lo_open``/``hi_open``):
+    the one range check of learner hyperparameters (a negative rate or zero chains is a config error naming the
+    key, not a run that trains nothing)."""
+    below = lo is not None and (value <= lo if lo_open else value < lo)
+    above = hi is not None and (value >= hi if hi_open else value > hi)
+    if below or above:
+        left = "" if lo is None else f"{'(' if lo_open else '['}{lo:g}, "
+        right = "" if hi is None else f"{hi:g}{')' if hi_open else ']'}"
+        want = (f"in {left}{right}" if lo is not None and hi is not None
+                else f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"{'<' if hi_open else '<='} {hi:g}")
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+
+
 def check_loss(loss: torch.Tensor | float, learner: str, where: str) -> float:
     """Return ``loss`` as a float, raising :class:`NonFiniteError` if it is NaN/Inf."""
     value = float(loss)

@@ -7,6 +7,8 @@ weight layers in place.
 
 from __future__ import annotations
 
+import inspect
+
 import math
 from collections.abc import Callable
 
@@ -56,6 +58,11 @@ def small_cnn(in_shape: tuple[int, ...], n_classes: int, channels: tuple[int, ..
               act: str = "relu") -> nn.Sequential:
     """``[conv3×3 pad 1 → act → maxpool2] × len(channels) → Linear`` for small images (e.g. 8×8 digits)."""
     c, h, w = in_shape
+    if not channels or not all(isinstance(ch, int) and 1 <= ch <= 4096 for ch in channels):
+        raise ValueError(f"channels must be a non-empty list of channel counts (1 to 4096), got {channels!r}")
+    if min(h, w) >> len(channels) < 1:
+        raise ValueError(f"channels: {len(channels)} pooling stages need inputs of at least {2 ** len(channels)} "
+                         f"pixels a side, got {in_shape}")
     layers: list[nn.Module] = []
     for ch in channels:
         layers += [nn.Conv2d(c, ch, 3, padding=1), activation(act), nn.MaxPool2d(2)]
@@ -111,4 +118,11 @@ def build(name: str, in_shape: tuple[int, ...], n_classes: int, **kwargs) -> nn.
     """Build architecture ``name`` (one of :data:`ARCHS`) for ``in_shape``/``n_classes``."""
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHS)}")
-    return ARCHS[name](tuple(in_shape), n_classes, **kwargs)
+    fn = ARCHS[name]
+    takes = [p for p in inspect.signature(fn).parameters if p not in ("in_shape", "n_classes")]
+    extra = [k for k in kwargs if k not in takes]
+    if extra:
+        raise ValueError(f"arch {name!r} takes no {', '.join(map(repr, extra))} (it takes: {', '.join(takes)})")
+    if name != "mlp" and len(in_shape) != 3:
+        raise ValueError(f"arch {name!r} needs image inputs [C, H, W], got samples of shape {tuple(in_shape)}")
+    return fn(tuple(in_shape), n_classes, **kwargs)

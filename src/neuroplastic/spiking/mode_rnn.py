@@ -236,8 +236,8 @@ class ModeRNN(nn.Module):
         if neuron not in ("lif", "tanh"):
             raise ValueError(f"neuron must be 'lif' or 'tanh', got {neuron!r}")
         for k, v in (("n_in", n_in), ("n_hidden", n_hidden), ("n_modes", n_modes)):
-            if not (isinstance(v, int) and v >= 1):
-                raise ValueError(f"{k} must be a positive integer, got {v!r}")
+            if not (isinstance(v, int) and 1 <= v <= 65536):
+                raise ValueError(f"{k} must be an integer from 1 to 65536, got {v!r}")
         if rank == "mode" and n_modes > n_hidden:
             raise ValueError(f"n_modes={n_modes} exceeds n_hidden={n_hidden}")
         if surrogate not in SURROGATES:

@@ -109,7 +109,7 @@ CHILD = textwrap.dedent('''
 
 def test_every_generated_config_builds_or_is_a_config_error_naming_a_key():
     env = {**os.environ, "PYTHONHASHSEED": "0"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(EXAMPLES)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(EXAMPLES)], capture_output=True, text=True, check=False,
                           timeout=600, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]

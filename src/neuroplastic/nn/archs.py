@@ -8,7 +8,6 @@ weight layers in place.
 from __future__ import annotations
 
 import inspect
-
 import math
 from collections.abc import Callable
 

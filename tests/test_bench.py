@@ -177,6 +177,13 @@ def test_db_claim_rules(tmp_path):
 def test_db_corrupt_file_is_a_clear_error(tmp_path):
     p = tmp_path / "bad.db"
     p.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ValueError, match="not an SQLite file; refusing to touch it"):
+        ResultsDB(p)
+    p.write_bytes(b"x")  # a one-byte file SQLite would have turned into a database, overwriting the user's file
+    with pytest.raises(ValueError, match="not an SQLite file"):
+        ResultsDB(p)
+    assert p.read_bytes() == b"x"
+    p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)  # the header of a database, then garbage
     with pytest.raises(ValueError, match="cannot be opened"):
         ResultsDB(p)
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuroplastic import data
+from neuroplastic import data, reliability
 from neuroplastic.data import DatasetError, cifar, generated, idx
 from neuroplastic.data import download as dl
 from neuroplastic.data import transforms as T
@@ -264,58 +264,6 @@ def test_idx_label_out_of_range(tmp_path, monkeypatch):
         data.load("kmnist", tmp_path)
 
 
-def _idx_raw(arr: np.ndarray, code: int = 0x08, dims=None) -> bytes:
-    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4")}[code]
-    dims = arr.shape if dims is None else dims
-    return bytes([0, 0, code, len(dims)]) + np.asarray(dims, dtype=">i4").tobytes() + arr.astype(dtype).tobytes()
-
-
-def _break(kind: str, folder: Path) -> None:
-    """Damage a valid decompressed IDX set in ``folder`` in one way (the malformed sets of issue #19)."""
-    labels, images = folder / "train-labels-idx1-ubyte", folder / "train-images-idx3-ubyte"
-    rng = np.random.default_rng(1)
-    if kind == "negative label":
-        labels.write_bytes(_idx_raw(np.array([-1] + [0] * 11), 0x09))
-    elif kind == "float label":
-        labels.write_bytes(_idx_raw(np.full(12, 1.5), 0x0D))
-    elif kind == "int32 label":
-        labels.write_bytes(_idx_raw(np.arange(12) % 10, 0x0C))
-    elif kind == "label out of range":
-        labels.write_bytes(_idx_raw(np.full(12, 10)))
-    elif kind == "labels 2-D":
-        labels.write_bytes(_idx_raw(np.zeros((12, 1))))
-    elif kind == "fewer labels":
-        labels.write_bytes(_idx_raw(np.zeros(11)))
-    elif kind == "test shape differs":
-        (folder / "t10k-images-idx3-ubyte").write_bytes(_idx_raw(rng.integers(0, 256, (7, 32, 32))))
-    elif kind == "images 2-D":
-        images.write_bytes(_idx_raw(rng.integers(0, 256, (12, 784))))
-    elif kind == "float images":
-        images.write_bytes(_idx_raw(rng.random((12, 28, 28)), 0x0D))
-    elif kind == "negative dimension":
-        images.write_bytes(_idx_raw(np.zeros(0), dims=(-12, 28, 28)))
-    elif kind == "overflowing dimensions":
-        images.write_bytes(_idx_raw(np.zeros(0), dims=(2 ** 31 - 1,) * 4))
-    elif kind == "truncated":
-        images.write_bytes(images.read_bytes()[:-3])
-    elif kind == "bad magic":
-        images.write_bytes(b"\x01" + images.read_bytes()[1:])
-    elif kind == "directory":
-        images.unlink()
-        images.mkdir()
-    elif kind == "fifo":
-        images.unlink()
-        os.mkfifo(images)
-    elif kind == "symlink to /dev/zero":
-        images.unlink()
-        images.symlink_to("/dev/zero")
-    elif kind == "gzip bomb":
-        images.unlink()
-        (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(4 << 20)))
-    else:
-        raise AssertionError(kind)
-
-
 def _within(seconds: float, fn):
     """``fn()``'s result or exception, failing the test if it has not returned after ``seconds``."""
     import threading
@@ -335,12 +283,7 @@ def _within(seconds: float, fn):
     return box
 
 
-MALFORMED = ["negative label", "float label", "int32 label", "label out of range", "labels 2-D", "fewer labels",
-             "test shape differs", "images 2-D", "float images", "negative dimension", "overflowing dimensions",
-             "truncated", "bad magic", "directory", "fifo", "symlink to /dev/zero", "gzip bomb"]
-
-
-@pytest.mark.parametrize("kind", MALFORMED)
+@pytest.mark.parametrize("kind", reliability.MALFORMED_IDX)
 def test_malformed_idx_sets_are_refused_alike_by_verify_and_load(tmp_path, monkeypatch, kind):
     """#19 item 5: every malformed set is a DatasetError naming the dataset from both ``data verify`` and
     loading — never "ok", an IndexError, a numpy error, a hang or an endless read."""
@@ -351,7 +294,7 @@ def test_malformed_idx_sets_are_refused_alike_by_verify_and_load(tmp_path, monke
         monkeypatch.setitem(idx.SPECS["kmnist"].gz_sha256, stem, None)
     monkeypatch.setattr(idx, "MAX_IDX_BYTES", 1 << 20)
     assert dl.verify("kmnist", tmp_path) == []
-    _break(kind, folder)
+    reliability.break_idx(kind, folder)
     loaded = _within(20, lambda: data.load("kmnist", tmp_path))
     assert isinstance(loaded.get("error"), DatasetError), loaded
     msg = str(loaded["error"])

@@ -198,3 +198,24 @@ def test_claims_hold_leases_so_a_reused_pid_or_renamed_host_cannot_keep_a_dead_r
     db.close()
     code, err = _run(capsys, ["bench", "quick", "--max-attempts", "-1", "--db", str(tmp_path / "x.db")])
     assert code == 2 and "--max-attempts" in err
+
+
+def test_reliability_campaign_records_its_counts_and_export_renders_them(tmp_path, capsys, monkeypatch):
+    """``neuroplastic reliability`` (all categories but the slow kills, which tests/test_faults.py covers) ends with
+    no bad outcome, records one row per category in the store, and ``results export`` renders the section."""
+    monkeypatch.chdir(tmp_path)
+    cats = ["config", "yaml", "dataset", "files read back", "resume", "cli"]
+    argv = ["reliability", "--cases", "60", "--db", "store.db"] + [x for c in cats for x in ("--only", c)]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    from neuroplastic.bench.db import ResultsDB
+
+    rows = ResultsDB(tmp_path / "store.db").imported("reliability")["reliability"]
+    assert [r["category"] for r in rows] == cats
+    for r in rows:
+        assert r["cases"] > 0 and r["cases"] == sum(r[k] for k in ("accepted", "clear_errors", "tracebacks",
+                                                                    "silent_wrong", "data_lost", "code_executed"))
+        assert r["tracebacks"] == r["silent_wrong"] == r["data_lost"] == r["code_executed"] == 0, r["examples"]
+        assert r["commit"] and r["cpu"] and "reliability" in r["command"]
+    assert cli.main(["results", "--db", "store.db", "export", "--out", "pub"]) == 0
+    text = (tmp_path / "pub" / "RESULTS.md").read_text()
+    assert "## reliability (`neuroplastic reliability`)" in text and "| files read back | 10 |" in text

@@ -182,8 +182,13 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--threads must be >= 1, got {a.threads}")
     if a.max_attempts < 1:
         raise UsageError(f"--max-attempts must be >= 1 (--retry-failed retries every failed run), got {a.max_attempts}")
-    if a.device and a.device != "cpu" and not a.device.startswith("cuda"):
-        raise UsageError(f"--device must be cpu or cuda[:N], got {a.device!r}")
+    if a.device:
+        from .experiment import check_device
+
+        check_device(a.device)
+    for flag, path in (("--results-dir", Path(a.results_dir)), ("--db", Path(a.db).parent)):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{flag} {str(path)!r} is a file, not a folder")
     if a.list:
         rows = [[r["name"], str(r["runs"]), "?" if r["cpu_minutes"] is None else f"{r['cpu_minutes']:g}",
                  r["description"][:90]] for r in suite.listing()]
@@ -252,6 +257,41 @@ def cmd_results(a: argparse.Namespace, command: str) -> int:
         return 0
     finally:
         db.close()
+
+
+def cmd_reliability(a: argparse.Namespace, command: str) -> int:
+    """``reliability``: run the hostile-input campaign (:mod:`neuroplastic.reliability`) and record one row per
+    category in the results store (section ``reliability``)."""
+    import datetime
+
+    from . import reliability
+    from .bench.db import ResultsDB
+    from .bench.store import portable_command
+    from .experiment import environment
+
+    if a.cases < 1 or a.kills < 1:
+        raise UsageError(f"--cases and --kills must be >= 1, got {a.cases}, {a.kills}")
+    cats = tuple(a.only) if a.only else reliability.CATEGORIES
+    rows = reliability.run_campaign(cases=a.cases, kills=a.kills, seed=a.seed, categories=cats,
+                                    progress=lambda c: print(f"reliability: {c} ...", file=sys.stderr, flush=True))
+    env = {k: v for k, v in environment().items() if k != "python"}
+    stamp = {**env, "command": portable_command(command), "date": datetime.date.today().isoformat(),
+             "seed": a.seed}
+    rows = [{**r, **stamp} for r in rows]
+    db = ResultsDB(a.db)
+    try:
+        keep = [r for r in db.imported("reliability").get("reliability", []) if r.get("category") not in cats]
+        order = {c: i for i, c in enumerate(reliability.CATEGORIES)}
+        db.set_section("reliability", {"kind": "campaign", "title": reliability.TITLE})
+        db.import_records("reliability", sorted(keep + rows, key=lambda r: order.get(r.get("category"), 99)))
+    finally:
+        db.close()
+    from .bench.store import reliability_table
+
+    print(reliability_table(rows))
+    bad = sum(r["tracebacks"] + r["silent_wrong"] + r["data_lost"] + r["code_executed"] for r in rows)
+    print(f"recorded in {a.db} (section reliability); {bad} bad outcomes")
+    return 0 if bad == 0 else 1
 
 
 def _download_module():
@@ -464,6 +504,21 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--include", action="append", help="also export this private section (quick, train)")
     re_.add_argument("--prune", action="store_true", help="remove section files the store does not have")
     rs.set_defaults(func=cmd_results)
+
+    rl = sub.add_parser("reliability", help="hostile-input campaign: fuzzing, planted files, kills; recorded",
+                        description="Try hostile and careless input in every category (config fuzzing, YAML, "
+                        "dataset files, files read back, resume, CLI, kills of bench) and record per category "
+                        "the cases, clear errors, tracebacks, silent wrong results, data lost and code executed "
+                        "in the results store (section reliability, rendered by `results export`). Exit 1 if any "
+                        "case ended badly.")
+    rl.add_argument("--cases", type=int, default=2000, help="random configs to fuzz (default %(default)s)")
+    rl.add_argument("--kills", type=int, default=5, help="SIGKILLs of a running bench (default %(default)s)")
+    rl.add_argument("--seed", type=int, default=0, help="seed of the random cases (default %(default)s)")
+    rl.add_argument("--only", action="append", metavar="CATEGORY",
+                    help="run only this category (repeatable): config, yaml, dataset, 'files read back', resume, "
+                    "cli, kills")
+    rl.add_argument("--db", default="results/neuroplastic.db", help="results store (default %(default)s)")
+    rl.set_defaults(func=cmd_reliability)
 
     d = sub.add_parser("data", help="list, verify or download datasets",
                        description="Datasets at the data root ($NEUROPLASTIC_DATA, ~/.cache/neuroplastic by default).")

@@ -189,6 +189,9 @@ def read_yaml(path: str | os.PathLike, what: str = "config file") -> Any:
         raise ConfigError(f"{what} {str(p)!r} is not UTF-8 text (byte {e.start})") from None
     except (yaml.YAMLError, RecursionError) as e:
         raise ConfigError(f"{what} {str(p)!r} is not valid YAML: {' '.join(str(e).split())}") from None
+    except ValueError as e:  # a scalar YAML cannot convert (an integer of thousands of digits)
+        raise ConfigError(f"{what} {str(p)!r} holds a value that cannot be read: {' '.join(str(e).split())[:200]}"
+                          ) from None
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -625,10 +628,14 @@ def save_model(learner: Any, path: str | os.PathLike) -> None:
 def load_model(learner: Any, path: str | os.PathLike) -> Any:
     """Load :func:`save_model`'s file into ``learner`` (probe included); returns the learner in eval mode."""
     from .probe import LinearProbe
+    from .trainer import load_state_file
 
-    state = torch.load(path, map_location=next(iter(learner.parameters()), torch.empty(0)).device,
-                       weights_only=True)
-    learner.load_state_dict(state["model"])
+    state = load_state_file(path, next(iter(learner.parameters()), torch.empty(0)).device, ("model",))
+    try:
+        learner.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise ConfigError(f"{path}: the weights do not fit this config's learner ({first[:160]})") from None
     p = state.get("probe")
     if p is not None:
         probe = LinearProbe(p["in_features"], p["n_classes"], p["dropout"], p["standardize"])
@@ -684,7 +691,11 @@ def load_trained(folder: str | os.PathLike, device: str = "cpu"):
     if weights.name == MODEL_FILE:
         load_model(learner, weights)
     else:
-        state = torch.load(weights, map_location=device, weights_only=True)
+        from .trainer import load_state_file
+
+        state = load_state_file(weights, device, ("learner",))
+        if not isinstance(state["learner"], dict) or "model" not in state["learner"]:
+            raise ConfigError(f"{weights}: not a checkpoint of this library (no learner model state)")
         learner.load_state_dict(state["learner"]["model"])
         learner.eval()
     return learner, bundle, cfg

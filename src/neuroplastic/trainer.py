@@ -40,6 +40,24 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.utils.deterministic.fill_uninitialized_memory = False
 
 
+def load_state_file(path: str | os.PathLike, map_location: Any = "cpu", keys: tuple[str, ...] = ()) -> dict:
+    """Read a checkpoint or model file this library wrote: ``torch.load(weights_only=True)`` (tensors and plain
+    values only: no code runs), a mapping holding ``keys``. Anything else — a planted pickle, a damaged or
+    foreign file — is a one-line :class:`~neuroplastic.errors.InputError` naming the file."""
+    from .errors import InputError
+
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError (not a zip), EOFError, ...
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise InputError(f"{path}: refused: not a checkpoint/model file of this library, or damaged ({first[:160]})"
+                         ) from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise InputError(f"{path}: not a checkpoint/model file of this library (no {', '.join(map(repr, missing))})")
+    return state
+
+
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` by write-then-rename, so a crash never leaves a half-written file."""
     path = Path(path)
@@ -259,7 +277,7 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
     st = TrainState(epochs)
     start_epoch, start_step, epoch_rng, sums0, epoch_secs0, stopped = 0, 0, None, {}, 0.0, None
     if resume and ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=True, map_location=device)
+        state = load_state_file(ckpt_path, device, ("learner", "shuffle_rng", "torch_rng"))
         saved = state.get("meta") or {}
         for k, v in (checkpoint_meta or {}).items():
             if k in saved and saved[k] != v:

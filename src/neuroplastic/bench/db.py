@@ -111,7 +111,18 @@ class ResultsDB:
 
     def __init__(self, path: str | os.PathLike = DEFAULT_PATH) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise InputError(f"results database {str(self.path)!r} is a directory; choose a file with --db")
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                raise InputError(f"results database {str(self.path)!r} is not an SQLite file; refusing to touch it "
+                                 f"(choose another with --db)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise InputError(f"results database {str(self.path)!r}: its folder is a file") from None
         self.host = socket.gethostname()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1

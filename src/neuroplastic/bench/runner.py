@@ -11,6 +11,7 @@ the runs in progress back (status ``pending``; their checkpoints stay) and stops
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -61,9 +62,16 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
             signal.signal(signal.SIGINT, old)
         raise
     except Exception as e:  # noqa: BLE001 - a failing run is recorded whatever it raised; the suite goes on
-        tb = traceback.format_exc(limit=8)
-        db.fail(h, f"{type(e).__name__}: {e}\n{tb}", env=experiment.environment(cfg.get("device", "cpu")),
-                command=command)
+        from ..data.core import DatasetError
+        from ..errors import InputError
+
+        if isinstance(e, (InputError, DatasetError)):  # bad input (data, a file in the run folder): one line
+            error = " ".join(str(e).split())
+        else:  # an internal error keeps its traceback in the store and in the run's log
+            error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
+            with contextlib.suppress(OSError):
+                (run_dir / "error.log").write_text(error)
+        db.fail(h, error, env=experiment.environment(cfg.get("device", "cpu")), command=command)
         return "failed"
     recs = experiment.records(out, command=command)
     experiment.write_json_atomic(recs, run_dir / "records.json")

@@ -134,7 +134,7 @@ def sections(db: ResultsDB, include: tuple[str, ...] = ()) -> list[dict[str, Any
         if old or cur:
             out.append({"section": s, "meta": meta.get(s, {"suite": s, "kind": "suite"}), "records": old + cur})
     for name, m in sorted(meta.items(), key=lambda kv: _order(kv[0])):
-        if m.get("kind") == "earlier":
+        if m.get("kind") in ("earlier", "campaign"):
             out.append({"section": name, "meta": m, "records": imported.get(name, [])})
     return out
 
@@ -377,6 +377,27 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
                      + ["| " + " | ".join(r) + " |" for r in esc])
 
 
+def reliability_table(records: list[dict[str, Any]]) -> str:
+    """The reliability campaign's rows (records with a ``category``) as a Markdown table; '' if none."""
+    from .report import md_escape
+
+    rows = [r for r in records if "category" in r and "cases" in r]
+    if not rows:
+        return ""
+    keys = ("cases", "accepted", "clear_errors", "tracebacks", "silent_wrong", "data_lost", "code_executed")
+    body = [[md_escape(str(r["category"])), *(f"{int(r.get(k, 0)):,}" for k in keys), f"{r.get('seconds', 0):.0f}"]
+            for r in rows]
+    total = ["**all**", *(f"{sum(int(r.get(k, 0)) for r in rows):,}" for k in keys),
+             f"{sum(r.get('seconds', 0) for r in rows):.0f}"]
+    hw = sorted({f"{r.get('cpu', '')} ({r.get('cpu_isa', '')})" for r in rows})
+    notes = [f"`kills`: {r['kills']} SIGKILLs of a running `bench` (two workers; the dead claims' PIDs then reused "
+             f"by a live process), then one bench to finish; its cases are the runs checked afterwards against "
+             f"uninterrupted runs" for r in rows if r.get("kills")]
+    return (_md_table(["category", "cases", "accepted", "clear errors", "tracebacks", "silent wrong", "data lost",
+                       "code executed", "seconds"], body + [total])
+            + "".join(f"\n\n{n}" for n in notes) + f"\n\nHardware: {', '.join(hw)}")
+
+
 def render(secs: list[dict[str, Any]]) -> str:
     """RESULTS.md from the sections alone."""
     out = ["# Benchmark results", "",
@@ -405,10 +426,13 @@ def render(secs: list[dict[str, Any]]) -> str:
             out += ["", f"(Imported from `{m.get('source_file')}`.)", ""]
             continue
         acc, tim = accuracy_table(recs), timing_table(recs)
+        rel = reliability_table(recs)
+        if rel:
+            acc, tim = rel, ""
         if not (acc or tim):
             continue
-        title = f"## {s['section']}" + (" (suite `neuroplastic bench " + s["section"] + "`)"
-                                         if m.get("kind") != "earlier" else "")
+        title = f"## {s['section']}" + {"earlier": "", "campaign": f" (`neuroplastic {s['section']}`)"}.get(
+            m.get("kind"), " (suite `neuroplastic bench " + s["section"] + "`)")
         out += [title, ""]
         if m.get("title"):
             out += [m["title"], ""]

@@ -50,7 +50,9 @@ def load_model(path: str | Path, device: str = "cpu", data_root: str | None = No
 
             os.environ["NEUROPLASTIC_DATA"] = data_root
         return experiment.load_trained(path, device)
-    blob = torch.load(path, map_location=device, weights_only=True)
+    from ..trainer import load_state_file
+
+    blob = load_state_file(path, device)
     if not isinstance(blob, dict) or "config" not in blob or "state_dict" not in blob:
         raise ValueError(f"{path}: not a saved spiking model (expected keys 'config' and 'state_dict')")
     cfg = dict(blob["config"])

@@ -17,10 +17,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
-pytest.importorskip("hypothesis", reason="hypothesis is a dev dependency: pip install -e '.[dev]'")
-
 EXAMPLES = 500
 
 CHILD = textwrap.dedent('''

@@ -219,3 +219,12 @@ def test_reliability_campaign_records_its_counts_and_export_renders_them(tmp_pat
     assert cli.main(["results", "--db", "store.db", "export", "--out", "pub"]) == 0
     text = (tmp_path / "pub" / "RESULTS.md").read_text()
     assert "## reliability (`neuroplastic reliability`)" in text and "| files read back | 10 |" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+@pytest.mark.parametrize("device", ["cuda", "cuda:3"])
+def test_an_absent_cuda_device_is_a_config_error_before_any_data_is_loaded(device, capsys):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        experiment.build({"learner": "bp", "dataset": "mnist", "device": device})  # mnist: no data needed to fail
+    code, err = _run(capsys, ["bench", "quick", "--device", device, "--dry-run"])
+    assert code == 2 and "no CUDA device" in err and len(err.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from neuroplastic import data
 from neuroplastic.learners.backprop import MODE_INFO, SupervisedNet
 from neuroplastic.nn.feedback import (
+    STRATEGIES,
     FeedbackConv2d,
     FeedbackLinear,
     alignment,
@@ -65,6 +66,57 @@ def test_fa_with_B_equal_W_is_backprop_exactly():
     assert set(g_ref) == set(g_fa)  # no gradient for the fixed B buffers
     for name in g_ref:
         assert torch.equal(g_ref[name], g_fa[name]), name
+
+
+STORED = [m for m, s in STRATEGIES.items() if s.make == "uniform"]  # modes whose B can be set by hand
+
+
+@pytest.mark.parametrize("mode", STORED)
+def test_every_stored_mode_with_B_equal_W_is_backprop_and_sends_delta_through_B(mode):
+    """The one family's contract for every mode with a B of W's shape (FA, KP, DLL's Θ, SAL): B = W gives
+    backprop's gradients exactly; otherwise grad_input = grad_output @ B (linear) and the weight gradients are
+    backprop's; a learned B gets its rule's gradient and a fixed one none."""
+    ref = _mixed()
+    net = convert(copy.deepcopy(ref), mode, seed=1)
+    with torch.no_grad():
+        for layer in feedback_layers(net):
+            layer.B.copy_(layer.weight)
+    x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
+    gx_ref, g_ref = _grads(ref, x, y)
+    gx, g = _grads(net, x, y)
+    assert torch.equal(gx_ref, gx)
+    for name in g_ref:
+        assert torch.equal(g_ref[name], g[name]), name
+    learned = STRATEGIES[mode].stored == "parameter"
+    assert {n for n in g if n.endswith(".B")} == ({f"{i}.B" for i in (0, 2, 5, 7)} if learned else set())
+    lin = convert(nn.Linear(4, 3), mode, seed=0)
+    xi = torch.randn(5, 4, requires_grad=True)
+    d = torch.randn(5, 3)
+    lin(xi).backward(d)
+    torch.testing.assert_close(xi.grad, d @ lin.B.detach())
+    torch.testing.assert_close(lin.weight.grad, d.t() @ xi.detach())
+    if STRATEGIES[mode].rule == "kp":
+        torch.testing.assert_close(lin.B.grad, lin.weight.grad)
+    if STRATEGIES[mode].rule == "dll":  # ∇B = n δᵀ ξ, ξ = δ B (DLL's ΔB = −η δ ξᵀ as a batch mean)
+        torch.testing.assert_close(lin.B.grad, len(d) * d.t() @ (d @ lin.B.detach()))
+
+
+def test_alignment_reports_every_mode_with_the_same_keys():
+    from neuroplastic.dll import to_dll
+
+    keys = {"angle_deg", "norm_ratio", "sign_agree", "pearson"}
+    for net in (convert(_mixed(), "kp", seed=0), convert(_mixed(), "sal", seed=0),
+                to_dll(nn.Sequential(nn.Flatten(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 3)))):
+        a = alignment(net)
+        assert {k.split("/")[0] for k in a if "/" in k} == keys
+        assert {k for k in a if k.endswith("_mean")} == {f"{k}_mean" for k in keys}
+    w = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
+    layer = convert(nn.Linear(2, 2), "sal", seed=0)
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        layer.B.copy_(torch.tensor([[1.0, 2.0], [3.0, 0.5]]))
+    a = alignment(layer)
+    assert a["sign_agree/0"] == 0.75 and -1 < a["pearson/0"] < 1
 
 
 def test_linear_grad_input_is_grad_output_at_B_and_weight_grad_is_delta_x():

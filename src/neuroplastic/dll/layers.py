@@ -21,13 +21,14 @@ somatic error energy of the layer below). Its fixed point is ``Θ δ = 0``, i.e.
 the errors ``δ`` span; it does **not** pull Θ towards W (see ``diagnostics``: angle(Θ, W) and ‖Θ‖).
 The reference code uses the opposite sign (``+δ ξᵀ``: growth) — not copied here.
 
-**Fast path.** Each DLL weight layer is an autograd Function whose backward pass *is* the DLL sweep:
-autograd hands the layer ``g = −δ_i`` (per mean-loss sample) and the layer returns ``g Θ`` (= ``−ξ_i``)
-instead of ``g W``; the weight gradient ``gᵀ u = −ΔW`` is unchanged, and Θ's gradient is
-``n · gᵀ (g Θ) = δ ξᵀ · (1/n)`` summed over the batch (``n`` rows: the per-sample errors of a
-mean loss carry ``1/n``, which is restored once so Θ's update is a batch mean like W's). Pooling and
-flattening are parameter-free, local routing and pass the error through their own backward.
-:func:`dll_mlp_sweep` is the naive per-layer reference the fast path is tested against.
+**One feedback family.** DLL's layers are layers of :mod:`neuroplastic.nn.feedback` in mode ``dll``: ``B``
+(Θ) is a parameter whose gradient is the local rule's, computed in the layer's backward pass. Autograd hands
+the layer ``g = −δ_i`` (per mean-loss sample); the layer returns ``g Θ`` (= ``−ξ_i``) instead of ``g W``; the
+weight gradient ``gᵀ u = −ΔW`` is unchanged, and Θ's gradient is ``n · gᵀ (g Θ) = δ ξᵀ · (1/n)`` summed over
+the batch (``n`` rows: the per-sample errors of a mean loss carry ``1/n``, restored once so Θ's update is a
+batch mean like W's). Pooling and flattening are parameter-free, local routing and pass the error through
+their own backward. DLL-FA (``feedback="fixed"``) is mode ``fa`` with DLL's Θ draw. :func:`dll_mlp_sweep` is
+the naive per-layer reference the layers are tested against.
 """
 
 from __future__ import annotations
@@ -37,9 +38,8 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.grad import conv2d_input, conv2d_weight
 
-from ..nn.feedback import angle_deg  # re-exported: angle(Θ, W) uses the same definition as FA
+from ..nn.feedback import FeedbackContext, FeedbackConv2d, FeedbackLinear, angle_deg  # angle: FA's definition
 
 
 def _copy_params(layer: nn.Module, m: nn.Module) -> nn.Module:
@@ -53,68 +53,14 @@ def _copy_params(layer: nn.Module, m: nn.Module) -> nn.Module:
 
 __all__ = ["FEEDBACK_MODES", "DLLConv2d", "DLLLinear", "angle_deg", "dll_mlp_sweep"]
 
-#: ``learned``: Θ trained by the paper's rule (DLL); ``fixed``: Θ a fixed random matrix (DLL-FA ablation);
-#: ``bp``: exact transport Wᵀ (backprop; for tests and cost baselines).
+#: ``learned``: Θ trained by the paper's rule (DLL; family mode ``dll``); ``fixed``: Θ a fixed random matrix
+#: (DLL-FA ablation; mode ``fa``); ``bp``: exact transport Wᵀ (backprop; for tests and cost baselines).
 FEEDBACK_MODES = ("learned", "fixed", "bp")
+_FAMILY_MODE = {"learned": "dll", "fixed": "fa"}
 
 
-class _DLLLinearFn(torch.autograd.Function):
-    """``y = x Wᵀ + b``; backward: ``∂x = g Θ``, ``∂W = gᵀ x``, ``∂b = Σ g``, ``∂Θ = n gᵀ (g Θ)``."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, theta, sign=1.0):
-        ctx.save_for_backward(x, weight, theta)
-        ctx.has_bias = bias is not None
-        ctx.sign = sign
-        return F.linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, weight, theta = ctx.saved_tensors
-        g2 = g.reshape(-1, g.shape[-1])
-        x2 = x.reshape(-1, x.shape[-1])
-        gx = gtheta = None
-        fb = theta if theta is not None else weight
-        if ctx.needs_input_grad[0] or (theta is not None and ctx.needs_input_grad[3]):
-            gx2 = g2 @ fb
-            gx = gx2.reshape(x.shape) if ctx.needs_input_grad[0] else None
-            if theta is not None and ctx.needs_input_grad[3]:
-                gtheta = (ctx.sign * g2.shape[0]) * (g2.t() @ gx2)
-        gw = g2.t() @ x2 if ctx.needs_input_grad[1] else None
-        gb = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, gtheta, None
-
-
-class _DLLConvFn(torch.autograd.Function):
-    """``y = conv(x, W) + b``; backward ``∂x = conv_input(Θ, g)``, ``∂W = conv_weight(x, g)``,
-    ``∂Θ = n · conv_weight(∂x, g)`` (the convolutional form of ``δ ξᵀ``)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, theta, stride, padding, sign=1.0):
-        ctx.save_for_backward(x, weight, theta)
-        ctx.conf = (stride, padding, bias is not None)
-        ctx.sign = sign
-        return F.conv2d(x, weight, bias, stride, padding)
-
-    @staticmethod
-    def backward(ctx, g):
-        x, weight, theta = ctx.saved_tensors
-        stride, padding, has_bias = ctx.conf
-        gx = gtheta = None
-        fb = theta if theta is not None else weight
-        need_theta = theta is not None and ctx.needs_input_grad[3]
-        if ctx.needs_input_grad[0] or need_theta:
-            gxf = conv2d_input(x.shape, fb, g, stride, padding)
-            gx = gxf if ctx.needs_input_grad[0] else None
-            if need_theta:
-                gtheta = (ctx.sign * g.shape[0]) * conv2d_weight(gxf, theta.shape, g, stride, padding)
-        gw = conv2d_weight(x, weight.shape, g, stride, padding) if ctx.needs_input_grad[1] else None
-        gb = g.sum((0, 2, 3)) if has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, gtheta, None, None, None
-
-
-class _DLLWeightLayer(nn.Module):
-    """Shared Θ bookkeeping of :class:`DLLLinear` and :class:`DLLConv2d`."""
+class _DLLWeightLayer:
+    """Θ of :class:`DLLLinear` and :class:`DLLConv2d`: drawn here (its own scale), kept as the family's ``B``."""
 
     weight: nn.Parameter
 
@@ -125,35 +71,41 @@ class _DLLWeightLayer(nn.Module):
         if theta_std is not None and not theta_std > 0:
             raise ValueError(f"theta_std must be > 0 (or None for W's init scale), got {theta_std!r}")
         self.feedback = feedback
-        #: +1: the paper's rule ΔΘ = −η δ ξᵀ; −1: the reference code's flipped sign (a labelled variant only)
-        self.theta_sign = 1.0
         self.has_theta = has_theta and feedback != "bp"
-        if not self.has_theta:
-            self.theta = None
-            return
-        if theta_std is None:  # the same U(±1/sqrt(fan_in)) scale as W's default init
-            bound = 1.0 / math.sqrt(self.weight[0].numel())
-            t = (torch.rand(self.weight.shape, generator=generator) * 2 - 1) * bound
-        else:
-            t = torch.randn(self.weight.shape, generator=generator) * theta_std
-        t = t.to(self.weight.dtype)
-        if feedback == "learned":
-            self.theta = nn.Parameter(t)
-        else:
-            self.register_buffer("theta", t)
+        mode = _FAMILY_MODE.get(feedback, "dll")
+        t = None
+        if self.has_theta:
+            if theta_std is None:  # the same U(±1/sqrt(fan_in)) scale as W's default init
+                bound = 1.0 / math.sqrt(self.weight[0].numel())
+                t = (torch.rand(self.weight.shape, generator=generator) * 2 - 1) * bound
+            else:
+                t = torch.randn(self.weight.shape, generator=generator) * theta_std
+        self._init_feedback(mode, FeedbackContext(mode), 1.0, None, initial=t, has_B=self.has_theta)
+        self.bias_sum = True  # the bias-gradient summation order DLL's records were made with
+
+    @property
+    def theta(self) -> torch.Tensor | None:
+        """Θ: the family's ``B`` of this layer (None: no Θ)."""
+        return self.B
+
+    @property
+    def theta_sign(self) -> float:
+        """+1: the paper's rule ΔΘ = −η δ ξᵀ; −1: the reference code's flipped sign (a labelled variant only)."""
+        return self.rule_sign
+
+    @theta_sign.setter
+    def theta_sign(self, value: float) -> None:
+        self.rule_sign = float(value)
 
     def set_theta(self, value: torch.Tensor) -> None:
         """Overwrite Θ in place (e.g. ``Θ = W`` to check that DLL then equals backprop)."""
-        if self.theta is None:
+        if self.B is None:
             raise RuntimeError("this layer has no Θ (first layer or feedback='bp')")
         with torch.no_grad():
-            self.theta.copy_(value)
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + f", feedback={self.feedback}, theta={'yes' if self.has_theta else 'no'}"
+            self.B.copy_(value)
 
 
-class DLLLinear(_DLLWeightLayer):
+class DLLLinear(_DLLWeightLayer, FeedbackLinear):
     """Fully connected DLL layer ``a = W u + b`` whose error sweep uses Θ (Lv et al. 2025, Eq. for ξ_i).
 
     Shapes: ``[..., in] -> [..., out]``. ``has_theta=False`` for the first layer (ξ₀ would be an error on
@@ -167,10 +119,9 @@ class DLLLinear(_DLLWeightLayer):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, *, feedback: str = "learned",
                  has_theta: bool = True, theta_std: float | None = None,
                  generator: torch.Generator | None = None) -> None:
-        super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError(f"DLLLinear needs positive sizes, got {in_features}×{out_features}")
-        self.in_features, self.out_features = in_features, out_features
+        FeedbackLinear.__init__(self, in_features, out_features, bias, device="meta")
         bound = 1.0 / math.sqrt(in_features)
         self.weight = nn.Parameter((torch.rand(out_features, in_features, generator=generator) * 2 - 1)
                                    * bound)
@@ -187,13 +138,14 @@ class DLLLinear(_DLLWeightLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.feedback == "bp":
             return F.linear(x, self.weight, self.bias)
-        return _DLLLinearFn.apply(x, self.weight, self.bias, self.theta, self.theta_sign)
+        return FeedbackLinear.forward(self, x)
 
     def extra_repr(self) -> str:
-        return f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}"
+        return (f"in={self.in_features}, out={self.out_features}, bias={self.bias is not None}, "
+                f"feedback={self.feedback}, theta={'yes' if self.has_theta else 'no'}")
 
 
-class DLLConv2d(_DLLWeightLayer):
+class DLLConv2d(_DLLWeightLayer, FeedbackConv2d):
     """Convolutional DLL layer: ``a = W ⋆ u + b``; the error sweep is the transposed convolution with Θ.
 
     Shapes ``[N, C_in, H, W] -> [N, C_out, H', W']``. Θ has W's shape ``[C_out, C_in, k, k]``.
@@ -202,12 +154,11 @@ class DLLConv2d(_DLLWeightLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, bias: bool = True, *, feedback: str = "learned", has_theta: bool = True,
                  theta_std: float | None = None, generator: torch.Generator | None = None) -> None:
-        super().__init__()
         if min(in_channels, out_channels, kernel_size, stride) < 1 or padding < 0:
             raise ValueError(f"DLLConv2d: bad sizes in={in_channels} out={out_channels} k={kernel_size} "
                              f"stride={stride} padding={padding}")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        FeedbackConv2d.__init__(self, in_channels, out_channels, kernel_size, stride, padding, bias=bias,
+                                device="meta")
         bound = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         self.weight = nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
@@ -228,11 +179,11 @@ class DLLConv2d(_DLLWeightLayer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.feedback == "bp":
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
-        return _DLLConvFn.apply(x, self.weight, self.bias, self.theta, self.stride, self.padding, self.theta_sign)
+        return FeedbackConv2d.forward(self, x)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, k={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}")
+                f"padding={self.padding}, feedback={self.feedback}, theta={'yes' if self.has_theta else 'no'}")
 
 
 def dll_mlp_sweep(weights: list[torch.Tensor], biases: list[torch.Tensor | None],

@@ -15,7 +15,7 @@ from ..learners.backprop import make_optimizer, make_scheduler
 from ..learners.base import Learner, Locality
 from ..nn import archs
 from . import chartext  # noqa: F401  (registers the chartext dataset)
-from .layers import DLLConv2d, DLLLinear, angle_deg
+from .layers import DLLConv2d, DLLLinear
 from .models import DLLRNN, to_dll
 from .pc import pc_relax, pc_weight_loss, split_blocks
 
@@ -141,7 +141,7 @@ class DLLLearner(Learner):
     # -- protocol -----------------------------------------------------------------------------------
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         optimizer, lr, scale, wd, schedule = self.opt_cfg
-        thetas = [p for n, p in self.named_parameters() if n.endswith("theta")]
+        thetas = [p for n, p in self.named_parameters() if n == "B" or n.endswith(".B")]  # Θ: the family's B
         ids = {id(p) for p in thetas}
         weights = [p for p in self.parameters() if id(p) not in ids]
         groups = [{"params": weights, "lr": lr}]
@@ -182,20 +182,12 @@ class DLLLearner(Learner):
                 "loss": F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum").item()}
 
     def diagnostics(self) -> dict[str, float]:
-        """Per layer with Θ: angle(Θ, W) in degrees, ‖Θ‖ and ‖Θ‖/‖W‖ (Frobenius); and their means."""
-        out: dict[str, float] = {}
-        angles = []
-        for i, m in enumerate(m for m in self.net.modules() if isinstance(m, (DLLLinear, DLLConv2d))):
-            if m.theta is None:
-                continue
-            a = angle_deg(m.theta, m.weight)
-            angles.append(a)
-            out[f"theta_angle_{i}"] = a
-            out[f"theta_norm_{i}"] = m.theta.detach().norm().item()
-            out[f"theta_w_ratio_{i}"] = out[f"theta_norm_{i}"] / max(m.weight.detach().norm().item(), 1e-12)
-        if angles:
-            out["theta_angle_mean"] = sum(angles) / len(angles)
-        return out
+        """Per layer with Θ, the feedback family's alignment keys (:func:`~neuroplastic.nn.feedback.alignment`):
+        ``angle_deg/i`` = angle(Θ, W), ``norm_ratio/i`` = ‖Θ‖/‖W‖, ``sign_agree/i``, ``pearson/i`` and their means,
+        the same keys as FA, KP and SAL log (the report's alignment figure shows them all)."""
+        from ..nn.feedback import alignment
+
+        return alignment(self.net)
 
 
 class PCLearner(Learner):

@@ -25,7 +25,15 @@ usual weight gradient (the correlation of ``δ`` with the input). The modes diff
 ``frsf``      ``B = |M₀| ∘ sign(W)``, ``M₀`` fixed (Liao et al. 2016)
 ``kp``        ``B`` learned with the same update as ``W`` plus weight decay, so ``B → W``
               (Kolen & Pollack 1994; Akrout, Wilson, Humphreys, Lillicrap & Tweed 2019, NeurIPS)
+``dll``       ``B`` (DLL's Θ) learned by the layer's local rule ``ΔB = −η δ ξᵀ`` with ``ξ = δ B`` the error
+              it sends down: gradient descent on ``½‖ξ‖²`` (Lv et al. 2025, ICML; :mod:`neuroplastic.dll`)
+``sal``       ``B`` learned from spike timing in a separate phase of a spiking copy of the network, not by
+              autograd (Gierlich et al. 2025; :mod:`neuroplastic.sal`); the backward pass uses the current ``B``
 ============  ==========================================================================================
+
+Every mode is one :class:`FeedbackMode` of :data:`STRATEGIES`: how ``B`` is made, whether and by which local
+rule it learns, what the backward pass uses. A layer may hold no ``B`` (``B is None``: a first layer whose input
+error nothing reads, as in DLL); its backward then transports ``W`` exactly.
 
 Random feedback matrices are drawn like PyTorch's default weights, ``U(±1/sqrt(fan_in))``, times ``scale``,
 so ``‖B‖ ≈ ‖W₀‖`` at the start (BioTorch draws both Xavier-uniform; with PyTorch's default ``W`` a Xavier
@@ -45,6 +53,7 @@ decoupled weight decay makes ``W − B`` shrink geometrically.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -54,21 +63,51 @@ from torch.nn import functional as F
 
 __all__ = [
     "MODES",
+    "STRATEGIES",
     "FeedbackContext",
     "FeedbackConv2d",
     "FeedbackLinear",
+    "FeedbackMode",
     "alignment",
     "angle_deg",
     "convert",
     "feedback_layers",
+    "feedback_stats",
 ]
 
 #: Added to ``convert``'s seed, so that feedback drawn with seed s differs from weights drawn after
 #: ``torch.manual_seed(s)`` (same distribution, same stream: B would equal W otherwise).
 _SEED_OFFSET = 0x5EEDFB
 
+@dataclasses.dataclass(frozen=True)
+class FeedbackMode:
+    """A feedback mode as a strategy: ``make`` — how ``B`` starts (``uniform``: a fixed random draw
+    ``U(±scale/sqrt(fan_in))``; ``dfa``: one ``n_out × input`` draw per layer; ``sign``: computed from ``W``;
+    ``magnitude``: ``|M| ∘ sign(W)``), ``stored`` — ``buffer`` (fixed or changed outside autograd),
+    ``parameter`` (learned through the optimizer) or ``none`` (computed), and ``rule`` — by which local rule a
+    learned ``B`` changes: ``kp`` (``∇B = ∇W``), ``dll`` (``∇B = n·δᵀ(δB)``, i.e. ``ΔB = −η δ ξᵀ``), ``sal``
+    (spike timing, outside autograd) or ``None`` (fixed)."""
+
+    name: str
+    make: str
+    stored: str
+    rule: str | None = None
+
+
+#: The feedback modes, by name: one family serves FA, DFA, the sign-symmetry modes, KP, DLL's Θ and SAL.
+STRATEGIES: dict[str, FeedbackMode] = {m.name: m for m in (
+    FeedbackMode("fa", "uniform", "buffer"),
+    FeedbackMode("dfa", "dfa", "buffer"),
+    FeedbackMode("usf", "sign", "none"),
+    FeedbackMode("brsf", "magnitude", "buffer"),
+    FeedbackMode("frsf", "magnitude", "buffer"),
+    FeedbackMode("kp", "uniform", "parameter", "kp"),
+    FeedbackMode("dll", "uniform", "parameter", "dll"),
+    FeedbackMode("sal", "uniform", "buffer", "sal"),
+)}
+
 #: Modes of :func:`convert` (``bp`` leaves the model unchanged).
-MODES = ("bp", "fa", "dfa", "usf", "brsf", "frsf", "kp")
+MODES = ("bp", *STRATEGIES)
 
 
 class FeedbackContext:
@@ -146,15 +185,17 @@ def _dfa_grad_input(ctx_obj: FeedbackContext, is_output: bool, grad_output: torc
 
 
 class _LinearFn(torch.autograd.Function):
-    """``y = x Wᵀ + b`` whose backward returns ``δ B`` (or DFA's ``e B_l``) for ``x`` and ``δᵀx`` for ``W``
-    (and for ``B`` when it is learned, Kolen-Pollack)."""
+    """``y = x Wᵀ + b`` whose backward returns ``δ B`` (or DFA's ``e B_l``; ``δ W`` when ``B`` is None) for ``x``,
+    ``δᵀx`` for ``W``, and for a learned ``B`` the gradient of its rule (``kp``: ``δᵀx``; ``dll``:
+    ``sign · n · δᵀ(δB)``, ``n`` the rows of ``δ``)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, B, dfa, redraw):
+    def forward(ctx, x, weight, bias, B, dfa, redraw, rule, sign):
         ctx.save_for_backward(x, weight, B)
         ctx.has_bias = bias is not None
         ctx.dfa = dfa  # None or (FeedbackContext, is_output)
         ctx.redraw = redraw  # None, or the brSF layer: B is drawn when the gradient is computed
+        ctx.rule, ctx.sign = rule, sign
         return F.linear(x, weight, bias)
 
     @staticmethod
@@ -162,35 +203,44 @@ class _LinearFn(torch.autograd.Function):
         x, weight, B = ctx.saved_tensors
         if ctx.redraw is not None:
             B = ctx.redraw._redraw(weight)
-        gx = gw = gb = gB = None
-        if ctx.needs_input_grad[0]:
-            if ctx.dfa is not None:
-                gx = _dfa_grad_input(ctx.dfa[0], ctx.dfa[1], grad_output, B, x.shape)
-            else:
-                gx = grad_output @ B
+        fb = B if B is not None else weight
+        learn_B = ctx.needs_input_grad[3]
+        gx = gx2 = gw = gb = gB = None
         g2 = grad_output.reshape(-1, grad_output.shape[-1])
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
+        if ctx.needs_input_grad[0] or (learn_B and ctx.rule == "dll"):
+            if ctx.dfa is not None:
+                gx = _dfa_grad_input(ctx.dfa[0], ctx.dfa[1], grad_output, fb, x.shape)
+            else:
+                gx2 = g2 @ fb
+                gx = gx2.reshape(x.shape)
+        if ctx.needs_input_grad[1] or (learn_B and ctx.rule == "kp"):
             x2 = x.reshape(-1, x.shape[-1])
             gw = g2.t().mm(x2)  # δᵀx, in the form autograd uses for F.linear (bit-identical to BP)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g2.sum(0)
-        if ctx.needs_input_grad[3]:  # learned feedback (KP): ΔB = ΔW
-            gB = gw.clone()
-        return gx, gw if ctx.needs_input_grad[1] else None, gb, gB, None, None
+        if learn_B:
+            if ctx.rule == "kp":  # ΔB = ΔW
+                gB = gw.clone()
+            elif ctx.rule == "dll":  # ∇B = n δᵀ ξ with ξ = δB: the batch mean of δ ξᵀ (see neuroplastic.dll)
+                gB = (ctx.sign * g2.shape[0]) * (g2.t() @ gx2)
+        return (gx if ctx.needs_input_grad[0] else None, gw if ctx.needs_input_grad[1] else None, gb, gB,
+                None, None, None, None)
 
 
 class _Conv2dFn(torch.autograd.Function):
-    """``conv2d(x, W, b)`` whose backward sends ``δ`` back through ``conv_transpose2d(δ, B)`` (or DFA's
-    ``e B_l``) and keeps the weight gradient ``∂L/∂W`` of backprop."""
+    """``conv2d(x, W, b)`` whose backward sends ``δ`` back through ``conv_transpose2d(δ, B)`` (DFA: ``e B_l``;
+    ``W`` when ``B`` is None), keeps backprop's weight gradient, and gives a learned ``B`` its rule's gradient
+    (``kp``: ``∇W``; ``dll``: ``sign · n · conv_weight(∂x, δ)``, the convolutional ``δ ξᵀ``)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, B, geom, dfa, redraw):
-        stride, padding, dilation, groups = geom
+    def forward(ctx, x, weight, bias, B, geom, dfa, redraw, rule, sign):
+        stride, padding, dilation, groups, _ = geom
         ctx.save_for_backward(x, weight, B)
         ctx.geom = geom
         ctx.has_bias = bias is not None
         ctx.dfa = dfa
         ctx.redraw = redraw
+        ctx.rule, ctx.sign = rule, sign
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
@@ -198,26 +248,35 @@ class _Conv2dFn(torch.autograd.Function):
         x, weight, B = ctx.saved_tensors
         if ctx.redraw is not None:
             B = ctx.redraw._redraw(weight)
-        stride, padding, dilation, groups = ctx.geom
+        fb = B if B is not None else weight
+        stride, padding, dilation, groups, bias_sum = ctx.geom
+        learn_B = ctx.needs_input_grad[3]
         need_x = ctx.needs_input_grad[0]
-        need_w = ctx.needs_input_grad[1] or ctx.needs_input_grad[3]
+        need_w = ctx.needs_input_grad[1] or (learn_B and ctx.rule == "kp")
         need_b = ctx.has_bias and ctx.needs_input_grad[2]
         bias_sizes = [weight.shape[0]] if ctx.has_bias else None
         gx = gw = gb = gB = None
-        via_B = need_x and ctx.dfa is None
-        if via_B or need_w or need_b:
+        via_B = (need_x or (learn_B and ctx.rule == "dll")) and ctx.dfa is None
+        aten_b = need_b and not bias_sum
+        if via_B or need_w or aten_b:
             # grad_weight does not depend on the weight's values, only its shape (B has W's shape outside DFA)
-            kernel = B if via_B else weight
-            gx_, gw, gb = torch.ops.aten.convolution_backward(
-                grad_output, x, kernel, bias_sizes, list(stride), list(padding), list(dilation), False, [0, 0],
-                groups, [via_B, need_w, need_b])
-            if via_B:
-                gx = gx_
+            kernel = fb if via_B else weight
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad_output, x, kernel, bias_sizes if aten_b else None, list(stride), list(padding), list(dilation),
+                False, [0, 0], groups, [via_B, need_w, aten_b])
+        if need_b and bias_sum:  # the same sum in another order (the order DLL's records were made with)
+            gb = grad_output.sum((0, 2, 3))
         if need_x and ctx.dfa is not None:
-            gx = _dfa_grad_input(ctx.dfa[0], ctx.dfa[1], grad_output, B, x.shape)
-        if ctx.needs_input_grad[3]:
-            gB = gw.clone()
-        return gx, gw if ctx.needs_input_grad[1] else None, gb, gB, None, None, None
+            gx = _dfa_grad_input(ctx.dfa[0], ctx.dfa[1], grad_output, fb, x.shape)
+        if learn_B:
+            if ctx.rule == "kp":
+                gB = gw.clone()
+            elif ctx.rule == "dll":
+                gB = (ctx.sign * grad_output.shape[0]) * torch.ops.aten.convolution_backward(
+                    grad_output, gx, fb, None, list(stride), list(padding), list(dilation), False, [0, 0], groups,
+                    [False, True, False])[1]
+        return (gx if need_x else None, gw if ctx.needs_input_grad[1] else None, gb, gB, None, None, None, None,
+                None)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -230,28 +289,52 @@ class _FeedbackMixin:
     scale: float
     is_output: bool
 
-    def _init_feedback(self, mode: str, context: FeedbackContext, scale: float, generator: torch.Generator,
-                       dfa_shape: tuple[int, int] | None = None, is_output: bool = False) -> None:
-        if mode not in MODES or mode == "bp":
-            raise ValueError(f"unknown feedback mode {mode!r}; allowed: {', '.join(MODES[1:])}")
+    def _init_feedback(self, mode: str, context: FeedbackContext, scale: float, generator: torch.Generator | None,
+                       dfa_shape: tuple[int, int] | None = None, is_output: bool = False,
+                       initial: torch.Tensor | None = None, has_B: bool = True) -> None:
+        """Make this layer's feedback state for ``mode`` (:data:`STRATEGIES`). ``initial``: the starting ``B``
+        (a caller's own draw, e.g. DLL's Θ) instead of the mode's; ``has_B=False``: no ``B`` at all (exact
+        transport of ``W``; a first layer whose input error nothing reads)."""
+        if mode not in STRATEGIES:
+            raise ValueError(f"unknown feedback mode {mode!r}; allowed: {', '.join(STRATEGIES)}")
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise ValueError(f"feedback scale must be a positive finite number, got {scale!r}")
+        strategy = STRATEGIES[mode]
         self.mode, self.context, self.scale, self.is_output = mode, context, float(scale), bool(is_output)
+        self.strategy = strategy
+        #: +1: a learned B follows its rule; −1: the opposite sign (DLL's reference-code variant, a labelled ablation)
+        self.rule_sign = 1.0
+        #: conv layers: sum the bias gradient as ``δ.sum((0, 2, 3))`` rather than in the convolution kernel
+        self.bias_sum = False
         w = self.weight
         shape = tuple(w.shape)
         bound = float(scale) * _init_bound(shape)
-        if mode == "fa":
-            self.register_buffer("B", _uniform(shape, bound, generator).to(w.device, w.dtype))
-        elif mode == "dfa":
+        if not has_B:
+            if strategy.stored == "parameter":
+                self.register_parameter("B", None)
+            else:
+                self.register_buffer("B", None)
+            return
+        if initial is not None:
+            if strategy.stored not in ("buffer", "parameter") or strategy.make not in ("uniform",):
+                raise ValueError(f"mode {mode!r} computes B from W; it takes no initial B")
+            B0 = initial.to(w.device, w.dtype)
+        elif strategy.make == "uniform":
+            B0 = _uniform(shape, bound, generator).to(w.device, w.dtype)
+        elif strategy.make == "dfa":
             if dfa_shape is None:
                 raise ValueError("dfa layers need dfa_shape = (n_out, input size)")
             b = float(scale) * _init_bound(dfa_shape)
-            self.register_buffer("B", _uniform(dfa_shape, b, generator).to(w.device, w.dtype))
-        elif mode in ("brsf", "frsf"):
+            B0 = _uniform(dfa_shape, b, generator).to(w.device, w.dtype)
+        elif strategy.make == "magnitude":
             self.register_buffer("M", _uniform(shape, bound, generator).abs_().to(w.device, w.dtype))
-        elif mode == "kp":
-            self.B = nn.Parameter(_uniform(shape, bound, generator).to(w.device, w.dtype))
-        # usf keeps no state: B = s · sign(W) is computed from the current W
+            return
+        else:  # sign: B = s · sign(W) is computed from the current W; no state
+            return
+        if strategy.stored == "parameter":
+            self.B = nn.Parameter(B0)
+        else:
+            self.register_buffer("B", B0)
 
     @property
     def usf_scale(self) -> float:
@@ -268,27 +351,28 @@ class _FeedbackMixin:
             self.M.mul_(bound)
         return self.M * torch.sign(weight.detach())
 
-    def feedback_matrix(self) -> torch.Tensor:
-        """The current ``B`` (for ``kp`` the learned parameter itself; otherwise detached; for ``brsf``
-        the one the last backward pass used)."""
+    def feedback_matrix(self) -> torch.Tensor | None:
+        """The current ``B`` (a learned one is the parameter itself; for ``brsf`` the one the last backward pass
+        used; ``None`` for a layer without feedback state, whose backward transports ``W``)."""
         w = self.weight.detach()
-        if self.mode in ("fa", "dfa", "kp"):
+        if self.strategy.make in ("uniform", "dfa"):
             return self.B
         if self.mode == "usf":
             return torch.sign(w) * self.usf_scale
         return self.M * torch.sign(w)  # brsf, frsf
 
-    def _backward_operands(self) -> tuple[torch.Tensor | None, Any, Any]:
-        """``(B, dfa, redraw)`` for the autograd Function: brSF draws ``B`` in the backward pass."""
+    def _backward_operands(self) -> tuple[torch.Tensor | None, Any, Any, str | None, float]:
+        """``(B, dfa, redraw, rule, sign)`` for the autograd Function: brSF draws ``B`` in the backward pass."""
+        rule = self.strategy.rule if self.strategy.stored == "parameter" else None
         if self.mode == "brsf":
-            return None, None, self
+            return None, None, self, rule, self.rule_sign
         B = self.feedback_matrix()
         dfa = None
         if self.mode == "dfa":
             dfa = (self.context, self.is_output)
             if self.is_output:
                 self.context.error = None
-        return B, dfa, None
+        return B, dfa, None, rule, self.rule_sign
 
     def extra_repr(self) -> str:  # type: ignore[override]
         return super().extra_repr() + f", mode={self.mode}" + (", output" if self.is_output else "")
@@ -302,8 +386,8 @@ class FeedbackLinear(_FeedbackMixin, nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, dfa, redraw = self._backward_operands()
-        return _LinearFn.apply(x, self.weight, self.bias, B, dfa, redraw)
+        B, dfa, redraw, rule, sign = self._backward_operands()
+        return _LinearFn.apply(x, self.weight, self.bias, B, dfa, redraw, rule, sign)
 
 
 class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
@@ -312,13 +396,13 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
     differentiates the padding)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, dfa, redraw = self._backward_operands()
+        B, dfa, redraw, rule, sign = self._backward_operands()
         padding = self._int_padding
         if self.padding_mode != "zeros":
             x = F.pad(x, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = (0, 0)
-        geom = (tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups)
-        return _Conv2dFn.apply(x, self.weight, self.bias, B, geom, dfa, redraw)
+        geom = (tuple(self.stride), tuple(padding), tuple(self.dilation), self.groups, self.bias_sum)
+        return _Conv2dFn.apply(x, self.weight, self.bias, B, geom, dfa, redraw, rule, sign)
 
     @property
     def _int_padding(self) -> tuple[int, int]:
@@ -468,25 +552,38 @@ def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
     return math.degrees(math.acos(float((a @ b / den).clamp(-1.0, 1.0))))
 
 
+def feedback_stats(B: torch.Tensor, W: torch.Tensor) -> dict[str, float]:
+    r"""How far feedback ``B`` is from weight transport (``B`` in ``W``'s shape, so ``B = W`` is backprop):
+    ``angle_deg`` = :math:`\arccos \frac{\langle B, W\rangle}{\|B\|\|W\|}` in degrees (flattened),
+    ``norm_ratio`` = ‖B‖/‖W‖ (Frobenius), ``sign_agree`` = the fraction of entries with
+    ``sign B = sign W``, ``pearson`` = the correlation coefficient of the entries (Gierlich et al. 2025 report
+    the angle and the correlation; Akrout et al. 2019 the angle and norm ratio)."""
+    b, w = B.detach().flatten().double(), W.detach().flatten().double()
+    wn = float(w.norm())
+    bc, wc = b - b.mean(), w - w.mean()
+    den = float(bc.norm() * wc.norm())
+    return {"angle_deg": angle_deg(b, w), "norm_ratio": float(b.norm()) / wn if wn > 0 else float("nan"),
+            "sign_agree": float((torch.sign(b) == torch.sign(w)).double().mean()),
+            "pearson": float(bc @ wc) / den if den > 0 else float("nan")}
+
+
 @torch.no_grad()
 def alignment(model: nn.Module) -> dict[str, float]:
-    """Per converted layer ``i`` (module order): ``angle_deg/i`` = angle(B, W) in degrees (flattened
-    cosine; our ``B`` has ``W``'s shape, so this is the issue's angle(B, Wᵀ) in the ``B ≈ Wᵀ``
-    convention) and ``norm_ratio/i`` = ‖B‖/‖W‖ (Frobenius); plus ``angle_deg_mean`` and
-    ``norm_ratio_mean``. DFA's hidden ``B_l`` (``n_out × input``) has no counterpart in ``W`` and is
-    skipped; only its output layer is reported. Empty for a model without feedback layers."""
+    """Per feedback layer ``i`` (module order, every mode of the family: FA … KP, DLL's Θ, SAL): the
+    :func:`feedback_stats` of its ``B`` against ``W`` as ``angle_deg/i``, ``norm_ratio/i``, ``sign_agree/i`` and
+    ``pearson/i`` (our ``B`` has ``W``'s shape, so the angle is the issue's angle(B, Wᵀ) in the ``B ≈ Wᵀ``
+    convention); plus the means ``angle_deg_mean`` … ``pearson_mean``. Layers without ``B`` (exact transport)
+    and DFA's hidden ``B_l`` (``n_out × input``, no counterpart in ``W``) are skipped. Empty for a model without
+    feedback layers."""
     out: dict[str, float] = {}
-    angles, ratios = [], []
+    per: dict[str, list[float]] = {}
     for i, layer in enumerate(feedback_layers(model)):
         B, W = layer.feedback_matrix(), layer.weight
-        if B.shape != W.shape:
+        if B is None or B.shape != W.shape:
             continue
-        a = angle_deg(B, W)
-        r = float(B.norm() / W.norm()) if float(W.norm()) > 0 else float("nan")
-        out[f"angle_deg/{i}"], out[f"norm_ratio/{i}"] = a, r
-        angles.append(a)
-        ratios.append(r)
-    if angles:
-        out["angle_deg_mean"] = sum(angles) / len(angles)
-        out["norm_ratio_mean"] = sum(ratios) / len(ratios)
+        for k, v in feedback_stats(B, W).items():
+            out[f"{k}/{i}"] = v
+            per.setdefault(k, []).append(v)
+    for k, vals in per.items():
+        out[f"{k}_mean"] = sum(vals) / len(vals)
     return out

@@ -1,0 +1,153 @@
+r"""The spike-based alignment learning (SAL) rule — Gierlich, Baumbach, Kungl, Max & Petrovici 2025
+(arXiv 2503.02642, "Weight transport through spike timing for robust local gradients").
+
+A plastic synapse from a *pre* unit to a *post* unit changes with every pair of their spikes,
+:math:`\Delta t = t_\text{post} - t_\text{pre}`:
+
+.. math::
+
+    K(\Delta t) = \begin{cases} -A\,k(\Delta t) & \Delta t > 0 \text{ (causal: anti-Hebbian)}\\
+                                 +A\,k(-\Delta t) & \Delta t < 0 \text{ (anti-causal: Hebbian)}\\
+                                 0 & \Delta t = 0 \end{cases}
+    \qquad k(d) = e^{-d/\tau} \;\text{(exponential)} \;\text{or}\; \max(0, 1 - d/c) \;\text{(triangular)},
+    \quad d \le c \text{ (the cut)}.
+
+A feedback synapse ``B`` (pre = upper-layer unit, post = lower-layer unit) thus grows with the spikes the
+forward weight ``W`` causes in the upper unit (anti-causal pairs) and shrinks with those it causes itself (causal
+pairs): its fixed point is ``B = W`` — each weight converges to its reciprocal. Spikes of the same step are
+not paired (discrete time: a spike acts on the next step).
+
+**Pairing.** ``all``: every pair within the cut (all-pairs, through traces :math:`x(t) = \sum_{d=1}^{c} k(d)
+s(t-d)`); ``nearest``: each spike pairs only with the nearest earlier spike of the other unit
+(:math:`x(t) = k(t - t_\text{last})`). Both are computed online from a carry of the last ``cut`` steps (no
+buffer of the whole run), and a block of ``T`` steps is one matrix product:
+
+.. math::
+
+    \Delta P = A\,\big( (X_\text{post} \circ \ldots)^\top S_\text{pre}\,(1+\epsilon^+) \;-\;
+                          S_\text{post}^\top X_\text{pre}\,(1+\epsilon^-) \big)
+
+with ``S``, ``X`` the spikes and traces stacked over steps and parallel networks (rows) and ``ΔP`` in the
+projection's ``[post, pre]`` shape. :math:`\epsilon^\pm` is the optional plasticity noise: a fixed amplitude
+``1 + ε`` per synapse and direction, :math:`\epsilon \sim \mathcal{N}(0, \sigma)` truncated at ±1.5σ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_step"]
+
+WINDOWS = ("exponential", "triangular")
+PAIRINGS = ("all", "nearest")
+
+
+@dataclasses.dataclass(frozen=True)
+class SALRule:
+    """The SAL window: ``amplitude`` A, time constant ``tau`` (steps; the paper's τ = τ_ref), ``cut`` (steps;
+    pairs further apart do not count; 2τ_ref in the deep-network study), ``window`` (:data:`WINDOWS`) and
+    ``pairing`` (:data:`PAIRINGS`)."""
+
+    amplitude: float = 1.0
+    tau: float = 10.0
+    cut: int = 20
+    window: str = "exponential"
+    pairing: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {self.window!r}")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+        if not (isinstance(self.cut, int) and 1 <= self.cut <= 10_000):
+            raise ValueError(f"cut must be an integer number of steps from 1 to 10000, got {self.cut!r}")
+        if not (math.isfinite(self.tau) and self.tau > 0):
+            raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not math.isfinite(self.amplitude):
+            raise ValueError(f"amplitude must be finite, got {self.amplitude!r}")
+
+    def kernel(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """``k(d)`` for ``d = 1 … cut`` (``[cut]``)."""
+        d = torch.arange(1, self.cut + 1, device=device, dtype=torch.float64)
+        k = torch.exp(-d / self.tau) if self.window == "exponential" else (1 - d / self.cut).clamp_min(0)
+        return k.to(dtype)
+
+
+class SALTrace:
+    """Online traces of one population's spikes for :func:`sal_step`: the last ``cut`` steps of spikes
+    (all-pairs) or the steps since each unit's last spike (nearest), for ``R`` parallel networks."""
+
+    def __init__(self, rule: SALRule, shape: tuple[int, int], device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32) -> None:
+        self.rule = rule
+        r, n = shape
+        if rule.pairing == "all":
+            self.carry = torch.zeros(rule.cut, r, n, device=device, dtype=dtype)  # oldest first
+        else:
+            self.since = torch.full((r, n), rule.cut + 1, device=device, dtype=torch.long)  # "never" = beyond cut
+        self._k = rule.kernel(device, dtype)
+
+    def traces(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The trace at every step of ``spikes`` ``[T, R, N]`` from the spikes *before* that step, then remember
+        ``spikes``: ``x[t] = Σ_{d=1}^{cut} k(d) s[t-d]`` (all) or ``k(steps since the last earlier spike)``."""
+        s = spikes.to(self._k.dtype)
+        t_len = s.shape[0]
+        if self.rule.pairing == "all":
+            hist = torch.cat([self.carry, s])  # [cut + T, R, N]
+            c = self.rule.cut
+            # x[t] = Σ_d k(d) hist[c + t - d]: a causal 1-D convolution along time, per unit
+            seq = hist[:-1].permute(1, 2, 0).reshape(-1, 1, c + t_len - 1)
+            x = F.conv1d(seq, self._k.flip(0).view(1, 1, c)).reshape(s.shape[1], s.shape[2], t_len)
+            self.carry = hist[-c:].clone()
+            return x.permute(2, 0, 1)
+        out = torch.empty_like(s)
+        since = self.since
+        for t in range(t_len):  # steps since the last spike before t (a cumulative max would do; T is short)
+            d = since
+            out[t] = torch.where(d <= self.rule.cut, self._k[(d - 1).clamp(0, self.rule.cut - 1)],
+                                 torch.zeros((), dtype=s.dtype, device=s.device))
+            since = torch.where(spikes[t].bool(), torch.ones_like(since), since + 1).clamp_max(self.rule.cut + 1)
+        self.since = since
+        return out
+
+
+def plasticity_noise(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """A fixed multiplicative amplitude ``1 + ε`` per synapse, ``ε ~ N(0, σ)`` truncated at ±1.5σ (Gierlich et al.'s
+    plasticity noise; draw one per direction)."""
+    if not (math.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"plasticity noise sigma must be >= 0, got {sigma!r}")
+    eps = torch.empty(shape)
+    torch.nn.init.trunc_normal_(eps, 0.0, sigma if sigma > 0 else 1.0, -1.5 * sigma, 1.5 * sigma,
+                                generator=generator)
+    return 1.0 + (eps if sigma > 0 else torch.zeros(shape))
+
+
+def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_trace: SALTrace, *,
+             noise: tuple[torch.Tensor, torch.Tensor] | None = None, per_net: bool = False) -> torch.Tensor:
+    """The SAL update of a projection ``pre → post`` over a block of steps: ``ΔP`` ``[N_post, N_pre]`` summed over
+    the ``T`` steps and ``R`` parallel networks of ``pre`` ``[T, R, N_pre]`` and ``post`` ``[T, R, N_post]``
+    (spikes, 0/1); ``per_net``: ``[R, N_post, N_pre]``, one update per network. The traces advance by the block.
+    ``noise``: ``(1 + ε⁺, 1 + ε⁻)`` amplitudes in ``ΔP``'s shape
+    for the anti-causal (Hebbian) and causal (anti-Hebbian) halves (:func:`plasticity_noise`).
+
+    ``ΔP = A (X_postᵀ S_pre − S_postᵀ X_pre)``: a pre spike pairs with the earlier post spikes (anti-causal, +A),
+    a post spike with the earlier pre spikes (causal, −A)."""
+    rule = pre_trace.rule
+    x_pre = pre_trace.traces(pre)
+    x_post = post_trace.traces(post)
+    dt = x_pre.dtype
+    if per_net:
+        hebb = torch.einsum("tri,trj->rij", x_post, pre.to(dt))
+        anti = torch.einsum("tri,trj->rij", post.to(dt), x_pre)
+    else:
+        s_pre, s_post = pre.to(dt).flatten(0, 1), post.to(dt).flatten(0, 1)
+        hebb = x_post.flatten(0, 1).t() @ s_pre  # [N_post, N_pre]: post earlier, pre now
+        anti = s_post.t() @ x_pre.flatten(0, 1)  # post now, pre earlier
+    if noise is not None:
+        hebb, anti = hebb * noise[0], anti * noise[1]
+    return rule.amplitude * (hebb - anti)

@@ -1,0 +1,139 @@
+"""Spike-based alignment learning: the rule against explicit pairwise sums, its sign, the stochastic neurons'
+statistics and refractoriness, and the two-neuron case."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neuroplastic.sal import SALRule, SALTrace, SpikingNet, firing_probability, plasticity_noise, sal_step
+from neuroplastic.sal.studies import flow_field, two_neurons
+
+
+def _explicit(pre: torch.Tensor, post: torch.Tensor, rule: SALRule) -> torch.Tensor:
+    """ΔP[post j, pre i] by enumerating spike pairs (summed over networks): the definition of the rule."""
+    k = rule.kernel(dtype=torch.float64)
+    _, r, n_pre = pre.shape
+    n_post = post.shape[2]
+    out = torch.zeros(n_post, n_pre, dtype=torch.float64)
+    for net in range(r):
+        for i in range(n_pre):
+            tp = torch.nonzero(pre[:, net, i]).flatten().tolist()
+            for j in range(n_post):
+                tq = torch.nonzero(post[:, net, j]).flatten().tolist()
+                if rule.pairing == "all":
+                    for t1 in tp:
+                        for t2 in tq:
+                            d = t2 - t1
+                            if 1 <= abs(d) <= rule.cut:
+                                out[j, i] += -rule.amplitude * k[d - 1] if d > 0 else rule.amplitude * k[-d - 1]
+                else:
+                    for t2 in tq:  # each post spike with the nearest earlier pre spike: causal
+                        earlier = [t for t in tp if t < t2]
+                        if earlier and t2 - max(earlier) <= rule.cut:
+                            out[j, i] -= rule.amplitude * k[t2 - max(earlier) - 1]
+                    for t1 in tp:  # each pre spike with the nearest earlier post spike: anti-causal
+                        earlier = [t for t in tq if t < t1]
+                        if earlier and t1 - max(earlier) <= rule.cut:
+                            out[j, i] += rule.amplitude * k[t1 - max(earlier) - 1]
+    return out
+
+
+@pytest.mark.parametrize("pairing", ["all", "nearest"])
+@pytest.mark.parametrize("window", ["exponential", "triangular"])
+def test_trace_based_sal_equals_the_explicit_pairwise_sum(pairing, window):
+    g = torch.Generator().manual_seed(0)
+    pre = (torch.rand(157, 3, 4, generator=g) < 0.15).float()
+    post = (torch.rand(157, 3, 5, generator=g) < 0.15).float()
+    rule = SALRule(amplitude=0.7, tau=4.0, cut=9, window=window, pairing=pairing)
+    want = _explicit(pre, post, rule)
+    tp, tq = SALTrace(rule, (3, 4), dtype=torch.float64), SALTrace(rule, (3, 5), dtype=torch.float64)
+    got = torch.zeros_like(want)
+    for a, b in ((0, 1), (1, 40), (40, 41), (41, 100), (100, 157)):  # blocks of any length, online
+        got += sal_step(pre[a:b], post[a:b], tp, tq)
+    torch.testing.assert_close(got, want)
+    per = sal_step(pre, post, SALTrace(rule, (3, 4), dtype=torch.float64), SALTrace(rule, (3, 5), dtype=torch.float64),
+                   per_net=True)
+    torch.testing.assert_close(per.sum(0), want)
+
+
+def test_the_window_sign_is_pinned():
+    """pre before post (causal) depresses, post before pre (anti-causal) potentiates; same step: nothing."""
+    rule = SALRule(amplitude=1.0, tau=10.0, cut=20)
+
+    def update(t_pre: int, t_post: int) -> float:
+        pre, post = torch.zeros(30, 1, 1), torch.zeros(30, 1, 1)
+        pre[t_pre], post[t_post] = 1, 1
+        return float(sal_step(pre, post, SALTrace(rule, (1, 1)), SALTrace(rule, (1, 1))))
+
+    assert update(5, 8) == pytest.approx(-math.exp(-0.3))
+    assert update(8, 5) == pytest.approx(+math.exp(-0.3))
+    assert update(5, 5) == 0.0
+    assert update(2, 25) == 0.0  # beyond the cut
+
+
+def test_firing_probability_matches_sigma_u_minus_log_tau_and_refractoriness_holds():
+    tau = 10
+    u = torch.tensor([-2.0, 0.0, 1.0, 3.0])
+    net = SpikingNet([4], {}, [u], n_nets=500, tau_ref=tau, generator=torch.Generator().manual_seed(0))
+    free = torch.zeros(4)
+    fired = torch.zeros(4)
+    last = torch.full((500, 4), -10_000)
+    for t in range(400):
+        was_free = (net.countdown[0] <= 1)  # free at this step: countdown reaches 0 before the draw
+        s = net.step()[0]
+        z = net.psp()[0]
+        assert bool((z >= s).all())  # a unit that spiked has its PSP on
+        gap = t - last
+        assert not bool(((s > 0) & (gap < tau)).any())  # no spike within tau_ref steps of the last one
+        last = torch.where(s > 0, torch.full_like(last, t), last)
+        free += was_free.float().sum(0)
+        fired += s.sum(0)
+    want = firing_probability(u, tau)
+    rate = fired / free
+    se = torch.sqrt(want * (1 - want) / free)
+    assert bool(((rate - want).abs() < 5 * se + 1e-3).all()), (rate, want)
+
+
+def test_psp_lasts_exactly_tau_ref_steps():
+    net = SpikingNet([1], {}, [torch.tensor([50.0])], tau_ref=4, generator=torch.Generator().manual_seed(0))
+    z, s = [], []
+    for _ in range(12):
+        s.append(float(net.step()[0]))
+        z.append(float(net.psp()[0]))
+    assert s == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]  # certain to fire as soon as it is free
+    assert z == [1.0] * 12
+
+
+def test_symmetric_pair_stays_symmetric_without_noise_and_the_sum_is_kept():
+    w = torch.full((16,), 0.5)
+    out = two_neurons(w, w.clone(), both=True, blocks=30, block_steps=500, lr=0.1, lr_final=None, seed=1)
+    gap = out["w12"] - out["w21"]
+    assert float(gap.abs().max()) < 0.2  # spiking noise only: it fluctuates around the symmetric fixed point
+    assert float(gap[-10:].mean().abs()) < 0.05  # and does not drift away on average
+    torch.testing.assert_close(out["w12"] + out["w21"], torch.full_like(out["w12"], 1.0))  # antisymmetric rule
+
+
+def test_two_neurons_sal_pulls_w21_to_w12():
+    w12 = torch.tensor([1.0, -1.0, 0.8, -0.6])
+    w21 = torch.tensor([-1.0, 1.0, -0.5, 0.9])
+    out = two_neurons(w12, w21, blocks=40, block_steps=500, lr=3.0, lr_final=0.05, seed=0)
+    gap0 = (w12 - w21).abs()
+    gap = (out["w12"][-1] - out["w21"][-1]).abs()
+    assert torch.equal(out["w12"][-1], w12)  # only w21 is plastic
+    assert bool((gap < 0.5 * gap0).all()) and float((gap / gap0).mean()) < 0.3, (gap / gap0)
+    drift = flow_field(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), steps=20_000)
+    assert drift[0, 1] > 0 > drift[1, 1]  # w21 moves towards w12 from both sides
+
+
+def test_plasticity_noise_is_truncated_and_off_at_zero():
+    g = torch.Generator().manual_seed(0)
+    amp = plasticity_noise((1000,), 0.05, g)
+    assert float((amp - 1).abs().max()) <= 0.075 + 1e-6 and 0.03 < float(amp.std()) < 0.05
+    assert torch.equal(plasticity_noise((5,), 0.0), torch.ones(5))
+    with pytest.raises(ValueError, match="sigma"):
+        plasticity_noise((2,), -1.0)
+    with pytest.raises(ValueError, match="window"):
+        SALRule(window="square")

@@ -3,6 +3,7 @@ statistics and refractoriness, and the two-neuron case."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -137,3 +138,73 @@ def test_plasticity_noise_is_truncated_and_off_at_zero():
         plasticity_noise((2,), -1.0)
     with pytest.raises(ValueError, match="window"):
         SALRule(window="square")
+
+
+# ------------------------------------------------------------------------------------------------------
+# the deep-network learner
+def _small_sal(**kw):
+    from neuroplastic import learners
+
+    args = {"in_shape": (1, 8, 8), "n_classes": 10, "arch": "mlp", "hidden": (16,), "conv_mode": None, "sal_nets": 4,
+                "sal_blocks": 2, "sal_block_steps": 100, "seed": 0}
+    args.update(kw)
+    return learners.get("sal", **args)
+
+
+def test_sal_phase_aligns_feedback_with_the_forward_weights():
+    m = _small_sal(sal_nets=16, sal_blocks=4, sal_block_steps=1000)
+    m.configure(1, 10)
+    with torch.no_grad():
+        for layer in m._dense():
+            layer.weight.mul_(4)  # synapses strong enough to shape the spike timing
+    angles = [m.diagnostics()["angle_deg_mean"]]
+    for _ in range(3):
+        m.sal_phase()
+        angles.append(m.diagnostics()["angle_deg_mean"])
+    assert angles[0] > 80 and all(b < a for a, b in itertools.pairwise(angles)) and angles[-1] < 50, angles
+
+
+def test_sal_learner_runs_a_phase_before_every_epoch_and_sgd_leaves_B_alone(tmp_path):
+    from neuroplastic import data
+    from neuroplastic.learners.backprop import SupervisedNet
+    from neuroplastic.nn.feedback import FeedbackConv2d
+    from neuroplastic.trainer import fit
+
+    bundle = data.prepare("digits", val=0.1, seed=0)
+    small = data.DataBundle("digits", bundle.train.subset(torch.arange(96)), None, bundle.test, 10)
+    m = _small_sal()
+    phases = []
+    real = m.sal_phase
+    m.sal_phase = lambda: phases.append(int(m.steps_done)) or real()
+    before = [layer.B.clone() for layer in m._dense()]
+    fit(m, small, epochs=2, batch_size=32, seed=0, progress=False)
+    assert phases == [0, 3]  # the first step of each of the 2 epochs (3 batches each)
+    assert all(not layer.B.requires_grad for layer in m._dense())  # B is not trained by SGD
+    assert any(not torch.equal(b, layer.B) for b, layer in zip(before, m._dense()))
+    cnn = _small_sal(arch="small_cnn", channels=(4,), conv_mode="fa")
+    assert [type(x).__name__ for x in cnn.net if hasattr(x, "weight")] == ["FeedbackConv2d", "FeedbackLinear"]
+    assert isinstance(cnn.net[0], FeedbackConv2d) and cnn.net[0].mode == "fa" and cnn._dense()[0].mode == "sal"
+    with pytest.raises(ValueError, match="sal_nets"):
+        _small_sal(sal_nets=0)
+    assert isinstance(cnn, SupervisedNet)
+
+
+def test_sal_learner_resumes_exactly(tmp_path):
+    from neuroplastic import data
+    from neuroplastic.trainer import fit
+
+    bundle = data.prepare("digits", val=0.1, seed=0)
+    small = data.DataBundle("digits", bundle.train.subset(torch.arange(96)), None, bundle.test, 10)
+
+    def run(epochs, resume):
+        torch.manual_seed(0)
+        m = _small_sal(plasticity_noise=0.05, synaptic_noise=0.1)
+        fit(m, small, epochs=epochs, batch_size=32, seed=0, checkpoint_dir=tmp_path, resume=resume, progress=False)
+        return m
+
+    full = run(2, resume=False)
+    (tmp_path / "checkpoint.pt").unlink()
+    run(1, resume=False)
+    resumed = run(2, resume=True)
+    for k, v in full.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k

@@ -45,6 +45,7 @@ _MODULES = (
     "neuroplastic.spiking.learners",
     "neuroplastic.dll.learners",
     "neuroplastic.boltzmann.learners",
+    "neuroplastic.sal.learners",
 )
 
 

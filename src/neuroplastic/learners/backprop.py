@@ -115,14 +115,21 @@ class SupervisedNet(Learner):
     paper = "Rumelhart, Hinton & Williams 1986"
     locality = _BP_LOCALITY
 
+    #: feedback modes this class trains besides :data:`MODE_INFO`'s (a subclass adds the one whose feedback it
+    #: learns outside autograd, e.g. SAL's spike-timing phase)
+    extra_modes: tuple[str, ...] = ()
+
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, arch: str = "mlp", mode: str = "bp",
                  hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
                  optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
-                 seed: int = 0) -> None:
+                 conv_mode: str | None = None, seed: int = 0) -> None:
         super().__init__()
-        if mode not in MODE_INFO:
+        if mode not in MODE_INFO and mode not in self.extra_modes:
             raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODE_INFO)}")
+        if conv_mode is not None and conv_mode not in MODE_INFO or conv_mode == "dfa":
+            raise ValueError(f"unknown conv_mode {conv_mode!r}; allowed: "
+                             f"{', '.join(m for m in MODE_INFO if m != 'dfa')} (or null: the same as mode)")
         if (not isinstance(hidden, (list, tuple)) or not hidden
                 or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= 65536 for h in hidden)):
             raise ValueError(f"hidden must be a non-empty list of layer sizes (ints from 1 to 65536), got {hidden!r}")
@@ -140,13 +147,21 @@ class SupervisedNet(Learner):
         self.in_shape = tuple(in_shape)
         self.net = archs.build(arch, in_shape, n_classes, **kw)
         self.mode = mode
-        if mode != "bp":
-            from ..nn.feedback import convert
+        self.conv_mode = mode if conv_mode is None else conv_mode
+        from ..nn.feedback import convert
 
-            fb_kw = {} if feedback_scale is None else {"scale": feedback_scale}
-            convert(self.net, mode, seed=seed, example_input=torch.zeros(2, *in_shape), **fb_kw)
+        fb_kw = {} if feedback_scale is None else {"scale": feedback_scale}
+        if self.conv_mode == mode:
+            if mode != "bp":
+                convert(self.net, mode, seed=seed, example_input=torch.zeros(2, *in_shape), **fb_kw)
+        else:  # convolutions with conv_mode's feedback (e.g. fixed random), dense layers with mode's
+            if self.conv_mode != "bp" and any(isinstance(m, nn.Conv2d) for m in self.net.modules()):
+                convert(self.net, self.conv_mode, seed=seed, layers=(nn.Conv2d,), **fb_kw)
+            if mode != "bp":
+                convert(self.net, mode, seed=seed + 1, layers=(nn.Linear,), **fb_kw)
         self.name = mode
-        self.paper, self.locality = MODE_INFO[mode][0], MODE_INFO[mode][1]
+        if mode in MODE_INFO:
+            self.paper, self.locality = MODE_INFO[mode][0], MODE_INFO[mode][1]
         if mode == "kp" and optimizer == "adam":
             optimizer = "adamw"  # decoupled decay: W − B → 0 geometrically (see the class docstring)
         self.opt_cfg = (optimizer, lr, momentum, weight_decay, schedule)
@@ -196,8 +211,7 @@ class SupervisedNet(Learner):
         return self.net(x)
 
     def diagnostics(self) -> dict[str, float]:
-        if self.mode == "bp":
-            return {}
+        """The feedback family's alignment keys for every layer with feedback (none for pure backprop)."""
         from ..nn.feedback import alignment
 
         return alignment(self.net)

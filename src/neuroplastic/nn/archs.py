@@ -109,8 +109,25 @@ def lv_cnn_cifar(in_shape: tuple[int, ...], n_classes: int, act: str = "tanh") -
         nn.Linear(64 * (h // 8) * (w // 8), 256), activation(act), nn.Linear(256, n_classes))
 
 
+def sal_cnn(in_shape: tuple[int, ...], n_classes: int, act: str = "relu") -> nn.Sequential:
+    """Gierlich et al. 2025's deep network: ``[conv5×5(64) → act → BN → maxpool2] × 2 → FC384 → act → FC192 → act
+    → FC(n_classes)``, no padding (CIFAR-10: 32 → 28 → 14 → 10 → 5, so the first FC layer reads 64·5·5 = 1,600
+    units; MNIST: 1,024)."""
+    c, h, w = in_shape
+    h2, w2 = (h - 4) // 2, (w - 4) // 2
+    h3, w3 = (h2 - 4) // 2, (w2 - 4) // 2
+    if h3 < 1 or w3 < 1:
+        raise ValueError(f"sal_cnn needs inputs of at least 16×16, got {in_shape}")
+    return nn.Sequential(
+        nn.Conv2d(c, 64, 5), activation(act), nn.BatchNorm2d(64), nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 5), activation(act), nn.BatchNorm2d(64), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(64 * h3 * w3, 384), activation(act), nn.Linear(384, 192), activation(act),
+        nn.Linear(192, n_classes))
+
+
 ARCHS: dict[str, Callable[..., nn.Sequential]] = {"mlp": mlp, "lenet5": lenet5, "small_cnn": small_cnn,
-                                               "lv_cnn_mnist": lv_cnn_mnist, "lv_cnn_cifar": lv_cnn_cifar}
+                                               "lv_cnn_mnist": lv_cnn_mnist, "lv_cnn_cifar": lv_cnn_cifar,
+                                               "sal_cnn": sal_cnn}
 
 
 def build(name: str, in_shape: tuple[int, ...], n_classes: int, **kwargs) -> nn.Sequential:

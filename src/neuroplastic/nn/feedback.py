@@ -423,7 +423,8 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
 # ------------------------------------------------------------------------------------------------------
 # conversion
 def _targets(model: nn.Module) -> list[tuple[nn.Module | None, str, nn.Module]]:
-    """``(parent, attribute name, layer)`` of every ``nn.Linear``/``nn.Conv2d`` in ``model``, in module order."""
+    """``(parent, attribute name, layer)`` of every ``nn.Linear``/``nn.Conv2d`` (converted or not) in ``model``, in
+    module order."""
     out: list[tuple[nn.Module | None, str, nn.Module]] = []
     if isinstance(model, (nn.Linear, nn.Conv2d)):
         return [(None, "", model)]
@@ -473,7 +474,7 @@ def _probe(model: nn.Module, layers: list[nn.Module], example_input: Any) -> tup
 
 
 def convert(model: nn.Module, mode: str, *, scale: float = 1.0, seed: int | None = None,
-            example_input: Any = None) -> nn.Module:
+            example_input: Any = None, layers: tuple[type, ...] = (nn.Linear, nn.Conv2d)) -> nn.Module:
     """Swap every ``nn.Linear``/``nn.Conv2d`` of ``model`` in place for a feedback layer of ``mode``.
 
     The new layers keep the original ``weight``/``bias`` parameters (same objects), so a model built and
@@ -485,15 +486,21 @@ def convert(model: nn.Module, mode: str, *, scale: float = 1.0, seed: int | None
     (``n_out × input size``) is a registered buffer from the start. Returns ``model`` (a new layer only
     when ``model`` itself is a ``Linear``/``Conv2d``).
 
+    ``layers``: convert only layers of these types (e.g. ``(nn.Conv2d,)`` then ``(nn.Linear,)`` with another
+    mode: fixed random feedback in the convolutions and learned feedback in the dense layers, as in SAL's deep
+    networks); layers already converted are left alone.
+
     Raises ``ValueError`` for an unknown mode, a model already converted, or ``dfa`` without an example.
     """
     if mode not in MODES:
         raise ValueError(f"unknown feedback mode {mode!r}; allowed: {', '.join(MODES)}")
-    if any(isinstance(m, _FeedbackMixin) for m in model.modules()):
-        raise ValueError("model already holds feedback layers; convert a fresh model")
+    if mode == "dfa" and tuple(layers) != (nn.Linear, nn.Conv2d):
+        raise ValueError("dfa converts every layer (its output error reaches all of them); layers= is not allowed")
     if mode == "bp":
         return model
-    targets = _targets(model)
+    targets = [t for t in _targets(model) if isinstance(t[2], tuple(layers))]
+    if any(isinstance(t[2], _FeedbackMixin) for t in targets):
+        raise ValueError("model already holds feedback layers; convert a fresh model")
     if not targets:
         raise ValueError("model holds no nn.Linear or nn.Conv2d layer to convert")
     if seed is None:

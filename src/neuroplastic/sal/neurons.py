@@ -60,13 +60,20 @@ class SpikingNet:
     def potentials(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
         """``u = b + Σ_pre z_pre Pᵀ (+ input)`` per population, from the current PSPs."""
         z = self.psp()
-        u = [b.expand(self.n_nets, -1).clone() for b in self.biases]
+        u: list[torch.Tensor | None] = [None] * len(self.sizes)
         for (a, b), p in self.projections.items():
-            u[b] += z[a] @ p.t() if p.dim() == 2 else torch.bmm(p, z[a].unsqueeze(2)).squeeze(2)
+            if p.dim() == 3:
+                add = torch.bmm(p, z[a].unsqueeze(2)).squeeze(2)
+                u[b] = add + self.biases[b] if u[b] is None else u[b].add_(add)
+            elif u[b] is None:
+                u[b] = torch.addmm(self.biases[b].expand(self.n_nets, -1), z[a], p.t())
+            else:
+                u[b].addmm_(z[a], p.t())
+        out = [self.biases[i].expand(self.n_nets, -1).clone() if ui is None else ui for i, ui in enumerate(u)]
         for i, x in enumerate(inputs or []):
             if x is not None:
-                u[i] += x
-        return u
+                out[i] = out[i] + x
+        return out
 
     def step(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
         """Advance one step; return each population's spikes ``[R, N]`` (0/1 floats)."""
@@ -74,9 +81,8 @@ class SpikingNet:
         out = []
         for i, ui in enumerate(u):
             c = (self.countdown[i] - 1).clamp_min_(0)
-            free = c == 0
             r = torch.rand(ui.shape, generator=self.generator, device=self.device)
-            spikes = free & (r < torch.sigmoid(ui - self._log_tau))
-            self.countdown[i] = torch.where(spikes, torch.full_like(c, self.tau_ref), c)
+            spikes = (c == 0) & (r < torch.sigmoid(ui.sub_(self._log_tau)))
+            self.countdown[i] = c.masked_fill_(spikes, self.tau_ref)
             out.append(spikes.float())
         return out

@@ -38,9 +38,8 @@ import dataclasses
 import math
 
 import torch
-from torch.nn import functional as F
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_step"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -91,6 +90,20 @@ class SALTrace:
             self.since = torch.full((r, n), rule.cut + 1, device=device, dtype=torch.long)  # "never" = beyond cut
         self._k = rule.kernel(device, dtype)
 
+    def _toeplitz(self, t_len: int) -> torch.Tensor:
+        """``K`` ``[T, cut + T - 1]`` with ``K[t, cut + t - d] = k(d)``: row ``t`` weighs the ``cut`` steps before
+        ``t`` (cached per block length)."""
+        cache = getattr(self, "_toe", None)
+        if cache is not None and cache.shape[0] == t_len:
+            return cache
+        c = self.rule.cut
+        k = torch.zeros(t_len, c + t_len - 1, dtype=self._k.dtype, device=self._k.device)
+        rows = torch.arange(t_len, device=k.device)
+        for d in range(1, c + 1):
+            k[rows, c + rows - d] = self._k[d - 1]
+        self._toe = k
+        return k
+
     def traces(self, spikes: torch.Tensor) -> torch.Tensor:
         """The trace at every step of ``spikes`` ``[T, R, N]`` from the spikes *before* that step, then remember
         ``spikes``: ``x[t] = Σ_{d=1}^{cut} k(d) s[t-d]`` (all) or ``k(steps since the last earlier spike)``."""
@@ -99,13 +112,13 @@ class SALTrace:
         if self.rule.pairing == "all":
             hist = torch.cat([self.carry, s])  # [cut + T, R, N]
             c = self.rule.cut
-            # x[t] = Σ_d k(d) hist[c + t - d]: a causal 1-D convolution along time, per unit
-            seq = hist[:-1].permute(1, 2, 0).reshape(-1, 1, c + t_len - 1)
-            x = F.conv1d(seq, self._k.flip(0).view(1, 1, c)).reshape(s.shape[1], s.shape[2], t_len)
+            # x[t] = Σ_d k(d) hist[c + t - d]: a banded (Toeplitz) matrix over time times every unit's history
+            x = (self._toeplitz(t_len) @ hist[:-1].flatten(1)).view_as(s)
             self.carry = hist[-c:].clone()
-            return x.permute(2, 0, 1)
+            return x
         out = torch.empty_like(s)
         since = self.since
+        # nearest: the steps since the last spike before t
         for t in range(t_len):  # steps since the last spike before t (a cumulative max would do; T is short)
             d = since
             out[t] = torch.where(d <= self.rule.cut, self._k[(d - 1).clamp(0, self.rule.cut - 1)],
@@ -127,27 +140,35 @@ def plasticity_noise(shape: tuple[int, ...], sigma: float, generator: torch.Gene
     return 1.0 + (eps if sigma > 0 else torch.zeros(shape))
 
 
-def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_trace: SALTrace, *,
-             noise: tuple[torch.Tensor, torch.Tensor] | None = None, per_net: bool = False) -> torch.Tensor:
-    """The SAL update of a projection ``pre → post`` over a block of steps: ``ΔP`` ``[N_post, N_pre]`` summed over
-    the ``T`` steps and ``R`` parallel networks of ``pre`` ``[T, R, N_pre]`` and ``post`` ``[T, R, N_post]``
-    (spikes, 0/1); ``per_net``: ``[R, N_post, N_pre]``, one update per network. The traces advance by the block.
-    ``noise``: ``(1 + ε⁺, 1 + ε⁻)`` amplitudes in ``ΔP``'s shape
-    for the anti-causal (Hebbian) and causal (anti-Hebbian) halves (:func:`plasticity_noise`).
-
-    ``ΔP = A (X_postᵀ S_pre − S_postᵀ X_pre)``: a pre spike pairs with the earlier post spikes (anti-causal, +A),
-    a post spike with the earlier pre spikes (causal, −A)."""
-    rule = pre_trace.rule
-    x_pre = pre_trace.traces(pre)
-    x_post = post_trace.traces(post)
+def sal_pairs(pre: torch.Tensor, post: torch.Tensor, x_pre: torch.Tensor, x_post: torch.Tensor, *,
+              amplitude: float = 1.0, noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+              per_net: bool = False) -> torch.Tensor:
+    """``ΔP = A (X_postᵀ S_pre ∘ (1+ε⁺) − S_postᵀ X_pre ∘ (1+ε⁻))`` from spikes ``S`` and their traces ``X``
+    (``[T, R, N]``, traces from :meth:`SALTrace.traces`): summed over steps and networks ``[N_post, N_pre]``, or
+    per network ``[R, N_post, N_pre]``. A population's traces are computed once and serve every projection it
+    is pre or post of."""
     dt = x_pre.dtype
     if per_net:
         hebb = torch.einsum("tri,trj->rij", x_post, pre.to(dt))
         anti = torch.einsum("tri,trj->rij", post.to(dt), x_pre)
     else:
-        s_pre, s_post = pre.to(dt).flatten(0, 1), post.to(dt).flatten(0, 1)
-        hebb = x_post.flatten(0, 1).t() @ s_pre  # [N_post, N_pre]: post earlier, pre now
-        anti = s_post.t() @ x_pre.flatten(0, 1)  # post now, pre earlier
+        hebb = x_post.flatten(0, 1).t() @ pre.to(dt).flatten(0, 1)  # [N_post, N_pre]: post earlier, pre now
+        anti = post.to(dt).flatten(0, 1).t() @ x_pre.flatten(0, 1)  # post now, pre earlier
     if noise is not None:
         hebb, anti = hebb * noise[0], anti * noise[1]
-    return rule.amplitude * (hebb - anti)
+    return amplitude * (hebb - anti)
+
+
+def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_trace: SALTrace, *,
+             noise: tuple[torch.Tensor, torch.Tensor] | None = None, per_net: bool = False) -> torch.Tensor:
+    """The SAL update of a projection ``pre → post`` over a block of steps: ``ΔP`` ``[N_post, N_pre]`` summed over
+    the ``T`` steps and ``R`` parallel networks of ``pre`` ``[T, R, N_pre]`` and ``post`` ``[T, R, N_post]``
+    (spikes, 0/1); ``per_net``: ``[R, N_post, N_pre]``, one update per network. The traces advance by the block.
+    ``noise``: ``(1 + ε⁺, 1 + ε⁻)`` amplitudes in ``ΔP``'s shape for the anti-causal (Hebbian) and causal
+    (anti-Hebbian) halves (:func:`plasticity_noise`).
+
+    ``ΔP = A (X_postᵀ S_pre − S_postᵀ X_pre)``: a pre spike pairs with the earlier post spikes (anti-causal, +A),
+    a post spike with the earlier pre spikes (causal, −A)."""
+    x_pre = pre_trace.traces(pre)
+    x_post = post_trace.traces(post)
+    return sal_pairs(pre, post, x_pre, x_post, amplitude=pre_trace.rule.amplitude, noise=noise, per_net=per_net)

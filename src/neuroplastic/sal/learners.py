@@ -1,0 +1,168 @@
+"""The SAL deep network (Gierlich et al. 2025): SGD on the forward weights, feedback ``B`` of the dense layers learned
+from spike timing in a phase before every epoch.
+
+Before each SGD epoch the dense layers' ``W``, ``B`` and biases are loaded into a spiking copy (populations: the
+first dense layer's inputs, then every dense layer's outputs; forward projections ``W_l`` and feedback projections
+``B_lᵀ``; no data input — the first population gets top-down input only, with zero bias; ReLU and batch norm are
+not part of the copy). ``R`` copies run in parallel for ``blocks`` blocks of ``block_steps`` steps; after each
+block every ``B_l`` moves by
+
+.. math::  B_l \\mathrel{+}= \\eta_\\text{SAL}\\; \\frac{\\Delta P_l^\\top}{R \\cdot \\text{block\\_steps} / \\tau_\\text{ref}}
+
+with :math:`\\Delta P_l` the block's summed SAL update of the feedback projection (pre = layer ``l``'s units,
+post = its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the phase length in refractory periods
+(the authors' code divides by 20 whatever the block length; ``η_SAL = 0.4`` with our normalisation equals their
+0.04 with theirs at 200·τ_ref steps). The convolutions use fixed random feedback (``conv_mode``, as in every
+non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
+direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
+network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ..learners import Locality, register
+from ..learners.backprop import SupervisedNet
+from ..learners.base import check_range
+from ..nn.feedback import FeedbackLinear
+from .neurons import SpikingNet
+from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, sal_pairs
+from .rule import plasticity_noise as draw_plasticity_noise
+
+__all__ = ["SALNet"]
+
+_LOCALITY = Locality(True, False, False, "B is never copied from W: each feedback synapse learns from the spike "
+                     "timing of the two units it joins; but SGD still routes the output error down through B "
+                     "in a separate backward phase (C2 ✘, C3 ✘ as for FA)")
+
+
+class SALNet(SupervisedNet):
+    """A feed-forward classifier whose dense layers send errors back through ``B`` learned by SAL phases.
+
+    Defaults follow the paper's deep-network study: ``arch="sal_cnn"``, SGD lr 0.01 with momentum 0.9, conv
+    layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
+    (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
+    cut at 2τ_ref, all-pairs. Logs per dense layer the feedback family's alignment keys and the phase's rate.
+    """
+
+    name = "sal"
+    paper = "Gierlich, Baumbach, Kungl, Max & Petrovici 2025 (arXiv 2503.02642)"
+    locality = _LOCALITY
+    extra_modes = ("sal",)
+
+    def __init__(self, in_shape: tuple[int, ...], n_classes: int, arch: str = "sal_cnn",
+                 hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
+                 conv_mode: str = "fa", optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
+                 sal_lr: float = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000, sal_nets: int = 32,
+                 tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
+                 sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
+                 seed: int = 0) -> None:
+        check_range("sal_lr", sal_lr, 0)
+        check_range("sal_blocks", sal_blocks, 0, 1000)
+        check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
+        check_range("sal_nets", sal_nets, 1, 4096)
+        check_range("tau_ref", tau_ref, 1, 1000)
+        check_range("plasticity_noise", plasticity_noise, 0, 1)
+        check_range("synaptic_noise", synaptic_noise, 0, 10)
+        if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
+            raise ValueError(f"sal_window must be one of {', '.join(WINDOWS)} and sal_pairing one of "
+                             f"{', '.join(PAIRINGS)}, got {sal_window!r}, {sal_pairing!r}")
+        super().__init__(in_shape, n_classes, arch=arch, mode="sal", hidden=hidden, act=act, channels=channels,
+                         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+                         feedback_scale=feedback_scale, conv_mode=conv_mode, seed=seed)
+        self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
+        self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
+        self.sal_cfg = {"lr": float(sal_lr), "blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
+                        "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise)}
+        self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
+        if not self._dense():
+            raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
+        noise_gen = torch.Generator().manual_seed(seed + 0x5A2)
+        for i, m in enumerate(self._dense()):  # fixed amplitudes per synapse and direction (None: no noise)
+            for tag in ("hebb", "anti"):
+                amp = draw_plasticity_noise(tuple(m.weight.shape), plasticity_noise, noise_gen) \
+                    if plasticity_noise > 0 else None
+                self.register_buffer(f"noise_{tag}_{i}", amp)
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.steps_per_epoch = 1
+        self.last_phase: dict[str, float] = {}
+
+    def _dense(self) -> list[FeedbackLinear]:
+        return [m for m in self.net.modules() if isinstance(m, FeedbackLinear) and m.mode == "sal"]
+
+    def configure(self, epochs: int, steps_per_epoch: int) -> None:
+        super().configure(epochs, steps_per_epoch)
+        self.steps_per_epoch = max(1, int(steps_per_epoch))
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Before the first step of every epoch a SAL phase (:meth:`sal_phase`), then one SGD step."""
+        if int(self.steps_done) % self.steps_per_epoch == 0 and self.sal_cfg["blocks"] > 0:
+            self.last_phase = self.sal_phase()
+        self.steps_done += 1
+        return super().train_step(x, y)
+
+    @torch.no_grad()
+    def sal_phase(self) -> dict[str, float]:
+        """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per step."""
+        cfg = self.sal_cfg
+        dense = self._dense()
+        dev = dense[0].weight.device
+        sizes = [dense[0].in_features] + [m.out_features for m in dense]
+        sigma = cfg["synaptic_noise"]
+
+        def noisy(w: torch.Tensor) -> torch.Tensor:
+            if sigma == 0:
+                return w
+            n = torch.randn(w.shape, generator=self.sal_gen).to(dev)
+            return w + sigma * float(w.std()) * n
+
+        weights = [noisy(m.weight.detach()) for m in dense]
+        feedback = [noisy(m.B.detach()).clone() for m in dense]  # the copy's B: updated during the phase
+        projections: dict[tuple[int, int], torch.Tensor] = {}
+        for l, (w, b) in enumerate(zip(weights, feedback), start=1):
+            projections[(l - 1, l)] = w
+            projections[(l, l - 1)] = b.t()  # a view: the copy sees every block's update
+        biases = [torch.zeros(sizes[0], device=dev)] + [m.bias.detach() if m.bias is not None
+                                                        else torch.zeros(m.out_features, device=dev) for m in dense]
+        r, tau = cfg["nets"], cfg["tau_ref"]
+        gen = self.sal_gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
+            int(torch.randint(0, 2**62, (1,), generator=self.sal_gen)))
+        net = SpikingNet(sizes, projections, biases, n_nets=r, tau_ref=tau, generator=gen, device=dev)
+        traces = [SALTrace(self.rule, (r, n), device=dev) for n in sizes]
+        chunk = min(200, cfg["block_steps"])
+        norm = r * cfg["block_steps"] / tau
+        spikes_total = 0.0
+        for _ in range(cfg["blocks"]):
+            dP = [torch.zeros(n_lo, n_up, device=dev) for n_lo, n_up in itertools.pairwise(sizes)]
+            for start in range(0, cfg["block_steps"], chunk):
+                steps = [net.step() for _ in range(min(chunk, cfg["block_steps"] - start))]
+                s = [torch.stack([st[p] for st in steps]) for p in range(len(sizes))]  # [T, R, N] per population
+                x = [tr.traces(sp) for tr, sp in zip(traces, s)]
+                spikes_total += float(sum(sp.sum() for sp in s))
+                for l in range(1, len(sizes)):  # feedback projection l -> l-1: pre = layer l, post = layer l-1
+                    nz = (getattr(self, f"noise_hebb_{l - 1}"), getattr(self, f"noise_anti_{l - 1}"))
+                    noise = None if nz[0] is None else (nz[0].t(), nz[1].t())
+                    dP[l - 1] += sal_pairs(s[l], s[l - 1], x[l], x[l - 1], amplitude=self.rule.amplitude,
+                                           noise=noise)
+            for l, m in enumerate(dense):
+                step = cfg["lr"] * dP[l].t() / norm
+                m.B.add_(step)
+                feedback[l].add_(step)
+        n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
+        return {"sal_rate": spikes_total / max(n_units, 1)}
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        out = super().end_epoch(epoch)
+        return {**out, **self.last_phase}
+
+
+register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "
+         "in phases before every SGD epoch (conv layers: fixed random feedback)",
+         quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [64], "conv_mode": None, "sal_nets": 8,
+                                                "sal_blocks": 2, "sal_block_steps": 200},
+                "epochs": 3, "batch_size": 32})
+

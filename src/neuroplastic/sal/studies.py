@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 
 from .neurons import SpikingNet
-from .rule import SALRule, SALTrace, sal_step
+from .rule import SALRule, SALTrace, sal_pairs, sal_step
 
-__all__ = ["flow_field", "two_neurons"]
+__all__ = ["boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "two_neurons"]
 
 
 def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float, tau_ref: int, gen: torch.Generator) -> SpikingNet:
@@ -78,3 +78,101 @@ def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float = 0.0, ta
         total += sal_step(s0, s1, traces[0], traces[1], per_net=True).view(-1)
     d21 = total / (steps / tau_ref)
     return torch.stack([-d21, d21], 1)
+
+
+# --------------------------------------------------------------------------------------------------
+# the sampling network (SAL meets Boltzmann machines)
+def boltzmann_target(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A target Boltzmann distribution over ``n`` binary units, ``p*(z) ∝ exp(½ zᵀWz + bᵀz)`` with ``W`` symmetric
+    (zero diagonal) and ``W``, ``b`` ~ U(−1, 1) (Gierlich et al. 2025): returns ``W, b``, the ``2ⁿ`` states and
+    their exact probabilities."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.rand(n, n, generator=g, dtype=torch.float64) * 2 - 1
+    w = torch.triu(w, 1)
+    w = w + w.t()
+    b = torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1
+    states = ((torch.arange(2**n).unsqueeze(1) >> torch.arange(n)) & 1).double()
+    logp = 0.5 * torch.einsum("si,ij,sj->s", states, w, states) + states @ b
+    return w, b, states, torch.softmax(logp, 0)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``D_KL(p ‖ q) = Σ p log(p / q)`` over the last axis (``q`` floored at ``eps``: unvisited states)."""
+    return (p * (torch.log(p.clamp_min(eps)) - torch.log(q.clamp_min(eps)))).sum(-1)
+
+
+def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps: int = 1000,
+                     eval_every: int = 100, eval_steps: int = 20_000, lr: float = 0.01, sal_lr: float = 0.01,
+                     with_sal: tuple[bool, ...] = (False, True), plasticity_sigma: tuple[float, ...] = (0.0,),
+                     synaptic_sigma: tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
+                     rule: SALRule | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Learn target Boltzmann distributions (:func:`boltzmann_target`, one per run) with a network of ``n``
+    stochastic neurons by wake–sleep Hebbian learning, with and without SAL on the same synapses.
+
+    Every combination of ``with_sal`` × ``plasticity_sigma`` × ``synaptic_sigma`` × ``runs`` is one network,
+    all simulated at once. Per epoch: a sleep phase of ``sleep_steps`` free-running steps gives the model's
+    ``⟨z_i z_j⟩``, ``⟨z_i⟩`` (time averages of the PSP states); the data's are exact. Hebbian update
+    ``ΔW = η (⟨zzᵀ⟩_data − ⟨zzᵀ⟩_model) ∘ (1 + ε)``, ``Δb = η (⟨z⟩_data − ⟨z⟩_model)`` with the plasticity noise
+    ``ε`` fixed per synapse (:func:`~neuroplastic.sal.rule.plasticity_noise`, σ per network); SAL (nearest
+    spike, triangular window as the authors' sampling network uses) adds ``η_SAL · ΔP / (sleep_steps / τ_ref)``.
+    Initial ``W``: symmetric N(0, ``w0_std``) plus independent N(0, σ_syn) per entry (synaptic noise).
+
+    Returns per network (``[G]``, ``G`` networks; the grid in ``with_sal``, ``plasticity``, ``synaptic``, ``run``)
+    the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps) and ``asym``
+    (var(W − Wᵀ) over the off-diagonal pairs), ``[evals, G]``, at ``epoch`` ``[evals]``."""
+    from .neurons import SpikingNet
+    from .rule import plasticity_noise
+
+    rule = rule or SALRule(tau=float(tau_ref), cut=2 * tau_ref, window="triangular", pairing="nearest")
+    grid = [(s, pn, sn, r) for s in with_sal for pn in plasticity_sigma for sn in synaptic_sigma for r in range(runs)]
+    g_count = len(grid)
+    gen = torch.Generator().manual_seed(seed)
+    targets = [boltzmann_target(n, seed * 1000 + r) for r in range(runs)]
+    states = targets[0][2].float()
+    p_star = torch.stack([targets[r][3] for *_, r in grid]).float()  # [G, 2^n]
+    c_data = torch.einsum("gs,si,sj->gij", p_star, states, states)
+    m_data = p_star @ states
+    sym = torch.randn(g_count, n, n, generator=gen) * w0_std
+    sym = torch.triu(sym, 1)
+    w = sym + sym.transpose(1, 2)
+    w = w + torch.stack([torch.randn(n, n, generator=gen) * sn for _, _, sn, _ in grid])
+    off = 1 - torch.eye(n)
+    w = w * off
+    bias = torch.zeros(g_count, n)
+    amp = torch.stack([plasticity_noise((n, n), pn, gen) for _, pn, _, _ in grid])
+    sal_on = torch.tensor([float(s) for s, *_ in grid]).view(g_count, 1, 1)
+    net = SpikingNet([n], {(0, 0): w}, [bias], n_nets=g_count, tau_ref=tau_ref, generator=gen)
+    trace = SALTrace(rule, (g_count, n))
+    weights = 2 ** torch.arange(n)
+    dkl, asym, at = [], [], []
+
+    def measure() -> None:
+        counts = torch.zeros(g_count, 2**n)
+        for _ in range(eval_steps):
+            net.step()
+            idx = (net.psp()[0].long() * weights).sum(1)
+            counts[torch.arange(g_count), idx] += 1
+        dkl.append(kl_divergence(p_star, counts / eval_steps))
+        d = (w - w.transpose(1, 2))[:, off.bool()]
+        asym.append(d.var(1))
+
+    for epoch in range(epochs):
+        if epoch % eval_every == 0:
+            at.append(epoch)
+            measure()
+        zs, ss = [], []
+        for _ in range(sleep_steps):
+            ss.append(net.step()[0])
+            zs.append(net.psp()[0])
+        z, s = torch.stack(zs), torch.stack(ss)  # [T, G, n]
+        c_model = torch.einsum("tgi,tgj->gij", z, z) / sleep_steps
+        m_model = z.mean(0)
+        x = trace.traces(s)
+        d_sal = sal_pairs(s, s, x, x, amplitude=rule.amplitude, per_net=True)  # [G, post, pre]
+        w += (lr * (c_data - c_model) * amp + sal_on * sal_lr * d_sal / (sleep_steps / tau_ref)) * off
+        bias += lr * (m_data - m_model)
+    at.append(epochs)
+    measure()
+    return {"epoch": torch.tensor(at), "dkl": torch.stack(dkl), "asym": torch.stack(asym),
+            "sal": torch.tensor([s for s, *_ in grid]), "plasticity": torch.tensor([pn for _, pn, _, _ in grid]),
+            "synaptic": torch.tensor([sn for _, _, sn, _ in grid]), "run": torch.tensor([r for *_, r in grid])}

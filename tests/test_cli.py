@@ -178,3 +178,16 @@ def test_analyze_hebbian_from_a_train_output_folder(tmp_path):
     assert main(["analyze", "hebbian", str(out), "--out", str(tmp_path / "an"), "--rf-steps", "5",
                  "--points", "50"]) == 0
     assert (tmp_path / "an" / "filters.png").exists() and (tmp_path / "an" / "winner_frequency.png").exists()
+
+
+def test_help_imports_no_torch_and_version_and_data_root_after_the_action(capsys, tmp_path):
+    """`--help` builds the parser without importing torch (fast); `--version`; `data list --data-root X`."""
+    code = ("import sys; from neuroplastic.cli import build_parser; p = build_parser(); "
+            "h = p.format_help(); assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and "neuroplastic 0." in capsys.readouterr().out
+    assert cli.main(["data", "list", "--data-root", str(tmp_path)]) == 0
+    assert "digits" in capsys.readouterr().out

@@ -425,8 +425,11 @@ def cmd_analyze(a: argparse.Namespace, command: str) -> int:
 # --------------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="neuroplastic", description="Biologically plausible local learning rules "
                                 "beside backprop, measured the same way.")
+    p.add_argument("--version", action="version", version=f"neuroplastic {__version__}")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.required = True
 
@@ -525,11 +528,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
     dsub = d.add_subparsers(dest="data_cmd", metavar="ACTION")
     dsub.required = True
-    dsub.add_parser("list", help="datasets with description and status", description="Datasets with status.")
+    dl = dsub.add_parser("list", help="datasets with description and status", description="Datasets with status.")
+    dl.add_argument("--data-root", default=argparse.SUPPRESS, help="data folder (also accepted after the action)")
     for action, text in (("verify", "check the files of a dataset (presence, checksums)"),
                          ("download", "fetch the official files of a dataset and verify them")):
         x = dsub.add_parser(action, help=text, description=text)
         x.add_argument("name", metavar="NAME", help="dataset name")
+        x.add_argument("--data-root", default=argparse.SUPPRESS, help="data folder (also accepted after the action)")
     d.set_defaults(func=cmd_data)
 
     lp = sub.add_parser("learners", help="table of learners with paper and locality criteria",
@@ -548,22 +553,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _recipes() -> list[str]:
-    try:
-        from .experiment import recipe_names
+def _packaged(folder: str) -> list[str]:
+    """Names of the packaged YAML files in ``folder`` (``recipes``, ``bench/suites``), read without importing the
+    modules that use them (they import torch): ``--help`` stays fast."""
+    from importlib import resources
 
-        return recipe_names()
-    except Exception:  # noqa: BLE001 - help text only
+    try:
+        base = resources.files("neuroplastic").joinpath(*folder.split("/"))
+        return sorted(p.name[:-5] for p in base.iterdir() if p.name.endswith(".yaml"))
+    except OSError:  # help text only
         return []
+
+
+def _recipes() -> list[str]:
+    return _packaged("recipes")
 
 
 def _builtin_suites() -> list[str]:
-    try:
-        from .bench.suite import builtin_names
-
-        return builtin_names()
-    except Exception:  # noqa: BLE001 - help text only
-        return []
+    return _packaged("bench/suites")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -21,6 +21,7 @@ network's by fresh Gaussian noise of σ times each matrix's standard deviation a
 from __future__ import annotations
 
 import itertools
+import time
 
 import torch
 
@@ -103,15 +104,17 @@ class SALNet(SupervisedNet):
         firing rate and wall time (``sal_rate``, ``sal_phase_seconds``) join the epoch's log row."""
         if int(self.steps_done) % self.steps_per_epoch == 0 and self.sal_cfg["blocks"] > 0:
             self.last_phase = self.sal_phase()
+            self._sgd_seconds = 0.0
         self.steps_done += 1
-        return super().train_step(x, y)
+        t0 = time.perf_counter()
+        out = super().train_step(x, y)
+        self._sgd_seconds = getattr(self, "_sgd_seconds", 0.0) + time.perf_counter() - t0
+        return out
 
     @torch.no_grad()
     def sal_phase(self) -> dict[str, float]:
         """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
         step and the phase's wall time."""
-        import time
-
         t0 = time.perf_counter()
         cfg = self.sal_cfg
         dense = self._dense()
@@ -161,8 +164,13 @@ class SALNet(SupervisedNet):
         return {"sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
-        out = super().end_epoch(epoch)
-        return {**out, **self.last_phase}
+        """The epoch's diagnostics plus the SAL phase's rate and wall time, the SGD steps' wall time and the cost
+        ratio ``sal_cost_ratio`` = phase seconds / SGD seconds of the epoch (issue target: ≤ 0.5)."""
+        out = {**super().end_epoch(epoch), **self.last_phase}
+        sgd = getattr(self, "_sgd_seconds", 0.0)
+        if sgd > 0 and "sal_phase_seconds" in self.last_phase:
+            out.update(sgd_seconds=sgd, sal_cost_ratio=self.last_phase["sal_phase_seconds"] / sgd)
+        return out
 
 
 register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "

@@ -147,8 +147,7 @@ class SALNet(SupervisedNet):
         for _ in range(cfg["blocks"]):
             dP = [torch.zeros(n_lo, n_up, device=dev) for n_lo, n_up in itertools.pairwise(sizes)]
             for start in range(0, cfg["block_steps"], chunk):
-                steps = [net.step() for _ in range(min(chunk, cfg["block_steps"] - start))]
-                s = [torch.stack([st[p] for st in steps]) for p in range(len(sizes))]  # [T, R, N] per population
+                s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
                 x = [tr.traces(sp) for tr, sp in zip(traces, s)]
                 spikes_total += float(sum(sp.sum() for sp in s))
                 for l in range(1, len(sizes)):  # feedback projection l -> l-1: pre = layer l, post = layer l-1

@@ -75,14 +75,27 @@ class SpikingNet:
                 out[i] = out[i] + x
         return out
 
-    def step(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
-        """Advance one step; return each population's spikes ``[R, N]`` (0/1 floats)."""
+    def step(self, inputs: list[torch.Tensor | None] | None = None,
+             uniforms: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """Advance one step; return each population's spikes ``[R, N]`` (0/1 floats). ``uniforms``: the step's
+        U(0, 1) draws per population (:meth:`run` draws a whole block at once); default: drawn now."""
         u = self.potentials(inputs)
         out = []
         for i, ui in enumerate(u):
             c = (self.countdown[i] - 1).clamp_min_(0)
-            r = torch.rand(ui.shape, generator=self.generator, device=self.device)
+            r = uniforms[i] if uniforms is not None else torch.rand(ui.shape, generator=self.generator,
+                                                                       device=self.device)
             spikes = (c == 0) & (r < torch.sigmoid(ui.sub_(self._log_tau)))
             self.countdown[i] = c.masked_fill_(spikes, self.tau_ref)
             out.append(spikes.float())
+        return out
+
+    def run(self, steps: int) -> list[torch.Tensor]:
+        """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]``. The uniform
+        draws of the whole block are made at once (one call per population instead of one per step)."""
+        uni = [torch.rand(steps, self.n_nets, n, generator=self.generator, device=self.device) for n in self.sizes]
+        out = [torch.empty(steps, self.n_nets, n, device=self.device) for n in self.sizes]
+        for t in range(steps):
+            for o, s in zip(out, self.step(uniforms=[x[t] for x in uni])):
+                o[t] = s
         return out

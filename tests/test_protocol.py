@@ -234,3 +234,18 @@ def test_store_imports_earlier_records_and_exports_results(tmp_path):
     store.import_files(fresh, [tmp_path / "pub" / "results"])
     store.export(fresh, tmp_path / "pub2")
     assert (tmp_path / "pub2" / "RESULTS.md").read_text() == md
+
+
+def test_results_tables_never_merge_runs_whose_parameters_differ():
+    """Two runs of one learner, data and preset that differ in any parameter (here the convolutions' feedback) are
+    two rows, each naming the parameter; seeds of one configuration share a row."""
+    from neuroplastic.bench import store
+
+    recs = [{"learner": "bp", "dataset": "mnist", "preset": "sal_cnn", "seed": s, "test_acc": acc, "epochs": 6,
+             "params": {"lr": 0.01, **extra}}
+            for s, acc, extra in ((0, 0.9922, {}), (1, 0.9920, {}), (0, 0.9904, {"conv_mode": "fa"}))]
+    table = store.accuracy_table(recs)
+    rows = [line for line in table.splitlines() if line.startswith("| bp")]
+    assert len(rows) == 2, table
+    assert any("conv_mode=fa" in r and "99.04" in r and "| 1 |" in r for r in rows), table
+    assert any("conv_mode=None" in r and "| 2 |" in r for r in rows), table

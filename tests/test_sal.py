@@ -145,7 +145,7 @@ def test_plasticity_noise_is_truncated_and_off_at_zero():
 def _small_sal(**kw):
     from neuroplastic import learners
 
-    args = {"in_shape": (1, 8, 8), "n_classes": 10, "arch": "mlp", "hidden": (16,), "conv_mode": None, "sal_nets": 4,
+    args = {"in_shape": (1, 8, 8), "n_classes": 10, "arch": "mlp", "hidden": (16,), "sal_nets": 4,
                 "sal_blocks": 2, "sal_block_steps": 100, "seed": 0}
     args.update(kw)
     torch.manual_seed(0)  # the forward weights come from torch's global generator

@@ -235,11 +235,25 @@ def accuracy_table(records: list[dict[str, Any]]) -> str:
     """Markdown table by (learner, dataset, preset, variant): mean ± std of final-epoch test accuracy over seeds,
     seeds, epochs, training seconds per run, machines. Runs of other configurations never share a row."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in records:
-        if r.get("status", "done") in ("done", "budget") and isinstance(r.get("test_acc"), (int, float)):
-            v = _variant(r)
-            groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""))
-                   ].append(r)
+    ok = [r for r in records if r.get("status", "done") in ("done", "budget") and isinstance(r.get("test_acc"),
+                                                                                             (int, float))]
+    # parameters that differ between runs of one learner on one dataset and preset name their variant (e.g.
+    # conv_mode: BP everywhere vs BP in the dense layers only), whatever the parameter is
+    def base(r: dict[str, Any]) -> tuple:
+        return r.get("learner"), r.get("dataset"), str(r.get("preset"))
+
+    by_base: dict[tuple, list[dict]] = defaultdict(list)
+    for r in ok:
+        by_base[base(r)].append(r)
+    differ: dict[tuple, list[str]] = {}
+    for b, rs in by_base.items():
+        keys = set().union(*(set(x.get("params") or {}) for x in rs)) - {"lr", "n_modes", "update_dtype"}
+        differ[b] = sorted(k for k in keys if len({json.dumps((x.get("params") or {}).get(k), sort_keys=True,
+                                                              default=str) for x in rs}) > 1)
+    for r in ok:
+        v = " ".join([_variant(r)] + [f"{k}={(r.get('params') or {}).get(k)}" for k in differ[base(r)]]).strip()
+        groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""))
+               ].append(r)
     if not groups:
         return ""
     extra = sorted({k for r in records for k in r.get("table_extra", [])})

@@ -174,7 +174,7 @@ class SALNet(SupervisedNet):
 
 register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "
          "in phases before every SGD epoch (conv layers: fixed random feedback)",
-         quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [64], "conv_mode": None, "sal_nets": 8,
+         quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [64], "sal_nets": 8,
                                                 "sal_blocks": 2, "sal_block_steps": 200},
                 "epochs": 3, "batch_size": 32})
 

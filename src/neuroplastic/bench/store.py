@@ -380,8 +380,10 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
                 label = f"{label}: {h['label']}" if label else h["label"]
             elif where and not m.get("headline"):
                 label += " — " + ", ".join(f"{k}={v}" for k, v in where.items())
-            rows.append([str(h.get("system", "")), label, measured(recs, where, metric), target, hw,
-                         f"`{s['section']}`"])
+            value = measured(recs, where, metric)
+            if metric != "test_acc" and value != "not run":  # the column is test %; name any other metric
+                value = f"{metric} {value}"
+            rows.append([str(h.get("system", "")), label, value, target, hw, f"`{s['section']}`"])
     return rows
 
 

@@ -340,3 +340,10 @@ def test_every_mode_is_registered_and_trains_on_digits(mode, digits):
     diag = m.diagnostics()
     if mode != "bp":
         assert 0.0 <= diag["angle_deg_mean"] < 90.0 and diag["norm_ratio_mean"] > 0
+
+
+def test_feedback_figure_for_every_feedback_learner_and_none_for_backprop(tmp_path):
+    for mode, want in (("fa", 1), ("kp", 1), ("bp", 0)):
+        m = SupervisedNet((1, 8, 8), 10, mode=mode, hidden=(16,), seed=0)
+        made = m.figures(None, tmp_path / mode)
+        assert len(made) == want and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in made)

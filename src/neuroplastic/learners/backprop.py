@@ -7,6 +7,8 @@ whose backward pass uses a feedback matrix ``B`` instead of ``W`` (FA, DFA, sign
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -209,6 +211,17 @@ class SupervisedNet(Learner):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def figures(self, bundle: Any, out_dir: Any) -> list:
+        """``feedback.png``: every feedback layer's ``B`` against ``W`` (:func:`~neuroplastic.nn.feedback.
+        feedback_figure`); nothing for pure backprop."""
+        from pathlib import Path
+
+        from ..nn.feedback import feedback_figure
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        made = feedback_figure(self.net, Path(out_dir) / "feedback.png", seed=0)
+        return [made] if made is not None else []
 
     def diagnostics(self) -> dict[str, float]:
         """The feedback family's alignment keys for every layer with feedback (none for pure backprop)."""

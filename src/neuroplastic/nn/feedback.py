@@ -71,6 +71,7 @@ __all__ = [
     "alignment",
     "angle_deg",
     "convert",
+    "feedback_figure",
     "feedback_layers",
     "feedback_stats",
 ]
@@ -594,3 +595,33 @@ def alignment(model: nn.Module) -> dict[str, float]:
     for k, vals in per.items():
         out[f"{k}_mean"] = sum(vals) / len(vals)
     return out
+
+
+@torch.no_grad()
+def feedback_figure(model: nn.Module, path: Any, max_points: int = 4000, seed: int = 0) -> Any:
+    """A picture of how far every feedback layer's ``B`` is from weight transport: per layer a scatter of ``B``'s
+    entries against ``W``'s (a random subset of ``max_points``; backprop is the diagonal up to scale) titled with
+    its :func:`feedback_stats`. Written as a PNG to ``path``; returns the path, or None without feedback layers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = [(i, m) for i, m in enumerate(feedback_layers(model))
+              if m.feedback_matrix() is not None and m.feedback_matrix().shape == m.weight.shape]
+    if not layers:
+        return None
+    g = torch.Generator().manual_seed(seed)
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.2), squeeze=False)
+    for ax, (i, m) in zip(axes[0], layers):
+        w, b = m.weight.detach().flatten().float().cpu(), m.feedback_matrix().detach().flatten().float().cpu()
+        idx = torch.randperm(len(w), generator=g)[:max_points]
+        ax.scatter(w[idx].numpy(), b[idx].numpy(), s=2, alpha=0.4)
+        st = feedback_stats(b, w)
+        ax.set_title(f"layer {i} ({m.mode}): {st['angle_deg']:.0f}°, r={st['pearson']:.2f}", fontsize=9)
+        ax.set_xlabel("W")
+        ax.set_ylabel("B")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

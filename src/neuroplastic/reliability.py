@@ -645,7 +645,3 @@ def run_campaign(*, cases: int = 2000, kills: int = 5, seed: int = 0, categories
             rows.append(row)
     return rows
 
-
-if __name__ == "__main__":  # the fuzzing child: python -m neuroplastic.reliability fuzz N SEED
-    if len(sys.argv) == 4 and sys.argv[1] == "fuzz":
-        print("ROW" + json.dumps(fuzz_configs(int(sys.argv[2]), int(sys.argv[3]))))

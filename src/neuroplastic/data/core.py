@@ -12,6 +12,7 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ENV_VAR = "NEUROPLASTIC_DATA"
@@ -54,8 +55,6 @@ def read_file(path: str | os.PathLike, dataset: str, max_bytes: int = MAX_FILE_B
 def check_labels(y, n_classes: int, where: str) -> None:
     """Class labels must be integers in ``[0, n_classes)``: a float, negative or too-large label names the
     file (``where``) instead of being truncated, wrapped or failing later as an ``IndexError``."""
-    import numpy as np
-
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(f"{where}: labels are {y.dtype}, expected integer class indices")

@@ -164,6 +164,15 @@ def _type_problem(value: Any, hint: Any) -> str | None:
     return None  # an annotation this checker does not know: the constructor checks the value
 
 
+def _check_known(name: str, keys: Any) -> None:
+    """``ValueError`` naming the keys of ``keys`` that learner ``name``'s constructor does not take."""
+    allowed = allowed_params(name)
+    unknown = [k for k in keys if k not in allowed]
+    if unknown:
+        raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(allowed)}")
+
+
 def check_params(name: str, params: dict[str, Any], *, where: str = "params") -> None:
     """Check ``params`` for learner ``name`` against its constructor's signature before anything is built: an
     unknown key, a value of the wrong type (by the annotation: ``lr: "fast"``, ``n_hidden: 1.5``, a NaN rate,
@@ -171,11 +180,7 @@ def check_params(name: str, params: dict[str, Any], *, where: str = "params") ->
 
     The constructors check ranges and meanings (``hidden: [0]``); this is the type layer shared by all."""
     e = entry(name)
-    allowed = allowed_params(name)
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(allowed)}")
+    _check_known(name, params)
     filled = [k for k in params if k in FILLED_IN]
     if filled:
         raise ValueError(f"{where}.{filled[0]} is not set in params: "
@@ -194,11 +199,7 @@ def check_params(name: str, params: dict[str, Any], *, where: str = "params") ->
 def get(name: str, **kwargs: Any) -> Learner:
     """Build the learner registered as ``name`` with keyword arguments ``kwargs`` (validated)."""
     e = entry(name)
-    allowed = allowed_params(name)
-    unknown = [k for k in kwargs if k not in allowed]
-    if unknown:
-        raise ValueError(f"learner {name!r}: unknown parameter(s) {', '.join(map(repr, unknown))}; "
-                         f"allowed: {', '.join(allowed)}")
+    _check_known(name, kwargs)
     learner = e.cls(**e.defaults, **kwargs)
     learner.name = name  # records, logs and tables name the learner by its registry name
     return learner

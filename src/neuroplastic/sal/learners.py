@@ -91,6 +91,7 @@ class SALNet(SupervisedNet):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch = 1
         self.last_phase: dict[str, float] = {}
+        self._sgd_seconds = 0.0  # wall time of this epoch's SGD steps (for sal_cost_ratio)
 
     def _dense(self) -> list[FeedbackLinear]:
         return [m for m in self.net.modules() if isinstance(m, FeedbackLinear) and m.mode == "sal"]
@@ -108,7 +109,7 @@ class SALNet(SupervisedNet):
         self.steps_done += 1
         t0 = time.perf_counter()
         out = super().train_step(x, y)
-        self._sgd_seconds = getattr(self, "_sgd_seconds", 0.0) + time.perf_counter() - t0
+        self._sgd_seconds += time.perf_counter() - t0
         return out
 
     @torch.no_grad()
@@ -166,7 +167,7 @@ class SALNet(SupervisedNet):
         """The epoch's diagnostics plus the SAL phase's rate and wall time, the SGD steps' wall time and the cost
         ratio ``sal_cost_ratio`` = phase seconds / SGD seconds of the epoch (issue target: ≤ 0.5)."""
         out = {**super().end_epoch(epoch), **self.last_phase}
-        sgd = getattr(self, "_sgd_seconds", 0.0)
+        sgd = self._sgd_seconds
         if sgd > 0 and "sal_phase_seconds" in self.last_phase:
             out.update(sgd_seconds=sgd, sal_cost_ratio=self.last_phase["sal_phase_seconds"] / sgd)
         return out

@@ -57,10 +57,10 @@ def test_rbm_rule_with_exact_model_statistics_is_the_log_likelihood_gradient():
 
 def test_full_bm_rule_with_loops_is_the_exact_gradient():
     torch.manual_seed(0)
-    m = bm.FullBM(4, 0, init_std=0.7).double()  # visible only, fully connected: loops of every length
+    m = bm.BoltzmannMachine(4, 0, init_std=0.7).double()  # visible only, fully connected: loops of every length
     x_all = bm.enumerate_states(4).double()
     v_data = x_all[[1, 3, 3, 7, 12, 15]]
-    ll = (-m.energy(v_data)).mean() - bm.exact_log_z_full(m)
+    ll = (-m.energy(v_data)).mean() - bm.exact_log_z_bm(m)
     gw, gb = torch.autograd.grad(ll, [m.W, m.b])
     p = torch.softmax(-m.energy(x_all), 0).detach()
     # exact data-minus-model correlations; autograd treats W_ij and W_ji as separate entries, each
@@ -71,7 +71,7 @@ def test_full_bm_rule_with_loops_is_the_exact_gradient():
     assert torch.allclose(gb, v_data.mean(0) - p @ x_all, atol=1e-10)
     # accumulate_grad with "model samples" equal to the data gives a zero update
     m.accumulate_grad(v_data, v_data)
-    assert torch.count_nonzero(m.W.grad) == 0 and torch.count_nonzero(m.b.grad) == 0
+    assert m.W.grad.abs().max() < 1e-12 and m.b.grad.abs().max() < 1e-12
 
 
 def test_full_bm_learns_a_small_distribution_by_gibbs():
@@ -79,9 +79,9 @@ def test_full_bm_learns_a_small_distribution_by_gibbs():
     g = torch.Generator().manual_seed(0)
     target = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 1, 1, 1]], dtype=torch.float)
     v_data = target[torch.randint(0, 3, (300,), generator=g)]
-    m = bm.FullBM(4, 2, generator=g)
+    m = bm.BoltzmannMachine(4, 2, generator=g)
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    before = bm.exact_log_marginal_full(m, target).mean().item()
+    before = bm.exact_log_marginal_bm(m, target).mean().item()
     chains = torch.cat([v_data[:100], torch.zeros(100, 2)], 1)
     for _ in range(300):
         with torch.no_grad():
@@ -89,7 +89,7 @@ def test_full_bm_learns_a_small_distribution_by_gibbs():
             chains = m.sweep(chains, g)
             m.accumulate_grad(x_data, chains)
         opt.step()
-    after = bm.exact_log_marginal_full(m, target).mean().item()
+    after = bm.exact_log_marginal_bm(m, target).mean().item()
     assert after > before + 1.0
     assert after > math.log(1 / 3) - 0.6  # close to the entropy bound log(1/3)
 
@@ -115,7 +115,9 @@ def test_rbm_learner_learns_digits_features_and_reports_ais():
 
     m = learners.get("rbm", in_shape=b.in_shape, n_hidden=64, lr=0.05, ais="fast", ais_chains=50)
     res = trainer.fit(m, b, epochs=5, batch_size=32, progress=False, probe={"epochs": 60})
-    assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
+    # monitoring happens at evaluation epochs, not every step: the pseudo-likelihood of the validation split rises
+    assert "train_loss" not in res.history[-1]
+    assert res.history[-1]["val_pseudo_ll"] > res.history[0]["val_pseudo_ll"]
     assert res.final["test_acc"] > 0.7
     extra = m.final_metrics(b)
     # an untrained RBM (W≈0, zero biases) has log p(v) ≈ -64 log 2 ≈ -44.4 nats on 64 binary pixels

@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
 #: - ``hflip``: random horizontal flips of the training images (augmentation stage, seeded, checkpointed).
 #: - ``zca``: ZCA whitening fitted on the training split only (data stage): ``false`` off, ``true`` or a mapping
 #:   ``{samples, eps, standardize}`` on; ``null`` (default) the learner's paper default (``input_zca``).
+#: - ``binarize``: binary data stage (Boltzmann machines): ``null`` off, or ``{mode: stochastic|threshold, seed}`` —
+#:   every split binarised once, reproducibly (:func:`neuroplastic.data.transforms.binarize_stage`).
 #: - ``probe``: linear-probe options ``{epochs, lr, dropout, batch_size, standardize, flip, eval_every}``
 #:   (``null`` entries: the learner's defaults).
 #: - ``forward_timing``: after training, time a plain forward pass over this many training samples at the run's
@@ -82,6 +84,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "min_steps": 500,
     "hflip": False,
     "zca": None,
+    "binarize": None,
     "probe": {},
     "forward_timing": None,
     "save_model": True,
@@ -355,8 +358,9 @@ def _check_mapping(m: Any, spec: dict[str, tuple[type, ...]], where: str, nullab
 _PROTOCOL_TYPES: dict[str, tuple[type, ...]] = {
     "budget_minutes": (float, int), "checkpoint_every": (int,), "eval_every": (int,), "labels_per_class": (list,),
     "min_steps": (int,), "hflip": (bool,), "zca": (bool, dict), "probe": (dict,), "forward_timing": (int,),
-    "save_model": (bool,),
+    "save_model": (bool,), "binarize": (dict,),
 }
+BINARIZE_KEYS: dict[str, tuple[type, ...]] = {"mode": (str,), "seed": (int,)}
 
 
 def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +400,13 @@ def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
         if z["samples"] < 2 or not z["eps"] >= 0:
             raise ConfigError(f"config key 'protocol.zca' needs samples >= 2 and eps >= 0, got {z!r}")
         out["zca"] = z
+    bz = out["binarize"]
+    if bz is not None:
+        bz = dict({"mode": "stochastic", "seed": 0}, **_check_mapping(bz, BINARIZE_KEYS, "protocol.binarize",
+                                                                      nullable=False))
+        if bz["mode"] not in ("stochastic", "threshold"):
+            raise ConfigError(f"config key 'protocol.binarize.mode' must be stochastic or threshold, got {bz['mode']!r}")
+        out["binarize"] = bz
     return out
 
 
@@ -501,7 +512,7 @@ def build(cfg: dict[str, Any]):
     Data stages of the protocol are applied to the bundle here: ZCA whitening fitted on the training split only
     (:func:`neuroplastic.data.transforms.zca_stage`)."""
     from . import data
-    from .data.transforms import zca_stage
+    from .data.transforms import binarize_stage, zca_stage
     from .trainer import seed_everything
 
     cfg = validate(cfg)
@@ -530,6 +541,12 @@ def build(cfg: dict[str, Any]):
     z = zca_settings(cfg, learner)
     if z is not None:
         zca_stage(bundle, seed=cfg["seed"], **z)
+    bz = cfg["protocol"]["binarize"]
+    if bz is not None:
+        if cfg["normalize"]:
+            raise ConfigError("config keys 'normalize' and 'protocol.binarize' exclude each other: binarisation needs "
+                              "intensities in [0, 1]")
+        binarize_stage(bundle, **bz)
     return cfg, bundle, learner
 
 

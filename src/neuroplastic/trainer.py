@@ -232,7 +232,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
         checkpoint_meta: dict[str, Any] | None = None) -> FitResult:
     """Train ``learner`` on ``bundle`` for ``epochs``; evaluate validation and test after every
     ``eval_every``-th epoch and always after the last (tiny label sets train for hundreds of short epochs,
-    where evaluating every epoch would cost more than training).
+    where evaluating every epoch would cost more than training); an unsupervised learner is measured there by its
+    :meth:`~neuroplastic.learners.base.Learner.monitor` (e.g. a log-likelihood estimate), outside training time.
 
     - Deterministic on CPU given ``seed`` (shuffling uses a dedicated generator saved in checkpoints).
     - With ``checkpoint_dir``, a checkpoint is written atomically after every epoch, and every
@@ -363,9 +364,15 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
         t1 = time.perf_counter()
         row: dict[str, float] = {"epoch": epoch + 1, "seconds": epoch_secs, "samples_per_s": n_train / epoch_secs}
         row.update({f"train_{k}": v / max(nsteps, 1) for k, v in sums.items()})
-        if learner.supervised and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs or st.stop):
-            row.update(_split_metrics(learner, bundle, eval_batch_size,
-                                      ("train", "val", "test") if eval_train else ("val", "test")))
+        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs or st.stop:
+            if learner.supervised:
+                row.update(_split_metrics(learner, bundle, eval_batch_size,
+                                          ("train", "val", "test") if eval_train else ("val", "test")))
+            else:
+                was = learner.training
+                learner.eval()
+                row.update(learner.monitor(bundle))
+                learner.train(was)
         row.update(diag)
         history.append(row)
         st.wall_seconds += time.perf_counter() - t1

@@ -1,15 +1,27 @@
-"""Boltzmann machines: the local correlation rule, RBMs (CD/PCD), fully connected machines, AIS."""
+"""Boltzmann machines: the local correlation rule; RBMs (centred, Bernoulli or Gaussian; CD, PCD, parallel
+tempering); deep belief nets; machines with loops; exact enumeration, AIS and reverse AIS; a scikit-learn-style
+estimator."""
 
 from .machines import (
-                       RBM,
-                       FullBM,
-                       ais_log_z,
-                       ais_schedule,
-                       base_rate_biases,
-                       correlation_rule,
-                       exact_log_z_full,
-                       exact_log_z_rbm,
+    PCD,
+    RBM,
+    BoltzmannMachine,
+    GaussianRBM,
+    ParallelTempering,
+    ais_log_z,
+    ais_schedule,
+    base_rate_biases,
+    correlation_rule,
+    exact_log_marginal_bm,
+    exact_log_z_bm,
+    exact_log_z_grbm,
+    exact_log_z_rbm,
+    graph_colouring,
+    kl_divergence,
+    make_graph,
+    reverse_ais_log_z,
 )
 
-__all__ = ["RBM", "FullBM", "ais_log_z", "ais_schedule", "base_rate_biases", "correlation_rule",
-           "exact_log_z_full", "exact_log_z_rbm"]
+__all__ = ["PCD", "RBM", "BoltzmannMachine", "GaussianRBM", "ParallelTempering", "ais_log_z", "ais_schedule",
+           "base_rate_biases", "correlation_rule", "exact_log_marginal_bm", "exact_log_z_bm", "exact_log_z_grbm",
+           "exact_log_z_rbm", "graph_colouring", "kl_divergence", "make_graph", "reverse_ais_log_z"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ZCA", "as_float", "binarize", "channel_stats", "flatten", "poisson_encode", "rate_encode",
+__all__ = ["ZCA", "as_float", "binarize", "binarize_stage", "channel_stats", "flatten", "poisson_encode", "rate_encode",
            "standardize"]
 
 
@@ -283,3 +283,14 @@ def zca_stage(bundle: Any, *, samples: int = 5000, eps: float = 1e-3, standardiz
             out[i:i + 4096] = (flat[i:i + 4096] - mean) @ w
         ds.x = out.view(ds.x.shape)
     return z
+
+
+def binarize_stage(bundle: Any, *, mode: str = "stochastic", seed: int = 0) -> None:
+    r"""The binary data stage of a protocol (Boltzmann machines): every split binarised once, in place, by
+    :func:`binarize` — ``stochastic``: :math:`b_i \sim \mathrm{Bernoulli}(x_i)` from generators seeded ``seed``
+    (train), ``seed + 1`` (validation), ``seed + 2`` (test), the binarized-MNIST protocol of Salakhutdinov & Murray
+    (2008); ``threshold``: :math:`b_i = [x_i > 0.5]`. Independent of the run's seed, so every run sees the same
+    binary data."""
+    for i, ds in enumerate((bundle.train, bundle.val, bundle.test)):
+        if ds is not None:
+            ds.x = binarize(ds.x.clamp(0, 1), mode, seed=seed + i)

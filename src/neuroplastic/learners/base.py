@@ -143,6 +143,12 @@ class Learner(nn.Module):
         shows what it wrote. Default: none."""
         return []
 
+    def monitor(self, bundle: Any) -> dict[str, float]:
+        """Metrics of an unsupervised learner measured at the trainer's evaluation epochs (``eval_every``) and
+        logged in its history: e.g. a quick log-likelihood estimate of the validation split, reconstruction error.
+        Counted as evaluation, not training time. Default: none."""
+        return {}
+
     def final_metrics(self, bundle: Any) -> dict[str, Any]:
         """Extra metrics computed once after training (log-likelihood by AIS, energy per inference,
         pruning curves, ...); the harness stores them beside ``test_acc``."""

@@ -292,3 +292,20 @@ def test_half_dropout_is_bernoulli_half_and_unbiased():
     corr = ((keep[:, :-1] - 0.5) * (keep[:, 1:] - 0.5)).mean() / 0.25  # neighbours are independent
     assert abs(corr.item()) < 0.01
     assert not torch.equal(half_dropout(x), half_dropout(x))  # a fresh mask each call
+
+
+def test_peak_memory_is_measured_per_run_not_per_process():
+    """A small run after a large allocation reports its own peak, not the process's lifetime peak (Linux)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("per-run CPU peak needs /proc/self/clear_refs (Linux)")
+    from neuroplastic import data, learners, trainer
+
+    big = torch.ones(1536 * 2**20 // 4)  # 1.5 GB resident, then freed
+    big += 1
+    del big
+    b = data.prepare("digits", val=0.1, seed=0)
+    m = learners.get("bp", in_shape=b.in_shape, n_classes=10, arch="mlp", hidden=[16])
+    res = trainer.fit(m, b, epochs=1, batch_size=64, progress=False)
+    assert 0 < res.peak_memory_mb < 1200, res.peak_memory_mb  # the lifetime peak would be above 1.5 GB

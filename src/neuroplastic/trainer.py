@@ -87,10 +87,31 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return gone
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak-memory window for this run: CUDA's peak counters; on Linux the process's peak resident set
+    (writing 5 to ``/proc/self/clear_refs`` resets ``VmHWM``), so a run does not report an earlier run's peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process (CUDA: peak allocated on the device; CPU: peak resident set)."""
+    """Peak memory since :func:`reset_peak_memory` (CUDA: peak allocated on the device; CPU: peak resident set,
+    ``VmHWM`` on Linux, else the process's lifetime peak ``ru_maxrss``)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
@@ -264,8 +285,7 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
                          f"{tuple(bundle.train.x.shape)}")
     callbacks = list(callbacks) + ([LogRows(log)] if log is not None else [])
     device = next(iter(learner.parameters()), torch.empty(0)).device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
     if checkpoint_dir is not None:
         remove_stale_temporaries(checkpoint_dir)

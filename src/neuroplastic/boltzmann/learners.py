@@ -11,6 +11,7 @@ enumeration for small models) once after training by :meth:`final_metrics`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -21,9 +22,24 @@ from ..data.transforms import binarize
 from ..learners import Locality, register
 from ..learners.backprop import make_optimizer
 from ..learners.base import Learner, check_range
-from .machines import (PCD, BoltzmannMachine, GaussianRBM, ParallelTempering, RBM, ais_log_z, ais_schedule,
-                       base_rate_biases, bernoulli, enumerate_states, exact_log_marginal_bm, exact_log_z_rbm,
-                       kl_divergence, reverse_ais_log_z)
+from .machines import (
+    PCD,
+    RBM,
+    BoltzmannMachine,
+    GaussianRBM,
+    ParallelTempering,
+    ais_log_z,
+    ais_schedule,
+    base_rate_biases,
+    bernoulli,
+    enumerate_states,
+    exact_log_marginal_bm,
+    exact_log_z_rbm,
+    init_from_data,
+    kl_divergence,
+    rbm_update,
+    reverse_ais_log_z,
+)
 
 _LOCALITY = Locality(True, True, False, "undirected synapses (nothing transported), Hebbian correlations of the "
                      "two units a weight joins; but a data phase and a model (negative/sleep) phase")
@@ -148,31 +164,15 @@ class RBMLearner(Learner):
             return binarize(x, "threshold")
         return binarize(x, "stochastic", generator=self.gen)
 
-    @torch.no_grad()
-    def _initialise(self, v: torch.Tensor) -> None:
-        m = v.mean(0).clamp(1e-3, 1 - 1e-3)
-        self.rbm.b.copy_(torch.log(m) - torch.log1p(-m))
-        if self.centred:
-            self.rbm.mu.copy_(v.mean(0))
-            self.rbm.lam.fill_(0.5)
-        self.initialised.fill_(True)
-
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
         if self._epoch_t0 is None:
             self._epoch_t0 = time.perf_counter()
             self.batch_size = len(x)
         v = self._binary(x)
-        with torch.no_grad():
-            if not bool(self.initialised):
-                self._initialise(v)
-            ph = self.rbm.p_h(v)
-            v_model, ph_model = self.sampler.sample(self.rbm, v, ph, self.gen)
-            self.rbm.accumulate_grad(v, v_model, ph, ph_model)
-        self.optimizer.step()
-        if self.centred and self.offset_rate > 0:
-            with torch.no_grad():
-                nu = self.offset_rate
-                self.rbm.set_offsets(torch.lerp(self.rbm.mu, v.mean(0), nu), torch.lerp(self.rbm.lam, ph.mean(0), nu))
+        if not bool(self.initialised):
+            init_from_data(self.rbm, v, self.centred)
+            self.initialised.fill_(True)
+        rbm_update(self.rbm, self.sampler, self.optimizer, v, self.gen, self.offset_rate if self.centred else 0.0)
         return {}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
@@ -223,24 +223,31 @@ class RBMLearner(Learner):
     @torch.no_grad()
     def final_metrics(self, bundle) -> dict[str, float]:
         """Mean test (and training) log-likelihood in nats on a fixed binarisation of the data (stochastic: train
-        seed 0, test seed 1): exact by enumeration when a layer has at most 20 units, else forward AIS
-        (``log_likelihood``, with ``log_z_se``) and reverse AIS (``log_likelihood_reverse``, chains started from
-        1,000 Gibbs steps after training samples). With ``peer_timing``: scikit-learn's epoch time on the same data
-        and settings, and ``epoch_over_sklearn``."""
-        out: dict[str, float] = {}
+        seed 0, test seed 1): exact by enumeration when a layer has at most 20 units (``log_likelihood``,
+        ``exact_ll``; with ≤ 20 visible units also the exact ``kl_data_model``), forward AIS otherwise — and beside
+        the exact value, when both exist, as a check (``log_z_ais``, ``ais_minus_exact``) — with reverse AIS
+        (``log_likelihood_reverse``; chains started from 1,000 Gibbs steps after training samples). With
+        ``peer_timing``: scikit-learn's epoch time on the same data and settings, and ``epoch_over_sklearn``."""
+        n_v, n_h = self.rbm.W.shape
+        out: dict[str, float] = {"free_params": n_v * n_h + n_v + n_h}
         v_train, v_test = self._split(bundle, "train", 0), self._split(bundle, "test", 1)
         mean_neg_f = float((-self.rbm.free_energy(v_test)).mean())
-        if min(self.rbm.W.shape) <= EXACT_UNITS:
+        exact = min(n_v, n_h) <= EXACT_UNITS
+        if exact:
             log_z = float(exact_log_z_rbm(self.rbm))
             out.update(log_likelihood=mean_neg_f - log_z, log_z=log_z, exact_ll=1)
             if self.n_visible <= EXACT_UNITS:
                 out["kl_data_model"] = _kl_to_data(v_train, self.rbm.free_energy, log_z)
-        elif self.ais != "none":
+        if self.ais != "none":
             g = torch.Generator().manual_seed(self.seed + 12345)
             base, betas = base_rate_biases(v_train), ais_schedule(self.ais)
-            log_z, se = ais_log_z(self.rbm, base, betas, self.ais_chains, g)
-            out.update(log_likelihood=mean_neg_f - log_z, log_z=log_z, log_z_se=se, ais_temperatures=len(betas),
-                       train_log_likelihood=float((-self.rbm.free_energy(v_train[:10000])).mean()) - log_z)
+            log_z_a, se = ais_log_z(self.rbm, base, betas, self.ais_chains, g)
+            out.update(log_z_ais=log_z_a, log_z_se=se, ais_temperatures=len(betas))
+            if exact:
+                out["ais_minus_exact"] = log_z_a - out["log_z"]
+            else:
+                out.update(log_likelihood=mean_neg_f - log_z_a, log_z=log_z_a,
+                           train_log_likelihood=float((-self.rbm.free_energy(v_train[:10000])).mean()) - log_z_a)
             if self.reverse_ais:
                 idx = torch.randperm(len(v_train), generator=g)[: self.ais_chains]
                 start, _ = self.rbm.gibbs(v_train[idx.to(v_train.device)], 1000, g)
@@ -371,8 +378,8 @@ class DBNLearner(Learner):
         self.n_visible = math.prod(in_shape)
         self.gen = torch.Generator().manual_seed(seed)
         sizes = [self.n_visible, *layers]
-        self.rbms = torch.nn.ModuleList(RBM(a, b, generator=self.gen) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.samplers = torch.nn.ModuleList(PCD(a, b, n_chains, k) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.rbms = torch.nn.ModuleList(RBM(a, b, generator=self.gen) for a, b in itertools.pairwise(sizes))
+        self.samplers = torch.nn.ModuleList(PCD(a, b, n_chains, k) for a, b in itertools.pairwise(sizes))
         self.register_buffer("layer", torch.zeros((), dtype=torch.long))
         self.register_buffer("initialised", torch.zeros(len(layers), dtype=torch.bool))
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
@@ -411,28 +418,20 @@ class DBNLearner(Learner):
             v = self._up(v0, ly)
             if ly > 0:
                 v = bernoulli(v, self.gen)
-            if not bool(self.initialised[ly]):
-                m = v.mean(0).clamp(1e-3, 1 - 1e-3)
-                rbm.b.copy_(torch.log(m) - torch.log1p(-m))
-                rbm.mu.copy_(v.mean(0))
-                rbm.lam.fill_(0.5)
-                self.initialised[ly] = True
-            ph = rbm.p_h(v)
-            v_model, ph_model = sampler.sample(rbm, v, ph, self.gen)
-            rbm.accumulate_grad(v, v_model, ph, ph_model)
-        self.optimizers[ly].step()
-        with torch.no_grad():
-            rbm.set_offsets(torch.lerp(rbm.mu, v.mean(0), self.offset_rate),
-                            torch.lerp(rbm.lam, ph.mean(0), self.offset_rate))
+        if not bool(self.initialised[ly]):
+            init_from_data(rbm, v)
+            self.initialised[ly] = True
+        rbm_update(rbm, sampler, self.optimizers[ly], v, self.gen, self.offset_rate)
         return {}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
+        trained = float(self.layer)
         per_layer = self.epochs / len(self.rbms)
         nxt = min(int((epoch + 1) / per_layer), len(self.rbms) - 1)
         if nxt != int(self.layer):
             self.layer.fill_(nxt)
             self.optimizer = self.optimizers[nxt]
-        return {"layer": float(self.layer)}
+        return {"layer": trained}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Top-layer :math:`p(h|\\cdot)` after a mean-field up-pass of the intensities."""
@@ -540,8 +539,10 @@ class BMLearner(Learner):
     def final_metrics(self, bundle) -> dict[str, float]:
         """Exact mean test log-likelihood and :math:`D_{KL}` from the training data's empirical distribution to
         the model (nats), by enumeration (at most 20 units)."""
-        if self.bm.W.shape[0] > EXACT_UNITS:
-            return {}
+        n = self.bm.W.shape[0]
+        free = {"free_params": int(self.bm.mask.sum().item()) // 2 + n}
+        if n > EXACT_UNITS:
+            return free
         v_test = fixed_binary(bundle.test.x, self.binarization, 1)
         v_train = fixed_binary(bundle.train.x, self.binarization, 0)
         states = enumerate_states(self.n_visible, v_test.device, v_test.dtype)
@@ -549,7 +550,7 @@ class BMLearner(Learner):
         codes = (v_train.round().long() << torch.arange(self.n_visible, device=v_train.device)).sum(1)
         p_data = torch.bincount(codes, minlength=2**self.n_visible).double() / len(v_train)
         test_codes = (v_test.round().long() << torch.arange(self.n_visible, device=v_test.device)).sum(1)
-        return {"log_likelihood": float(log_p[test_codes].mean()), "kl_data_model": kl_divergence(p_data, log_p),
+        return {**free, "log_likelihood": float(log_p[test_codes].mean()), "kl_data_model": kl_divergence(p_data, log_p),
                 "exact_ll": 1}
 
 

@@ -18,6 +18,7 @@ sampler (:class:`PCD`, :class:`ParallelTempering`) whose chains are buffers, so 
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -145,9 +146,10 @@ class RBM(nn.Module):
         ``ph_*`` may be given when already computed."""
         ph_data = self.p_h(v_data) if ph_data is None else ph_data
         ph_model = self.p_h(v_model) if ph_model is None else ph_model
-        dw, db, dc = correlation_rule(v_data - self.mu, ph_data - self.lam, v_model - self.mu, ph_model - self.lam)
-        for p, d in ((self.W, dw), (self.b, db), (self.c, dc)):
-            p.grad = -d
+        # -Δ is the rule with the two phases exchanged (no extra pass to negate)
+        neg = correlation_rule(v_model - self.mu, ph_model - self.lam, v_data - self.mu, ph_data - self.lam)
+        for p, d in zip((self.W, self.b, self.c), neg):
+            p.grad = d
 
 
 class GaussianRBM(nn.Module):
@@ -333,6 +335,35 @@ class ParallelTempering(nn.Module):
         self.v.copy_(v)
         self.h.copy_(h)
         return v[0], rbm.p_h(v[0])
+
+
+@torch.no_grad()
+def init_from_data(rbm: RBM, v: torch.Tensor, centred: bool = True) -> None:
+    r"""Data-dependent start of a Bernoulli RBM (Hinton 2010; Melchior et al. 2016): visible biases
+    :math:`b = \operatorname{logit}\bar v` (means clipped to [0.001, 0.999]); centred: :math:`\mu = \bar v`,
+    :math:`\lambda = 0.5`."""
+    m = v.mean(0).clamp(1e-3, 1 - 1e-3)
+    rbm.b.copy_(torch.log(m) - torch.log1p(-m))
+    if centred:
+        rbm.mu.copy_(v.mean(0))
+        rbm.lam.fill_(0.5)
+
+
+def rbm_update(rbm: RBM, sampler: PCD | ParallelTempering, optimizer: torch.optim.Optimizer, v: torch.Tensor,
+               generator: torch.Generator | None, offset_rate: float = 0.0) -> None:
+    r"""One learning step of an RBM — the one used by every RBM-based learner and the estimator: data statistics
+    :math:`p(h|v)`, model statistics from ``sampler``, :func:`correlation_rule` on the centred units into
+    ``.grad``, ``optimizer.step()``; then (``offset_rate`` :math:`\nu > 0`) the offsets slide towards the batch
+    means, :math:`\mu \leftarrow (1-\nu)\mu + \nu\bar v`, :math:`\lambda \leftarrow (1-\nu)\lambda + \nu\,\overline{p(h|v)}`,
+    with the biases moved to keep the distribution (:meth:`RBM.set_offsets`; Melchior et al. 2016, Alg. 1)."""
+    with torch.no_grad():
+        ph = rbm.p_h(v)
+        v_model, ph_model = sampler.sample(rbm, v, ph, generator)
+        rbm.accumulate_grad(v, v_model, ph, ph_model)
+    optimizer.step()
+    if offset_rate > 0:
+        with torch.no_grad():
+            rbm.set_offsets(torch.lerp(rbm.mu, v.mean(0), offset_rate), torch.lerp(rbm.lam, ph.mean(0), offset_rate))
 
 
 def graph_colouring(mask: torch.Tensor) -> list[torch.Tensor]:
@@ -547,6 +578,22 @@ def _log_mean_and_se(log_w: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
+def ais_log_weights(rbm: RBM, base_bias: torch.Tensor, betas: torch.Tensor | None = None, n_chains: int = 100,
+                    generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
+    r"""The chains of forward AIS (see :func:`ais_log_z`): per-chain log importance weights ``[n_chains]`` (float64)
+    and the offset :math:`\log Z_0 - K`, so that :math:`\log\hat Z = \text{offset} + \log\overline{w}`."""
+    betas = (ais_schedule("paper") if betas is None else betas).tolist()
+    path = _Annealing(rbm, base_bias)
+    v = bernoulli(torch.sigmoid(path.bA).expand(n_chains, -1).contiguous(), generator)
+    log_w = torch.zeros(n_chains, dtype=torch.float64, device=v.device)
+    for prev, beta in itertools.pairwise(betas):
+        a = path.input(v)
+        log_w += path.log_f(v, a, beta) - path.log_f(v, a, prev)
+        if beta < 1.0:
+            v = path.step(a, beta, generator)
+    return log_w, path.log_z0 - path.K
+
+
 def ais_log_z(rbm: RBM, base_bias: torch.Tensor, betas: torch.Tensor | None = None, n_chains: int = 100,
               generator: torch.Generator | None = None) -> tuple[float, float]:
     r"""Annealed importance sampling estimate of :math:`\log Z` of an RBM (Neal 2001; Salakhutdinov & Murray
@@ -556,20 +603,29 @@ def ais_log_z(rbm: RBM, base_bias: torch.Tensor, betas: torch.Tensor | None = No
     :math:`\beta_k`. :math:`\hat Z = Z_0\,\overline{w}`; :math:`\log \hat Z` is a stochastic *lower* bound on
     :math:`\log Z` in expectation (Jensen). Returns ``(log Ẑ, standard error in nats)``.
     """
-    betas = (ais_schedule("paper") if betas is None else betas).tolist()
-    path = _Annealing(rbm, base_bias)
-    v = bernoulli(torch.sigmoid(path.bA).expand(n_chains, -1).contiguous(), generator)
-    log_w = torch.zeros(n_chains, dtype=torch.float64, device=v.device)
-    for prev, beta in zip(betas[:-1], betas[1:]):
-        a = path.input(v)
-        log_w += path.log_f(v, a, beta) - path.log_f(v, a, prev)
-        if beta < 1.0:
-            v = path.step(a, beta, generator)
+    log_w, offset = ais_log_weights(rbm, base_bias, betas, n_chains, generator)
     log_mean, se = _log_mean_and_se(log_w)
-    return path.log_z0 + log_mean - path.K, se
+    return offset + log_mean, se
 
 
 @torch.no_grad()
+def reverse_ais_log_weights(rbm: RBM, base_bias: torch.Tensor, v_start: torch.Tensor,
+                            betas: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                            ) -> tuple[torch.Tensor, float]:
+    r"""The chains of reverse AIS (see :func:`reverse_ais_log_z`): per-chain log weights and the offset
+    :math:`\log Z_0 - K`, so that :math:`\log\hat Z = \text{offset} - \log\overline{w}`."""
+    betas = (ais_schedule("paper") if betas is None else betas).tolist()[::-1]
+    path = _Annealing(rbm, base_bias)
+    v = v_start.to(path.W.device, path.W.dtype)
+    log_w = torch.zeros(len(v), dtype=torch.float64, device=v.device)
+    for beta, lower in itertools.pairwise(betas):
+        a = path.input(v)
+        log_w += path.log_f(v, a, lower) - path.log_f(v, a, beta)
+        if lower > 0.0:
+            v = path.step(a, lower, generator)
+    return log_w, path.log_z0 - path.K
+
+
 def reverse_ais_log_z(rbm: RBM, base_bias: torch.Tensor, v_start: torch.Tensor, betas: torch.Tensor | None = None,
                       generator: torch.Generator | None = None) -> tuple[float, float]:
     r"""Reverse AIS estimate of :math:`\log Z` (Burda, Grosse & Salakhutdinov 2015; PyDeep's
@@ -579,14 +635,6 @@ def reverse_ais_log_z(rbm: RBM, base_bias: torch.Tensor, v_start: torch.Tensor, 
     :math:`\log\hat Z = \log Z_0 - \log\overline{w}` is a stochastic *upper* bound on :math:`\log Z` in expectation when
     the starts are exact model samples — a conservative (pessimistic) log-likelihood beside forward AIS.
     Returns ``(log Ẑ, standard error in nats)``."""
-    betas = (ais_schedule("paper") if betas is None else betas).tolist()[::-1]
-    path = _Annealing(rbm, base_bias)
-    v = v_start.to(path.W.device, path.W.dtype)
-    log_w = torch.zeros(len(v), dtype=torch.float64, device=v.device)
-    for beta, lower in zip(betas[:-1], betas[1:]):
-        a = path.input(v)
-        log_w += path.log_f(v, a, lower) - path.log_f(v, a, beta)
-        if lower > 0.0:
-            v = path.step(a, lower, generator)
+    log_w, offset = reverse_ais_log_weights(rbm, base_bias, v_start, betas, generator)
     log_mean, se = _log_mean_and_se(log_w)
-    return path.log_z0 - log_mean - path.K, se
+    return offset - log_mean, se

@@ -461,7 +461,7 @@ def test_generated_boltzmann_targets():
     x, y = make_bars_and_stripes(140, seed=0)
     assert torch.equal(torch.bincount((x.long() << torch.arange(9)).sum(1)).clamp(max=1).sum(), torch.tensor(14))
     assert int(y.sum()) == 60  # 6 stripe patterns x 10
-    w, b = ising_target()
+    w, _b = ising_target()
     assert torch.equal(w, w.T) and int((w != 0).sum()) == 2 * len(ISING_EDGES)
     mask = (w != 0).float()
     assert len(bm.graph_colouring(mask)) >= 3  # odd loops: not bipartite

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
 #: - ``forward_timing``: after training, time a plain forward pass over this many training samples at the run's
 #:   batch size; records ``forward_epoch_seconds`` and ``train_over_forward`` (cost studies).
 #: - ``save_model``: write the trained model, probe included, as ``model.pt`` in the run folder.
+#: - ``robustness``: after training, test accuracy of the trained model under device mismatch, input noise and weight
+#:   quantisation, no retraining (:func:`neuroplastic.robustness.robustness`; keys ``robust_*``).
 PROTOCOL_DEFAULTS: dict[str, Any] = {
     "budget_minutes": None,
     "checkpoint_every": None,
@@ -88,6 +90,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "probe": {},
     "forward_timing": None,
     "save_model": True,
+    "robustness": False,
 }
 PROBE_KEYS: dict[str, tuple[type, ...]] = {
     "epochs": (int,), "lr": (float, int), "dropout": (float, int), "batch_size": (int,), "standardize": (bool,),
@@ -358,7 +361,7 @@ def _check_mapping(m: Any, spec: dict[str, tuple[type, ...]], where: str, nullab
 _PROTOCOL_TYPES: dict[str, tuple[type, ...]] = {
     "budget_minutes": (float, int), "checkpoint_every": (int,), "eval_every": (int,), "labels_per_class": (list,),
     "min_steps": (int,), "hflip": (bool,), "zca": (bool, dict), "probe": (dict,), "forward_timing": (int,),
-    "save_model": (bool,), "binarize": (dict,),
+    "save_model": (bool,), "binarize": (dict,), "robustness": (bool,),
 }
 BINARIZE_KEYS: dict[str, tuple[type, ...]] = {"mode": (str,), "seed": (int,)}
 
@@ -611,6 +614,10 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     extra = getattr(learner, "final_metrics", None)
     if callable(extra):
         metrics.update(extra(bundle))
+    if proto["robustness"]:
+        from .robustness import robustness
+
+        metrics.update(robustness(learner, bundle, seed=cfg["seed"], batch_size=cfg["eval_batch_size"]))
     if figures_dir is not None:
         try:  # pictures are a bonus: a failure to draw must not lose a finished run
             learner.figures(bundle, Path(figures_dir))

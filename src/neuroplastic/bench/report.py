@@ -136,6 +136,32 @@ def comparison_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
     return head, cells
 
 
+def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the robustness table: mean test accuracy (%) over a group's finished runs at each
+    measured level (``robust_*`` metrics of :mod:`neuroplastic.robustness`); only groups that measured them."""
+    keys: list[str] = []
+    for g in groups:
+        for r in g["rows"]:
+            for k in (r.get("metrics") or {}):
+                if k.startswith("robust_") and k not in keys:
+                    keys.append(k)
+    if not keys:
+        return [], []
+    names = {"robust_mismatch": "mismatch σ", "robust_noise": "input noise", "robust_bits": "bits"}
+    head = ["learner", "dataset", "preset"] + [f"{names.get(k.split('/')[0], k)} {k.split('/')[1]}" for k in keys]
+    cells = []
+    for g in groups:
+        done = [r["metrics"] for r in g["rows"] if r["status"] == "done" and r.get("metrics")]
+        if not any(k in m for m in done for k in keys):
+            continue
+        row = [g["learner"], g["dataset"], g["preset"]]
+        for k in keys:
+            vals = [float(m[k]) for m in done if isinstance(m.get(k), (int, float))]
+            row.append(f"{100 * statistics.fmean(vals):.2f}" if vals else "—")
+        cells.append(row)
+    return head, cells
+
+
 def locality_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Locality criteria of every registered learner (and of any other learner in ``groups``) beside its
     measured test accuracy: the best group mean per learner, with its dataset/preset."""
@@ -408,7 +434,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     if not ({"md", "html"} & set(formats)):
         return written
     groups = summarize(rows)
-    comp, loc = comparison_rows(groups), locality_rows(groups)
+    comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
     figs = learning_curve_figures(groups) + angle_figures(groups)
     failed = [r for r in rows if r["status"] == "failed"]
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "error"],
@@ -421,7 +447,11 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     if "md" in formats:
         parts = [f"# {md_escape(title)}", "", *(f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in meta), "",
                  "## Comparison", "", _NOTES, "",
-                 md_table(*comp), "", "## Locality criteria and measured accuracy", "", md_table(*loc), ""]
+                 md_table(*comp), ""]
+        if rob[1]:
+            parts += ["## Robustness (test accuracy %, trained models perturbed at inference, no retraining)", "",
+                      md_table(*rob), ""]
+        parts += ["## Locality criteria and measured accuracy", "", md_table(*loc), ""]
         if failed:
             parts += ["## Failed runs", "", md_table(*fail_rows), ""]
         if figs:
@@ -446,8 +476,11 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                  "img{max-width:100%}")
         body = [f"<h1>{html.escape(title)}</h1>", "<ul>" + "".join(
             f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in meta) + "</ul>",
-            "<h2>Comparison</h2>", f"<p>{html.escape(_NOTES)}</p>", html_table(*comp),
-            "<h2>Locality criteria and measured accuracy</h2>", html_table(*loc)]
+            "<h2>Comparison</h2>", f"<p>{html.escape(_NOTES)}</p>", html_table(*comp)]
+        if rob[1]:
+            body += ["<h2>Robustness (test accuracy %, trained models perturbed at inference, no retraining)</h2>",
+                     html_table(*rob)]
+        body += ["<h2>Locality criteria and measured accuracy</h2>", html_table(*loc)]
         if failed:
             body += ["<h2>Failed runs</h2>", html_table(*fail_rows)]
         if figs:

@@ -25,6 +25,25 @@ from .machines import (
     reverse_ais_log_z,
 )
 
-__all__ = ["BernoulliRBM", "PCD", "RBM", "BoltzmannMachine", "GaussianRBM", "ParallelTempering", "ais_log_weights", "ais_log_z", "ais_schedule",
-           "base_rate_biases", "correlation_rule", "exact_log_marginal_bm", "exact_log_z_bm", "exact_log_z_grbm",
-           "exact_log_z_rbm", "graph_colouring", "kl_divergence", "make_graph", "reverse_ais_log_weights", "reverse_ais_log_z"]
+__all__ = [
+    "PCD",
+    "RBM",
+    "BernoulliRBM",
+    "BoltzmannMachine",
+    "GaussianRBM",
+    "ParallelTempering",
+    "ais_log_weights",
+    "ais_log_z",
+    "ais_schedule",
+    "base_rate_biases",
+    "correlation_rule",
+    "exact_log_marginal_bm",
+    "exact_log_z_bm",
+    "exact_log_z_grbm",
+    "exact_log_z_rbm",
+    "graph_colouring",
+    "kl_divergence",
+    "make_graph",
+    "reverse_ais_log_weights",
+    "reverse_ais_log_z",
+]

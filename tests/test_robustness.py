@@ -1,0 +1,61 @@
+"""Robustness at inference: level 0 is the plain test accuracy exactly, weights come back unchanged, perturbations do
+what they say, and the protocol key records the metrics that the report's table shows."""
+
+import pytest
+import torch
+
+from neuroplastic import data, experiment, learners, trainer
+from neuroplastic.robustness import perturbed, robustness, synaptic_weights
+
+
+@pytest.fixture(scope="module")
+def trained():
+    trainer.seed_everything(0)
+    b = data.prepare("digits", val=0.1, seed=0)
+    m = learners.get("bp", in_shape=b.in_shape, n_classes=10, arch="mlp", hidden=[32])
+    trainer.fit(m, b, epochs=3, batch_size=64, progress=False)
+    return m, b
+
+
+def test_level_zero_is_the_plain_accuracy_and_weights_are_restored(trained):
+    m, b = trained
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    plain = trainer.evaluate(m, b.test.x, b.test.y)["acc"]
+    out = robustness(m, b, mismatch=(0.0, 0.2), input_noise=(0.0, 0.5), bits=(8, 2))
+    assert out["robust_mismatch/0"] == plain and out["robust_noise/0"] == plain
+    assert out["robust_bits/8"] > plain - 0.02  # 8 bits barely matter on a small MLP
+    assert out["robust_bits/2"] < plain and out["robust_noise/0.5"] < plain
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_mismatch_is_a_fixed_lognormal_factor_and_quantisation_has_few_levels(trained):
+    m, _ = trained
+    (_name, w), *_ = synaptic_weights(m)
+    assert w.dim() >= 2 and all(t.dim() >= 2 for _, t in synaptic_weights(m))
+    ref = w.detach().clone()
+    with perturbed(m, "mismatch", 0.1, seed=3):
+        ratio = (w.detach() / ref)[ref != 0].log()
+        first = w.detach().clone()
+    with perturbed(m, "mismatch", 0.1, seed=3):
+        assert torch.equal(w, first)  # the same chip for the same seed
+    assert abs(float(ratio.std()) - 0.1) < 0.01 and abs(float(ratio.mean())) < 0.01
+    with perturbed(m, "quantize", 4):
+        assert len(w.unique()) <= 2**4 - 1
+    assert torch.equal(w, ref)
+    with pytest.raises(ValueError, match="unknown perturbation"), perturbed(m, "melt", 1):
+        pass
+
+
+def test_protocol_robustness_is_recorded_and_reported(tmp_path):
+    from neuroplastic.bench import report
+
+    cfg = {"learner": "bp", "dataset": "digits", "epochs": 1, "params": {"arch": "mlp", "hidden": [16]},
+           "protocol": {"robustness": True}}
+    out = experiment.run(cfg, progress=False)
+    assert out.metrics["robust_mismatch/0"] == out.metrics["test_acc"]
+    rows = [{"config": experiment.validate(cfg), "status": "done", "metrics": out.metrics, "history": [],
+             "train_seconds": 1.0}]
+    head, cells = report.robustness_rows(report.summarize(rows))
+    assert "mismatch σ 0.2" in head and "bits 4" in head and len(cells) == 1
+    assert report.robustness_rows(report.summarize([dict(rows[0], metrics={"test_acc": 0.5})])) == ([], [])

@@ -6,6 +6,7 @@
     neuroplastic train my.yaml --device cuda --out results/train/my
     neuroplastic bench quick --jobs 2
     neuroplastic report --format md --format html --format json
+    neuroplastic compare bp fa --dataset mnist --preset lenet5 --seeds 0 1 2
     neuroplastic data list | data verify mnist | data download mnist
     neuroplastic learners
 
@@ -219,6 +220,44 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         print(str(e), file=sys.stderr)
         return EXIT_INTERRUPTED
     return 1 if counts["failed"] else 0
+
+
+def cmd_compare(a: argparse.Namespace, command: str) -> int:
+    """Two learners, same data/architecture/budget/seeds: run them as a suite, then the paired table and curves."""
+    from .bench import compare, runner
+    from .bench.db import ResultsDB
+    from .bench.report import md_table, write_atomic
+    from .bench.suite import SuiteError, set_dotted
+
+    _set_data_root(a.data_root)
+    base: dict[str, Any] = {}
+    for key, value in parse_set(a.set or []):
+        base = set_dotted(base, key, value)
+    try:
+        s = compare.compare_suite(a.learner_a, a.learner_b, dataset=a.dataset, preset=a.preset, seeds=a.seeds,
+                                  epochs=a.epochs, base=base)
+    except (ValueError, SuiteError) as e:
+        raise UsageError(str(e)) from None
+    try:
+        runner.run_suite(s, db_path=a.db, jobs=a.jobs, results_dir=a.results_dir, command=command, report=False,
+                         threads=a.threads)
+    except runner.Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    db = ResultsDB(a.db)
+    rows = db.runs(hashes=[h for h, _ in s.runs])
+    db.close()
+    stats = compare.paired(rows, a.learner_a, a.learner_b)
+    head, cells = compare.paired_table(stats, a.learner_a, a.learner_b)
+    print(f"{s.description} (final-epoch test accuracy)")
+    print(_table(head, cells))
+    out = Path(a.results_dir) / "compare" / s.name
+    fig = compare.curves_figure(rows, a.learner_a, a.learner_b, out / "curves.png")
+    md = [f"# {s.description}", "", f"Command: `{command}`", "", md_table(head, cells), ""]
+    if fig is not None:
+        md += ["![validation accuracy per epoch](curves.png)", ""]
+    print(write_atomic(out / "compare.md", "\n".join(md)))
+    return 0 if len(stats["seeds"]) == len(a.seeds) else 1
 
 
 def cmd_report(a: argparse.Namespace, command: str) -> int:
@@ -477,6 +516,25 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dry-run", action="store_true", help="list the suite's runs and their status; train nothing")
     b.add_argument("--no-report", action="store_true", help="print the table but write no report files")
     b.set_defaults(func=cmd_bench)
+
+    c = sub.add_parser("compare", help="two learners on the same data, architecture, budget and seeds: paired table",
+                       description="Run learners A and B with one shared config (dataset, preset, epochs, --set keys) "
+                       "for every seed into the results store (resumable, like bench), then print the per-seed "
+                       "paired table (differences, mean, t, exact sign-flip p) and write results/compare/NAME/ "
+                       "(compare.md, curves.png).")
+    c.add_argument("learner_a", metavar="A")
+    c.add_argument("learner_b", metavar="B")
+    c.add_argument("--dataset", default="digits", help="dataset of both (default %(default)s)")
+    c.add_argument("--preset", help="architecture/preset of both (passed as preset or arch)")
+    c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    c.add_argument("--epochs", type=int, help="epochs of both")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="shared config key (dotted, repeatable)")
+    c.add_argument("--jobs", "-j", type=int, default=None, help="worker processes")
+    c.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    c.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
+    c.add_argument("--results-dir", default="results", help="checkpoints and compare folder (default %(default)s)")
+    c.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
+    c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("report", help="render the results database (md, html, json)",
                        description="Render the results database: Markdown (+ PNG figures), self-contained "

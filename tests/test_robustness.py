@@ -59,3 +59,27 @@ def test_protocol_robustness_is_recorded_and_reported(tmp_path):
     head, cells = report.robustness_rows(report.summarize(rows))
     assert "mismatch σ 0.2" in head and "bits 4" in head and len(cells) == 1
     assert report.robustness_rows(report.summarize([dict(rows[0], metrics={"test_acc": 0.5})])) == ([], [])
+
+
+def test_robustness_command_reads_saved_models_and_adds_to_the_store(tmp_path, capsys):
+    import json
+
+    from neuroplastic import cli
+    from neuroplastic.bench.db import ResultsDB
+
+    cfg = experiment.validate({"learner": "bp", "dataset": "digits", "epochs": 1,
+                               "params": {"arch": "mlp", "hidden": [16]}})
+    h = experiment.config_hash(cfg)
+    folder = tmp_path / "runs" / h
+    out = experiment.run(cfg, checkpoint_dir=folder, progress=False)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    db = ResultsDB(tmp_path / "neuroplastic.db")
+    db.put_done("s", h, cfg, metrics=out.metrics, history=[], env={}, train_seconds=1.0, wall_seconds=1.0,
+                record={"test_acc": out.metrics["test_acc"]})
+    db.close()
+    assert cli.main(["robustness", "--db", str(tmp_path / "neuroplastic.db")]) == 0
+    text = capsys.readouterr().out
+    assert "robust_mismatch/0.2" in text and f"{100 * out.metrics['test_acc']:.2f}" in text
+    db = ResultsDB(tmp_path / "neuroplastic.db")
+    row = db.get(h)
+    assert row["metrics"]["robust_mismatch/0"] == out.metrics["test_acc"] and "robust_bits/4" in row["record"]

@@ -260,6 +260,37 @@ def cmd_compare(a: argparse.Namespace, command: str) -> int:
     return 0 if len(stats["seeds"]) == len(a.seeds) else 1
 
 
+def cmd_robustness(a: argparse.Namespace, command: str) -> int:
+    """Robustness of saved trained models (no retraining): run folders given, or every finished run of the store
+    whose folder holds model.pt; with a store the metrics are added to the runs' records."""
+    from .bench.db import ResultsDB
+    from .experiment import load_trained
+    from .robustness import robustness
+
+    _set_data_root(a.data_root)
+    db = ResultsDB(a.db) if Path(a.db).exists() else None
+    if a.folders:
+        targets = [(Path(f).name, Path(f)) for f in a.folders]
+    elif db is not None:
+        rows = db.runs(a.suite, status="done")
+        targets = [(r["hash"], Path(a.db).parent / "runs" / r["hash"]) for r in rows]
+        targets = [(h, f) for h, f in targets if (f / "model.pt").is_file()]
+    else:
+        raise UsageError(f"no run folders given and no results database at {a.db!r}")
+    table = []
+    for h, folder in targets:
+        learner, bundle, cfg = load_trained(folder, device=a.device)
+        res = robustness(learner, bundle, seed=cfg["seed"], batch_size=cfg["eval_batch_size"])
+        stored = db is not None and db.add_metrics(h, res)
+        table.append([h, cfg["learner"], cfg["dataset"]] + [f"{100 * v:.2f}" for v in res.values()]
+                     + ["yes" if stored else "no"])
+        head = ["run", "learner", "dataset"] + list(res) + ["stored"]
+    if db is not None:
+        db.close()
+    print(_table(head, table) if table else "no saved models (model.pt) found")
+    return 0
+
+
 def cmd_report(a: argparse.Namespace, command: str) -> int:
     """Write the report of the results database."""
     from .bench import report
@@ -535,6 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--results-dir", default="results", help="checkpoints and compare folder (default %(default)s)")
     c.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
     c.set_defaults(func=cmd_compare)
+
+    rb = sub.add_parser("robustness", help="accuracy of saved trained models under device mismatch, input noise and "
+                        "weight quantisation (no retraining)",
+                        description="For each run folder given (or every finished run of the store with a saved "
+                        "model.pt): test accuracy with log-normal weight mismatch sigma 0/0.05/0.1/0.2, input noise "
+                        "and 8/4-bit weights; the metrics are added to the store's records (the report's robustness "
+                        "table).")
+    rb.add_argument("folders", nargs="*", metavar="RUN_FOLDER")
+    rb.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
+    rb.add_argument("--suite", help="only the runs of this suite")
+    rb.add_argument("--device", default="cpu", help="device to evaluate on (default %(default)s)")
+    rb.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
+    rb.set_defaults(func=cmd_robustness)
 
     r = sub.add_parser("report", help="render the results database (md, html, json)",
                        description="Render the results database: Markdown (+ PNG figures), self-contained "

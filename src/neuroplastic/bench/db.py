@@ -237,6 +237,22 @@ class ResultsDB:
                  json.dumps(records if records is not None else [record], default=str), command, h, pid, self.host))
             return cur.rowcount == 1
 
+    def add_metrics(self, h: str, extra: dict[str, Any]) -> bool:
+        """Merge ``extra`` (metrics measured after the run, e.g. robustness of its saved model) into a finished run's
+        metrics, its record and its main record; returns whether the run was found done."""
+        with self._tx() as c:
+            row = c.execute("SELECT metrics, record, records FROM runs WHERE hash=? AND status='done'", (h,)).fetchone()
+            if row is None:
+                return False
+            metrics = dict(json.loads(row[0] or "{}"), **extra)
+            record = dict(json.loads(row[1] or "{}"), **extra)
+            recs = json.loads(row[2] or "[]") or [record]
+            recs[0] = dict(recs[0], **extra)
+            c.execute("UPDATE runs SET metrics=?, record=?, records=? WHERE hash=?",
+                      (json.dumps(metrics, default=str), json.dumps(record, default=str),
+                       json.dumps(recs, default=str), h))
+            return True
+
     def put_done(self, suite: str, h: str, cfg: dict, **finish: Any) -> None:
         """Store a run trained outside ``bench`` (``neuroplastic train``) as done under ``suite``: the same row
         and records as a bench run (``finish`` takes :meth:`finish`'s keywords)."""

@@ -249,3 +249,27 @@ def test_results_tables_never_merge_runs_whose_parameters_differ():
     assert len(rows) == 2, table
     assert any("conv_mode=fa" in r and "99.04" in r and "| 1 |" in r for r in rows), table
     assert any("conv_mode=None" in r and "| 2 |" in r for r in rows), table
+
+
+def test_recorded_runs_keep_their_hash_when_protocol_options_are_added():
+    """Every record of a shipped suite's section must still be a run of that suite: adding a protocol option (at its
+    default) must not re-hash the configs, or `bench` would redo finished studies."""
+    import json
+    from pathlib import Path
+
+    from neuroplastic.bench import suite
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    checked = 0
+    for name in ("hebbian-mnist", "sal-mnist", "dll-mnist", "fa-mnist-lenet5", "hebbian-cifar10-softhebb"):
+        f = folder / f"{name}.json"
+        if not f.is_file():
+            continue
+        recs = json.loads(f.read_text())["records"]
+        hashes = {h for h, _ in suite.load(name).runs}
+        assert {r["hash"] for r in recs} <= hashes, name
+        checked += 1
+    assert checked >= 3
+    cfg = experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5}})
+    assert experiment.config_hash(cfg) == experiment.config_hash(
+        experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5, "robustness": False, "binarize": None}}))

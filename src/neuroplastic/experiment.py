@@ -413,12 +413,21 @@ def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Protocol keys added after records were first hashed: at their default they are not part of the hash, so adding a
+#: protocol option never changes the hash (and the stored runs) of the configs written before it.
+LATER_PROTOCOL_KEYS = ("binarize", "robustness")
+_HASHED_DEFAULTS = {k: v for k, v in PROTOCOL_DEFAULTS.items() if k not in LATER_PROTOCOL_KEYS}
+
+
 def config_hash(cfg: dict[str, Any]) -> str:
     """Stable 12-hex-digit hash of a validated config (device, eval batch size and the recipe's name excluded: a
     recipe's resolved content is hashed; a default protocol is left out, so configs written before protocols
-    existed keep their hash)."""
+    existed keep their hash, and so are :data:`LATER_PROTOCOL_KEYS` at their defaults)."""
     key = {k: v for k, v in cfg.items() if k not in ("device", "eval_batch_size")}
-    if key.get("protocol") in ({}, PROTOCOL_DEFAULTS):
+    if isinstance(key.get("protocol"), dict):  # protocol keys added later are left out at their default
+        key["protocol"] = {k: v for k, v in key["protocol"].items()
+                           if not (k in LATER_PROTOCOL_KEYS and v == PROTOCOL_DEFAULTS[k])}
+    if key.get("protocol") in ({}, _HASHED_DEFAULTS):
         key.pop("protocol", None)
     key.pop("recipe", None)  # the resolved content is the experiment; the recipe's name is provenance
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]

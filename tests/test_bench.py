@@ -183,9 +183,11 @@ def test_db_corrupt_file_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not an SQLite file"):
         ResultsDB(p)
     assert p.read_bytes() == b"x"
-    p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200)  # the header of a database, then garbage
-    with pytest.raises(ValueError, match="cannot be opened"):
-        ResultsDB(p)
+    for size in (200, 4000):  # the header of a database, then garbage
+        p.write_bytes(b"SQLite format 3\x00" + b"\xff" * size)
+        with pytest.raises(ValueError, match="not an SQLite file|cannot be opened"):
+            ResultsDB(p)
+        assert p.read_bytes() == b"SQLite format 3\x00" + b"\xff" * size
 
 
 # --------------------------------------------------------------------------------------------------
@@ -366,3 +368,30 @@ def test_report_shows_pictures_written_by_learners(tmp_path):
     assert "Pictures of trained learners" in md and "spectrum" in md
     html_doc = (tmp_path / "r" / "report" / "report.html").read_text()
     assert html_doc.count("data:image/png;base64") >= 3
+
+
+def test_a_second_handle_in_one_process_keeps_the_first_ones_commits_safe_from_other_processes(tmp_path):
+    """Regression: ResultsDB used to read the file's header with a plain open()/close(); the close dropped the POSIX
+    locks of this process's live connection, so another process closing the database deleted the write-ahead log
+    under it and its later commits were lost (seen: a finished run read back as running)."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "s.db"
+    a = ResultsDB(p)
+    a.add_runs("s", [("h1", {"learner": "bp"})])
+    assert a.claim("h1")
+    b = ResultsDB(p)  # e.g. the run's heartbeat thread
+    b.heartbeat("h1")
+    reader = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+              "c.execute('select count(*) from runs').fetchone(); c.close()")
+    subprocess.run([sys.executable, "-c", reader, str(p)], check=True, timeout=60)
+    assert (tmp_path / "s.db-wal").exists()  # the reader did not take the log away from the live connections
+    assert a.finish("h1", metrics={"test_acc": 0.5}, history=[], env={}, train_seconds=1, wall_seconds=1, record={})
+    import sqlite3
+
+    fresh = sqlite3.connect(p)  # another reader sees the commit (before: "disk I/O error", the commit lost)
+    assert fresh.execute("select status from runs where hash='h1'").fetchone()[0] == "done"
+    fresh.close()
+    a.close()
+    b.close()

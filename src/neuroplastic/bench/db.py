@@ -102,6 +102,24 @@ def _alive_sql(pid: Any) -> int:
     return int(pid_alive(int(pid)) if pid is not None else False)
 
 
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is an SQLite database, asked through SQLite itself (read-only, nothing written). Never read
+    the file with a plain ``open()``: closing any other descriptor of a database file drops every POSIX lock this
+    process holds on it (its live connections' included), after which another process may delete the write-ahead log
+    under them and their next commits are lost."""
+    if Path(path).stat().st_size < 512:  # the smallest database is one 512-byte page; SQLite would overwrite this
+        return False
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return "not a database" not in str(e) and "encrypted" not in str(e)
+    return True
+
+
 class ResultsDB:
     """Handle on a results database file (created with its schema on first use).
 
@@ -113,12 +131,9 @@ class ResultsDB:
         self.path = Path(path)
         if self.path.is_dir():
             raise InputError(f"results database {str(self.path)!r} is a directory; choose a file with --db")
-        if self.path.is_file() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as f:
-                head = f.read(16)
-            if head != b"SQLite format 3\x00":
-                raise InputError(f"results database {str(self.path)!r} is not an SQLite file; refusing to touch it "
-                                 f"(choose another with --db)")
+        if self.path.is_file() and self.path.stat().st_size > 0 and not _is_sqlite(self.path):
+            raise InputError(f"results database {str(self.path)!r} is not an SQLite file; refusing to touch it "
+                             f"(choose another with --db)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):

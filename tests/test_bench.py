@@ -395,3 +395,20 @@ def test_a_second_handle_in_one_process_keeps_the_first_ones_commits_safe_from_o
     fresh.close()
     a.close()
     b.close()
+
+
+def test_report_finds_pictures_of_runs_stored_elsewhere_and_lists_only_learners_that_ran(tmp_path):
+    from neuroplastic.bench import report, runner, suite
+
+    s = suite.expand({"name": "pics", "cells": [{"learner": "dbn"}], "grid": {"seed": [0]},
+                      "base": {"dataset": "digits", "epochs": 1, "params": {"layers": [16]},
+                               "protocol": {"probe": {"epochs": 1}}}})
+    db_path = tmp_path / "store" / "elsewhere.db"
+    runner.run_suite(s, db_path=db_path, jobs=1, results_dir=tmp_path / "results", report=False, threads=1)
+    files = report.write_report(db_path, tmp_path / "report", ("md",))
+    md = (tmp_path / "report" / "report.md").read_text()
+    pics = [f for f in files if "samples" in f.name]
+    assert pics and all(f.suffix == ".png" and f.is_file() for f in pics)
+    assert "## Pictures of trained learners" in md
+    loc = md.split("## Locality criteria")[1]
+    assert "| dbn |" in loc and "| bp |" not in loc and "| hebbian-cnn |" not in loc

@@ -163,15 +163,15 @@ def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
 
 
 def locality_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Locality criteria of every registered learner (and of any other learner in ``groups``) beside its
-    measured test accuracy: the best group mean per learner, with its dataset/preset."""
+    """Locality criteria of the learners that ran (those in ``groups``) beside their measured test accuracy: the best
+    group mean per learner, with its dataset/preset."""
     from .. import learners
 
     best: dict[str, dict] = {}
     for g in groups:
         if g["acc_mean"] is not None and (g["learner"] not in best or g["acc_mean"] > best[g["learner"]]["acc_mean"]):
             best[g["learner"]] = g
-    names = sorted(set(learners.names()) | {g["learner"] for g in groups})
+    names = sorted({g["learner"] for g in groups})
     head = ["learner", "paper", "C1", "C2", "C3", "why", "supervised", "measured test acc %"]
     cells = []
     for name in names:
@@ -392,10 +392,12 @@ _NOTES = ("Test accuracy is the final-epoch accuracy on the test split (percent)
 
 
 def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, list[tuple[str, bytes]]]]:
-    """PNGs written by learners' ``figures()`` under ``runs_dir/<hash>/figures``, per finished run."""
+    """PNGs written by learners' ``figures()`` in each finished run's folder (recorded in its environment as
+    ``run_dir``; else ``runs_dir/<hash>``), per run."""
     out = []
     for r in rows:
-        fig_dir = runs_dir / r["hash"] / "figures"
+        recorded = (r.get("env") or {}).get("run_dir")
+        fig_dir = (Path(recorded) if recorded and Path(recorded).is_dir() else runs_dir / r["hash"]) / "figures"
         if r["status"] != "done" or not fig_dir.is_dir():
             continue
         pngs = [(p.stem, p.read_bytes()) for p in sorted(fig_dir.glob("*.png"))]
@@ -465,7 +467,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
             for title_, pngs in pictures:
                 parts += [f"### {md_escape(title_)}", ""]
                 for name, png in pngs:
-                    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{title_}-{name}")
+                    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{title_}-{name}") + ".png"
                     written.append(write_atomic(out / "figures" / slug, png))
                     parts += [f"![{md_escape(name)}](figures/{slug})", ""]
         written.append(write_atomic(out / "report.md", "\n".join(parts)))

@@ -76,7 +76,8 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
     recs = experiment.records(out, command=command)
     experiment.write_json_atomic(recs, run_dir / "records.json")
     experiment.write_json_atomic(out.history, run_dir / "history.json")
-    db.finish(h, metrics=out.metrics, history=out.history, env=out.env, train_seconds=out.train_seconds,
+    env = dict(out.env, run_dir=str(run_dir.resolve()))  # where the report finds the run's pictures
+    db.finish(h, metrics=out.metrics, history=out.history, env=env, train_seconds=out.train_seconds,
               wall_seconds=out.wall_seconds, record=recs[0], records=recs, command=command)
     return "done"
 

@@ -191,3 +191,10 @@ def test_help_imports_no_torch_and_version_and_data_root_after_the_action(capsys
     assert e.value.code == 0 and "neuroplastic 0." in capsys.readouterr().out
     assert cli.main(["data", "list", "--data-root", str(tmp_path)]) == 0
     assert "digits" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("system", ["spiking", "hebbian"])
+def test_analyze_help_names_the_real_program(system, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["analyze", system, "--help"])
+    assert capsys.readouterr().out.startswith(f"usage: neuroplastic analyze {system}")

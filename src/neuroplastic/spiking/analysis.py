@@ -235,7 +235,7 @@ def write_figures(learner, bundle, out_dir: str | Path, trials: int = 200, limit
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m neuroplastic.spiking.analysis",
+    ap = argparse.ArgumentParser(prog="neuroplastic analyze spiking",
                                  description="Plots and statistics of a trained spiking mode network")
     ap.add_argument("model", help="a run folder (the --out folder of `neuroplastic train`, or results/runs/<hash> "
                     "of a bench run: config + model.pt), or a .pt file {config, state_dict}")

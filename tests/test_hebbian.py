@@ -425,7 +425,7 @@ def test_hflip_stage_mirrors_half_the_batch_reproducibly(tmp_path):
             batch_size=10, progress=False, hflip=True)
 
 
-def test_pictures_are_written(tmp_path, capsys):
+def test_pictures_are_written(tmp_path, capsys, monkeypatch):
     from neuroplastic import data
     from neuroplastic.hebbian import viz
 
@@ -436,13 +436,14 @@ def test_pictures_are_written(tmp_path, capsys):
         m.train_step(bundle.train.x[i:i + 10], None)
     rf = viz.receptive_fields(m, 1, units=[0, 1], steps=5)
     assert rf.shape == (2, 1, 8, 8) and rf.min() >= 0 and rf.max() <= 1
+    monkeypatch.setattr(viz, "_umap_warned", False)  # said once per process: this test must see it
     out = viz.report_figures(m, bundle, tmp_path, rf_steps=5, max_points=50)
     for k in ("filters", "receptive_fields", "winners"):
         assert out[k].exists() and out[k].stat().st_size > 0
     try:
         import umap  # noqa: F401
     except ImportError:
-        assert out["umap"] is None and "neuroplastic[viz]" in capsys.readouterr().out
+        assert out["umap"] is None and "neuroplastic[viz]" in capsys.readouterr().err
 
 
 def test_triangle_no_grad_fast_path_matches_the_gradient_safe_form():
@@ -585,3 +586,22 @@ def test_update_dtype_is_validated_and_reaches_every_layer():
     assert [layer.update_dtype for _, layer, _ in m.net.hebb_layers()] == [torch.bfloat16] * 3
     assert "update_dtype=torch.bfloat16" in repr(m.net)
 
+
+
+def test_missing_umap_is_said_once_per_process(capsys, monkeypatch):
+    import builtins
+
+    from neuroplastic.hebbian import viz
+
+    real = builtins.__import__
+
+    def no_umap(name, *a, **k):
+        if name == "umap":
+            raise ImportError("no umap")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_umap)
+    monkeypatch.setattr(viz, "_umap_warned", False)
+    for _ in range(3):
+        assert viz.plot_umap(torch.zeros(4, 2), torch.zeros(4), "unused.png") is None
+    assert capsys.readouterr().err.count("UMAP pictures need") == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ __all__ = [
     "report_figures",
 ]
 
+_umap_warned = False
 UMAP_MISSING = ("UMAP pictures need the optional 'viz' extra: pip install 'neuroplastic[viz]' (umap-learn); "
                 "skipped")
 
@@ -132,12 +134,15 @@ def plot_receptive_fields(learner, path: str | os.PathLike, stage: int = 1, step
 
 def plot_umap(features: torch.Tensor, labels: torch.Tensor, path: str | os.PathLike, max_points: int = 5000,
               seed: int = 0) -> Path | None:
-    """UMAP of ``features`` ``[N, D]`` coloured by ``labels``; returns ``None`` and prints
-    :data:`UMAP_MISSING` when ``umap-learn`` is not installed."""
+    """UMAP of ``features`` ``[N, D]`` coloured by ``labels``; returns ``None`` when ``umap-learn`` is not installed,
+    saying so (:data:`UMAP_MISSING`) once per process, not once per run."""
+    global _umap_warned
     try:
         import umap
     except ImportError:
-        print(UMAP_MISSING)
+        if not _umap_warned:
+            print(UMAP_MISSING, file=sys.stderr)
+            _umap_warned = True
         return None
     plt = _plt()
     f = features[:max_points].float().cpu().numpy()

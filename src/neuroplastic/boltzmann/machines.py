@@ -55,6 +55,16 @@ def bernoulli(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tenso
     return (u.to(p.device) < p).to(p.dtype)
 
 
+def _bipartite_parameters(m: nn.Module, kind: str, n_visible: int, n_hidden: int, init_std: float,
+                          generator: torch.Generator | None) -> None:
+    """The parameters every RBM has: ``W [n_visible, n_hidden] ~ N(0, init_std²)``, biases ``b``, ``c`` at zero."""
+    if n_visible < 1 or n_hidden < 1:
+        raise ValueError(f"{kind} needs n_visible, n_hidden >= 1, got {n_visible}, {n_hidden}")
+    m.W = nn.Parameter(torch.randn(n_visible, n_hidden, generator=generator) * init_std)
+    m.b = nn.Parameter(torch.zeros(n_visible))
+    m.c = nn.Parameter(torch.zeros(n_hidden))
+
+
 class RBM(nn.Module):
     r"""Bernoulli–Bernoulli restricted Boltzmann machine (Smolensky 1986; Hinton 2002), optionally *centred*
     (Montavon & Müller 2012; Melchior, Fischer & Wiskott, JMLR 2016) by visible and hidden offsets
@@ -74,11 +84,7 @@ class RBM(nn.Module):
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.01,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if n_visible < 1 or n_hidden < 1:
-            raise ValueError(f"RBM needs n_visible, n_hidden >= 1, got {n_visible}, {n_hidden}")
-        self.W = nn.Parameter(torch.randn(n_visible, n_hidden, generator=generator) * init_std)
-        self.b = nn.Parameter(torch.zeros(n_visible))
-        self.c = nn.Parameter(torch.zeros(n_hidden))
+        _bipartite_parameters(self, "RBM", n_visible, n_hidden, init_std, generator)
         self.register_buffer("mu", torch.zeros(n_visible))
         self.register_buffer("lam", torch.zeros(n_hidden))
 
@@ -168,11 +174,7 @@ class GaussianRBM(nn.Module):
     def __init__(self, n_visible: int, n_hidden: int, init_std: float = 0.01, learn_variance: bool = False,
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
-        if n_visible < 1 or n_hidden < 1:
-            raise ValueError(f"GaussianRBM needs n_visible, n_hidden >= 1, got {n_visible}, {n_hidden}")
-        self.W = nn.Parameter(torch.randn(n_visible, n_hidden, generator=generator) * init_std)
-        self.b = nn.Parameter(torch.zeros(n_visible))
-        self.c = nn.Parameter(torch.zeros(n_hidden))
+        _bipartite_parameters(self, "GaussianRBM", n_visible, n_hidden, init_std, generator)
         self.learn_variance = learn_variance
         if learn_variance:
             self.log_var = nn.Parameter(torch.zeros(n_visible))

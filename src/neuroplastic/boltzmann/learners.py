@@ -322,12 +322,7 @@ class GaussianRBMLearner(Learner):
         self.scheduler = _schedule(self.optimizer, self.lr_schedule, epochs)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
-        v = x.flatten(1)
-        with torch.no_grad():
-            ph = self.rbm.p_h(v)
-            v_model, ph_model = self.sampler.sample(self.rbm, v, ph, self.gen)
-            self.rbm.accumulate_grad(v, v_model, ph, ph_model)
-        self.optimizer.step()
+        rbm_update(self.rbm, self.sampler, self.optimizer, x.flatten(1), self.gen)
         return {}
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

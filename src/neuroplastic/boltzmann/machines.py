@@ -351,7 +351,7 @@ def init_from_data(rbm: RBM, v: torch.Tensor, centred: bool = True) -> None:
         rbm.lam.fill_(0.5)
 
 
-def rbm_update(rbm: RBM, sampler: PCD | ParallelTempering, optimizer: torch.optim.Optimizer, v: torch.Tensor,
+def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimizer: torch.optim.Optimizer, v: torch.Tensor,
                generator: torch.Generator | None, offset_rate: float = 0.0) -> None:
     r"""One learning step of an RBM — the one used by every RBM-based learner and the estimator: data statistics
     :math:`p(h|v)`, model statistics from ``sampler``, :func:`correlation_rule` on the centred units into

@@ -14,6 +14,7 @@ from .machines import (
     ais_schedule,
     base_rate_biases,
     correlation_rule,
+    empirical_distribution,
     exact_log_marginal_bm,
     exact_log_z_bm,
     exact_log_z_grbm,
@@ -23,6 +24,7 @@ from .machines import (
     make_graph,
     reverse_ais_log_weights,
     reverse_ais_log_z,
+    state_codes,
 )
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "ais_schedule",
     "base_rate_biases",
     "correlation_rule",
+    "empirical_distribution",
     "exact_log_marginal_bm",
     "exact_log_z_bm",
     "exact_log_z_grbm",
@@ -46,4 +49,5 @@ __all__ = [
     "make_graph",
     "reverse_ais_log_weights",
     "reverse_ais_log_z",
+    "state_codes",
 ]

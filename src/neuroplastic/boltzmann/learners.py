@@ -20,7 +20,7 @@ import torch
 
 from ..data.transforms import binarize
 from ..learners import Locality, register
-from ..learners.backprop import make_optimizer
+from ..learners.backprop import make_optimizer, make_scheduler
 from ..learners.base import Learner, check_range
 from .machines import (
     PCD,
@@ -32,6 +32,7 @@ from .machines import (
     ais_schedule,
     base_rate_biases,
     bernoulli,
+    empirical_distribution,
     enumerate_states,
     exact_log_marginal_bm,
     exact_log_z_rbm,
@@ -39,6 +40,7 @@ from .machines import (
     kl_divergence,
     rbm_update,
     reverse_ais_log_z,
+    state_codes,
 )
 
 _LOCALITY = Locality(True, True, False, "undirected synapses (nothing transported), Hebbian correlations of the "
@@ -64,29 +66,24 @@ def _check_common(n_hidden: int, n_chains: int, lr: float, momentum: float, weig
 
 
 def _schedule(optimizer: torch.optim.Optimizer, kind: str, epochs: int):
-    """``linear``: the learning rate decays linearly to 0 over the planned epochs; ``constant``: none."""
-    if kind == "linear":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, _LinearDecay(max(epochs, 1)))
-    return None
+    """``linear``: the learning rate decays linearly to 0 over the planned epochs; ``constant``: none (the shared
+    :func:`~neuroplastic.learners.backprop.make_scheduler`)."""
+    return make_scheduler(optimizer, "none" if kind == "constant" else kind, epochs)
 
 
-class _LinearDecay:
-    """Picklable factor :math:`1 - e/E` of a linear learning-rate decay over ``E`` epochs."""
-
-    def __init__(self, epochs: int) -> None:
-        self.epochs = epochs
-
-    def __call__(self, epoch: int) -> float:
-        return max(0.0, 1.0 - epoch / self.epochs)
-
-
-def fixed_binary(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
-    """A split binarised once and reproducibly: ``stochastic`` (seeded Bernoulli of the intensities, the
-    binarized-MNIST protocol of Salakhutdinov & Murray 2008), ``threshold`` (at 0.5), ``none`` (already binary)."""
-    flat = x.flatten(1).clamp(0, 1)
+def binary_rows(x: torch.Tensor, mode: str, generator: torch.Generator | None = None, *, seed: int = 0,
+                ) -> torch.Tensor:
+    """Inputs as binary rows ``[N, D]``: ``stochastic`` (Bernoulli draws of the intensities — from ``generator`` for
+    a training batch, dynamic binarisation; else from a generator seeded ``seed``: a split binarised once, the
+    binarized-MNIST protocol of Salakhutdinov & Murray 2008), ``threshold`` (at 0.5), ``none`` (used as given:
+    already binary)."""
+    flat = x.flatten(1)
     if mode == "none":
         return flat
-    return binarize(flat, mode, seed=seed) if mode == "stochastic" else binarize(flat, "threshold")
+    flat = flat.clamp(0, 1)
+    if mode == "threshold":
+        return binarize(flat, "threshold")
+    return binarize(flat, "stochastic", generator=generator, seed=seed)
 
 
 class RBMLearner(Learner):
@@ -153,22 +150,12 @@ class RBMLearner(Learner):
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         self.optimizer = make_optimizer(self.rbm.parameters(), "sgd", self.lr, self.momentum, self.weight_decay)
         self.scheduler = _schedule(self.optimizer, self.lr_schedule, epochs)
-        self.steps_per_epoch = steps_per_epoch
-
-    def _binary(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.flatten(1)
-        if self.binarization == "none":
-            return x
-        x = x.clamp(0, 1)
-        if self.binarization == "threshold":
-            return binarize(x, "threshold")
-        return binarize(x, "stochastic", generator=self.gen)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
         if self._epoch_t0 is None:
             self._epoch_t0 = time.perf_counter()
             self.batch_size = len(x)
-        v = self._binary(x)
+        v = binary_rows(x, self.binarization, self.gen)
         if not bool(self.initialised):
             init_from_data(self.rbm, v, self.centred)
             self.initialised.fill_(True)
@@ -193,7 +180,7 @@ class RBMLearner(Learner):
         return {"weight_norm": float(self.rbm.W.detach().norm())}
 
     def _split(self, bundle, name: str, seed: int) -> torch.Tensor:
-        return fixed_binary(getattr(bundle, name).x, self.binarization, seed)
+        return binary_rows(getattr(bundle, name).x, self.binarization, seed=seed)
 
     @torch.no_grad()
     def monitor(self, bundle) -> dict[str, float]:
@@ -284,11 +271,8 @@ def pseudo_log_likelihood(rbm: RBM, v: torch.Tensor, generator: torch.Generator)
 def _kl_to_data(v: torch.Tensor, free_energy, log_z: float) -> float:
     """Exact :math:`D_{KL}` from the empirical distribution of the binary rows ``v`` to the model
     (:math:`\\log p = -F - \\log Z`)."""
-    n = v.shape[1]
-    codes = (v.round().long() << torch.arange(n, device=v.device)).sum(1)
-    p = torch.bincount(codes, minlength=2**n).double() / len(v)
-    states = enumerate_states(n, v.device, v.dtype)
-    return kl_divergence(p, (-free_energy(states) - log_z).double())
+    states = enumerate_states(v.shape[1], v.device, v.dtype)
+    return float(kl_divergence(empirical_distribution(v), (-free_energy(states) - log_z).double()))
 
 
 class GaussianRBMLearner(Learner):
@@ -404,9 +388,7 @@ class DBNLearner(Learner):
         return v
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
-        flat = x.flatten(1).clamp(0, 1)
-        v0 = flat if self.binarization == "none" else binarize(
-            flat, self.binarization, generator=self.gen) if self.binarization == "stochastic" else binarize(flat)
+        v0 = binary_rows(x, self.binarization, self.gen)
         ly = int(self.layer)
         rbm, sampler = self.rbms[ly], self.samplers[ly]
         with torch.no_grad():
@@ -499,9 +481,7 @@ class BMLearner(Learner):
         return x
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, float]:
-        flat = x.flatten(1).clamp(0, 1)
-        v = flat if self.binarization == "none" else binarize(flat, "threshold") \
-            if self.binarization == "threshold" else binarize(flat, "stochastic", generator=self.gen)
+        v = binary_rows(x, self.binarization, self.gen)
         with torch.no_grad():
             x_data = self._clamped(v)
             if not bool(self.chains_ready):
@@ -538,15 +518,12 @@ class BMLearner(Learner):
         free = {"free_params": int(self.bm.mask.sum().item()) // 2 + n}
         if n > EXACT_UNITS:
             return free
-        v_test = fixed_binary(bundle.test.x, self.binarization, 1)
-        v_train = fixed_binary(bundle.train.x, self.binarization, 0)
+        v_test = binary_rows(bundle.test.x, self.binarization, seed=1)
+        v_train = binary_rows(bundle.train.x, self.binarization, seed=0)
         states = enumerate_states(self.n_visible, v_test.device, v_test.dtype)
         log_p = exact_log_marginal_bm(self.bm, states).double()
-        codes = (v_train.round().long() << torch.arange(self.n_visible, device=v_train.device)).sum(1)
-        p_data = torch.bincount(codes, minlength=2**self.n_visible).double() / len(v_train)
-        test_codes = (v_test.round().long() << torch.arange(self.n_visible, device=v_test.device)).sum(1)
-        return {**free, "log_likelihood": float(log_p[test_codes].mean()), "kl_data_model": kl_divergence(p_data, log_p),
-                "exact_ll": 1}
+        return {**free, "log_likelihood": float(log_p[state_codes(v_test)].mean()),
+                "kl_data_model": float(kl_divergence(empirical_distribution(v_train), log_p)), "exact_ll": 1}
 
 
 register("rbm", RBMLearner, summary="restricted Boltzmann machine (centred), CD/PCD/PT, AIS and reverse-AIS likelihood",

@@ -344,8 +344,7 @@ def init_from_data(rbm: RBM, v: torch.Tensor, centred: bool = True) -> None:
     r"""Data-dependent start of a Bernoulli RBM (Hinton 2010; Melchior et al. 2016): visible biases
     :math:`b = \operatorname{logit}\bar v` (means clipped to [0.001, 0.999]); centred: :math:`\mu = \bar v`,
     :math:`\lambda = 0.5`."""
-    m = v.mean(0).clamp(1e-3, 1 - 1e-3)
-    rbm.b.copy_(torch.log(m) - torch.log1p(-m))
+    rbm.b.copy_(base_rate_biases(v))
     if centred:
         rbm.mu.copy_(v.mean(0))
         rbm.lam.fill_(0.5)
@@ -466,6 +465,16 @@ def enumerate_states(n: int, device=None, dtype: torch.dtype = torch.float32) ->
     return ((idx.unsqueeze(1) >> torch.arange(n, device=device)) & 1).to(dtype)
 
 
+def state_codes(v: torch.Tensor) -> torch.Tensor:
+    """The index of each binary row of ``v`` ``[N, n]`` among :func:`enumerate_states` (its inverse): ``[N]``."""
+    return (v.round().long() << torch.arange(v.shape[1], device=v.device)).sum(1)
+
+
+def empirical_distribution(v: torch.Tensor) -> torch.Tensor:
+    """Frequencies of the binary rows of ``v`` ``[N, n]`` over all ``2**n`` states (float64, ``[2**n]``)."""
+    return torch.bincount(state_codes(v), minlength=2 ** v.shape[1]).double() / len(v)
+
+
 def _chunked_logsumexp(fn, n: int, device, dtype, chunk: int = 4096) -> torch.Tensor:
     """:math:`\\operatorname{logsumexp}` of ``fn(states)`` over all ``2**n`` binary states, in chunks."""
     states = enumerate_states(n, device, dtype)
@@ -515,11 +524,12 @@ def exact_log_marginal_bm(bm: BoltzmannMachine, v: torch.Tensor) -> torch.Tensor
     return torch.logsumexp(-e, 1) - exact_log_z_bm(bm)
 
 
-def kl_divergence(p_data: torch.Tensor, log_p_model: torch.Tensor) -> float:
+def kl_divergence(p_data: torch.Tensor, log_p_model: torch.Tensor) -> torch.Tensor:
     r""":math:`D_{KL}(p_\text{data} \,\|\, p_\text{model}) = \sum_v p_\text{data}(v)\,(\log p_\text{data}(v) -
-    \log p_\text{model}(v))` over the states where :math:`p_\text{data} > 0` (nats)."""
-    on = p_data > 0
-    return float((p_data[on] * (torch.log(p_data[on]) - log_p_model[on])).sum())
+    \log p_\text{model}(v))` over the last axis, the states where :math:`p_\text{data} = 0` contributing nothing
+    (nats)."""
+    terms = p_data * (torch.log(p_data) - log_p_model)
+    return torch.where(p_data > 0, terms, torch.zeros((), dtype=terms.dtype, device=terms.device)).sum(-1)
 
 
 def base_rate_biases(v_train: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:

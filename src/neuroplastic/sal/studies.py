@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from ..boltzmann.machines import kl_divergence as boltzmann_kl
 from .neurons import SpikingNet
 from .rule import SALRule, SALTrace, sal_pairs, sal_step
 
@@ -97,8 +98,9 @@ def boltzmann_target(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 def kl_divergence(p: torch.Tensor, q: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """``D_KL(p ‖ q) = Σ p log(p / q)`` over the last axis (``q`` floored at ``eps``: unvisited states)."""
-    return (p * (torch.log(p.clamp_min(eps)) - torch.log(q.clamp_min(eps)))).sum(-1)
+    """``D_KL(p ‖ q) = Σ p log(p / q)`` over the last axis, from probabilities (``q`` floored at ``eps``: states the
+    sampler never visited): :func:`neuroplastic.boltzmann.machines.kl_divergence` of ``log q``."""
+    return boltzmann_kl(p, torch.log(q.clamp_min(eps)))
 
 
 def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps: int = 1000,

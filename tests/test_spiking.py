@@ -192,7 +192,8 @@ def test_energy_counts_by_hand():
     r = energy.count_ops(steps=10, n_in=4, n_hidden=5, n_out=2, n_modes=None, spiking=False, input_spikes=None,
                          hidden_spikes=0.0, per_step_readout=True)
     assert r.ac == 0 and r.mac == 10 * 4 * 5 + 10 * 25 + 10 * 5 * 2
-    assert r.energy_pj == pytest.approx(r.mac * 4.6)
+    assert r.reads == r.mac + r.ac  # every operation reads its stored weight
+    assert r.energy_pj() == pytest.approx(r.mac * 4.6 + r.reads * 5.0)
 
 
 def test_context_task_shapes_and_targets():

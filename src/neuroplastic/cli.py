@@ -137,9 +137,11 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
         if a.quiet:
             return
         parts = [f"epoch {row['epoch']}"]
-        for k in ("train_loss", "val_acc", "test_acc"):
+        if isinstance(row.get("train_loss"), (int, float)):
+            parts.append(f"train_loss {row['train_loss']:.4f}")
+        for k in ("val_acc", "test_acc"):  # percent, as in the summary line and the report
             if isinstance(row.get(k), (int, float)):
-                parts.append(f"{k} {row[k]:.4f}")
+                parts.append(f"{k} {100 * row[k]:.2f}%")
         parts.append(f"{row['seconds']:.1f} s")
         print("  " + "  ".join(parts), flush=True)
 
@@ -294,9 +296,15 @@ def cmd_robustness(a: argparse.Namespace, command: str) -> int:
 def cmd_report(a: argparse.Namespace, command: str) -> int:
     """Write the report of the results database."""
     from .bench import report
+    from .energy import EnergyModel
 
     formats = a.format or ["md", "html"]
-    files = report.write_report(a.db, a.out, formats, suite=a.suite)
+    try:
+        model = EnergyModel.parse(a.energy) if a.energy else None
+    except ValueError as e:
+        raise UsageError(f"--energy: {e}") from None
+    files = report.write_report(a.db, a.out, formats, suite=a.suite, energy=model,
+                                imported=False if a.no_imported else None)
     for f in files:
         if f.suffix != ".png":
             print(f)
@@ -582,13 +590,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="render the results database (md, html, json)",
                        description="Render the results database: Markdown (+ PNG figures), self-contained "
-                       "HTML, or the JSON list of standard run records (--format json).")
+                       "HTML, or the JSON list of standard run records (--format json). First the comparison that "
+                       "decides (per dataset, learners ranked with parameters, read-out, time, memory, energy, "
+                       "locality and the gap to backprop), label efficiency, robustness and the papers' numbers "
+                       "beside ours; then every configuration, curves and pictures.")
     r.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
     r.add_argument("--out", default="results/report", help="output folder, or a .json file for --format json "
                    "(default %(default)s)")
     r.add_argument("--format", action="append", choices=("md", "html", "json"),
                    help="repeatable; default md and html")
     r.add_argument("--suite", help="only the runs of this suite")
+    r.add_argument("--energy", metavar="mac=PJ,ac=PJ,read=PJ",
+                   help="energy per operation in pJ for the energy columns (default: 45 nm, Horowitz 2014: "
+                   "mac=4.6,ac=0.9,read=5); the stored operation counts are reused, nothing is rerun")
+    r.add_argument("--no-imported", action="store_true", dest="no_imported",
+                   help="leave out the store's imported records (included by default when no --suite is given)")
     r.set_defaults(func=cmd_report)
 
     rs = sub.add_parser("results", help="import records into the results store; export RESULTS.md from it",

@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
 #: - ``forward_timing``: after training, time a plain forward pass over this many training samples at the run's
 #:   batch size; records ``forward_epoch_seconds`` and ``train_over_forward`` (cost studies).
 #: - ``save_model``: write the trained model, probe included, as ``model.pt`` in the run folder.
+#: - ``energy``: after training, count the operations of an inference and of one training step per sample and their
+#:   energy (:func:`neuroplastic.energy.count_run`; keys ``ops_*``, ``energy_*_pj``).
 #: - ``robustness``: after training, test accuracy of the trained model under device mismatch, input noise and weight
 #:   quantisation, no retraining (:func:`neuroplastic.robustness.robustness`; keys ``robust_*``).
 PROTOCOL_DEFAULTS: dict[str, Any] = {
@@ -91,6 +93,7 @@ PROTOCOL_DEFAULTS: dict[str, Any] = {
     "forward_timing": None,
     "save_model": True,
     "robustness": False,
+    "energy": True,
 }
 PROBE_KEYS: dict[str, tuple[type, ...]] = {
     "epochs": (int,), "lr": (float, int), "dropout": (float, int), "batch_size": (int,), "standardize": (bool,),
@@ -361,7 +364,7 @@ def _check_mapping(m: Any, spec: dict[str, tuple[type, ...]], where: str, nullab
 _PROTOCOL_TYPES: dict[str, tuple[type, ...]] = {
     "budget_minutes": (float, int), "checkpoint_every": (int,), "eval_every": (int,), "labels_per_class": (list,),
     "min_steps": (int,), "hflip": (bool,), "zca": (bool, dict), "probe": (dict,), "forward_timing": (int,),
-    "save_model": (bool,), "binarize": (dict,), "robustness": (bool,),
+    "save_model": (bool,), "binarize": (dict,), "robustness": (bool,), "energy": (bool,),
 }
 BINARIZE_KEYS: dict[str, tuple[type, ...]] = {"mode": (str,), "seed": (int,)}
 
@@ -415,7 +418,7 @@ def validate_protocol(protocol: dict[str, Any]) -> dict[str, Any]:
 
 #: Protocol keys added after records were first hashed: at their default they are not part of the hash, so adding a
 #: protocol option never changes the hash (and the stored runs) of the configs written before it.
-LATER_PROTOCOL_KEYS = ("binarize", "robustness")
+LATER_PROTOCOL_KEYS = ("binarize", "robustness", "energy")
 _HASHED_DEFAULTS = {k: v for k, v in PROTOCOL_DEFAULTS.items() if k not in LATER_PROTOCOL_KEYS}
 
 
@@ -623,6 +626,14 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     extra = getattr(learner, "final_metrics", None)
     if callable(extra):
         metrics.update(extra(bundle))
+    if proto["energy"]:
+        from .energy import count_run
+
+        try:  # a count is a bonus: a learner the counter cannot follow must not lose a finished run
+            metrics.update(count_run(learner, bundle, batch_size=cfg["batch_size"]))
+        except Exception as e:  # noqa: BLE001
+            metrics["energy_error"] = f"{type(e).__name__}: {e}"
+            print(f"{cfg['learner']}: energy not counted: {metrics['energy_error']}", file=sys.stderr)
     if proto["robustness"]:
         from .robustness import robustness
 

@@ -136,6 +136,171 @@ def comparison_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
     return head, cells
 
 
+def architecture_of(cfg: dict[str, Any]) -> str:
+    """The architecture a run trained: its preset, or the preset/arch its registered learner fixes."""
+    name = preset_of(cfg)
+    if name != "default":
+        return name
+    from .. import learners
+
+    try:
+        d = learners.entry(cfg["learner"]).defaults
+    except KeyError:
+        return name
+    return str(d.get("preset") or d.get("arch") or name)
+
+
+def _mean_of(rows: list[dict], key: str) -> float | None:
+    vals = []
+    for r in rows:
+        v = (r.get("metrics") or {}).get(key)
+        if v is None:
+            v = (r.get("record") or {}).get(key)
+        if v is None and key == "train_seconds":
+            v = r.get("train_seconds")
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            vals.append(float(v))
+    return statistics.fmean(vals) if vals else None
+
+
+def _energy_of(rows: list[dict], what: str, model: Any) -> float | None:
+    """Mean energy (pJ) per inference or per training sample over ``rows`` under ``model``, from the stored
+    operation counts (so other per-operation figures need no rerun)."""
+    from ..energy import energy_pj
+
+    counts = [_mean_of(rows, f"ops_{what}_{k}") for k in ("mac", "ac", "reads")]
+    if any(c is None for c in counts):
+        return None
+    return energy_pj(*counts, model)
+
+
+def _val_or_test(g: dict[str, Any]) -> float:
+    v = _mean_of([r for r in g["rows"] if r["status"] == "done"], "val_acc")
+    return v if v is not None else (g["acc_mean"] if g["acc_mean"] is not None else -1.0)
+
+
+def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
+    """The comparison that decides, one table per dataset: every learner that ran, ranked by mean test accuracy.
+
+    A learner with several configurations on a dataset is shown by the one with the best mean *validation* accuracy
+    (test accuracy only where no validation split was kept); a learner whose runs all failed is listed as failed,
+    last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same architecture on the same
+    dataset (a registered ``baseline`` learner) where the store has it, what is read out (end to end, or a linear
+    probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
+    inference and per training sample (:mod:`neuroplastic.energy`, figures of ``energy``) and C1/C2/C3.
+    Cells are strings, or ``(text, anchor)`` pairs linking to a run's pictures.
+    """
+    from .. import learners
+    from ..energy import DEFAULT_ENERGY
+
+    model = energy or DEFAULT_ENERGY
+    head = ["#", "learner", "architecture / setup", "test acc % (mean ± std)", "n", "vs backprop (pp)", "read out",
+            "params", "train s", "samples/s", "peak MB", "nJ / inference", "nJ / train sample", "C1 C2 C3"]
+    out: dict[str, tuple[list[str], list[list[Any]]]] = {}
+    for ds in sorted({g["dataset"] for g in groups}):
+        gs = [g for g in groups if g["dataset"] == ds]
+        best: dict[str, dict] = {}
+        for g in gs:
+            if g["acc_mean"] is None:
+                continue
+            cur = best.get(g["learner"])
+            if cur is None or _val_or_test(g) > _val_or_test(cur):
+                best[g["learner"]] = g
+        base: dict[str, float] = {}
+        for g in gs:
+            try:
+                is_base = learners.entry(g["learner"]).baseline
+            except KeyError:
+                is_base = False
+            arch = architecture_of(g["rows"][0]["config"])
+            if is_base and g["acc_mean"] is not None and g["acc_mean"] > base.get(arch, -1.0):
+                base[arch] = g["acc_mean"]
+        ranked = sorted(best.values(), key=lambda g: -g["acc_mean"])
+        failed = sorted({g["learner"] for g in gs if g["n_failed"]} - set(best))
+        cells: list[list[Any]] = []
+        for i, g in enumerate(ranked, 1):
+            done = [r for r in g["rows"] if r["status"] == "done"]
+            arch = architecture_of(done[0]["config"])
+            try:
+                e = learners.entry(g["learner"])
+                readout, marks = ("end to end" if e.supervised else "linear probe"), e.locality.marks()
+            except KeyError:
+                readout, marks = "?", "? ? ?"
+            gap = (f"{100 * (g['acc_mean'] - base[arch]):+.2f}" if arch in base and not _is_base(g["learner"])
+                   else "reference" if arch in base else "—")
+            setup = arch + (f" ({g['variant']})" if g["variant"] else "")
+            fmt = lambda v, f: "—" if v is None else format(v, f)
+            e_inf, e_train = _energy_of(done, "inference", model), _energy_of(done, "train", model)
+            n_params = _mean_of(done, "n_params")
+            n = f"{g['n_done']}" + (f" ({g['n_failed']} failed)" if g["n_failed"] else "")
+            cells.append([str(i), (g["learner"], f"run-{done[0]['hash']}"), setup, fmt_acc(g["acc_mean"], g["acc_std"]),
+                          n, gap, readout, "—" if n_params is None else f"{int(n_params):,}",
+                          fmt(g["train_seconds"], ".1f"), fmt(_mean_of(done, "samples_per_s"), ",.0f"),
+                          fmt(_mean_of(done, "peak_memory_mb"), ",.0f"),
+                          fmt(None if e_inf is None else e_inf / 1e3, ",.1f"),
+                          fmt(None if e_train is None else e_train / 1e3, ",.1f"), marks])
+        for name in failed:
+            n_f = sum(g["n_failed"] for g in gs if g["learner"] == name)
+            cells.append(["—", name, "", "failed", f"0 ({n_f} failed)", "—", "", "", "", "", "", "", "", ""])
+        if cells:
+            out[ds] = (head, cells)
+    return out
+
+
+def _is_base(name: str) -> bool:
+    from .. import learners
+
+    try:
+        return learners.entry(name).baseline
+    except KeyError:
+        return False
+
+
+def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
+    """One figure per dataset: test accuracy against labels per class (log axis; ``all`` at the right) for every
+    learner with label-count records (``protocol.labels_per_class``), mean over seeds, the backprop references on
+    the same labels drawn dashed. Returns ``(slug, title, png bytes)``."""
+    from matplotlib.figure import Figure
+
+    series: dict[str, dict[str, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for r in rows:
+        if r["status"] != "done":
+            continue
+        recs = r.get("records") or []
+        if not any(x.get("labels_per_class") not in (None, "all") for x in recs):
+            continue
+        cfg = r["config"]
+        label = f"{cfg['learner']} {architecture_of(cfg)}"
+        for x in recs:
+            lpc, acc = x.get("labels_per_class"), x.get("test_acc")
+            if lpc is not None and isinstance(acc, (int, float)):
+                series[cfg["dataset"]][label][lpc].append(float(acc))
+    out = []
+    for ds in sorted(series):
+        lines = series[ds]
+        counts = sorted({c for s in lines.values() for c in s if c != "all"})
+        if not counts:
+            continue
+        x_all = max(counts) * 10
+        fig = Figure(figsize=(10, 4.2))
+        ax = fig.subplots()
+        for i, (label, s) in enumerate(sorted(lines.items())):
+            xs = sorted(c for c in s if c != "all") + (["all"] if "all" in s else [])
+            ax.plot([x_all if c == "all" else c for c in xs], [100 * statistics.fmean(s[c]) for c in xs],
+                    marker="o", ms=4, label=label, color=_style(i)["color"],
+                    linestyle="--" if _is_base(label.split()[0]) else "-")
+        ax.set_xscale("log")
+        ax.set_xticks(counts + [x_all], [str(c) for c in counts] + ["all"])
+        ax.set_xlabel("labels per class")
+        ax.set_ylabel("test accuracy %")
+        ax.grid(alpha=0.3)
+        _legend(fig, ax)
+        title = f"Label efficiency on {ds} (mean over seeds; dashed: backprop references)"
+        fig.suptitle(title)
+        out.append((f"labels-{ds}", title, _png(fig)))
+    return out
+
+
 def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the robustness table: mean test accuracy (%) over a group's finished runs at each
     measured level (``robust_*`` metrics of :mod:`neuroplastic.robustness`); only groups that measured them."""
@@ -188,10 +353,10 @@ def locality_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     return head, cells
 
 
-def text_table(head: list[str], cells: list[list[str]]) -> str:
+def text_table(head: list[str], cells: list[list[Any]]) -> str:
     """A plain-text table with aligned columns."""
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *cells)]
-    line = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
+    widths = [max(len(_text(x)) for x in col) for col in zip(head, *cells)]
+    line = lambda row: "  ".join(_text(x).ljust(w) for x, w in zip(row, widths)).rstrip()
     return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in cells])
 
 
@@ -205,17 +370,27 @@ def md_escape(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
 
 
-def md_table(head: list[str], cells: list[list[str]]) -> str:
-    """A GitHub-flavoured Markdown table, every cell :func:`md_escape`-d."""
+def md_table(head: list[str], cells: list[list[Any]]) -> str:
+    """A GitHub-flavoured Markdown table, every cell :func:`md_escape`-d (a ``(text, anchor)`` cell as its text)."""
     out = ["| " + " | ".join(map(md_escape, head)) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    out += ["| " + " | ".join(map(md_escape, r)) + " |" for r in cells]
+    out += ["| " + " | ".join(md_escape(_text(x)) for x in r) + " |" for r in cells]
     return "\n".join(out)
 
 
-def html_table(head: list[str], cells: list[list[str]]) -> str:
-    """An HTML table (cells escaped)."""
+def _text(cell: Any) -> str:
+    return str(cell[0]) if isinstance(cell, tuple) else str(cell)
+
+
+def html_table(head: list[str], cells: list[list[Any]], anchors: set[str] | frozenset = frozenset()) -> str:
+    """An HTML table (cells escaped); a ``(text, anchor)`` cell links to ``#anchor`` when ``anchor`` is in
+    ``anchors`` (the sections the page has)."""
+    def td(x: Any) -> str:
+        if isinstance(x, tuple) and x[1] in anchors:
+            return f'<td><a href="#{html.escape(x[1])}">{html.escape(str(x[0]))}</a></td>'
+        return f"<td>{html.escape(_text(x))}</td>"
+
     h = "".join(f"<th>{html.escape(str(x))}</th>" for x in head)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in cells)
+    body = "".join("<tr>" + "".join(td(x) for x in r) + "</tr>" for r in cells)
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -233,6 +408,40 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
             "torch": env.get("torch"), "device": cfg.get("device"), "command": row.get("command") or "",
             "hash": row["hash"], "params": cfg.get("params", {}), "batch_size": cfg.get("batch_size"),
             "error": row.get("error")}
+
+
+def imported_rows(db: ResultsDB, known: set[str] = frozenset()) -> list[dict[str, Any]]:
+    """The store's imported records (recorded before the store existed, or exported from another store) as run rows
+    the report can group: one row per run, its label-count records attached as ``records``. Records without learner
+    or dataset (cost tables, campaigns) and runs whose hash is in ``known`` (already a run of the store) are left
+    out."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for sec, recs in db.imported().items():
+        for i, rec in enumerate(recs):
+            if not rec.get("learner") or not rec.get("dataset"):
+                continue
+            h = rec.get("hash")
+            if h in known:
+                continue
+            key = (sec, h or (rec["learner"], rec["dataset"], rec.get("preset"), rec.get("seed"), rec.get("epochs"),
+                              json.dumps(rec.get("params"), sort_keys=True, default=str), i if not h else None))
+            lpc = rec.get("labels_per_class")
+            if lpc not in (None, "all") and not h:  # a label-count record of the run listed just before it
+                key = next((k for k in reversed(out) if k[0] == sec and k[1][:4] == key[1][:4]), key)
+            row = out.get(key)
+            if row is None:
+                cfg = {"learner": rec["learner"], "dataset": rec["dataset"], "preset": rec.get("preset"),
+                       "seed": rec.get("seed", 0), "epochs": rec.get("epochs"), "params": rec.get("params") or {},
+                       "batch_size": rec.get("batch_size"), "section": sec}
+                row = out[key] = {"hash": h or f"{sec}-{i}", "status": "failed" if rec.get("status") == "failed"
+                                  else "done", "config": cfg, "metrics": {}, "record": None, "records": [],
+                                  "history": [], "env": {k: rec.get(k) for k in ("commit", "cpu", "gpu", "torch")},
+                                  "train_seconds": rec.get("train_seconds"), "attempts": 1, "error": rec.get("error")}
+            row["records"].append(rec)
+            if lpc in (None, "all"):
+                row["record"], row["metrics"] = rec, {k: v for k, v in rec.items()
+                                                     if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return list(out.values())
 
 
 def records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -263,7 +472,7 @@ def _png(fig) -> bytes:
 
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # no "tight" box: it draws every figure twice
     return buf.getvalue()
 
 
@@ -278,7 +487,7 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
     out = []
     for ds in sorted({g["dataset"] for g in groups}):
         gs = [g for g in groups if g["dataset"] == ds and g["n_done"]]
-        fig = Figure(figsize=(12, 4.2))
+        fig = Figure(figsize=(14, 4.2))
         axes = fig.subplots(1, 2)
         drawn = 0
         for i, g in enumerate(gs):
@@ -318,6 +527,8 @@ def _legend(fig, ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    w = fig.get_figwidth()
+    fig.subplots_adjust(left=0.7 / w, right=1 - 3.2 / w, bottom=0.13, top=0.88, wspace=0.25)  # 3.2 in for the legend
 
 
 def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
@@ -342,7 +553,7 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
                     lines.append((f"{_label(g)}: {k}", s))
         if not lines:
             continue
-        fig = Figure(figsize=(9, 4.2))
+        fig = Figure(figsize=(11, 4.2))
         ax = fig.subplots()
         for i, (label, s) in enumerate(lines):
             xs = sorted(s)
@@ -391,9 +602,9 @@ _NOTES = ("Test accuracy is the final-epoch accuracy on the test split (percent)
           "weight symmetry, C2 local error signal, C3 single phase.")
 
 
-def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, list[tuple[str, bytes]]]]:
+def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, str, list[tuple[str, bytes]]]]:
     """PNGs written by learners' ``figures()`` in each finished run's folder (recorded in its environment as
-    ``run_dir``; else ``runs_dir/<hash>``), per run."""
+    ``run_dir``; else ``runs_dir/<hash>``), per run: ``(hash, title, [(name, png)])``."""
     out = []
     for r in rows:
         recorded = (r.get("env") or {}).get("run_dir")
@@ -403,18 +614,35 @@ def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, 
         pngs = [(p.stem, p.read_bytes()) for p in sorted(fig_dir.glob("*.png"))]
         if pngs:
             c = r["config"]
-            out.append((f"{c['learner']} · {c['dataset']} · {preset_of(c)} · seed {c['seed']}", pngs))
+            out.append((r["hash"], f"{c['learner']} · {c['dataset']} · {preset_of(c)} · seed {c['seed']}", pngs))
     return out
+
+
+_DECISION_NOTES = (
+    "Per dataset, every learner that ran, ranked by mean test accuracy (final epoch, percent; ± sample standard "
+    "deviation over seeds, n finished runs). A learner with several configurations is shown by the one with the best "
+    "mean validation accuracy. 'vs backprop': percentage points against the backprop reference of the same "
+    "architecture on the same dataset, where the store has one. 'read out': end to end, or a linear probe on frozen "
+    "features (the learner itself never sees a label). Peak memory is per run. Energy is counted from the run's own "
+    "operations (neuroplastic.energy): {source}; the probe's fitting is not counted. C1 no weight symmetry, C2 "
+    "local error, C3 single phase (Lv et al., ICML 2025).")
 
 
 def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/report",
                  formats: tuple[str, ...] | list[str] = ("md", "html"), suite: str | None = None,
-                 ) -> list[Path]:
+                 energy: Any = None, imported: bool | None = None) -> list[Path]:
     """Render the database (optionally one suite) into ``out``; return the files written.
 
     ``md`` → ``out/report.md`` + ``out/figures/*.png``; ``html`` → ``out/report.html`` (self-contained);
-    ``json`` → ``out/results.json``, or ``out`` itself when it ends in ``.json``.
+    ``json`` → ``out/results.json``, or ``out`` itself when it ends in ``.json``. The headline comes first: the
+    decision tables (:func:`decision_rows`), label efficiency, robustness and the reproduction table; then every
+    configuration, locality, curves and the pictures of each run (linked from the decision rows). ``energy``: an
+    :class:`~neuroplastic.energy.EnergyModel` (default: the 45 nm figures). ``imported``: also the store's imported
+    records (default: when no suite is chosen).
     """
+    from ..energy import DEFAULT_ENERGY
+    from .papers import reproduction_rows
+
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise InputError(f"unknown report format(s) {', '.join(map(repr, bad))}; allowed: {', '.join(FORMATS)}")
@@ -426,6 +654,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     if suite is not None and suite not in db.suites():
         raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {', '.join(db.suites()) or 'none'}")
     rows = db.runs(suite)
+    extra = imported_rows(db, {r["hash"] for r in rows}) if (suite is None if imported is None else imported) else []
     db.close()
     out = Path(out)
     written: list[Path] = []
@@ -435,70 +664,89 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
         written.append(dest)
     if not ({"md", "html"} & set(formats)):
         return written
-    groups = summarize(rows)
+    model = energy or DEFAULT_ENERGY
+    all_rows = rows + extra
+    groups = summarize(all_rows)
+    decision = decision_rows(groups, model)
     comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
-    figs = learning_curve_figures(groups) + angle_figures(groups)
-    failed = [r for r in rows if r["status"] == "failed"]
+    repro = reproduction_rows(groups)
+    label_figs = label_efficiency_figures(all_rows)
+    figs = learning_curve_figures(summarize(rows)) + angle_figures(summarize(rows))
+    failed = [r for r in all_rows if r["status"] == "failed"]
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),
-                   str(r["attempts"]), (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error") else ""]
-                  for r in failed])
-    meta = _meta(rows, suite, db_path)
+                   str(r.get("attempts")), (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error")
+                   else ""] for r in failed])
+    meta = _meta(rows, suite, db_path) + ([("imported records", (f"{sum(len(r['records']) for r in extra)} in "
+                                                                f"{len(extra)} runs"))] if extra else [])
     pictures = run_pictures(rows, db_path.parent / "runs")
+    anchors = {f"run-{h}" for h, _, _ in pictures}
     title = "neuroplastic results" + (f": suite {suite}" if suite else "")
+    notes = _DECISION_NOTES.format(source=model.source)
+    rob_title = "Robustness (test accuracy %, trained models perturbed at inference, no retraining)"
     if "md" in formats:
         parts = [f"# {md_escape(title)}", "", *(f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in meta), "",
-                 "## Comparison", "", _NOTES, "",
-                 md_table(*comp), ""]
+                 "## Which rule for which data: the comparison that decides", "", md_escape(notes), ""]
+        for ds, (head, cells) in decision.items():
+            parts += [f"### {md_escape(ds)}", "", md_table(head, cells), ""]
+        for slug, ftitle, png in label_figs:
+            written.append(write_atomic(out / "figures" / f"{slug}.png", png))
+            parts += [f"### {md_escape(ftitle)}", "", f"![{md_escape(ftitle)}](figures/{slug}.png)", ""]
         if rob[1]:
-            parts += ["## Robustness (test accuracy %, trained models perturbed at inference, no retraining)", "",
-                      md_table(*rob), ""]
-        parts += ["## Locality criteria and measured accuracy", "", md_table(*loc), ""]
+            parts += [f"## {rob_title}", "", md_table(*rob), ""]
+        if repro[1]:
+            parts += ["## Reproduction of the papers' headline numbers", "", md_table(*repro), ""]
+        parts += ["## Every configuration", "", _NOTES, "", md_table(*comp), "",
+                  "## Locality criteria and measured accuracy", "", md_table(*loc), ""]
         if failed:
             parts += ["## Failed runs", "", md_table(*fail_rows), ""]
         if figs:
             parts += ["## Figures", ""]
             for slug, ftitle, png in figs:
-                p = write_atomic(out / "figures" / f"{slug}.png", png)
-                written.append(p)
+                written.append(write_atomic(out / "figures" / f"{slug}.png", png))
                 parts += [f"### {ftitle}", "", f"![{ftitle}](figures/{slug}.png)", ""]
         if pictures:
             parts += ["## Pictures of trained learners", ""]
-            for title_, pngs in pictures:
-                parts += [f"### {md_escape(title_)}", ""]
+            for h, title_, pngs in pictures:
+                parts += [f'### {md_escape(title_)} <a id="run-{h}"></a>', ""]
                 for name, png in pngs:
                     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{title_}-{name}") + ".png"
                     written.append(write_atomic(out / "figures" / slug, png))
                     parts += [f"![{md_escape(name)}](figures/{slug})", ""]
         written.append(write_atomic(out / "report.md", "\n".join(parts)))
     if "html" in formats:
-        style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-                 "table{border-collapse:collapse;margin:1em 0;font-size:14px}"
-                 "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
-                 "img{max-width:100%}")
-        body = [f"<h1>{html.escape(title)}</h1>", "<ul>" + "".join(
-            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in meta) + "</ul>",
-            "<h2>Comparison</h2>", f"<p>{html.escape(_NOTES)}</p>", html_table(*comp)]
+        style = ("body{font-family:system-ui,sans-serif;max-width:1400px;margin:1em auto;padding:0 1em}"
+                 "table{border-collapse:collapse;margin:0.5em 0 1em;font-size:13px}"
+                 "td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#f3f3f3}"
+                 "img{max-width:100%}p.note{font-size:12px;color:#444;max-width:1100px}h3{margin:0.6em 0 0}")
+        img = lambda title_, png, extra_="": (f'<img alt="{html.escape(title_)}" title="{html.escape(title_)}"{extra_} '
+                                              f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
+        body = [f"<h1>{html.escape(title)}</h1>",
+                "<h2>Which rule for which data: the comparison that decides</h2>"]
+        for ds, (head, cells) in decision.items():
+            body += [f"<h3>{html.escape(ds)}</h3>", html_table(head, cells, anchors)]
+        body.append(f'<p class="note">{html.escape(notes)}</p>')
+        for _, ftitle, png in label_figs:
+            body += [f"<h3>{html.escape(ftitle)}</h3>", img(ftitle, png, ' style="max-width:800px"')]
         if rob[1]:
-            body += ["<h2>Robustness (test accuracy %, trained models perturbed at inference, no retraining)</h2>",
-                     html_table(*rob)]
-        body += ["<h2>Locality criteria and measured accuracy</h2>", html_table(*loc)]
+            body += [f"<h2>{html.escape(rob_title)}</h2>", html_table(*rob)]
+        if repro[1]:
+            body += ["<h2>Reproduction of the papers' headline numbers</h2>", html_table(*repro)]
+        body += ["<h2>About these results</h2>", "<ul>" + "".join(
+            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in meta) + "</ul>",
+            "<h2>Every configuration</h2>", f"<p class=\"note\">{html.escape(_NOTES)}</p>", html_table(*comp),
+            "<h2>Locality criteria and measured accuracy</h2>", html_table(*loc)]
         if failed:
             body += ["<h2>Failed runs</h2>", html_table(*fail_rows)]
         if figs:
             body.append("<h2>Figures</h2>")
             for _, ftitle, png in figs:
-                b64 = base64.b64encode(png).decode()
-                body += [f"<h3>{html.escape(ftitle)}</h3>",
-                         f'<img alt="{html.escape(ftitle)}" src="data:image/png;base64,{b64}">']
+                body += [f"<h3>{html.escape(ftitle)}</h3>", img(ftitle, png)]
         if pictures:
             body.append("<h2>Pictures of trained learners</h2>")
-            for title_, pngs in pictures:
-                body.append(f"<h3>{html.escape(title_)}</h3>")
-                for name, png in pngs:
-                    b64 = base64.b64encode(png).decode()
-                    body.append(f'<img alt="{html.escape(name)}" title="{html.escape(name)}" '
-                                f'style="max-width:48%" src="data:image/png;base64,{b64}">')
+            for h, title_, pngs in pictures:
+                body.append(f'<h3 id="run-{html.escape(h)}">{html.escape(title_)}</h3>')
+                body += [img(name, png, ' style="max-width:48%"') for name, png in pngs]
         doc = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
                f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
         written.append(write_atomic(out / "report.html", doc))

@@ -212,7 +212,7 @@ _QUICK = {"dataset": "digits", "epochs": 1, "batch_size": 32, "protocol": {"prob
 register("hebbian-cnn", HebbianCNN, summary="Hebbian CNN (preset: softhebb, optimal, optimal-ref, hard, soft, bcm, "
          "depthwise, residual, stl10, krotov) + linear probe")
 register("hebbian-cnn-bp", HebbianCNNBP, summary="the Hebbian CNN architecture trained end to end by backprop",
-         quick={"dataset": "digits", "preset": "softhebb", "epochs": 5, "batch_size": 32,
+         baseline=True, quick={"dataset": "digits", "preset": "softhebb", "epochs": 5, "batch_size": 32,
                 "params": {"width": 0.25}})
 for _p in ("softhebb", "optimal", "optimal-ref", "hard", "bcm", "depthwise", "residual", "krotov"):
     _q = {**_QUICK, "batch_size": 10} if _p == "softhebb" else dict(_QUICK)

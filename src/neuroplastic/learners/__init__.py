@@ -61,6 +61,7 @@ class Entry:
     supervised: bool
     summary: str
     quick: list[dict] | None = None  # config overrides, one per quick-suite run (None: not in it)
+    baseline: bool = False  # the backprop reference of its architectures: the report's "vs backprop" column
 
 
 _REGISTRY: dict[str, Entry] = {}
@@ -68,12 +69,14 @@ _loaded = False
 
 
 def register(name: str, cls: type, *, paper: str | None = None, locality: Locality | None = None,
-             summary: str = "", quick: dict | list[dict] | None = None, **defaults: Any) -> type:
+             summary: str = "", quick: dict | list[dict] | None = None, baseline: bool = False,
+             **defaults: Any) -> type:
     """Register ``cls`` (a Learner subclass) under ``name`` with fixed keyword arguments ``defaults``.
 
     ``quick``: config overrides (``dataset``, ``preset``, ``params``, ``epochs``, ``batch_size``, ...) for
     the ``quick`` bench suite (``make run``: every learner on small offline data, minutes on 2 cores); a
-    list gives several quick runs (e.g. an image task and a generated sequence task).
+    list gives several quick runs (e.g. an image task and a generated sequence task). ``baseline``: the learner is
+    the backprop reference of the architectures (presets) it runs; the report measures others against it.
     """
     if not (isinstance(cls, type) and issubclass(cls, Learner)):
         raise TypeError(f"register({name!r}): {cls!r} is not a Learner subclass")
@@ -82,7 +85,7 @@ def register(name: str, cls: type, *, paper: str | None = None, locality: Locali
     _REGISTRY[name] = Entry(name, cls, dict(defaults), paper or cls.paper, locality or cls.locality,
                             cls.supervised, summary or (cls.__doc__ or "").strip().split("\n")[0],
                             None if quick is None else [dict(q) for q in (quick if isinstance(quick, list)
-                                                                         else [quick])])
+                                                                         else [quick])], baseline)
     return cls
 
 

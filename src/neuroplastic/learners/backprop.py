@@ -234,7 +234,8 @@ from . import register
 
 _QUICK = {"dataset": "digits", "preset": "mlp", "params": {"hidden": [128]}, "epochs": 10, "batch_size": 32}
 
-register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference", quick=dict(_QUICK))
+register("bp", SupervisedNet, summary="backpropagation (exact gradients), the reference", quick=dict(_QUICK),
+         baseline=True)
 for _mode in MODE_INFO:
     if _mode != "bp":
         register(_mode, SupervisedNet, paper=MODE_INFO[_mode][0], locality=MODE_INFO[_mode][1],

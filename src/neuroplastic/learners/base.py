@@ -154,6 +154,12 @@ class Learner(nn.Module):
         pruning curves, ...); the harness stores them beside ``test_acc``."""
         return {}
 
+    def count_inference_ops(self, x: torch.Tensor) -> Any:
+        """Operations per inference when the hardware mapping differs from the products the simulation runs (an
+        :class:`~neuroplastic.energy.OpCount` per sample of ``x``); ``None`` (default) lets
+        :class:`~neuroplastic.energy.OpCounter` count the products of :meth:`predict`."""
+        return None
+
     def reset_state(self) -> None:
         """Reset time-dependent state (membranes, traces) in every submodule that has ``reset()``."""
         for m in self.modules():

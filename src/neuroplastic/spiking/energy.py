@@ -1,14 +1,10 @@
-r"""Energy proxy per inference: synaptic operations counted from actual spikes vs multiply-accumulates.
+r"""Operations per inference of the spiking mode networks: the spiking case of :mod:`neuroplastic.energy`.
 
-A spiking network on event-driven hardware spends an *accumulate* (AC) per spike and target synapse;
-a rate (ANN) network spends a *multiply-accumulate* (MAC) per weight and step. The proxy is
-
-.. math:: E = n_\text{AC}\,E_\text{AC} + n_\text{MAC}\,E_\text{MAC}
-
-with 45 nm, 32-bit floating-point costs :math:`E_\text{AC} = 0.9` pJ (add) and :math:`E_\text{MAC} = 4.6` pJ
-(3.7 pJ multiply + 0.9 pJ add) from Horowitz, "Computing's energy problem (and what we can do about
-it)", ISSCC 2014, the figures used across the SNN literature. Neuron state updates and memory traffic
-are not counted (a proxy, not a hardware estimate).
+A spiking network on event-driven hardware spends an *accumulate* (AC) per spike and target synapse; a rate (ANN)
+network spends a *multiply-accumulate* (MAC) per weight and step. The simulation runs filtered spike traces through
+dense products, so :class:`~neuroplastic.energy.OpCounter` would count what a GPU does, not what the hardware does;
+the learners report this count through ``count_inference_ops`` instead, and :mod:`neuroplastic.energy` turns it
+into energy with the same per-operation figures as every other learner (one stored-weight read per operation).
 
 Counting (per sample, ``T`` steps, ``N`` hidden units, ``P`` modes, ``C`` outputs):
 
@@ -22,25 +18,9 @@ Counting (per sample, ``T`` steps, ``N`` hidden units, ``P`` modes, ``C`` output
 
 from __future__ import annotations
 
-import dataclasses
+from ..energy import OpCount
 
-__all__ = ["E_AC_PJ", "E_MAC_PJ", "OpCount", "count_ops"]
-
-E_AC_PJ = 0.9  #: pJ per 32-bit float add, 45 nm (Horowitz 2014)
-E_MAC_PJ = 4.6  #: pJ per 32-bit float multiply-accumulate, 45 nm (Horowitz 2014)
-
-
-@dataclasses.dataclass
-class OpCount:
-    """Operations per inference and the energy they imply (pJ)."""
-
-    ac: float
-    mac: float
-
-    @property
-    def energy_pj(self) -> float:
-        """:math:`n_\\text{AC} E_\\text{AC} + n_\\text{MAC} E_\\text{MAC}` in picojoules."""
-        return self.ac * E_AC_PJ + self.mac * E_MAC_PJ
+__all__ = ["count_ops"]
 
 
 def count_ops(*, steps: int, n_in: int, n_hidden: int, n_out: int, n_modes: int | None, spiking: bool,
@@ -53,7 +33,7 @@ def count_ops(*, steps: int, n_in: int, n_hidden: int, n_out: int, n_modes: int 
 
     >>> count_ops(steps=1, n_in=2, n_hidden=3, n_out=1, n_modes=None, spiking=True, input_spikes=1.0,
     ...           hidden_spikes=2.0, per_step_readout=False)
-    OpCount(ac=9.0, mac=3.0)
+    OpCount(mac=3.0, ac=9.0, reads=12.0)
     """
     if steps < 1 or n_in < 1 or n_hidden < 1 or n_out < 1:
         raise ValueError("count_ops: steps, n_in, n_hidden and n_out must be >= 1")
@@ -72,4 +52,4 @@ def count_ops(*, steps: int, n_in: int, n_hidden: int, n_out: int, n_modes: int 
     else:
         mac += T * ((2 * N * P + P) if P is not None else N * N)
     mac += (T if per_step_readout else 1) * N * n_out
-    return OpCount(float(ac), float(mac))
+    return OpCount(float(mac), float(ac), float(mac + ac))  # every operation uses a stored weight

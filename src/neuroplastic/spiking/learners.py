@@ -27,10 +27,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..energy import DEFAULT_ENERGY, energy_pj
 from ..learners.backprop import make_optimizer, make_scheduler
 from ..learners.base import Learner, Locality, check_loss
 from .encoders import bernoulli_encode, constant_current, rate_encode
-from .energy import E_AC_PJ, E_MAC_PJ, count_ops
+from .energy import count_ops
 from .mode_rnn import ModeRNN, _Threads
 
 __all__ = ["ModeNetLearner"]
@@ -272,6 +273,32 @@ class ModeNetLearner(Learner):
         with _Threads(self.threads):
             return self._final_metrics(bundle)
 
+    def _ops(self, steps: int, input_spikes: float | None, hidden_spikes: float, spiking: bool | None = None):
+        """Event-driven operations per inference (:func:`neuroplastic.spiking.energy.count_ops`) for the given mean
+        spike counts; ``spiking=False`` gives the same network run as a rate network."""
+        net = self.net
+        spiking = net.neuron == "lif" if spiking is None else spiking
+        binary_in = self.task == "classification" and self.code != "current"
+        return count_ops(steps=steps,
+                         n_in=net.n_in, n_hidden=net.n_hidden, n_out=self.readout.out_features,
+                         n_modes=net.n_modes if net.rank == "mode" else None, spiking=spiking,
+                         input_spikes=input_spikes if binary_in else None, hidden_spikes=hidden_spikes,
+                         per_step_readout=self.task == "sequence")
+
+    @torch.no_grad()
+    def count_inference_ops(self, x: torch.Tensor):
+        """Spikes enter the mode space through the filter (module docstring of :mod:`neuroplastic.spiking.energy`),
+        so the count comes from the actual spikes of ``x``'s inferences, not from the simulation's products."""
+        was = self.training
+        self.eval()
+        try:
+            xs = self.encode(x, train=False)
+            _, s, _ = self.outputs(xs)
+        finally:
+            self.train(was)
+        steps = self.steps if self.task == "classification" else x.shape[1]
+        return self._ops(steps, float(xs.sum()) / len(x), float(s.sum()) / len(x) if s is not None else 0.0)
+
     def _final_metrics(self, bundle: Any) -> dict[str, Any]:
         test = bundle.test
         x, y = test.x[:self.eval_limit], test.y[:self.eval_limit]
@@ -281,20 +308,16 @@ class ModeNetLearner(Learner):
         T = self.steps if self.task == "classification" else x.shape[1]
         spiking = net.neuron == "lif"
         binary_in = self.task == "classification" and self.code != "current"
-        ops = count_ops(steps=T, n_in=net.n_in, n_hidden=net.n_hidden, n_out=self.readout.out_features,
-                        n_modes=net.n_modes if net.rank == "mode" else None, spiking=spiking,
-                        input_spikes=ev["input_spikes"] if binary_in else None, hidden_spikes=ev["hidden_spikes"],
-                        per_step_readout=self.task == "sequence")
-        rate_ops = count_ops(steps=T, n_in=net.n_in, n_hidden=net.n_hidden, n_out=self.readout.out_features,
-                             n_modes=net.n_modes if net.rank == "mode" else None, spiking=False,
-                             input_spikes=None, hidden_spikes=0.0, per_step_readout=self.task == "sequence")
+        ops = self._ops(T, ev["input_spikes"], ev["hidden_spikes"])
+        rate_ops = self._ops(T, None, 0.0, spiking=False)
         out: dict[str, Any] = {
             "final_eval_acc": ev["acc"], "final_eval_n": ev["n"],
             "recurrent_params": net.n_recurrent_params(),
             "energy_ac_per_inference": ops.ac, "energy_mac_per_inference": ops.mac,
-            "energy_pj_per_inference": ops.energy_pj,
-            "energy_rate_equiv_pj_per_inference": rate_ops.energy_pj,
-            "energy_pj_per_op": f"AC {E_AC_PJ} pJ, MAC {E_MAC_PJ} pJ (45 nm, Horowitz 2014)",
+            # arithmetic only (no weight reads), as recorded since the first wave; energy_inference_pj adds the reads
+            "energy_pj_per_inference": energy_pj(ops.mac, ops.ac, 0.0),
+            "energy_rate_equiv_pj_per_inference": energy_pj(rate_ops.mac, rate_ops.ac, 0.0),
+            "energy_pj_per_op": DEFAULT_ENERGY.source,
         }
         if spiking:
             per_neuron_hz = ev["spikes_per_neuron"] / (T * net.dt * 1e-3)

@@ -1,0 +1,131 @@
+"""Energy counting: the operation counts of tiny networks equal hand counts (dense MACs, ACs from binary operands,
+convolutions and their backward), training is counted on a copy, and the figures turn into energy as stated."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neuroplastic import data, experiment, learners
+from neuroplastic.energy import (
+    DEFAULT_ENERGY,
+    EnergyModel,
+    OpCounter,
+    count_inference,
+    count_run,
+    count_training,
+)
+
+
+def _mlp():
+    torch.manual_seed(0)
+    m = learners.get("bp", in_shape=(1, 2, 2), n_classes=2, arch="mlp", hidden=[3])
+    m.configure(epochs=1, steps_per_epoch=1)
+    return m
+
+
+def test_dense_mlp_inference_and_training_match_hand_counts():
+    m = _mlp()
+    x = torch.rand(5, 1, 2, 2) * 0.8 + 0.1  # not binary
+    c = count_inference(m, x)
+    assert (c.mac, c.ac) == (4 * 3 + 3 * 2, 0)  # per sample
+    assert c.reads == c.mac  # every product reads a stored weight
+    t = count_training(m, x, torch.tensor([0, 1, 0, 1, 1]))
+    # forward 18; weight gradients 4*3 + 3*2; the input gradient of the second layer 3*2 (none for the input)
+    assert t.mac == 18 + 18 + 6 and t.ac == 0
+    assert t.reads == 18 + 6  # forward and the backward product through W2 read weights; gradients do not
+
+
+def test_binary_inputs_are_counted_as_accumulates_from_their_nonzeros():
+    m = _mlp()
+    x = torch.tensor([[1.0, 0, 1, 1], [0, 0, 0, 1]]).view(2, 1, 2, 2)
+    c = count_inference(m, x)
+    assert c.ac == (3 + 1) * 3 / 2  # 4 input spikes in 2 samples, each reaching 3 hidden units
+    assert c.mac == 3 * 2  # the hidden layer is not binary
+
+
+def test_training_is_counted_on_a_copy():
+    m = _mlp()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    count_training(m, torch.rand(4, 1, 2, 2), torch.tensor([0, 1, 1, 0]))
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+def test_convolution_macs_and_backward():
+    x = torch.randn(2, 2, 5, 5, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    with OpCounter() as c:
+        y = F.conv2d(x, w, padding=0, stride=1)
+    assert c.count.mac == 2 * 3 * 3 * 3 * (2 * 3 * 3)  # N * C_out * H_out * W_out * C_in * k * k
+    with OpCounter() as c:
+        y.sum().backward()
+    assert c.count.mac == 2 * (2 * 3 * 3 * 3 * 18)  # grad input and grad weight
+    dw = torch.randn(4, 1, 3, 3)
+    with OpCounter() as c:
+        F.conv2d(torch.randn(1, 4, 6, 6), dw, groups=4)
+    assert c.count.mac == 4 * 4 * 4 * 9  # depthwise: C_out * H_out * W_out * k * k
+
+
+@pytest.mark.parametrize("stride,padding,groups", [(1, 1, 1), (2, 1, 1), (1, 0, 2)])
+def test_binary_convolution_counts_every_active_input_in_every_field(stride, padding, groups):
+    g = torch.Generator().manual_seed(stride + padding + groups)
+    x = (torch.rand(2, 4, 6, 6, generator=g) < 0.3).float()
+    w = torch.randn(6, 4 // groups, 3, 3, generator=g)
+    with OpCounter() as c:
+        y = F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+    xp = F.pad(x, (padding,) * 4)
+    per_group_out, per_group_in = 6 // groups, 4 // groups
+    brute = 0
+    for n, o, i, j in itertools.product(range(2), range(6), range(y.shape[2]), range(y.shape[3])):
+        grp = o // per_group_out
+        field = xp[n, grp * per_group_in:(grp + 1) * per_group_in, i * stride:i * stride + 3, j * stride:j * stride + 3]
+        brute += int(field.sum())
+    assert c.count.ac == brute and c.count.mac == 0
+
+
+def test_stored_tensors_are_recognised_through_views():
+    w = torch.randn(3, 4)
+    with OpCounter([w]) as c:
+        torch.randn(2, 3) @ w  # w itself
+        torch.randn(2, 4) @ w.t()  # a view of w
+        torch.randn(2, 4) @ torch.randn(4, 5)  # nothing stored
+    assert c.count.mac == 24 + 24 + 40 and c.count.reads == 48
+
+
+def test_energy_model_figures_and_overrides():
+    assert (DEFAULT_ENERGY.mac_pj, DEFAULT_ENERGY.ac_pj, DEFAULT_ENERGY.read_pj) == (4.6, 0.9, 5.0)
+    assert "Horowitz" in DEFAULT_ENERGY.source
+    m = EnergyModel.parse("mac=1, read=0")
+    assert (m.mac_pj, m.ac_pj, m.read_pj) == (1.0, 0.9, 0.0) and "user" in m.source
+    for bad in ("mac=x", "flop=1", "mac=-1"):
+        with pytest.raises(ValueError, match="energy"):
+            EnergyModel.parse(bad)
+
+
+def test_spiking_learners_report_their_event_driven_count():
+    b = data.prepare("digits", val=0.1, seed=0)
+    m = learners.get("snn-mode", in_shape=b.in_shape, n_classes=10, n_hidden=20, n_modes=3, steps=5)
+    x = b.test.x[:8]
+    m.eval_gen.manual_seed(0)
+    own = m.count_inference_ops(x)
+    assert own is not None and own.ac > 0
+    m.eval_gen.manual_seed(0)  # the same input spikes
+    c = count_inference(m, x)
+    assert (c.mac, c.ac, c.reads) == (own.mac, own.ac, own.reads)
+
+
+def test_a_run_records_its_energy_and_the_protocol_can_turn_it_off():
+    cfg = {"learner": "bp", "dataset": "digits", "epochs": 1, "params": {"arch": "mlp", "hidden": [16]}}
+    out = experiment.run(cfg, progress=False)
+    assert out.metrics["ops_inference_mac"] == 64 * 16 + 16 * 10
+    assert out.metrics["energy_inference_pj"] == pytest.approx(out.metrics["ops_inference_mac"] * (4.6 + 5.0))
+    assert out.metrics["energy_train_pj"] > out.metrics["energy_inference_pj"]
+    off = experiment.run(dict(cfg, protocol={"energy": False}), progress=False)
+    assert not any(k.startswith("energy_") for k in off.metrics)
+    assert experiment.config_hash(experiment.validate(cfg)) == experiment.config_hash(
+        experiment.validate(dict(cfg, protocol={"energy": True})))  # the default does not change the hash
+    b = data.prepare("digits", val=0.1, seed=0)
+    m = learners.get("bp", in_shape=b.in_shape, n_classes=10, arch="mlp", hidden=[8])
+    m.configure(epochs=1, steps_per_epoch=1)
+    assert count_run(m, b, batch_size=32)["ops_inference_mac"] == 64 * 8 + 8 * 10

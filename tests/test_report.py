@@ -1,0 +1,173 @@
+"""The decision report: one ranking row per learner that ran and none for the others, a failed learner shown as
+failed, energy columns from the stored counts, label efficiency, the reproduction table read only from its data
+file, imported records, and a self-contained HTML page."""
+
+import html.parser
+import io
+import re
+
+import pytest
+
+from neuroplastic.bench import papers, report, runner, suite
+from neuroplastic.bench.db import ResultsDB
+from neuroplastic.energy import EnergyModel
+
+TINY = {"dataset": "digits", "epochs": 1, "batch_size": 64, "val": 0.1}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("store")
+    spec = {"name": "decide", "cells": [
+        {"learner": "bp", "params": {"arch": "mlp", "hidden": [16]}},
+        {"learner": "bp", "params": {"arch": "mlp", "hidden": [8]}},
+        {"learner": "fa", "params": {"arch": "mlp", "hidden": [16]}},
+        {"learner": "fa", "dataset": "mnist", "params": {"arch": "mlp", "hidden": [16]}},  # no MNIST here: fails
+        {"learner": "dbn", "params": {"layers": [16]}, "protocol": {"probe": {"epochs": 1},
+                                                                    "labels_per_class": [1, 5, "all"]}}],
+        "grid": {"seed": [0, 1]}, "base": TINY}
+    import os
+
+    old = os.environ.get("NEUROPLASTIC_DATA")
+    os.environ["NEUROPLASTIC_DATA"] = str(tmp / "no-data")
+    try:
+        runner.run_suite(suite.expand(spec), db_path=tmp / "r.db", results_dir=tmp / "res", command="test",
+                         out=io.StringIO(), threads=1, jobs=1, report=False, max_attempts=1)
+    finally:
+        if old is None:
+            os.environ.pop("NEUROPLASTIC_DATA")
+        else:
+            os.environ["NEUROPLASTIC_DATA"] = old
+    return tmp / "r.db"
+
+
+def _groups(db_path):
+    db = ResultsDB(db_path)
+    rows = db.runs()
+    db.close()
+    return rows, report.summarize(rows)
+
+
+def test_one_ranking_row_per_learner_that_ran_and_failed_learners_shown_failed(store):
+    _rows, groups = _groups(store)
+    tables = report.decision_rows(groups)
+    assert set(tables) == {"digits", "mnist"}
+    head, cells = tables["digits"]
+    learners_listed = [report._text(c[1]) for c in cells]
+    assert sorted(learners_listed) == ["bp", "dbn", "fa"]  # once each, though bp ran in two configurations
+    accs = [float(c[3].split()[0]) for c in cells]
+    assert accs == sorted(accs, reverse=True) and [c[0] for c in cells] == ["1", "2", "3"]
+    by = {report._text(c[1]): dict(zip(head, c)) for c in cells}
+    assert by["bp"]["vs backprop (pp)"] == "reference" and by["fa"]["vs backprop (pp)"] not in ("—", "reference")
+    assert by["dbn"]["read out"] == "linear probe" and by["fa"]["read out"] == "end to end"
+    assert by["fa"]["C1 C2 C3"] == "✓ ✘ ✘"
+    # the bp configuration shown is the one with the better validation accuracy, not the better test accuracy
+    bp = [g for g in groups if g["learner"] == "bp"]
+    val = lambda g: report._mean_of(g["rows"], "val_acc")
+    chosen = max(bp, key=val)
+    assert by["bp"]["test acc % (mean ± std)"] == report.fmt_acc(chosen["acc_mean"], chosen["acc_std"])
+    _, mnist = tables["mnist"]
+    assert mnist == [["—", "fa", "", "failed", "0 (2 failed)", "—", "", "", "", "", "", "", "", ""]]
+
+
+def test_energy_columns_come_from_the_stored_counts_under_any_figures(store):
+    rows, groups = _groups(store)
+    head, cells = report.decision_rows(groups)["digits"]
+    by = {report._text(c[1]): dict(zip(head, c)) for c in cells}
+    fa_rows = [r for r in rows if r["config"]["learner"] == "fa" and r["status"] == "done"]
+    mac = sum(r["metrics"]["ops_inference_mac"] for r in fa_rows) / len(fa_rows)
+    assert mac == 64 * 16 + 16 * 10
+    assert float(by["fa"]["nJ / inference"]) == pytest.approx(mac * (4.6 + 5.0) / 1e3, abs=0.05)
+    cheap = report.decision_rows(groups, EnergyModel(mac_pj=1.0, ac_pj=1.0, read_pj=0.0))["digits"]
+    by2 = {report._text(c[1]): dict(zip(head, c)) for c in cheap[1]}
+    assert float(by2["fa"]["nJ / inference"]) == pytest.approx(mac / 1e3, abs=0.05)
+
+
+def test_reproduction_table_reads_the_papers_numbers_only_from_its_data_file(store, tmp_path):
+    _, groups = _groups(store)
+    f = tmp_path / "claims.yaml"
+    f.write_text("claims:\n"
+                 "  - {paper: P1, claim: fa on digits, value: 12.5, where: {learner: fa, dataset: digits}}\n"
+                 "  - {paper: P2, claim: never run, value: 99.0, where: {learner: sal, dataset: cifar-10}}\n")
+    head, cells = papers.reproduction_rows(groups, papers.load_claims(f))
+    fa = dict(zip(head, cells[0]))
+    assert fa["paper's value"] == "12.5%" and fa["seeds"] == "2"
+    ours = float(fa["ours (mean ± std)"].split()[0].rstrip("%"))
+    assert float(fa["ours − paper"]) == pytest.approx(ours - 12.5, abs=0.01)
+    assert cells[1][3] == "not run"
+    f.write_text(f.read_text().replace("12.5", "50"))  # change the file: the table follows it
+    assert papers.reproduction_rows(groups, papers.load_claims(f))[1][0][2] == "50%"
+    packaged = papers.load_claims()
+    assert len(packaged) >= 10 and all({"paper", "claim", "value", "where"} <= set(c) for c in packaged)
+    f.write_text("claims:\n  - {paper: P, value: 1}\n")
+    with pytest.raises(Exception, match="claim 1 needs"):
+        papers.load_claims(f)
+
+
+def test_label_efficiency_figure_per_dataset(store):
+    rows, _ = _groups(store)
+    figs = report.label_efficiency_figures(rows)
+    assert [f[0] for f in figs] == ["labels-digits"] and figs[0][2][:4] == b"\x89PNG"
+
+
+class _Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.stack, self.srcs, self.ids, self.hrefs, self.errors = [], [], set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.srcs.append(a.get("src", ""))
+        if tag == "a" and "href" in a:
+            self.hrefs.append(a["href"])
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag not in ("img", "meta", "br"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+
+def test_html_is_well_formed_self_contained_with_the_headline_first(store, tmp_path):
+    report.write_report(store, tmp_path / "rep", ("md", "html"))
+    doc = (tmp_path / "rep" / "report.html").read_text()
+    p = _Page()
+    p.feed(doc)
+    assert not p.errors and p.stack == []
+    assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)  # every image embedded
+    assert not re.search(r"(src|href)=\"(https?:)?//", doc)  # opens offline: nothing external
+    assert all(h.startswith("#") and h[1:] in p.ids for h in p.hrefs)  # row links reach the run's pictures
+    order = [doc.index(t) for t in ("comparison that decides", "Label efficiency", "Every configuration",
+                                    "Pictures of trained learners")]
+    assert order == sorted(order)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "### digits" in md and "labels-digits.png" in md
+
+
+def test_imported_records_join_the_report_without_duplicating_runs(store, tmp_path):
+    import shutil
+
+    db_path = tmp_path / "copy.db"
+    shutil.copy(store, db_path)
+    db = ResultsDB(db_path)
+    runs = db.runs()
+    done = next(r for r in runs if r["status"] == "done" and r["config"]["learner"] == "bp")
+    db.import_records("old", [done["record"],  # the same run again: not counted twice
+                              {"learner": "kp", "dataset": "digits", "preset": "mlp", "seed": 0, "test_acc": 0.5,
+                               "val_acc": 0.5, "status": "done"},
+                              {"learner": "kp", "dataset": "digits", "preset": "mlp", "seed": 0, "test_acc": 0.2,
+                               "labels_per_class": 1, "status": "done"}])
+    extra = report.imported_rows(db, {r["hash"] for r in runs})
+    db.close()
+    assert len(extra) == 1 and extra[0]["config"]["learner"] == "kp" and len(extra[0]["records"]) == 2
+    _head, cells = report.decision_rows(report.summarize(runs + extra))["digits"]
+    assert [report._text(c[1]) for c in cells].count("kp") == 1
+    report.write_report(db_path, tmp_path / "rep", ("md",))
+    assert "| kp |" in (tmp_path / "rep" / "report.md").read_text()
+    report.write_report(db_path, tmp_path / "rep2", ("md",), imported=False)
+    assert "| kp |" not in (tmp_path / "rep2" / "report.md").read_text()

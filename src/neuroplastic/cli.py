@@ -7,6 +7,7 @@
     neuroplastic bench quick --jobs 2
     neuroplastic report --format md --format html --format json
     neuroplastic compare bp fa --dataset mnist --preset lenet5 --seeds 0 1 2
+    neuroplastic export tensorboard --out results/tensorboard | export mlflow --experiment NAME
     neuroplastic data list | data verify mnist | data download mnist
     neuroplastic learners
 
@@ -311,6 +312,19 @@ def cmd_report(a: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def cmd_export(a: argparse.Namespace, command: str) -> int:
+    """Export the store's finished runs to TensorBoard event files or to MLflow."""
+    from .bench import exports
+
+    if a.tool == "tensorboard":
+        n = exports.to_tensorboard(a.db, a.out, suite=a.suite)
+        print(f"{n} run(s) written to {a.out} (tensorboard --logdir {a.out})")
+    else:
+        n = exports.to_mlflow(a.db, a.experiment, tracking_uri=a.tracking_uri, suite=a.suite)
+        print(f"{n} run(s) logged to MLflow experiment {a.experiment!r}")
+    return 0
+
+
 def cmd_results(a: argparse.Namespace, command: str) -> int:
     """``results import FILE...`` into the store; ``results export`` the section files, RESULTS.md and the README
     table from it (see :mod:`neuroplastic.bench.store`)."""
@@ -606,6 +620,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-imported", action="store_true", dest="no_imported",
                    help="leave out the store's imported records (included by default when no --suite is given)")
     r.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("export", help="export the store's runs to TensorBoard or MLflow",
+                        description="Write every finished run (config, per-epoch curves, final metrics) as TensorBoard "
+                        "event files (needs the tensorboard package) or as MLflow runs (needs mlflow). Runs exported "
+                        "before are skipped.")
+    ex.add_argument("tool", choices=("tensorboard", "mlflow"), metavar="TOOL", help="tensorboard or mlflow")
+    ex.add_argument("--db", default="results/neuroplastic.db", help="results store (default %(default)s)")
+    ex.add_argument("--suite", help="only the runs of this suite")
+    ex.add_argument("--out", default="results/tensorboard", help="TensorBoard log folder (default %(default)s)")
+    ex.add_argument("--experiment", default="neuroplastic", help="MLflow experiment (default %(default)s)")
+    ex.add_argument("--tracking-uri", dest="tracking_uri",
+                    help="MLflow tracking URI (default: MLflow's own, $MLFLOW_TRACKING_URI)")
+    ex.set_defaults(func=cmd_export)
 
     rs = sub.add_parser("results", help="import records into the results store; export RESULTS.md from it",
                         description="The results store is the SQLite database of `bench` and `train`. `import` "

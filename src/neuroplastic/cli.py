@@ -186,6 +186,13 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         raise UsageError(f"--threads must be >= 1, got {a.threads}")
     if a.max_attempts < 1:
         raise UsageError(f"--max-attempts must be >= 1 (--retry-failed retries every failed run), got {a.max_attempts}")
+    if a.address and a.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    if a.backend == "ray" and not a.list and not a.dry_run:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise UsageError("--backend ray needs Ray: pip install 'neuroplastic[dist]'")
     if a.device:
         from .experiment import check_device
 
@@ -218,7 +225,8 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
     try:
         counts = runner.run_suite(s, db_path=a.db, jobs=a.jobs, results_dir=a.results_dir, device=a.device,
                                   retry_failed=a.retry_failed, max_attempts=a.max_attempts, command=command,
-                                  report=not a.no_report, threads=a.threads)
+                                  report=not a.no_report, threads=a.threads, backend=a.backend,
+                                  address=a.address)
     except runner.Interrupted as e:
         print(str(e), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -566,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
     b.add_argument("--retry-failed", action="store_true", help="retry every failed run, whatever its attempts")
     b.add_argument("--max-attempts", type=int, default=2, help="retry failed runs with fewer attempts (default 2)")
+    b.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local process pool (default) or Ray tasks, one CPU (or GPU) each; the store is written by "
+                   "this process alone")
+    b.add_argument("--address", help="Ray cluster address (with --backend ray; default: a new local instance with "
+                   "--jobs CPUs)")
     b.add_argument("--dry-run", action="store_true", help="list the suite's runs and their status; train nothing")
     b.add_argument("--no-report", action="store_true", help="print the table but write no report files")
     b.set_defaults(func=cmd_bench)

@@ -40,26 +40,20 @@ def describe(cfg: dict[str, Any]) -> str:
     return f"{cfg['learner']} {cfg['dataset']}/{preset_of(cfg)} seed {cfg['seed']}"
 
 
-def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, command: str,
-            progress: bool = False) -> str:
-    """Train one claimed run and store its outcome; returns ``done`` or ``failed``.
-
-    KeyboardInterrupt gives the run back (``pending``) and propagates.
-    """
+def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, progress: bool = False,
+            ) -> dict[str, Any]:
+    """Train one run in ``results_dir/runs/<hash>`` (resuming its checkpoint) and return its outcome, touching no
+    database: ``{"status": "done", "metrics", "history", "env", "train_seconds", "wall_seconds", "records"}`` or
+    ``{"status": "failed", "error", "env"}``. KeyboardInterrupt propagates. The same function runs in a local worker
+    and in a Ray task (:mod:`neuroplastic.bench.ray_backend`), whose outcome the head process stores."""
     from .. import experiment
 
-    run_dir = results_dir / "runs" / h
+    run_dir = Path(results_dir) / "runs" / h
     experiment.write_json_atomic(cfg, run_dir / "config.json")
     try:
-        with _Heartbeat(db.path, h):
-            out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
-                                 figures_dir=run_dir / "figures")
+        out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
+                             figures_dir=run_dir / "figures")
     except KeyboardInterrupt:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the release
-        try:
-            db.release(h, "interrupted")
-        finally:
-            signal.signal(signal.SIGINT, old)
         raise
     except Exception as e:  # noqa: BLE001 - a failing run is recorded whatever it raised; the suite goes on
         from ..data.core import DatasetError
@@ -71,15 +65,43 @@ def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, co
             error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
             with contextlib.suppress(OSError):
                 (run_dir / "error.log").write_text(error)
-        db.fail(h, error, env=experiment.environment(cfg.get("device", "cpu")), command=command)
-        return "failed"
+        return {"status": "failed", "error": error, "env": experiment.environment(cfg.get("device", "cpu"))}
     recs = experiment.records(out, command=command)
     experiment.write_json_atomic(recs, run_dir / "records.json")
     experiment.write_json_atomic(out.history, run_dir / "history.json")
     env = dict(out.env, run_dir=str(run_dir.resolve()))  # where the report finds the run's pictures
-    db.finish(h, metrics=out.metrics, history=out.history, env=env, train_seconds=out.train_seconds,
-              wall_seconds=out.wall_seconds, record=recs[0], records=recs, command=command)
-    return "done"
+    return {"status": "done", "metrics": out.metrics, "history": out.history, "env": env,
+            "train_seconds": out.train_seconds, "wall_seconds": out.wall_seconds, "records": recs}
+
+
+def store_outcome(db: ResultsDB, h: str, outcome: dict[str, Any], *, command: str, pid: int | None = None) -> str:
+    """Write :func:`execute`'s outcome of a claimed run into the store; returns ``done`` or ``failed``."""
+    if outcome["status"] == "done":
+        db.finish(h, metrics=outcome["metrics"], history=outcome["history"], env=outcome["env"],
+                  train_seconds=outcome["train_seconds"], wall_seconds=outcome["wall_seconds"],
+                  record=outcome["records"][0], records=outcome["records"], command=command, pid=pid)
+        return "done"
+    db.fail(h, outcome["error"], env=outcome.get("env"), command=command, pid=pid)
+    return "failed"
+
+
+def run_one(db: ResultsDB, h: str, cfg: dict[str, Any], *, results_dir: Path, command: str,
+            progress: bool = False) -> str:
+    """Train one claimed run (lease renewed while it trains) and store its outcome; returns ``done`` or ``failed``.
+
+    KeyboardInterrupt gives the run back (``pending``) and propagates.
+    """
+    try:
+        with _Heartbeat(db.path, h):
+            outcome = execute(h, cfg, results_dir=results_dir, command=command, progress=progress)
+    except KeyboardInterrupt:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the release
+        try:
+            db.release(h, "interrupted")
+        finally:
+            signal.signal(signal.SIGINT, old)
+        raise
+    return store_outcome(db, h, outcome, command=command)
 
 
 class _Heartbeat:
@@ -170,11 +192,13 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
               results_dir: str | os.PathLike = "results", device: str | None = None,
               retry_failed: bool = False, max_attempts: int = 2, command: str = "",
               progress: bool | None = None, report: bool = True, out: Any = None,
-              threads: int | None = None) -> dict[str, int]:
+              threads: int | None = None, backend: str = "local", address: str | None = None) -> dict[str, int]:
     """Run every open run of ``suite``; print the comparison table and write the report at the end.
 
     ``jobs``: worker processes (None: one per available core, at most 4, at most one per open run);
-    ``threads``: torch threads per worker (None: ``max(1, cores // jobs)``).
+    ``threads``: torch threads per worker (None: ``max(1, cores // jobs)``). ``backend="ray"`` runs each open run as a
+    Ray task instead (:mod:`neuroplastic.bench.ray_backend`; a new local instance with ``jobs`` CPUs, or the cluster at
+    ``address``); the store is written by this process alone.
 
     Open runs: ``pending``; interrupted (``running`` with a dead process on this host); ``failed`` with
     fewer than ``max_attempts`` attempts, or any failed run with ``retry_failed``. Finished runs are never
@@ -185,6 +209,8 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
         jobs = min(available_cores(), 4)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if backend not in ("local", "ray"):
+        raise ValueError(f"--backend must be local or ray, got {backend!r}")
     results_dir = Path(results_dir)
     db = ResultsDB(db_path)
     hashes = [h for h, _ in suite.runs]
@@ -195,13 +221,22 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
     todo = [r["hash"] for r in db.runs(hashes=hashes) if r["status"] != "done"]
     order = {h: i for i, h in enumerate(hashes)}
     todo.sort(key=order.__getitem__)
-    jobs = max(1, min(jobs, len(todo))) if todo else 1
-    threads = threads or max(1, available_cores() // jobs)
+    jobs = max(1, min(jobs, len(todo))) if todo and backend == "local" else jobs
+    threads = threads or (1 if backend == "ray" else max(1, available_cores() // jobs))
+    where = (f"Ray at {address}" if address else f"local Ray, {jobs} CPU(s)") if backend == "ray" else \
+        f"{jobs} worker(s)"
     print(f"suite {suite.name}: {len(hashes)} runs ({new} new, {before['done']} done, {before['failed']} failed, "
-          f"{len(todo)} open) -> {db_path}; {jobs} worker(s) x {threads} thread(s)", file=out, flush=True)
+          f"{len(todo)} open) -> {db_path}; {where} x {threads} thread(s)", file=out, flush=True)
     kwargs = {"results_dir": str(results_dir), "device": device, "retry_failed": True, "max_attempts": cap,
               "threads": threads, "command": command}
-    if todo:
+    if todo and backend == "ray":
+        from .ray_backend import run_ray
+
+        try:
+            run_ray(str(db_path), todo, address=address, jobs=jobs, line=_line, **kwargs)
+        except KeyboardInterrupt:
+            raise Interrupted(_resume_hint(db, hashes, command)) from None
+    elif todo:
         if jobs == 1:
             show = sys.stderr.isatty() if progress is None else progress
             try:

@@ -261,3 +261,12 @@ def test_pruning_restores_weights_and_learner_pickles(tmp_path):
     m2 = torch.load(tmp_path / "m.pt", weights_only=False)
     x = bundle.test.x[:4]
     assert torch.equal(m.predict(x), m2.predict(x))
+
+
+def test_full_rank_network_draws_its_raster_without_mode_pictures(tmp_path):
+    from neuroplastic import experiment
+
+    out = experiment.run({"learner": "snn-fullrank", "dataset": "digits", "epochs": 1,
+                          "params": {"n_hidden": 16, "steps": 5}}, progress=False, figures_dir=tmp_path)
+    assert "figures_error" not in out.metrics
+    assert (tmp_path / "raster.png").is_file() and not (tmp_path / "trajectories.png").exists()

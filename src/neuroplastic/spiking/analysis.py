@@ -71,11 +71,12 @@ def load_model(path: str | Path, device: str = "cpu", data_root: str | None = No
 def mode_projections(learner, x: torch.Tensor) -> dict[str, torch.Tensor]:
     r"""Filtered activity and its mode projections for inputs ``x`` (a batch of samples):
     ``r`` ``[T, B, N]``, ``spikes`` ``[T, B, N]`` (or None), ``proj_in`` = :math:`r\xi_\text{in}` and
-    ``proj_out`` = :math:`r\xi_\text{out}` ``[T, B, P]``, ``out`` (scores or per-step output)."""
+    ``proj_out`` = :math:`r\xi_\text{out}` ``[T, B, P]`` (None for a full-rank network), ``out`` (scores or
+    per-step output)."""
     learner.eval()
     xs = learner.encode(x, train=False)
     out, s, r = learner.outputs(xs)
-    pin, pout = learner.net.project(r)
+    pin, pout = learner.net.project(r) if learner.net.rank == "mode" else (None, None)  # full rank: no modes
     return {"r": r, "spikes": s, "proj_in": pin, "proj_out": pout, "out": out}
 
 

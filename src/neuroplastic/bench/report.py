@@ -291,13 +291,8 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
                     linestyle="--" if _is_base(label.split()[0]) else "-")
         ax.set_xscale("log")
         ax.set_xticks(counts + [x_all], [str(c) for c in counts] + ["all"])
-        ax.set_xlabel("labels per class")
-        ax.set_ylabel("test accuracy %")
-        ax.grid(alpha=0.3)
-        _legend(fig, ax)
-        title = f"Label efficiency on {ds} (mean over seeds; dashed: backprop references)"
-        fig.suptitle(title)
-        out.append((f"labels-{ds}", title, _png(fig)))
+        out.append(_finish(fig, ax, f"labels-{ds}", "labels per class", "test accuracy %",
+                           f"Label efficiency on {ds} (mean over seeds; dashed: backprop references)"))
     return out
 
 
@@ -523,6 +518,16 @@ def _style(i: int) -> dict[str, Any]:
     return {"color": colormaps["tab20"](i % 20), "linestyle": ("-", "--", ":")[(i // 20) % 3]}
 
 
+def _finish(fig, ax, slug: str, xlabel: str, ylabel: str, title: str) -> tuple[str, str, bytes]:
+    """Label, grid, legend and title one-axis figure ``fig``; ``(slug, title, png bytes)``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    _legend(fig, ax)
+    fig.suptitle(title)
+    return slug, title, _png(fig)
+
+
 def _legend(fig, ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if handles:
@@ -559,14 +564,9 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
             xs = sorted(s)
             ax.plot(xs, [statistics.fmean(s[x]) for x in xs], label=label, **_style(i))
         ax.axhline(90, color="gray", lw=0.8, ls="--")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("angle to the backprop gradient (°)")
         ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        _legend(fig, ax)
-        title = f"Alignment angles on {ds} (mean over seeds; angle_deg_mean when reported)"
-        fig.suptitle(title)
-        out.append((f"angles-{ds}", title, _png(fig)))
+        out.append(_finish(fig, ax, f"angles-{ds}", "epoch", "angle to the backprop gradient (°)",
+                           f"Alignment angles on {ds} (mean over seeds; angle_deg_mean when reported)"))
     return out
 
 

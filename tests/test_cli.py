@@ -12,7 +12,7 @@ import yaml
 
 from neuroplastic import cli
 
-COMMANDS = [["train"], ["bench"], ["report"], ["data"], ["data", "list"], ["data", "verify"],
+COMMANDS = [["train"], ["bench"], ["report"], ["export"], ["data"], ["data", "list"], ["data", "verify"],
             ["data", "download"], ["learners"], []]
 QUICK = ["--learner", "bp", "--dataset", "digits", "--preset", "mlp", "--epochs", "1", "--set", "params.hidden=[16]"]
 
@@ -61,6 +61,9 @@ def _err(capsys, argv) -> str:
     (["train", "no-such-preset"], ["no-such-preset", "bp-digits"]),
     (["bench", "no-such-suite"], ["no-such-suite", "quick"]),
     (["data", "verify", "no-such-data"], ["no-such-data", "digits"]),
+    (["report", "--energy", "flops=1"], ["--energy", "flops=1"]),
+    (["report", "--energy", "mac=-2"], ["--energy", "mac_pj"]),
+    (["export", "tensorboard", "--db", "missing.db"], ["missing.db"]),
 ])
 def test_bad_input_exits_2_naming_it(argv, names, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -267,6 +267,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     the recipe's config is the base and ``cfg``'s own keys override it (mappings merge key by key)."""
     from . import data, learners
 
+    if isinstance(cfg, dict) and cfg.get("study") is not None:
+        return validate_study(cfg)
     unknown = [k for k in cfg if k not in DEFAULTS]
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(DEFAULTS)}")
@@ -324,6 +326,43 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     out["protocol"] = validate_protocol(out["protocol"])
     out["device"] = check_device(out["device"])
     return out
+
+
+#: The keys of a study config (:mod:`neuroplastic.studies`) and their defaults.
+STUDY_DEFAULTS: dict[str, Any] = {"study": None, "params": {}, "seed": 0, "device": "cpu"}
+
+
+def validate_study(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Return a validated copy of a study config ``{study, params, seed, device}``: the study exists and takes every
+    parameter given. The copy also names the study as ``learner`` and ``dataset: study`` (how the store, the runner
+    and the report list it), with ``epochs: 0``."""
+    from . import studies
+
+    unknown = [k for k in cfg if k not in STUDY_DEFAULTS and not (k == "learner" and cfg[k] == cfg.get("study"))
+               and not (k in ("dataset", "epochs", "batch_size", "protocol") and cfg[k] == _STUDY_FIXED.get(k))]
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in a study config; allowed: "
+                          f"{', '.join(STUDY_DEFAULTS)}")
+    out = {**copy.deepcopy(STUDY_DEFAULTS), **{k: copy.deepcopy(v) for k, v in cfg.items() if k in STUDY_DEFAULTS}}
+    if not isinstance(out["study"], str):
+        raise ConfigError(f"config key 'study' must be str, got {out['study']!r}")
+    try:
+        studies.entry(out["study"])
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+    if not isinstance(out["params"], dict):
+        raise ConfigError(f"config key 'params' must be a mapping, got {out['params']!r}")
+    if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or not 0 <= out["seed"] < 2**63:
+        raise ConfigError(f"config key 'seed' must be an int in [0, 2**63), got {out['seed']!r}")
+    try:
+        studies.check_params(out["study"], out["params"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    out["device"] = check_device(out["device"])
+    return {**out, "learner": out["study"], **_STUDY_FIXED}
+
+
+_STUDY_FIXED: dict[str, Any] = {"dataset": "study", "epochs": 0, "batch_size": 1, "protocol": {}}
 
 
 def check_device(device: str) -> str:
@@ -605,6 +644,8 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     from .trainer import TimeBudget, fit
 
     t0 = time.perf_counter()
+    if cfg.get("study") is not None:
+        return _run_study(validate(cfg), figures_dir, t0)
     cfg, bundle, learner = build(cfg)
     proto = cfg["protocol"]
     cbs = list(callbacks) + ([TimeBudget(proto["budget_minutes"])] if proto["budget_minutes"] else [])
@@ -648,6 +689,22 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params(), res.status,
                      res.epochs_done, label_runs)
+
+
+def _run_study(cfg: dict[str, Any], figures_dir: str | os.PathLike | None, t0: float) -> RunOutput:
+    """Run a validated study config (:mod:`neuroplastic.studies`) as a run of the store: its metrics, its curves as
+    history, its pictures in ``figures_dir``."""
+    from . import studies
+    from .trainer import peak_memory_mb, reset_peak_memory, seed_everything
+
+    device = torch.device(cfg["device"])
+    seed_everything(cfg["seed"])
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    out = studies.run(cfg["study"], cfg["params"], cfg["seed"], figures_dir)
+    seconds = time.perf_counter() - start
+    return RunOutput(cfg, config_hash(cfg), dict(out.metrics), list(out.history), environment(cfg["device"]), seconds,
+                     time.perf_counter() - t0, peak_memory_mb(device), 0, "done", 0, [])
 
 
 #: File name of a trained model (weights and probe) in a run folder.

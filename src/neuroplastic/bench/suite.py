@@ -126,13 +126,14 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 
 
 def _check_config_keys(keys: list[str], where: str) -> None:
-    from ..experiment import DEFAULTS
+    from ..experiment import DEFAULTS, STUDY_DEFAULTS
 
-    bad = [k for k in keys if k.split(".")[0] not in DEFAULTS
+    allowed = {**DEFAULTS, **STUDY_DEFAULTS}  # a study cell (``study: NAME``) is validated as a study config
+    bad = [k for k in keys if k.split(".")[0] not in allowed
            or (k.count(".") and k.split(".")[0] not in ("params", "protocol"))]
     if bad:
         raise SuiteError(f"{where}: unknown config key(s) {', '.join(map(repr, bad))}; allowed: "
-                         f"{', '.join(DEFAULTS)} (and params.<name>, protocol.<name>)")
+                         f"{', '.join(allowed)} (and params.<name>, protocol.<name>)")
 
 
 def _mapping(obj: Any, where: str) -> dict[str, Any]:

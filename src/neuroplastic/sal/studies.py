@@ -1,4 +1,5 @@
-"""SAL's smallest study (Gierlich et al. 2025): two reciprocally connected stochastic neurons.
+"""SAL's studies (Gierlich et al. 2025): two reciprocally connected stochastic neurons, and a sampling network that
+learns a Boltzmann distribution; both registered as studies (:mod:`neuroplastic.studies`) that ``bench`` runs.
 
 Neuron 1 projects to neuron 2 with ``w21`` and neuron 2 to neuron 1 with ``w12``. SAL on ``w21`` alone (pre =
 neuron 1, post = neuron 2) pulls it to ``w12``: the anti-causal pairs (2 before 1) are what ``w12`` causes and
@@ -15,7 +16,8 @@ from ..boltzmann.machines import kl_divergence as boltzmann_kl
 from .neurons import SpikingNet
 from .rule import SALRule, SALTrace, sal_pairs, sal_step
 
-__all__ = ["boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "two_neurons"]
+__all__ = ["boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "sampling_study", "two_neuron_study",
+           "two_neurons"]
 
 
 def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float, tau_ref: int, gen: torch.Generator) -> SpikingNet:
@@ -178,3 +180,140 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     return {"epoch": torch.tensor(at), "dkl": torch.stack(dkl), "asym": torch.stack(asym),
             "sal": torch.tensor([s for s, *_ in grid]), "plasticity": torch.tensor([pn for _, pn, _, _ in grid]),
             "synaptic": torch.tensor([sn for _, _, sn, _ in grid]), "run": torch.tensor([r for *_, r in grid])}
+
+
+# --------------------------------------------------------------------------------------------------
+# the studies as runs of the store (neuroplastic.studies): metrics, curves and pictures
+def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, block_steps: int = 1000,
+                     lr: float = 3.0, lr_final: float | None = 0.01, w_range: float = 1.0, bias: float = 0.0,
+                     tau_ref: int = 10, seed: int = 0):
+    """The two-neuron study from ``runs`` random starts ``w12, w21 ~ U(−w_range, w_range)`` (:func:`two_neurons`).
+    Metrics: the final gap ``|w12 − w21|`` as a fraction of its start (``gap_ratio_max``, ``gap_ratio_median``) and
+    the fraction of runs below 5 % (``converged_fraction``); with ``both``, also how far the pair ends from the
+    starting mean (``mean_error_max``). History: the median and largest gap ratio per block."""
+    from ..studies import StudyOutput
+
+    if runs < 1 or blocks < 1 or block_steps < 1 or not w_range > 0:
+        raise ValueError("two-neuron study: runs, blocks and block_steps must be >= 1 and w_range > 0")
+    g = torch.Generator().manual_seed(seed)
+    w12 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
+    w21 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
+    res = two_neurons(w12, w21, both=both, blocks=blocks, block_steps=block_steps, lr=lr, lr_final=lr_final,
+                      bias=bias, tau_ref=tau_ref, seed=seed)
+    gap = (res["w12"] - res["w21"]).abs()
+    ratio = gap / gap[0].clamp_min(1e-12)
+    metrics = {"gap_ratio_max": float(ratio[-1].max()), "gap_ratio_median": float(ratio[-1].median()),
+               "converged_fraction": float((ratio[-1] < 0.05).float().mean()), "runs": runs,
+               "spike_rate": float(res["rate"])}
+    if both:
+        metrics["mean_error_max"] = float((res["w21"][-1] - (w12 + w21) / 2).abs().max())
+    history = [{"epoch": k, "gap_ratio_median": float(ratio[k].median()), "gap_ratio_max": float(ratio[k].max())}
+               for k in range(blocks + 1)]
+    return StudyOutput(metrics, history, {"w12": res["w12"], "w21": res["w21"], "ratio": ratio, "both": both})
+
+
+def two_neuron_figures(out, folder) -> list:
+    """The runs' paths in the (w21, w12) plane beside the diagonal, and the gap ratio over blocks (log scale)."""
+    from pathlib import Path
+
+    from matplotlib.figure import Figure
+
+    d = out.data
+    fig = Figure(figsize=(10, 4.2))
+    a1, a2 = fig.subplots(1, 2)
+    for r in range(d["w12"].shape[1]):
+        a1.plot(d["w21"][:, r], d["w12"][:, r], lw=0.8)
+        a1.plot(d["w21"][0, r], d["w12"][0, r], "o", ms=3, color="gray")
+    lim = float(torch.cat([d["w12"], d["w21"]]).abs().max()) * 1.05
+    a1.plot([-lim, lim], [-lim, lim], "k--", lw=0.7)
+    a1.set(xlabel="w21 (learned by SAL)", ylabel="w12", title="paths from random starts (dots)")
+    a2.semilogy(d["ratio"].clamp_min(1e-4).numpy(), lw=0.8)
+    a2.axhline(0.05, color="gray", ls="--", lw=0.8)
+    a2.set(xlabel="block", ylabel="|w12 − w21| / start", title="gap over learning (dashed: 5 %)")
+    fig.suptitle("SAL, two neurons" + (" (both synapses plastic)" if d["both"] else " (w21 plastic)"))
+    path = Path(folder) / "two_neurons.png"
+    fig.savefig(path, dpi=100)
+    return [path]
+
+
+def sampling_study(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps: int = 1000, eval_every: int = 100,
+                   eval_steps: int = 20_000, lr: float = 0.01, sal_lr: float = 0.01,
+                   plasticity_sigma: list[float] | tuple[float, ...] = (0.0,),
+                   synaptic_sigma: list[float] | tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
+                   seed: int = 0):
+    """The sampling-network study (:func:`sampling_network`) for every noise level, Hebbian learning alone and with
+    SAL. Metrics per level (``dkl/<hebb|sal>/p<σ>/s<σ>``, ``asym/...``: final values, mean over runs), their means
+    over levels (``dkl_hebb``, ``dkl_sal``, ``asym_hebb``, ``asym_sal``) and the fraction of levels at which SAL ends
+    lower (``sal_lower_dkl_fraction``, ``sal_lower_asym_fraction``). History: the means per evaluation."""
+    from ..studies import StudyOutput
+
+    if min(runs, n, epochs, sleep_steps, eval_every, eval_steps) < 1:
+        raise ValueError("sampling study: runs, n, epochs, sleep_steps, eval_every and eval_steps must be >= 1")
+    res = sampling_network(runs=runs, n=n, epochs=epochs, sleep_steps=sleep_steps, eval_every=eval_every,
+                           eval_steps=eval_steps, lr=lr, sal_lr=sal_lr, with_sal=(False, True),
+                           plasticity_sigma=tuple(plasticity_sigma), synaptic_sigma=tuple(synaptic_sigma),
+                           w0_std=w0_std, tau_ref=tau_ref, seed=seed)
+    metrics: dict = {"runs": runs, "epochs": epochs}
+    lower = {"dkl": [], "asym": []}
+    for pn in plasticity_sigma:
+        for sn in synaptic_sigma:
+            at = (res["plasticity"] == pn) & (res["synaptic"] == sn)
+            for key in ("dkl", "asym"):
+                final = {s: float(res[key][-1][at & (res["sal"] == s)].mean()) for s in (False, True)}
+                metrics[f"{key}/hebb/p{pn:g}/s{sn:g}"], metrics[f"{key}/sal/p{pn:g}/s{sn:g}"] = final[False], final[True]
+                lower[key].append(final[True] < final[False])
+    for key in ("dkl", "asym"):
+        for s, name in ((False, "hebb"), (True, "sal")):
+            metrics[f"{key}_{name}"] = float(res[key][-1][res["sal"] == s].mean())
+        metrics[f"sal_lower_{key}_fraction"] = sum(lower[key]) / len(lower[key])
+    history = [{"epoch": int(e), **{f"{key}_{name}": float(res[key][i][res["sal"] == s].mean())
+                                    for key in ("dkl", "asym") for s, name in ((False, "hebb"), (True, "sal"))}}
+               for i, e in enumerate(res["epoch"])]
+    return StudyOutput(metrics, history, res)
+
+
+def sampling_figures(out, folder) -> list:
+    """D_KL(target ‖ sampled) and var(W − Wᵀ) over training, Hebbian alone (dashed) and with SAL (solid), one colour
+    per noise level; the band is the range over runs."""
+    from pathlib import Path
+
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    r = out.data
+    levels = sorted({(float(p), float(s)) for p, s in zip(r["plasticity"], r["synaptic"])})
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2)
+    x = r["epoch"].numpy()
+    for j, (pn, sn) in enumerate(levels):
+        colour = colormaps["viridis"](j / max(1, len(levels) - 1))
+        for sal in (False, True):
+            at = (r["plasticity"] == pn) & (r["synaptic"] == sn) & (r["sal"] == sal)
+            for ax, key in zip(axes, ("dkl", "asym")):
+                y = r[key][:, at]
+                ax.plot(x, y.mean(1).numpy(), color=colour, ls="-" if sal else "--",
+                        label=f"{'SAL' if sal else 'Hebb'} plast. σ {pn:g}, syn. σ {sn:g}")
+                ax.fill_between(x, y.min(1).values.numpy(), y.max(1).values.numpy(), color=colour, alpha=0.12)
+    for ax, name in zip(axes, ("D_KL(target ‖ sampled)", "var(W − Wᵀ)")):
+        ax.set(xlabel="epoch", ylabel=name, yscale="log")
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.subplots_adjust(right=0.78, wspace=0.3)
+    fig.suptitle("SAL in a sampling network: Hebbian wake-sleep learning alone (dashed) and with SAL (solid)")
+    path = Path(folder) / "sampling_network.png"
+    fig.savefig(path, dpi=100)
+    return [path]
+
+
+def _register() -> None:
+    from ..studies import register
+
+    paper = "Gierlich, Baumbach, Kungl, Max & Petrovici 2025 (arXiv 2503.02642)"
+    register("sal-two-neurons", two_neuron_study, paper=paper, figures=two_neuron_figures,
+             summary="two reciprocal stochastic neurons: SAL on w21 pulls it to w12 (on both: to their mean)")
+    register("sal-sampling", sampling_study, paper=paper, figures=sampling_figures,
+             summary="a 7-neuron sampling network learns a Boltzmann target by wake-sleep Hebbian learning, with "
+                     "and without SAL, under plasticity and synaptic noise")
+
+
+_register()

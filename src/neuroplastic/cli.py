@@ -492,6 +492,12 @@ def cmd_learners(a: argparse.Namespace, command: str) -> int:
         rows.append([e.name, e.paper, *("✓" if v else "✘" for v in (e.locality.c1, e.locality.c2, e.locality.c3)),
                      "yes" if e.supervised else "no", "yes" if e.quick is not None else "no", e.summary])
     print(_table(["learner", "paper", "C1", "C2", "C3", "supervised", "quick", "summary"], rows))
+    from . import studies
+
+    print("\nstudies (a config {study: NAME, params: {...}, seed: N}, run by bench like a learner):")
+    for name in studies.names():
+        st = studies.entry(name)
+        print(f"  {name}: {st.summary} ({st.paper})")
     if a.verbose:
         print()
         for e in learners.entries():

@@ -4,6 +4,7 @@ and the report lists them beside the learners."""
 import io
 
 import pytest
+import torch
 
 from neuroplastic import experiment, studies
 from neuroplastic.bench import report, runner, suite
@@ -51,3 +52,13 @@ def test_bench_runs_studies_into_the_store_with_curves_pictures_and_a_report(tmp
     assert "| sal-two-neurons | study |" in md and "two\\_neurons" in md
     assert runner.run_suite(s, db_path=tmp_path / "r.db", results_dir=tmp_path / "res", out=io.StringIO(),
                             threads=1, jobs=1, report=False)["done"] == 3  # nothing reruns
+
+
+def test_two_neuron_study_draws_a_flow_towards_the_diagonal():
+    from neuroplastic.sal.studies import two_neuron_study
+
+    out = two_neuron_study(runs=2, blocks=1, block_steps=100, flow_grid=3, flow_steps=20_000, seed=0)
+    at, flow = out.data["flow_at"], out.data["flow"]  # grid of (w12, w21); drift of (w12, w21)
+    far = (at[:, 0] - at[:, 1]).abs() > 1.5
+    assert far.sum() == 2
+    assert torch.all(torch.sign(flow[far, 1]) == torch.sign(at[far, 0] - at[far, 1]))  # w21 moves towards w12

@@ -186,11 +186,12 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
 # the studies as runs of the store (neuroplastic.studies): metrics, curves and pictures
 def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, block_steps: int = 1000,
                      lr: float = 3.0, lr_final: float | None = 0.01, w_range: float = 1.0, bias: float = 0.0,
-                     tau_ref: int = 10, seed: int = 0):
+                     tau_ref: int = 10, flow_grid: int = 9, flow_steps: int = 10_000, seed: int = 0):
     """The two-neuron study from ``runs`` random starts ``w12, w21 ~ U(−w_range, w_range)`` (:func:`two_neurons`).
     Metrics: the final gap ``|w12 − w21|`` as a fraction of its start (``gap_ratio_max``, ``gap_ratio_median``) and
     the fraction of runs below 5 % (``converged_fraction``); with ``both``, also how far the pair ends from the
-    starting mean (``mean_error_max``). History: the median and largest gap ratio per block."""
+    starting mean (``mean_error_max``). History: the median and largest gap ratio per block. The pictures also show
+    the mean SAL drift (:func:`flow_field`) on a ``flow_grid`` × ``flow_grid`` grid of the plane (0: none)."""
     from ..studies import StudyOutput
 
     if runs < 1 or blocks < 1 or block_steps < 1 or not w_range > 0:
@@ -209,7 +210,13 @@ def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, b
         metrics["mean_error_max"] = float((res["w21"][-1] - (w12 + w21) / 2).abs().max())
     history = [{"epoch": k, "gap_ratio_median": float(ratio[k].median()), "gap_ratio_max": float(ratio[k].max())}
                for k in range(blocks + 1)]
-    return StudyOutput(metrics, history, {"w12": res["w12"], "w21": res["w21"], "ratio": ratio, "both": both})
+    data = {"w12": res["w12"], "w21": res["w21"], "ratio": ratio, "both": both}
+    if flow_grid > 0:
+        axis = torch.linspace(-w_range, w_range, flow_grid)
+        grid = torch.cartesian_prod(axis, axis)  # (w12, w21)
+        data["flow_at"], data["flow"] = grid, flow_field(grid, steps=flow_steps, bias=bias, tau_ref=tau_ref,
+                                                         seed=seed + 1)
+    return StudyOutput(metrics, history, data)
 
 
 def two_neuron_figures(out, folder) -> list:
@@ -221,12 +228,16 @@ def two_neuron_figures(out, folder) -> list:
     d = out.data
     fig = Figure(figsize=(10, 4.2))
     a1, a2 = fig.subplots(1, 2)
+    if "flow" in d:  # the phase-plane flow of SAL on w21 (and, opposite, on w12) behind the paths
+        at, flow = d["flow_at"], d["flow"]
+        a1.quiver(at[:, 1], at[:, 0], flow[:, 1], flow[:, 0] if d["both"] else torch.zeros(len(flow)),
+                  color="0.6", angles="xy", width=0.004)
     for r in range(d["w12"].shape[1]):
         a1.plot(d["w21"][:, r], d["w12"][:, r], lw=0.8)
         a1.plot(d["w21"][0, r], d["w12"][0, r], "o", ms=3, color="gray")
     lim = float(torch.cat([d["w12"], d["w21"]]).abs().max()) * 1.05
     a1.plot([-lim, lim], [-lim, lim], "k--", lw=0.7)
-    a1.set(xlabel="w21 (learned by SAL)", ylabel="w12", title="paths from random starts (dots)")
+    a1.set(xlabel="w21 (learned by SAL)", ylabel="w12", title="paths from random starts (dots); arrows: mean drift")
     a2.semilogy(d["ratio"].clamp_min(1e-4).numpy(), lw=0.8)
     a2.axhline(0.05, color="gray", ls="--", lw=0.8)
     a2.set(xlabel="block", ylabel="|w12 − w21| / start", title="gap over learning (dashed: 5 %)")

@@ -240,8 +240,8 @@ def test_kill_and_rerun_skips_finished_runs(tmp_path):
 
 
 def test_ctrl_c_stops_workers_cleanly_and_leaves_runs_resumable(tmp_path):
-    spec = {"name": "ctrlc", "grid": {"learner": ["bp"], "seed": list(range(4))},
-            "base": {**TINY, "epochs": 40, "batch_size": 32, "params": {"hidden": [32]}}}
+    spec = {"name": "ctrlc", "grid": {"learner": ["bp"], "seed": list(range(4))},  # long runs: Ctrl-C lands mid-run
+            "base": {**TINY, "epochs": 400, "batch_size": 32, "params": {"hidden": [32]}}}
     path = _write(tmp_path / "c.yaml", spec)
     db_path = tmp_path / "r.db"
     cmd = [sys.executable, "-m", "neuroplastic.cli", "bench", str(path), "--db", str(db_path),
@@ -254,6 +254,7 @@ def test_ctrl_c_stops_workers_cleanly_and_leaves_runs_resumable(tmp_path):
             time.sleep(0.05)
             if (tmp_path / "res" / "runs").is_dir() and len(list((tmp_path / "res" / "runs").glob("*/checkpoint.pt"))) >= 2:
                 break
+        assert proc.poll() is None, "the bench ended before it could be interrupted"
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal signals the whole process group
         _, err = proc.communicate(timeout=60)
     finally:

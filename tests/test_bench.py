@@ -246,8 +246,14 @@ def test_ctrl_c_stops_workers_cleanly_and_leaves_runs_resumable(tmp_path):
     db_path = tmp_path / "r.db"
     cmd = [sys.executable, "-m", "neuroplastic.cli", "bench", str(path), "--db", str(db_path),
            "--results-dir", str(tmp_path / "res"), "--jobs", "2"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    # as from a terminal, Ctrl-C must act: a shell that starts `make test` in the background leaves SIGINT ignored, and
+    # a child inherits an ignored signal (a handled one is reset to the default when the child starts)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, old)
     deadline = time.time() + 120
     try:
         while time.time() < deadline and proc.poll() is None:  # wait until both workers are training

@@ -208,12 +208,8 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
                 best[g["learner"]] = g
         base: dict[str, float] = {}
         for g in gs:
-            try:
-                is_base = learners.entry(g["learner"]).baseline
-            except KeyError:
-                is_base = False
             arch = architecture_of(g["rows"][0]["config"])
-            if is_base and g["acc_mean"] is not None and g["acc_mean"] > base.get(arch, -1.0):
+            if _is_base(g["learner"]) and g["acc_mean"] is not None and g["acc_mean"] > base.get(arch, -1.0):
                 base[arch] = g["acc_mean"]
         ranked = sorted(best.values(), key=lambda g: -g["acc_mean"])
         failed = sorted({g["learner"] for g in gs if g["n_failed"]} - set(best))

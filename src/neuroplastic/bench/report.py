@@ -254,7 +254,8 @@ def _is_base(name: str) -> bool:
 
 def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     """One figure per dataset: test accuracy against labels per class (log axis; ``all`` at the right) for every
-    learner with label-count records (``protocol.labels_per_class``), mean over seeds, the backprop references on
+    learner with label-count records (``protocol.labels_per_class``), mean over its runs per architecture (seeds and
+    studies together), the backprop references on
     the same labels drawn dashed. Returns ``(slug, title, png bytes)``."""
     from matplotlib.figure import Figure
 
@@ -288,7 +289,7 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
         ax.set_xscale("log")
         ax.set_xticks(counts + [x_all], [str(c) for c in counts] + ["all"])
         out.append(_finish(fig, ax, f"labels-{ds}", "labels per class", "test accuracy %",
-                           f"Label efficiency on {ds} (mean over seeds; dashed: backprop references)"))
+                           f"Label efficiency on {ds} (mean over the runs of each learner and architecture; dashed: backprop references)"))
     return out
 
 

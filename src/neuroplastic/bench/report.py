@@ -180,7 +180,8 @@ def _val_or_test(g: dict[str, Any]) -> float:
 
 
 def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
-    """The comparison that decides, one table per dataset: every learner that ran, ranked by mean test accuracy.
+    """The comparison that decides, one table per dataset (datasets with the most learners first): every learner that
+    ran, ranked by mean test accuracy.
 
     A learner with several configurations on a dataset is shown by the one with the best mean *validation* accuracy
     (test accuracy only where no validation split was kept); a learner whose runs all failed is listed as failed,
@@ -197,7 +198,10 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     head = ["#", "learner", "architecture / setup", "test acc % (mean ± std)", "n", "vs backprop (pp)", "read out",
             "params", "train s", "samples/s", "peak MB", "nJ / inference", "nJ / train sample", "C1 C2 C3"]
     out: dict[str, tuple[list[str], list[list[Any]]]] = {}
-    for ds in sorted({g["dataset"] for g in groups}):
+    learners_on = defaultdict(set)
+    for g in groups:
+        learners_on[g["dataset"]].add(g["learner"])
+    for ds in sorted(learners_on, key=lambda d: (-len(learners_on[d]), d)):  # the widest comparisons first
         gs = [g for g in groups if g["dataset"] == ds]
         best: dict[str, dict] = {}
         for g in gs:

@@ -229,6 +229,7 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
             gap = (f"{100 * (g['acc_mean'] - base[arch]):+.2f}" if arch in base and not _is_base(g["learner"])
                    else "reference" if arch in base else "—")
             setup = arch + (f" ({g['variant']})" if g["variant"] else "")
+            setup = setup if len(setup) <= 110 else setup[:109] + "…"  # the full variant is in "Every configuration"
             fmt = lambda v, f: "—" if v is None else format(v, f)
             e_inf, e_train = _energy_of(done, "inference", model), _energy_of(done, "train", model)
             n_params = _mean_of(done, "n_params")

@@ -129,3 +129,23 @@ def test_a_run_records_its_energy_and_the_protocol_can_turn_it_off():
     m = learners.get("bp", in_shape=b.in_shape, n_classes=10, arch="mlp", hidden=[8])
     m.configure(epochs=1, steps_per_epoch=1)
     assert count_run(m, b, batch_size=32)["ops_inference_mac"] == 64 * 8 + 8 * 10
+
+
+def test_work_done_once_per_epoch_is_shared_over_the_epochs_samples():
+    import copy
+
+    from neuroplastic.energy import count_step
+
+    m = learners.get("sal", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=[16], sal_nets=2, sal_blocks=1,
+                     sal_block_steps=50)
+    m.configure(epochs=1, steps_per_epoch=10)
+    x, y = torch.rand(8, 1, 8, 8), torch.arange(8)
+    own = count_training(m, x, y)
+    mid = copy.deepcopy(m)
+    mid.steps_done += 1  # inside the epoch: an SGD step only
+    sgd = count_step(mid, mid.train_step, x, y).per(8)
+    twin = copy.deepcopy(m)  # the phase of the epoch, from the same state as the counted copy
+    phase = count_step(twin, twin.sal_phase)
+    assert phase.ac > 0  # the phase's spikes are accumulates
+    assert own.mac == pytest.approx(sgd.mac + phase.mac / 80) and own.ac == pytest.approx(sgd.ac + phase.ac / 80)
+    assert int(m.steps_done) == 0  # counted on a copy

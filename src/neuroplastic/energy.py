@@ -87,6 +87,9 @@ class OpCount:
         """This count divided by ``n`` samples."""
         return OpCount(self.mac / n, self.ac / n, self.reads / n)
 
+    def __add__(self, other: OpCount) -> OpCount:
+        return OpCount(self.mac + other.mac, self.ac + other.ac, self.reads + other.reads)
+
     def energy_pj(self, model: EnergyModel = DEFAULT_ENERGY) -> float:
         r""":math:`n_\text{MAC} E_\text{MAC} + n_\text{AC} E_\text{AC} + n_\text{read} E_\text{read}` (pJ)."""
         return energy_pj(self.mac, self.ac, self.reads, model)
@@ -192,14 +195,23 @@ def count_inference(learner: Any, x: torch.Tensor) -> OpCount:
     return c.count.per(len(x))
 
 
+def count_step(learner: Any, fn: Any, *args: Any) -> OpCount:
+    """Operations of ``fn(*args)`` (a method of ``learner``), reads counted against ``learner``'s stored tensors."""
+    with OpCounter(_stored_tensors(learner)) as c:
+        fn(*args)
+    return c.count
+
+
 def count_training(learner: Any, x: torch.Tensor, y: torch.Tensor) -> OpCount:
     """Operations per sample of one ``train_step`` on ``(x, y)``, run on a copy of the learner (the trained model is
-    not touched)."""
+    not touched). A learner with work done once per epoch (SAL's phase) gives its own count, that work shared over
+    the epoch's samples (:meth:`~neuroplastic.learners.base.Learner.count_training_ops`)."""
     twin = copy.deepcopy(learner)
     twin.train()
-    with OpCounter(_stored_tensors(twin)) as c:
-        twin.train_step(x, y)
-    return c.count.per(len(x))
+    own = twin.count_training_ops(x, y)
+    if own is not None:
+        return own
+    return count_step(twin, twin.train_step, x, y).per(len(x))
 
 
 def count_run(learner: Any, bundle: Any, *, batch_size: int, model: EnergyModel = DEFAULT_ENERGY,

@@ -160,6 +160,12 @@ class Learner(nn.Module):
         :class:`~neuroplastic.energy.OpCounter` count the products of :meth:`predict`."""
         return None
 
+    def count_training_ops(self, x: torch.Tensor, y: torch.Tensor | None) -> Any:
+        """Operations per training sample when a step's work is not what one ``train_step`` runs (work done once per
+        epoch, shared over its samples); called on a copy of the learner. ``None`` (default): count one
+        ``train_step`` (:func:`neuroplastic.energy.count_training`)."""
+        return None
+
     def reset_state(self) -> None:
         """Reset time-dependent state (membranes, traces) in every submodule that has ``reset()``."""
         for m in self.modules():

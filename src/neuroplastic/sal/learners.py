@@ -112,6 +112,16 @@ class SALNet(SupervisedNet):
         self._sgd_seconds += time.perf_counter() - t0
         return out
 
+    def count_training_ops(self, x: torch.Tensor, y: torch.Tensor):
+        """Per training sample: one SGD step (mid-epoch, no phase) plus the epoch's SAL phase shared over the epoch's
+        ``steps_per_epoch × batch`` samples (its spikes counted as accumulates). Called on a copy."""
+        from ..energy import OpCount, count_step
+
+        phase = count_step(self, self.sal_phase) if self.sal_cfg["blocks"] > 0 else OpCount()
+        if int(self.steps_done) % self.steps_per_epoch == 0:
+            self.steps_done += 1  # a step inside the epoch: its phase is the one counted above
+        return count_step(self, self.train_step, x, y).per(len(x)) + phase.per(self.steps_per_epoch * len(x))
+
     @torch.no_grad()
     def sal_phase(self) -> dict[str, float]:
         """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and

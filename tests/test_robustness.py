@@ -83,3 +83,26 @@ def test_robustness_command_reads_saved_models_and_adds_to_the_store(tmp_path, c
     db = ResultsDB(tmp_path / "neuroplastic.db")
     row = db.get(h)
     assert row["metrics"]["robust_mismatch/0"] == out.metrics["test_acc"] and "robust_bits/4" in row["record"]
+
+
+def test_saved_models_can_have_their_energy_recounted_into_the_store(tmp_path, capsys):
+    import json
+
+    from neuroplastic import cli
+    from neuroplastic.bench.db import ResultsDB
+
+    cfg = experiment.validate({"learner": "bp", "dataset": "digits", "epochs": 1,
+                               "params": {"arch": "mlp", "hidden": [16]}, "protocol": {"energy": False}})
+    h = experiment.config_hash(cfg)
+    folder = tmp_path / "elsewhere" / h  # a bench run folder recorded in the run's environment
+    out = experiment.run(cfg, checkpoint_dir=folder, progress=False)
+    assert "energy_inference_pj" not in out.metrics
+    (folder / "config.json").write_text(json.dumps(cfg))
+    db = ResultsDB(tmp_path / "store.db")
+    db.put_done("s", h, cfg, metrics=out.metrics, history=[], env={"run_dir": str(folder)}, train_seconds=1.0,
+                wall_seconds=1.0, record={"test_acc": out.metrics["test_acc"]})
+    db.close()
+    assert cli.main(["robustness", "--what", "energy", "--db", str(tmp_path / "store.db")]) == 0
+    assert "ops_inference_mac" in capsys.readouterr().out
+    row = ResultsDB(tmp_path / "store.db").get(h)
+    assert row["metrics"]["ops_inference_mac"] == 64 * 16 + 16 * 10 and "robust_mismatch/0" not in row["metrics"]

@@ -272,9 +272,11 @@ def cmd_compare(a: argparse.Namespace, command: str) -> int:
 
 
 def cmd_robustness(a: argparse.Namespace, command: str) -> int:
-    """Robustness of saved trained models (no retraining): run folders given, or every finished run of the store
-    whose folder holds model.pt; with a store the metrics are added to the runs' records."""
+    """Measure saved trained models (no retraining): robustness and/or energy (``--what``) of the run folders given,
+    or of every finished run of the store whose folder holds model.pt; with a store the metrics are added to the
+    runs' records."""
     from .bench.db import ResultsDB
+    from .energy import count_run
     from .experiment import load_trained
     from .robustness import robustness
 
@@ -284,18 +286,24 @@ def cmd_robustness(a: argparse.Namespace, command: str) -> int:
         targets = [(Path(f).name, Path(f)) for f in a.folders]
     elif db is not None:
         rows = db.runs(a.suite, status="done")
-        targets = [(r["hash"], Path(a.db).parent / "runs" / r["hash"]) for r in rows]
+        targets = [(r["hash"], Path((r.get("env") or {}).get("run_dir") or Path(a.db).parent / "runs" / r["hash"]))
+                   for r in rows]  # the run folder recorded by bench, else beside the store
         targets = [(h, f) for h, f in targets if (f / "model.pt").is_file()]
     else:
         raise UsageError(f"no run folders given and no results database at {a.db!r}")
-    table = []
+    table, head = [], []
     for h, folder in targets:
         learner, bundle, cfg = load_trained(folder, device=a.device)
-        res = robustness(learner, bundle, seed=cfg["seed"], batch_size=cfg["eval_batch_size"])
+        res: dict = {}
+        if a.what in ("robustness", "all"):
+            res.update(robustness(learner, bundle, seed=cfg["seed"], batch_size=cfg["eval_batch_size"]))
+        if a.what in ("energy", "all"):
+            res.update(count_run(learner, bundle, batch_size=cfg["batch_size"]))
         stored = db is not None and db.add_metrics(h, res)
-        table.append([h, cfg["learner"], cfg["dataset"]] + [f"{100 * v:.2f}" for v in res.values()]
-                     + ["yes" if stored else "no"])
-        head = ["run", "learner", "dataset"] + list(res) + ["stored"]
+        shown = {k: v for k, v in res.items() if isinstance(v, float)}
+        table.append([h, cfg["learner"], cfg["dataset"]] + [f"{100 * v:.2f}" if k.startswith("robust_") else f"{v:.4g}"
+                                                            for k, v in shown.items()] + ["yes" if stored else "no"])
+        head = ["run", "learner", "dataset"] + list(shown) + ["stored"]
     if db is not None:
         db.close()
     print(_table(head, table) if table else "no saved models (model.pt) found")
@@ -609,7 +617,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
 
     rb = sub.add_parser("robustness", help="accuracy of saved trained models under device mismatch, input noise and "
-                        "weight quantisation (no retraining)",
+                        "weight quantisation (no retraining); --what energy recounts their energy",
                         description="For each run folder given (or every finished run of the store with a saved "
                         "model.pt): test accuracy with log-normal weight mismatch sigma 0/0.05/0.1/0.2, input noise "
                         "and 8/4-bit weights; the metrics are added to the store's records (the report's robustness "
@@ -617,6 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("folders", nargs="*", metavar="RUN_FOLDER")
     rb.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")
     rb.add_argument("--suite", help="only the runs of this suite")
+    rb.add_argument("--what", choices=("robustness", "energy", "all"), default="robustness",
+                    help="what to measure: robustness (default), energy (operation counts and energy, recounted), all")
     rb.add_argument("--device", default="cpu", help="device to evaluate on (default %(default)s)")
     rb.add_argument("--data-root", help="data folder (sets NEUROPLASTIC_DATA)")
     rb.set_defaults(func=cmd_robustness)

@@ -149,3 +149,15 @@ def test_work_done_once_per_epoch_is_shared_over_the_epochs_samples():
     assert phase.ac > 0  # the phase's spikes are accumulates
     assert own.mac == pytest.approx(sgd.mac + phase.mac / 80) and own.ac == pytest.approx(sgd.ac + phase.ac / 80)
     assert int(m.steps_done) == 0  # counted on a copy
+
+
+def test_a_reloaded_model_has_the_runs_schedule(tmp_path):
+    import json
+
+    cfg = experiment.validate({"learner": "sal", "dataset": "digits", "epochs": 1, "batch_size": 64,
+                               "params": {"arch": "mlp", "hidden": [16], "sal_nets": 2, "sal_blocks": 1,
+                                          "sal_block_steps": 50}, "protocol": {"energy": False}})
+    experiment.run(cfg, checkpoint_dir=tmp_path, progress=False)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    learner, bundle, _ = experiment.load_trained(tmp_path)
+    assert learner.steps_per_epoch == -(-len(bundle.train) // 64) > 1  # the phase is shared over the right epoch

@@ -789,6 +789,9 @@ def load_trained(folder: str | os.PathLike, device: str = "cpu"):
     cfg = load_yaml(cfg_file)
     cfg["device"] = device
     cfg, bundle, learner = build(cfg)
+    # the run's schedule (steps per epoch as the trainer had it), so that what depends on it — energy shared over an
+    # epoch, a further training step — is as in the run; the weights are loaded after
+    learner.configure(cfg["epochs"], max(1, (len(bundle.train) + cfg["batch_size"] - 1) // cfg["batch_size"]))
     if weights.name == MODEL_FILE:
         load_model(learner, weights)
     else:

@@ -338,8 +338,8 @@ def validate_study(cfg: dict[str, Any]) -> dict[str, Any]:
     and the report list it), with ``epochs: 0``."""
     from . import studies
 
-    unknown = [k for k in cfg if k not in STUDY_DEFAULTS and not (k == "learner" and cfg[k] == cfg.get("study"))
-               and not (k in ("dataset", "epochs", "batch_size", "protocol") and cfg[k] == _STUDY_FIXED.get(k))]
+    derived = {"learner": cfg.get("study"), **_STUDY_FIXED}  # what validation adds; a validated config comes back
+    unknown = [k for k in cfg if k not in STUDY_DEFAULTS and not (k in derived and cfg[k] == derived[k])]
     if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in a study config; allowed: "
                           f"{', '.join(STUDY_DEFAULTS)}")

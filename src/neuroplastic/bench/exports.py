@@ -19,20 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .db import ResultsDB
-from .report import preset_of
+from ..experiment import _flat
+from .report import open_store, preset_of
 
 
 def _finished(db_path: str | os.PathLike, suite: str | None) -> list[dict[str, Any]]:
-    db_path = Path(db_path)
-    if not db_path.exists():
-        raise FileNotFoundError(f"results database {str(db_path)!r} not found; run `neuroplastic bench` first or "
-                                f"pass --db")
-    db = ResultsDB(db_path)
+    db = open_store(db_path, suite)
     try:
-        if suite is not None and suite not in db.suites():
-            raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: "
-                             f"{', '.join(db.suites()) or 'none'}")
         return [r for r in db.runs(suite) if r["status"] == "done"]
     finally:
         db.close()
@@ -101,7 +94,7 @@ def to_mlflow(db_path: str | os.PathLike, experiment: str, tracking_uri: str | N
     ``neuroplastic.hash``/``suite``/``commit``/``cpu``. Runs already in the experiment (same hash) are skipped.
     Returns the number of runs logged."""
     try:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
     except ImportError as e:
         raise InputError(f"MLflow export needs mlflow (pip install mlflow): {e}") from None
@@ -119,18 +112,16 @@ def to_mlflow(db_path: str | os.PathLike, experiment: str, tracking_uri: str | N
                 "neuroplastic.commit": str(env.get("commit") or ""), "neuroplastic.cpu": str(env.get("cpu") or "")}
         run = client.create_run(exp_id, run_name=run_name(row), tags=tags)
         rid = run.info.run_id
-        flat = _flat_params(row["config"])
-        params = [Param(k, v) for k, v in flat.items()]
+        params = [Param(_mlflow_key(k), (v if isinstance(v, str) else json.dumps(v, default=str))[:500])
+                  for k, v in _flat(row["config"]).items()]
         curves, final = scalars(row)
         now = int(time.time() * 1000)
         metrics = [Metric(_mlflow_key(tag), v, now, step) for tag, step, v in curves]
         metrics += [Metric(_mlflow_key(f"final/{k}"), v, now, 0) for k, v in final.items()]
-        for i in range(0, max(len(metrics), len(params), 1), 900):  # MLflow caps a batch at 1000 entries
-            client.log_batch(rid, metrics=metrics[i:i + 900], params=params[i:i + 100] if i == 0 else [],
-                             tags=[RunTag(k, v) for k, v in tags.items()] if i == 0 else [])
-        if len(params) > 100:
-            for i in range(100, len(params), 100):
-                client.log_batch(rid, params=params[i:i + 100])
+        for i in range(0, len(params), 100):  # MLflow caps a batch at 100 params and 1,000 entries
+            client.log_batch(rid, params=params[i:i + 100])
+        for i in range(0, len(metrics), 1000):
+            client.log_batch(rid, metrics=metrics[i:i + 1000])
         client.set_terminated(rid, "FINISHED")
         n += 1
     return n
@@ -138,14 +129,3 @@ def to_mlflow(db_path: str | os.PathLike, experiment: str, tracking_uri: str | N
 
 def _mlflow_key(tag: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", tag)
-
-
-def _flat_params(cfg: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flat_params(v, key + "."))
-        else:
-            out[_mlflow_key(key)] = json.dumps(v, default=str)[:500] if not isinstance(v, str) else v[:500]
-    return out

@@ -53,16 +53,9 @@ def _matches(g: dict[str, Any], where: dict[str, Any]) -> bool:
 
 
 def _values(g: dict[str, Any], metric: str) -> list[float]:
-    out = []
-    for r in g["rows"]:
-        if r["status"] != "done":
-            continue
-        v = (r.get("metrics") or {}).get(metric)
-        if v is None:
-            v = (r.get("record") or {}).get(metric)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out.append(float(v))
-    return out
+    from .report import metric_values
+
+    return metric_values([r for r in g["rows"] if r["status"] == "done"], metric)
 
 
 def reproduction_rows(groups: list[dict[str, Any]], claims: list[dict[str, Any]] | None = None,

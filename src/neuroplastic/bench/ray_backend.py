@@ -43,6 +43,8 @@ def run_ray(db_path: str, todo: list[str], *, address: str | None, jobs: int, th
     if started:  # a new local instance inherits this process's environment (data root, PYTHONPATH)
         ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
                  log_to_driver=False, logging_level="ERROR")
+    from .runner import store_outcome
+
     gpu = bool(device and device.startswith("cuda"))
     remote = ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_retries=0)(_task)
     db = ResultsDB(db_path)
@@ -64,8 +66,6 @@ def run_ray(db_path: str, todo: list[str], *, address: str | None, jobs: int, th
                     outcome = ray.get(ref)
                 except Exception as e:  # noqa: BLE001 - the task itself died (worker lost, node down)
                     outcome = {"status": "failed", "error": f"Ray task failed: {type(e).__name__}: {e}"}
-                from .runner import store_outcome
-
                 status = store_outcome(db, h, outcome, command=command)
                 counts[status] += 1
                 print(line(db, todo, h, cfg, status), flush=True)

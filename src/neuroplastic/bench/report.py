@@ -150,16 +150,20 @@ def architecture_of(cfg: dict[str, Any]) -> str:
     return str(d.get("preset") or d.get("arch") or name)
 
 
-def _mean_of(rows: list[dict], key: str) -> float | None:
+def metric_values(rows: list[dict], key: str) -> list[float]:
+    """The finite numeric values of ``key`` in ``rows``' metrics (else their stored record)."""
     vals = []
     for r in rows:
         v = (r.get("metrics") or {}).get(key)
         if v is None:
             v = (r.get("record") or {}).get(key)
-        if v is None and key == "train_seconds":
-            v = r.get("train_seconds")
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             vals.append(float(v))
+    return vals
+
+
+def _mean_of(rows: list[dict], key: str) -> float | None:
+    vals = metric_values(rows, key)
     return statistics.fmean(vals) if vals else None
 
 
@@ -264,7 +268,7 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
     the same labels drawn dashed. Returns ``(slug, title, png bytes)``."""
     from matplotlib.figure import Figure
 
-    series: dict[str, dict[str, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    series: dict[str, dict[tuple, dict[Any, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for r in rows:
         if r["status"] != "done":
             continue
@@ -272,11 +276,11 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
         if not any(x.get("labels_per_class") not in (None, "all") for x in recs):
             continue
         cfg = r["config"]
-        label = f"{cfg['learner']} {architecture_of(cfg)}"
+        line = (cfg["learner"], architecture_of(cfg))
         for x in recs:
             lpc, acc = x.get("labels_per_class"), x.get("test_acc")
             if lpc is not None and isinstance(acc, (int, float)):
-                series[cfg["dataset"]][label][lpc].append(float(acc))
+                series[cfg["dataset"]][line][lpc].append(float(acc))
     out = []
     for ds in sorted(series):
         lines = series[ds]
@@ -286,11 +290,11 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
         x_all = max(counts) * 10
         fig = Figure(figsize=(10, 4.2))
         ax = fig.subplots()
-        for i, (label, s) in enumerate(sorted(lines.items())):
+        for i, ((learner, arch), s) in enumerate(sorted(lines.items())):
             xs = sorted(c for c in s if c != "all") + (["all"] if "all" in s else [])
             ax.plot([x_all if c == "all" else c for c in xs], [100 * statistics.fmean(s[c]) for c in xs],
-                    marker="o", ms=4, label=label, color=_style(i)["color"],
-                    linestyle="--" if _is_base(label.split()[0]) else "-")
+                    marker="o", ms=4, label=f"{learner} {arch}", color=_style(i)["color"],
+                    linestyle="--" if _is_base(learner) else "-")
         ax.set_xscale("log")
         ax.set_xticks(counts + [x_all], [str(c) for c in counts] + ["all"])
         out.append(_finish(fig, ax, f"labels-{ds}", "labels per class", "test accuracy %",
@@ -630,6 +634,21 @@ _DECISION_NOTES = (
     "local error, C3 single phase (Lv et al., ICML 2025).")
 
 
+def open_store(db_path: str | os.PathLike, suite: str | None = None) -> ResultsDB:
+    """The results store at ``db_path`` for reading, checked first: a missing file or a suite it does not hold is an
+    error naming them."""
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise FileNotFoundError(f"results database {str(db_path)!r} not found; run `neuroplastic bench` first "
+                                f"or pass --db")
+    db = ResultsDB(db_path)
+    if suite is not None and suite not in db.suites():
+        names = ", ".join(db.suites()) or "none"
+        db.close()
+        raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {names}")
+    return db
+
+
 def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/report",
                  formats: tuple[str, ...] | list[str] = ("md", "html"), suite: str | None = None,
                  energy: Any = None, imported: bool | None = None) -> list[Path]:
@@ -649,12 +668,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     if bad:
         raise InputError(f"unknown report format(s) {', '.join(map(repr, bad))}; allowed: {', '.join(FORMATS)}")
     db_path = Path(db_path)
-    if not db_path.exists():
-        raise FileNotFoundError(f"results database {str(db_path)!r} not found; run `neuroplastic bench` first "
-                                f"or pass --db")
-    db = ResultsDB(db_path)
-    if suite is not None and suite not in db.suites():
-        raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {', '.join(db.suites()) or 'none'}")
+    db = open_store(db_path, suite)
     rows = db.runs(suite)
     extra = imported_rows(db, {r["hash"] for r in rows}) if (suite is None if imported is None else imported) else []
     db.close()

@@ -463,6 +463,25 @@ def test_triangle_no_grad_fast_path_matches_the_gradient_safe_form():
         assert torch.isfinite(ug.grad).all()
 
 
+def test_max_pool_before_the_triangle_rectification_gives_the_same_output_and_gradient():
+    """A stage pools Triangle's centred currents first and rectifies after: ReLU(z)^p is monotone, so
+    maxpool(ReLU(z)^p) == ReLU(maxpool(z))^p, with and without a gradient."""
+    u = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(1))
+    pool = torch.nn.MaxPool2d(4, 2, 1)
+    for p in (0.7, 1.0, 1.4):
+        t = Triangle(p)
+        with torch.no_grad():
+            assert torch.equal(t.rectify(pool(t.center(u))), pool(t(u)))
+        ua, ub = u.clone().requires_grad_(), u.clone().requires_grad_()
+        t.rectify(pool(t.center(ua))).sum().backward()
+        pool(t(ub)).sum().backward()
+        assert torch.allclose(ua.grad, ub.grad, atol=1e-6)
+    stage = build("softhebb", (3, 16, 16), width=0.125).stages[0]
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.equal(stage(x), stage.pool(stage.act(stage.conv(stage.bn(x)))))
+
+
 def test_update_buffer_accumulates_without_aliasing():
     """plasticity() reuses a buffer for -Δw; a second call without zeroing the grad must add to it, not
     overwrite it (the buffer handed out as .grad is never the scratch of the next call)."""

@@ -294,6 +294,25 @@ def test_half_dropout_is_bernoulli_half_and_unbiased():
     assert not torch.equal(half_dropout(x), half_dropout(x))  # a fresh mask each call
 
 
+def test_the_probe_applies_half_dropout_as_one_masked_product_with_doubled_weights():
+    """Training-mode LinearProbe output equals W·half_dropout(x) + b for the same draws, bit for bit, with and
+    without standardisation; its input tensor is not modified."""
+    from neuroplastic.probe import LinearProbe, half_dropout
+
+    x = torch.randn(16, 40, generator=torch.Generator().manual_seed(0))
+    for std in (False, True):
+        probe = LinearProbe(40, 3, standardize=std, generator=torch.Generator().manual_seed(1))
+        probe.set_stats(x)
+        probe.train()
+        x0 = x.clone()
+        probe.generator = torch.Generator().manual_seed(5)
+        out = probe(x)
+        assert torch.equal(x, x0)
+        z = (x - probe.mean) / probe.std if std else x
+        ref = probe.linear(half_dropout(z, torch.Generator().manual_seed(5)))
+        assert torch.equal(out, ref)
+
+
 def test_peak_memory_is_measured_per_run_not_per_process():
     """A small run after a large allocation reports its own peak, not the process's lifetime peak (Linux)."""
     import sys

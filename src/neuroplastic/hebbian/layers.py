@@ -165,7 +165,16 @@ class Triangle(nn.Module):
         self.power = float(power)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        z = u - u.mean(dim=1, keepdim=True)
+        return self.rectify(self.center(u))
+
+    @staticmethod
+    def center(u: torch.Tensor) -> torch.Tensor:
+        r""":math:`z = u - \bar u`, the channel mean subtracted at each position."""
+        return u - u.mean(dim=1, keepdim=True)
+
+    def rectify(self, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\mathrm{ReLU}(z)^p`: monotone non-decreasing in :math:`z`, so it commutes with a max-pool
+        (``rectify(maxpool(z)) == maxpool(rectify(z))``, on a quarter of the elements after a 4×4/2 pool)."""
         if self.power == 1.0:
             return F.relu(z)
         if not (torch.is_grad_enabled() and z.requires_grad):  # no gradient: the cheap form (2 passes)

@@ -60,6 +60,48 @@ def test_trace_based_sal_equals_the_explicit_pairwise_sum(pairing, window):
     torch.testing.assert_close(per.sum(0), want)
 
 
+@pytest.mark.parametrize("window", ["exponential", "triangular"])
+def test_the_one_product_block_update_equals_the_explicit_pairwise_sum_block_by_block(window):
+    """sal_block(Y_pre, H_post) takes the same pairs as sal_pairs over a block's traces (those whose later spike is
+    in the block), for blocks shorter and longer than the cut."""
+    from neuroplastic.sal.rule import sal_block
+
+    g = torch.Generator().manual_seed(1)
+    pre = (torch.rand(157, 3, 4, generator=g) < 0.15).float()
+    post = (torch.rand(157, 3, 5, generator=g) < 0.15).float()
+    rule = SALRule(amplitude=0.7, tau=4.0, cut=9, window=window)
+    tp, tq = SALTrace(rule, (3, 4), dtype=torch.float64), SALTrace(rule, (3, 5), dtype=torch.float64)
+    bp, bq = SALTrace(rule, (3, 4), dtype=torch.float64), SALTrace(rule, (3, 5), dtype=torch.float64)
+    total = torch.zeros(5, 4, dtype=torch.float64)
+    for a, b in ((0, 1), (1, 40), (40, 41), (41, 100), (100, 157)):
+        hist_q, none = bq.block_terms(post[a:b], pre=False)
+        _, y_p = bp.block_terms(pre[a:b])
+        got = sal_block(y_p, hist_q, amplitude=rule.amplitude)
+        torch.testing.assert_close(got, sal_step(pre[a:b], post[a:b], tp, tq))
+        assert none is None
+        total += got
+    torch.testing.assert_close(total, _explicit(pre, post, rule))
+    with pytest.raises(ValueError, match="all-pairs"):
+        SALTrace(SALRule(pairing="nearest"), (1, 1)).block_terms(pre[:5, :1, :1])
+
+
+def test_a_block_run_is_the_steps_it_replaces():
+    """SpikingNet.run(T) draws one block of uniforms and steps through it: the same spikes as T calls of step() with
+    those uniforms."""
+    g = torch.Generator().manual_seed(3)
+    proj = {(0, 1): torch.randn(3, 6, generator=g), (1, 0): torch.randn(6, 3, generator=g) * 0.5,
+            (1, 2): torch.randn(2, 3, generator=g)}
+    biases = [torch.randn(6, generator=g), None, torch.zeros(2)]
+    a = SpikingNet([6, 3, 2], proj, biases, n_nets=4, tau_ref=3, generator=torch.Generator().manual_seed(9))
+    b = SpikingNet([6, 3, 2], proj, biases, n_nets=4, tau_ref=3, generator=torch.Generator().manual_seed(9))
+    got = a.run(50)
+    uni = torch.rand(50, 4, 11, generator=torch.Generator().manual_seed(9))
+    want = [torch.stack(x) for x in zip(*[b.step(uniforms=uni[t]) for t in range(50)])]
+    for x, y in zip(got, want):
+        assert torch.equal(x, y)
+    assert 0 < float(got[0].mean()) < 1
+
+
 def test_the_window_sign_is_pinned():
     """pre before post (causal) depresses, post before pre (anti-causal) potentiates; same step: nothing."""
     rule = SALRule(amplitude=1.0, tau=10.0, cut=20)

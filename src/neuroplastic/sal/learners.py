@@ -30,7 +30,7 @@ from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
 from ..nn.feedback import FeedbackLinear
 from .neurons import SpikingNet
-from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, sal_pairs
+from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, sal_block, sal_pairs
 from .rule import plasticity_noise as draw_plasticity_noise
 
 __all__ = ["SALNet"]
@@ -152,6 +152,8 @@ class SALNet(SupervisedNet):
             int(torch.randint(0, 2**62, (1,), generator=self.sal_gen)))
         net = SpikingNet(sizes, projections, biases, n_nets=r, tau_ref=tau, generator=gen, device=dev)
         traces = [SALTrace(self.rule, (r, n), device=dev) for n in sizes]
+        # all pairs without plasticity noise: each projection's update is one product (sal_block)
+        one_product = self.rule.pairing == "all" and self.noise_hebb_0 is None
         chunk = min(200, cfg["block_steps"])
         norm = r * cfg["block_steps"] / tau
         spikes_total = 0.0
@@ -159,9 +161,14 @@ class SALNet(SupervisedNet):
             dP = [torch.zeros(n_lo, n_up, device=dev) for n_lo, n_up in itertools.pairwise(sizes)]
             for start in range(0, cfg["block_steps"], chunk):
                 s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
-                x = [tr.traces(sp) for tr, sp in zip(traces, s)]
                 spikes_total += float(sum(sp.sum() for sp in s))
-                for l in range(1, len(sizes)):  # feedback projection l -> l-1: pre = layer l, post = layer l-1
+                if one_product:  # feedback projection l -> l-1: pre = layer l, post = layer l-1
+                    terms = [tr.block_terms(sp, pre=i > 0) for i, (tr, sp) in enumerate(zip(traces, s))]
+                    for l in range(1, len(sizes)):
+                        dP[l - 1] += sal_block(terms[l][1], terms[l - 1][0], amplitude=self.rule.amplitude)
+                    continue
+                x = [tr.traces(sp) for tr, sp in zip(traces, s)]
+                for l in range(1, len(sizes)):
                     nz = (getattr(self, f"noise_hebb_{l - 1}"), getattr(self, f"noise_anti_{l - 1}"))
                     noise = None if nz[0] is None else (nz[0].t(), nz[1].t())
                     dP[l - 1] += sal_pairs(s[l], s[l - 1], x[l], x[l - 1], amplitude=self.rule.amplitude,

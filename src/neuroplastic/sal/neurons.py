@@ -13,6 +13,7 @@ but the current state: the caller sees each step's spikes (``step``) and keeps w
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -49,53 +50,70 @@ class SpikingNet:
         self.biases = [torch.zeros(n, device=device) if b is None else b for n, b in zip(sizes, biases)]
         self.generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
         self.device = torch.device(device)
+        ends = torch.tensor([0, *sizes]).cumsum(0).tolist()
+        self._spans = [slice(a, b) for a, b in itertools.pairwise(ends)]
+        # one state for all populations, so each step's element-wise work is a few operations on [R, ΣN];
+        # ``countdown`` holds each population's view of it
+        self._count = torch.zeros(n_nets, ends[-1], dtype=torch.int16, device=device)
         #: steps of refractoriness (= PSP) left per unit; z = countdown > 0
-        self.countdown = [torch.zeros(n_nets, n, dtype=torch.int16, device=device) for n in sizes]
+        self.countdown = [self._count[:, sl] for sl in self._spans]
+        self._u = torch.empty(n_nets, ends[-1], device=device)
         self._log_tau = math.log(tau_ref)
 
     def psp(self) -> list[torch.Tensor]:
         """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 while refractory)."""
-        return [(c > 0).float() for c in self.countdown]
+        z = (self._count > 0).float()
+        return [z[:, sl] for sl in self._spans]
 
     def potentials(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
-        """``u = b + Σ_pre z_pre Pᵀ (+ input)`` per population, from the current PSPs."""
-        z = self.psp()
-        u: list[torch.Tensor | None] = [None] * len(self.sizes)
+        """``u = b + Σ_pre z_pre Pᵀ (+ input)`` per population, from the current PSPs (views of one buffer that the
+        next call overwrites). Biases and projections are read now, so a caller may change them between steps."""
+        z = (self._count > 0).float()
+        u = self._u
+        for b, sl in zip(self.biases, self._spans):
+            u[:, sl].copy_(b.expand(self.n_nets, -1))
         for (a, b), p in self.projections.items():
+            za, ub = z[:, self._spans[a]], u[:, self._spans[b]]
             if p.dim() == 3:
-                add = torch.bmm(p, z[a].unsqueeze(2)).squeeze(2)
-                u[b] = add + self.biases[b] if u[b] is None else u[b].add_(add)
-            elif u[b] is None:
-                u[b] = torch.addmm(self.biases[b].expand(self.n_nets, -1), z[a], p.t())
+                ub.add_(torch.bmm(p, za.unsqueeze(2)).squeeze(2))
             else:
-                u[b].addmm_(z[a], p.t())
-        out = [self.biases[i].expand(self.n_nets, -1).clone() if ui is None else ui for i, ui in enumerate(u)]
-        for i, x in enumerate(inputs or []):
+                ub.addmm_(za, p.t())
+        for sl, x in zip(self._spans, inputs or []):
             if x is not None:
-                out[i] = out[i] + x
-        return out
+                u[:, sl] += x
+        return [u[:, sl] for sl in self._spans]
 
     def step(self, inputs: list[torch.Tensor | None] | None = None,
-             uniforms: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+             uniforms: list[torch.Tensor] | torch.Tensor | None = None) -> list[torch.Tensor]:
         """Advance one step; return each population's spikes ``[R, N]`` (0/1 floats). ``uniforms``: the step's
-        U(0, 1) draws per population (:meth:`run` draws a whole block at once); default: drawn now."""
-        u = self.potentials(inputs)
-        out = []
-        for i, ui in enumerate(u):
-            c = (self.countdown[i] - 1).clamp_min_(0)
-            r = uniforms[i] if uniforms is not None else torch.rand(ui.shape, generator=self.generator,
-                                                                       device=self.device)
-            spikes = (c == 0) & (r < torch.sigmoid(ui.sub_(self._log_tau)))
-            self.countdown[i] = c.masked_fill_(spikes, self.tau_ref)
-            out.append(spikes.float())
-        return out
+        U(0, 1) draws, per population or as one ``[R, ΣN]`` tensor (:meth:`run` draws a whole block at once);
+        default: drawn now, population by population."""
+        self.potentials(inputs)
+        if uniforms is None:
+            uniforms = [torch.rand((self.n_nets, n), generator=self.generator, device=self.device)
+                        for n in self.sizes]
+        r = uniforms if isinstance(uniforms, torch.Tensor) else torch.cat(list(uniforms), dim=1)
+        out = self._fire(r).float()
+        return [out[:, sl] for sl in self._spans]
+
+    def _fire(self, r: torch.Tensor) -> torch.Tensor:
+        """Draw the spikes ``[R, ΣN]`` (bool) of the potentials just computed, with uniforms ``r``: a unit fires if it
+        is free (its countdown reaches 0 now) and ``r < φ(u)``; a spike restarts its countdown at ``τ_ref``."""
+        c = self._count.sub_(1).clamp_min_(0)
+        spikes = (c == 0) & (r < self._u.sub_(self._log_tau).sigmoid_())
+        c.masked_fill_(spikes, self.tau_ref)
+        return spikes
 
     def run(self, steps: int) -> list[torch.Tensor]:
         """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]``. The uniform
-        draws of the whole block are made at once (one call per population instead of one per step)."""
-        uni = [torch.rand(steps, self.n_nets, n, generator=self.generator, device=self.device) for n in self.sizes]
-        out = [torch.empty(steps, self.n_nets, n, device=self.device) for n in self.sizes]
+        draws of the whole block are made at once, for all populations in one call (not the order :meth:`step`
+        draws them in: the same distribution, another stream)."""
+        shape = (steps, self.n_nets, self._count.shape[1])
+        if getattr(self, "_uni", None) is None or self._uni.shape != shape:  # reused: no fresh pages every block
+            self._uni = torch.empty(shape, device=self.device)
+        uni = self._uni.uniform_(generator=self.generator)
+        out = torch.empty(steps, self.n_nets, self._count.shape[1], device=self.device)
         for t in range(steps):
-            for o, s in zip(out, self.step(uniforms=[x[t] for x in uni])):
-                o[t] = s
-        return out
+            self.potentials()
+            out[t] = self._fire(uni[t])
+        return [out[:, :, sl] for sl in self._spans]

@@ -39,7 +39,7 @@ import math
 
 import torch
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_pairs", "sal_step"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -90,19 +90,33 @@ class SALTrace:
             self.since = torch.full((r, n), rule.cut + 1, device=device, dtype=torch.long)  # "never" = beyond cut
         self._k = rule.kernel(device, dtype)
 
-    def _toeplitz(self, t_len: int) -> torch.Tensor:
-        """``K`` ``[T, cut + T - 1]`` with ``K[t, cut + t - d] = k(d)``: row ``t`` weighs the ``cut`` steps before
-        ``t`` (cached per block length)."""
-        cache = getattr(self, "_toe", None)
-        if cache is not None and cache.shape[0] == t_len:
-            return cache
+    def _band(self, future: bool = False) -> torch.Tensor:
+        """The window as a band over a sub-block of ``c`` steps (``c`` = cut): ``[c, 2c - 1]`` with
+        ``K[t, c + t - d] = k(d)`` (row ``t`` weighs the ``c`` steps before it), or with ``future`` ``[c, 2c]`` with
+        ``K[t, t + d] = k(d)`` (the ``c`` steps after it)."""
+        key = "_k_future" if future else "_k_past"
+        if getattr(self, key, None) is None:
+            c = self.rule.cut
+            k = torch.zeros(c, 2 * c if future else 2 * c - 1, dtype=self._k.dtype, device=self._k.device)
+            rows = torch.arange(c, device=k.device)
+            for d in range(1, c + 1):
+                k[rows, rows + d if future else c + rows - d] = self._k[d - 1]
+            setattr(self, key, k)
+        return getattr(self, key)
+
+    def _filter(self, h: torch.Tensor, n: int, future: bool = False) -> torch.Tensor:
+        """``x[t] = Σ_{d=1}^{c} k(d) h[c + t - d]`` for ``t < n`` (``future``: ``Σ_d k(d) h[t + d]``) from ``h``
+        ``[T', R, N]`` (``c`` = cut; rows past its end count as zero). Banded over time: sub-blocks of ``c`` steps
+        each need a window of ``2c - 1`` (``2c``) steps of ``h``, so one batched product over overlapping windows
+        does the band's work only."""
         c = self.rule.cut
-        k = torch.zeros(t_len, c + t_len - 1, dtype=self._k.dtype, device=self._k.device)
-        rows = torch.arange(t_len, device=k.device)
-        for d in range(1, c + 1):
-            k[rows, c + rows - d] = self._k[d - 1]
-        self._toe = k
-        return k
+        n_blk, width = -(-n // c), 2 * c if future else 2 * c - 1
+        rows = c * (n_blk - 1) + width
+        flat = h.flatten(1)[:rows]
+        if (pad := rows - flat.shape[0]) > 0:
+            flat = torch.cat([flat, flat.new_zeros(pad, flat.shape[1])])
+        windows = flat.as_strided((n_blk, width, flat.shape[1]), (c * flat.stride(0), flat.stride(0), 1))
+        return (self._band(future) @ windows).flatten(0, 1)[:n].view(n, *h.shape[1:])
 
     def traces(self, spikes: torch.Tensor) -> torch.Tensor:
         """The trace at every step of ``spikes`` ``[T, R, N]`` from the spikes *before* that step, then remember
@@ -110,12 +124,9 @@ class SALTrace:
         s = spikes.to(self._k.dtype)
         t_len = s.shape[0]
         if self.rule.pairing == "all":
-            hist = torch.cat([self.carry, s])  # [cut + T, R, N]
-            c = self.rule.cut
-            # x[t] = Σ_d k(d) hist[c + t - d]: a banded (Toeplitz) matrix over time times every unit's history
-            x = (self._toeplitz(t_len) @ hist[:-1].flatten(1)).view_as(s)
-            self.carry = hist[-c:].clone()
-            return x
+            hist = torch.cat([self.carry, s])  # [c + T, R, N]
+            self.carry = hist[-self.rule.cut:].clone()
+            return self._filter(hist, t_len)
         out = torch.empty_like(s)
         since = self.since
         # nearest: the steps since the last spike before t
@@ -126,6 +137,26 @@ class SALTrace:
             since = torch.where(spikes[t].bool(), torch.ones_like(since), since + 1).clamp_max(self.rule.cut + 1)
         self.since = since
         return out
+
+    def block_terms(self, spikes: torch.Tensor, pre: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All-pairs terms of a block for :func:`sal_block`, then remember ``spikes`` ``[T, R, N]``: the spikes of the
+        ``c`` steps before the block and of the block, ``hist`` ``[c + T, R, N]``, and on the same steps
+        ``y = f − x``, with ``f[i] = Σ_d k(d) s[i + d]`` the window over the block's *later* spikes and ``x`` the
+        trace of the earlier ones (:meth:`traces`; zero on the ``c`` steps before the block). A population that is
+        pre of no projection needs only ``hist`` (``pre=False``: ``y`` is ``None``)."""
+        if self.rule.pairing != "all":
+            raise ValueError("block_terms: all-pairs only (nearest-spike pairing uses traces() and sal_pairs)")
+        s = spikes.to(self._k.dtype)
+        c, t_len = self.rule.cut, s.shape[0]
+        hist = torch.cat([self.carry, s])
+        self.carry = hist[-c:].clone()
+        if not pre:
+            return hist, None
+        # f[i] = Σ_d k(d) s[i - c + d]: the block's spikes after step i (i counts from c steps before the block)
+        zeros = s.new_zeros(c, *s.shape[1:])
+        y = self._filter(torch.cat([zeros, s, zeros]), t_len + c, future=True)
+        y[c:] -= self._filter(hist, t_len)
+        return hist, y
 
 
 def plasticity_noise(shape: tuple[int, ...], sigma: float, generator: torch.Generator | None = None
@@ -157,6 +188,20 @@ def sal_pairs(pre: torch.Tensor, post: torch.Tensor, x_pre: torch.Tensor, x_post
     if noise is not None:
         hebb, anti = hebb * noise[0], anti * noise[1]
     return amplitude * (hebb - anti)
+
+
+def sal_block(pre_y: torch.Tensor, post_hist: torch.Tensor, *, amplitude: float = 1.0) -> torch.Tensor:
+    r"""The all-pairs SAL update of a projection over a block, ``[N_post, N_pre]``, as one product:
+    :math:`\Delta P = A\, H_\text{post}^\top Y_\text{pre}` with ``post_hist`` = ``H`` and ``pre_y`` = ``Y`` the
+    :meth:`SALTrace.block_terms` of the two populations.
+
+    Equal to :func:`sal_pairs` over the block's traces (the same pairs, those whose later spike is in the block):
+    a post spike at step ``t`` (in the block or the ``c`` steps before it) pairs with the block's later pre spikes
+    (anti-causal, :math:`+A\,k(d)`: the ``f`` part of ``Y``) and, when in the block, with the earlier pre spikes
+    (causal, :math:`-A\,k(d)`: the ``-x`` part). :math:`X_\text{post}^\top S_\text{pre}` and
+    :math:`S_\text{post}^\top X_\text{pre}` are two products over the block; this is one, over ``c`` more steps.
+    Without plasticity noise only (its amplitudes weigh the two halves differently)."""
+    return amplitude * (post_hist.flatten(0, 1).t() @ pre_y.flatten(0, 1))
 
 
 def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_trace: SALTrace, *,

@@ -197,7 +197,8 @@ class _Stage(nn.Module):
             u = self.project(h) + z.repeat(1, self.project.out_channels // z.shape[1], 1, 1)  # tiled skip
         else:
             u = self.fc(z)
-        if isinstance(self.pool, nn.MaxPool2d) and isinstance(self.act, Triangle):  # Triangle's rectification is monotone: pool first, then rectify
+        if isinstance(self.pool, nn.MaxPool2d) and isinstance(self.act, Triangle):
+            # Triangle's rectification is monotone, so it commutes with the max-pool: pool first, rectify fewer values
             return self.act.rectify(self.pool(self.act.center(u)))
         return self.pool(self.act(u))
 

@@ -58,6 +58,7 @@ class SpikingNet:
         #: steps of refractoriness (= PSP) left per unit; z = countdown > 0
         self.countdown = [self._count[:, sl] for sl in self._spans]
         self._u = torch.empty(n_nets, ends[-1], device=device)
+        self._uni: torch.Tensor | None = None  # run()'s block of uniforms, reused from block to block
         self._log_tau = math.log(tau_ref)
 
     def psp(self) -> list[torch.Tensor]:
@@ -109,7 +110,7 @@ class SpikingNet:
         draws of the whole block are made at once, for all populations in one call (not the order :meth:`step`
         draws them in: the same distribution, another stream)."""
         shape = (steps, self.n_nets, self._count.shape[1])
-        if getattr(self, "_uni", None) is None or self._uni.shape != shape:  # reused: no fresh pages every block
+        if self._uni is None or self._uni.shape != shape:  # reused: no fresh pages every block
             self._uni = torch.empty(shape, device=self.device)
         uni = self._uni.uniform_(generator=self.generator)
         out = torch.empty(steps, self.n_nets, self._count.shape[1], device=self.device)

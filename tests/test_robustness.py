@@ -57,8 +57,11 @@ def test_protocol_robustness_is_recorded_and_reported(tmp_path):
     rows = [{"config": experiment.validate(cfg), "status": "done", "metrics": out.metrics, "history": [],
              "train_seconds": 1.0}]
     head, cells = report.robustness_rows(report.summarize(rows))
-    assert "mismatch σ 0.2" in head and "bits 4" in head and len(cells) == 1
+    assert "mismatch σ 0.2" in head and "bits 4" in head and len(cells) == 1 and "variant" not in head
     assert report.robustness_rows(report.summarize([dict(rows[0], metrics={"test_acc": 0.5})])) == ([], [])
+    other = experiment.validate({**cfg, "params": {"arch": "mlp", "hidden": [32]}})  # a second variant of bp
+    head, cells = report.robustness_rows(report.summarize(rows + [dict(rows[0], config=other)]))
+    assert head[3] == "variant" and len(cells) == 2 and cells[0][3] != cells[1][3]  # the rows are told apart
 
 
 def test_robustness_command_reads_saved_models_and_adds_to_the_store(tmp_path, capsys):

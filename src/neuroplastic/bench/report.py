@@ -314,13 +314,17 @@ def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
     if not keys:
         return [], []
     names = {"robust_mismatch": "mismatch σ", "robust_noise": "input noise", "robust_bits": "bits"}
-    head = ["learner", "dataset", "preset"] + [f"{names.get(k.split('/')[0], k)} {k.split('/')[1]}" for k in keys]
-    cells = []
+    measured = []
     for g in groups:
         done = [r["metrics"] for r in g["rows"] if r["status"] == "done" and r.get("metrics")]
-        if not any(k in m for m in done for k in keys):
-            continue
-        row = [g["learner"], g["dataset"], g["preset"]]
+        if any(k in m for m in done for k in keys):
+            measured.append((g, done))
+    show_variant = any(g["variant"] for g, _ in measured)  # what tells apart groups of one learner and net
+    head = ["learner", "dataset", "preset"] + (["variant"] if show_variant else []) + \
+        [f"{names.get(k.split('/')[0], k)} {k.split('/')[1]}" for k in keys]
+    cells = []
+    for g, done in measured:
+        row = [g["learner"], g["dataset"], g["preset"]] + ([g["variant"]] if show_variant else [])
         for k in keys:
             vals = [float(m[k]) for m in done if isinstance(m.get(k), (int, float))]
             row.append(f"{100 * statistics.fmean(vals):.2f}" if vals else "—")

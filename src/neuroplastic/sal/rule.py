@@ -89,20 +89,26 @@ class SALTrace:
         else:
             self.since = torch.full((r, n), rule.cut + 1, device=device, dtype=torch.long)  # "never" = beyond cut
         self._k = rule.kernel(device, dtype)
+        self._bands: dict[bool, torch.Tensor] = {}  # the window as a band, past (False) and future (True)
 
     def _band(self, future: bool = False) -> torch.Tensor:
         """The window as a band over a sub-block of ``c`` steps (``c`` = cut): ``[c, 2c - 1]`` with
         ``K[t, c + t - d] = k(d)`` (row ``t`` weighs the ``c`` steps before it), or with ``future`` ``[c, 2c]`` with
         ``K[t, t + d] = k(d)`` (the ``c`` steps after it)."""
-        key = "_k_future" if future else "_k_past"
-        if getattr(self, key, None) is None:
+        if future not in self._bands:
             c = self.rule.cut
             k = torch.zeros(c, 2 * c if future else 2 * c - 1, dtype=self._k.dtype, device=self._k.device)
             rows = torch.arange(c, device=k.device)
             for d in range(1, c + 1):
                 k[rows, rows + d if future else c + rows - d] = self._k[d - 1]
-            setattr(self, key, k)
-        return getattr(self, key)
+            self._bands[future] = k
+        return self._bands[future]
+
+    def _advance(self, s: torch.Tensor) -> torch.Tensor:
+        """The last ``cut`` steps remembered and the block ``s``, ``[cut + T, R, N]``; then remember ``s`` (all-pairs)."""
+        hist = torch.cat([self.carry, s])
+        self.carry = hist[-self.rule.cut:].clone()
+        return hist
 
     def _filter(self, h: torch.Tensor, n: int, future: bool = False) -> torch.Tensor:
         """``x[t] = Σ_{d=1}^{c} k(d) h[c + t - d]`` for ``t < n`` (``future``: ``Σ_d k(d) h[t + d]``) from ``h``
@@ -124,9 +130,7 @@ class SALTrace:
         s = spikes.to(self._k.dtype)
         t_len = s.shape[0]
         if self.rule.pairing == "all":
-            hist = torch.cat([self.carry, s])  # [c + T, R, N]
-            self.carry = hist[-self.rule.cut:].clone()
-            return self._filter(hist, t_len)
+            return self._filter(self._advance(s), t_len)
         out = torch.empty_like(s)
         since = self.since
         # nearest: the steps since the last spike before t
@@ -148,8 +152,7 @@ class SALTrace:
             raise ValueError("block_terms: all-pairs only (nearest-spike pairing uses traces() and sal_pairs)")
         s = spikes.to(self._k.dtype)
         c, t_len = self.rule.cut, s.shape[0]
-        hist = torch.cat([self.carry, s])
-        self.carry = hist[-c:].clone()
+        hist = self._advance(s)
         if not pre:
             return hist, None
         # f[i] = Σ_d k(d) s[i - c + d]: the block's spikes after step i (i counts from c steps before the block)

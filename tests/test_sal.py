@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from neuroplastic.sal import SALRule, SALTrace, SpikingNet, firing_probability, plasticity_noise, sal_step
-from neuroplastic.sal.studies import flow_field, two_neurons
+from neuroplastic.sal.studies import block_rate, flow_field, two_neurons
 
 
 def _explicit(pre: torch.Tensor, post: torch.Tensor, rule: SALRule) -> torch.Tensor:
@@ -169,6 +169,32 @@ def test_two_neurons_sal_pulls_w21_to_w12():
     assert bool((gap < 0.5 * gap0).all()) and float((gap / gap0).mean()) < 0.3, (gap / gap0)
     drift = flow_field(torch.tensor([[1.0, -1.0], [-1.0, 1.0]]), steps=20_000)
     assert drift[0, 1] > 0 > drift[1, 1]  # w21 moves towards w12 from both sides
+
+
+def test_two_neurons_replicas_average_the_update_of_their_networks():
+    # one block: a run of K replicas moves by the mean of the updates its K networks would make alone (the same
+    # simulation: the networks, their order and the generator's draws are identical)
+    w12, w21 = torch.tensor([0.6, -0.4]), torch.tensor([-0.2, 0.9])
+    rep = two_neurons(w12, w21, blocks=1, block_steps=400, lr=2.0, lr_final=None, replicas=3, seed=5)
+    flat = two_neurons(w12.repeat_interleave(3), w21.repeat_interleave(3), blocks=1, block_steps=400, lr=2.0,
+                       lr_final=None, seed=5)
+    torch.testing.assert_close(rep["w21"][1], flat["w21"][1].view(2, 3).mean(1))
+    assert torch.equal(rep["w12"], torch.stack([w12, w12]))
+    with pytest.raises(ValueError, match="replicas"):
+        two_neurons(w12, w21, replicas=0)
+    with pytest.raises(ValueError, match="decay"):
+        two_neurons(w12, w21, decay="cosine")
+
+
+def test_block_rate_schedules_run_from_lr_to_lr_final():
+    for decay in ("geometric", "harmonic"):
+        assert block_rate(0, 11, 3.0, 0.05, decay) == 3.0
+        assert abs(block_rate(10, 11, 3.0, 0.05, decay) - 0.05) < 1e-12
+    assert block_rate(7, 11, 3.0, None) == 3.0
+    # harmonic: 1/eta grows linearly in the block index
+    inv = [1 / block_rate(k, 11, 3.0, 0.05, "harmonic") for k in range(11)]
+    steps = [b - a for a, b in itertools.pairwise(inv)]
+    assert max(steps) - min(steps) < 1e-9
 
 
 def test_plasticity_noise_is_truncated_and_off_at_zero():

@@ -75,7 +75,9 @@ class SpikingNet:
             u[:, sl].copy_(b.expand(self.n_nets, -1))
         for (a, b), p in self.projections.items():
             za, ub = z[:, self._spans[a]], u[:, self._spans[b]]
-            if p.dim() == 3:
+            if p.dim() == 3 and p.shape[2] == 1:  # one pre unit: a broadcast product, not R tiny matrix products
+                ub.addcmul_(p[:, :, 0], za)
+            elif p.dim() == 3:
                 ub.add_(torch.bmm(p, za.unsqueeze(2)).squeeze(2))
             else:
                 ub.addmm_(za, p.t())

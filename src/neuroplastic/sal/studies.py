@@ -16,7 +16,7 @@ from ..boltzmann.machines import kl_divergence as boltzmann_kl
 from .neurons import SpikingNet
 from .rule import SALRule, SALTrace, sal_pairs, sal_step
 
-__all__ = ["boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "sampling_study", "two_neuron_study",
+__all__ = ["block_rate", "boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "sampling_study", "two_neuron_study",
            "two_neurons"]
 
 
@@ -26,41 +26,61 @@ def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float, tau_ref: int, g
                       [torch.full((1,), bias), torch.full((1,), bias)], n_nets=r, tau_ref=tau_ref, generator=gen)
 
 
+def block_rate(k: int, blocks: int, lr: float, lr_final: float | None, decay: str = "geometric") -> float:
+    r"""The learning rate of block ``k`` of ``blocks``, from ``lr`` at the first block to ``lr_final`` at the last
+    (``None``: constant): ``"geometric"`` :math:`\eta_k = \eta_0 (\eta_f/\eta_0)^{k/(K-1)}`, ``"harmonic"``
+    :math:`\eta_k = \eta_0 / (1 + a k)` with :math:`a = (\eta_0/\eta_f - 1)/(K-1)` (Robbins & Monro 1951)."""
+    if lr_final is None or blocks == 1:
+        return lr
+    if decay == "geometric":
+        return lr * (lr_final / lr) ** (k / (blocks - 1))
+    return lr / (1 + (lr / lr_final - 1) * k / (blocks - 1))
+
+
 def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blocks: int = 100,
                 block_steps: int = 1000, lr: float = 3.0, lr_final: float | None = 0.01, bias: float = 0.0,
-                tau_ref: int = 10, rule: SALRule | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Run SAL on ``w21`` (and on ``w12`` when ``both``) for ``blocks`` blocks of ``block_steps`` steps, one
-    network per entry of the starting weights ``w12``, ``w21`` (``[R]``).
+                tau_ref: int = 10, replicas: int = 1, decay: str = "geometric", rule: SALRule | None = None,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    r"""Run SAL on ``w21`` (and on ``w12`` when ``both``) for ``blocks`` blocks of ``block_steps`` steps, one
+    run per entry of the starting weights ``w12``, ``w21`` (``[R]``), each simulated by ``replicas`` parallel
+    networks that share its weights.
 
-    After block ``k`` ``w += η_k · ΔP / (block_steps / τ_ref)`` (the block's summed update normalised by its length
-    in refractory periods, as in the authors' sampling network), ``η_k`` falling geometrically from ``lr`` to
-    ``lr_final`` (``None``: constant): large steps first, small ones to average out the spiking noise at the end. Returns the trajectories ``w12``, ``w21``
-    ``[blocks + 1, R]`` (start included) and the spike rate per neuron and step."""
+    After block ``k`` ``w += η_k · ⟨ΔP⟩ / (block_steps / τ_ref)``: the block's summed update averaged over the run's
+    replicas (as the deep net's SAL phase averages over its 32 parallel networks) and normalised by the block's
+    length in refractory periods (as in the authors' sampling network); ``η_k`` falls from ``lr`` to ``lr_final``
+    (``None``: constant) over the blocks, ``decay`` ``"geometric"`` or ``"harmonic"`` (:func:`block_rate`; the
+    harmonic, Robbins–Monro schedule's late steps average the noisy estimates of all blocks alike): large steps
+    first, small ones to average out the spiking noise at the end.
+    Returns the trajectories ``w12``, ``w21`` ``[blocks + 1, R]`` (start included) and the spike rate per neuron
+    and step."""
+    if replicas < 1:
+        raise ValueError(f"two_neurons: replicas must be >= 1, got {replicas}")
+    if decay not in ("geometric", "harmonic"):
+        raise ValueError(f"two_neurons: decay must be 'geometric' or 'harmonic', got {decay!r}")
     rule = rule or SALRule(tau=float(tau_ref), cut=2 * tau_ref, window="exponential", pairing="all")
     gen = torch.Generator().manual_seed(seed)
     w12, w21 = w12.clone().float(), w21.clone().float()
-    net = _pair_net(w12, w21, bias, tau_ref, gen)
     r = len(w12)
-    traces = [SALTrace(rule, (r, 1)), SALTrace(rule, (r, 1))]
+    # the simulated networks' weights: each run's pair repeated over its replicas, rewritten after every block
+    net12, net21 = w12.repeat_interleave(replicas), w21.repeat_interleave(replicas)
+    net = _pair_net(net12, net21, bias, tau_ref, gen)
+    traces = [SALTrace(rule, (r * replicas, 1)), SALTrace(rule, (r * replicas, 1))]
     hist12, hist21, spikes = [w12.clone()], [w21.clone()], 0.0
     norm = block_steps / tau_ref
     for k in range(blocks):
-        eta = lr if lr_final is None or blocks == 1 else lr * (lr_final / lr) ** (k / (blocks - 1))
-        s0, s1 = [], []
-        for _t in range(block_steps):
-            a, b = net.step()
-            s0.append(a)
-            s1.append(b)
-        s0, s1 = torch.stack(s0), torch.stack(s1)  # [T, R, 1]
+        eta = block_rate(k, blocks, lr, lr_final, decay)
+        s0, s1 = net.run(block_steps)  # [T, R·replicas, 1] each
         spikes += float(s0.sum() + s1.sum())
-        d21 = sal_step(s0, s1, traces[0], traces[1], per_net=True).view(r)  # pre 1 -> post 2
+        d21 = sal_step(s0, s1, traces[0], traces[1], per_net=True).view(r, replicas).mean(1)  # pre 1 -> post 2
         w21 += eta * d21 / norm
         if both:
             w12 -= eta * d21 / norm  # the same pairs seen from synapse 2 -> 1: the opposite update
+        net12.copy_(w12.repeat_interleave(replicas))
+        net21.copy_(w21.repeat_interleave(replicas))
         hist12.append(w12.clone())
         hist21.append(w21.clone())
     return {"w12": torch.stack(hist12), "w21": torch.stack(hist21),
-            "rate": torch.tensor(spikes / (2 * r * blocks * block_steps))}
+            "rate": torch.tensor(spikes / (2 * r * replicas * blocks * block_steps))}
 
 
 def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float = 0.0, tau_ref: int = 10,
@@ -186,7 +206,8 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
 # the studies as runs of the store (neuroplastic.studies): metrics, curves and pictures
 def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, block_steps: int = 1000,
                      lr: float = 3.0, lr_final: float | None = 0.01, w_range: float = 1.0, bias: float = 0.0,
-                     tau_ref: int = 10, flow_grid: int = 9, flow_steps: int = 10_000, seed: int = 0):
+                     tau_ref: int = 10, replicas: int = 1, decay: str = "geometric", flow_grid: int = 9,
+                     flow_steps: int = 10_000, seed: int = 0):
     """The two-neuron study from ``runs`` random starts ``w12, w21 ~ U(−w_range, w_range)`` (:func:`two_neurons`).
     Metrics: the final gap ``|w12 − w21|`` as a fraction of its start (``gap_ratio_max``, ``gap_ratio_median``) and
     the fraction of runs below 5 % (``converged_fraction``); with ``both``, also how far the pair ends from the
@@ -194,13 +215,13 @@ def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, b
     the mean SAL drift (:func:`flow_field`) on a ``flow_grid`` × ``flow_grid`` grid of the plane (0: none)."""
     from ..studies import StudyOutput
 
-    if runs < 1 or blocks < 1 or block_steps < 1 or not w_range > 0:
-        raise ValueError("two-neuron study: runs, blocks and block_steps must be >= 1 and w_range > 0")
+    if runs < 1 or blocks < 1 or block_steps < 1 or replicas < 1 or not w_range > 0:
+        raise ValueError("two-neuron study: runs, blocks, block_steps and replicas must be >= 1 and w_range > 0")
     g = torch.Generator().manual_seed(seed)
     w12 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
     w21 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
     res = two_neurons(w12, w21, both=both, blocks=blocks, block_steps=block_steps, lr=lr, lr_final=lr_final,
-                      bias=bias, tau_ref=tau_ref, seed=seed)
+                      bias=bias, tau_ref=tau_ref, replicas=replicas, decay=decay, seed=seed)
     gap = (res["w12"] - res["w21"]).abs()
     ratio = gap / gap[0].clamp_min(1e-12)
     metrics = {"gap_ratio_max": float(ratio[-1].max()), "gap_ratio_median": float(ratio[-1].median()),

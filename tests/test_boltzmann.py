@@ -465,3 +465,28 @@ def test_generated_boltzmann_targets():
     assert torch.equal(w, w.T) and int((w != 0).sum()) == 2 * len(ISING_EDGES)
     mask = (w != 0).float()
     assert len(bm.graph_colouring(mask)) >= 3  # odd loops: not bipartite
+
+
+def test_sparsity_penalty_pulls_the_mean_hidden_activity_to_its_target():
+    from neuroplastic import learners
+    from neuroplastic.boltzmann.machines import sparsity_grad
+
+    g = torch.Generator().manual_seed(0)
+    rbm = bm.RBM(30, 12, init_std=0.1, generator=g)
+    rbm.set_offsets(lam=torch.full((12,), 0.5))
+    v = (torch.rand(200, 30, generator=g) < 0.3).float()
+    rbm.set_offsets(mu=v.mean(0))
+    opt = torch.optim.SGD(rbm.parameters(), lr=1.0)
+    q = torch.full((12,), 0.05)
+    start = rbm.p_h(v).mean(0).detach()
+    assert float((start - 0.05).abs().min()) > 0.3  # far from the target (about 0.5) at the start
+    for _ in range(300):  # the penalty alone
+        with torch.no_grad():
+            for p in rbm.parameters():
+                p.grad = torch.zeros_like(p)
+            sparsity_grad(rbm, v, rbm.p_h(v), q, 0.05, 1.0, decay=0.5)
+        opt.step()
+    torch.testing.assert_close(rbm.p_h(v).mean(0).detach(), torch.full((12,), 0.05), atol=5e-3, rtol=0)
+    # the learner validates it before training
+    with pytest.raises(ValueError, match="sparsity_target"):
+        learners.get("rbm", in_shape=(1, 5, 6), sparsity_target=1.5)

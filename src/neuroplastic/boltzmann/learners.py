@@ -98,7 +98,8 @@ class RBMLearner(Learner):
 
     ``binarization``: inputs in [0, 1] are binarised per batch (``stochastic``, from the learner's generator;
     ``threshold`` at 0.5) or used as they are (``none``: data already binary, e.g. by the protocol's
-    ``binarize`` stage). ``ais``: the schedule of the final AIS estimate (``paper``: ≈14,500 temperatures,
+    ``binarize`` stage). ``sparsity_target``: the hidden units' mean activity is pulled towards it with weight
+    ``sparsity_cost`` (:func:`~neuroplastic.boltzmann.machines.sparsity_grad`; Lee et al. 2008). ``ais``: the schedule of the final AIS estimate (``paper``: ≈14,500 temperatures,
     ``fast``, ``none``), with ``reverse_ais`` beside it; ``monitor``: a quick AIS log-likelihood of the validation
     split at every evaluation epoch (the curve over training). ``peer_timing``: also time one epoch of
     scikit-learn's ``BernoulliRBM`` on the same data and settings (benchmarks; needs scikit-learn).
@@ -114,9 +115,13 @@ class RBMLearner(Learner):
                  lr: float = 0.01, momentum: float = 0.0, weight_decay: float = 0.0, lr_schedule: str = "constant",
                  init_std: float = 0.01, binarization: str = "stochastic", ais: str = "fast", ais_chains: int = 100,
                  reverse_ais: bool = True, monitor: str = "fast", monitor_samples: int = 2000,
+                 sparsity_target: float | None = None, sparsity_cost: float = 0.1,
                  peer_timing: bool = False, seed: int = 0) -> None:
         super().__init__()
         _check_choice("binarization", binarization, _BINARIZE)
+        if sparsity_target is not None:
+            check_range("sparsity_target", sparsity_target, 0, 1, lo_open=True, hi_open=True)
+        check_range("sparsity_cost", sparsity_cost, 0)
         _check_choice("sampler", sampler, _SAMPLERS)
         _check_choice("lr_schedule", lr_schedule, _SCHEDULES)
         _check_choice("ais", ais, ("paper", "fast", "none"))
@@ -137,6 +142,9 @@ class RBMLearner(Learner):
         else:
             self.sampler = PCD(self.n_visible, n_hidden, n_chains, k, persistent=sampler == "pcd")
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
+        if sparsity_target is not None:  # running mean activity of the hidden units (the penalty's q), from the target
+            self.register_buffer("activity", torch.full((n_hidden,), sparsity_target))
+        self.sparsity_target, self.sparsity_cost = sparsity_target, sparsity_cost
         self.centred, self.offset_rate, self.binarization = centred, offset_rate, binarization
         self.lr, self.momentum, self.weight_decay, self.lr_schedule = lr, momentum, weight_decay, lr_schedule
         self.ais, self.ais_chains, self.reverse_ais, self.monitor_kind = ais, ais_chains, reverse_ais, monitor
@@ -159,7 +167,9 @@ class RBMLearner(Learner):
         if not bool(self.initialised):
             init_from_data(self.rbm, v, self.centred)
             self.initialised.fill_(True)
-        rbm_update(self.rbm, self.sampler, self.optimizer, v, self.gen, self.offset_rate if self.centred else 0.0)
+        sparsity = None if self.sparsity_target is None else (self.activity, self.sparsity_target, self.sparsity_cost)
+        rbm_update(self.rbm, self.sampler, self.optimizer, v, self.gen, self.offset_rate if self.centred else 0.0,
+                   sparsity)
         return {}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:

@@ -350,17 +350,37 @@ def init_from_data(rbm: RBM, v: torch.Tensor, centred: bool = True) -> None:
         rbm.lam.fill_(0.5)
 
 
+@torch.no_grad()
+def sparsity_grad(rbm: RBM | GaussianRBM, v: torch.Tensor, ph: torch.Tensor, q: torch.Tensor, target: float,
+                  cost: float, decay: float = 0.9) -> None:
+    r"""The sparsity penalty of Lee, Ekanadham & Ng 2008 in the form of Nair & Hinton 2009 (Hinton 2010, §11):
+    :math:`q_j \leftarrow \delta q_j + (1-\delta)\,\overline{p(h_j|v)}` (a running mean of each hidden unit's
+    activity, the buffer ``q`` updated in place), and the gradient of :math:`\text{cost}\cdot\sum_j
+    \text{CE}(\text{target}, q_j)` with respect to each unit's total input, :math:`\text{cost}\,(q_j - \text{target})`,
+    added to ``.grad`` of the hidden biases and, through the inputs :math:`\overline{v_i - \mu_i}`, of the weights.
+    Local: a unit's own activity and its own synapses' inputs."""
+    q.mul_(decay).add_(ph.mean(0), alpha=1 - decay)
+    d = cost * (q - target)
+    rbm.c.grad += d
+    vin = v.mean(0) - rbm.mu if isinstance(rbm, RBM) else (v * torch.exp(-rbm.log_var)).mean(0)
+    rbm.W.grad += torch.outer(vin, d)
+
+
 def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimizer: torch.optim.Optimizer, v: torch.Tensor,
-               generator: torch.Generator | None, offset_rate: float = 0.0) -> None:
+               generator: torch.Generator | None, offset_rate: float = 0.0,
+               sparsity: tuple[torch.Tensor, float, float] | None = None) -> None:
     r"""One learning step of an RBM — the one used by every RBM-based learner and the estimator: data statistics
     :math:`p(h|v)`, model statistics from ``sampler``, :func:`correlation_rule` on the centred units into
-    ``.grad``, ``optimizer.step()``; then (``offset_rate`` :math:`\nu > 0`) the offsets slide towards the batch
-    means, :math:`\mu \leftarrow (1-\nu)\mu + \nu\bar v`, :math:`\lambda \leftarrow (1-\nu)\lambda + \nu\,\overline{p(h|v)}`,
+    ``.grad`` (``sparsity`` ``(q, target, cost)``: plus :func:`sparsity_grad`), ``optimizer.step()``; then
+    (``offset_rate`` :math:`\nu > 0`) the offsets slide towards the batch means,
+    :math:`\mu \leftarrow (1-\nu)\mu + \nu\bar v`, :math:`\lambda \leftarrow (1-\nu)\lambda + \nu\,\overline{p(h|v)}`,
     with the biases moved to keep the distribution (:meth:`RBM.set_offsets`; Melchior et al. 2016, Alg. 1)."""
     with torch.no_grad():
         ph = rbm.p_h(v)
         v_model, ph_model = sampler.sample(rbm, v, ph, generator)
         rbm.accumulate_grad(v, v_model, ph, ph_model)
+        if sparsity is not None:
+            sparsity_grad(rbm, v, ph, *sparsity)
     optimizer.step()
     if offset_rate > 0:
         with torch.no_grad():

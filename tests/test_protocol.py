@@ -249,6 +249,10 @@ def test_results_tables_never_merge_runs_whose_parameters_differ():
     assert len(rows) == 2, table
     assert any("conv_mode=fa" in r and "99.04" in r and "| 1 |" in r for r in rows), table
     assert any("conv_mode=None" in r and "| 2 |" in r for r in rows), table
+    # nor runs of other lengths: a 10- and a 50-epoch run are two rows, each with its epochs
+    longer = dict(recs[0], epochs=50, test_acc=0.9950)
+    rows = [line for line in store.accuracy_table([*recs[:2], longer]).splitlines() if line.startswith("| bp")]
+    assert len(rows) == 2 and any("99.50" in r and "| 1 | 50 |" in r for r in rows), rows
 
 
 def test_recorded_runs_keep_their_hash_when_protocol_options_are_added():

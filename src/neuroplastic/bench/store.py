@@ -250,17 +250,17 @@ def accuracy_table(records: list[dict[str, Any]]) -> str:
         keys = set().union(*(set(x.get("params") or {}) for x in rs)) - {"lr", "n_modes", "update_dtype"}
         differ[b] = sorted(k for k in keys if len({json.dumps((x.get("params") or {}).get(k), sort_keys=True,
                                                               default=str) for x in rs}) > 1)
-    for r in ok:
+    for r in ok:  # runs of other lengths are other configurations too (the epochs column tells them apart)
         v = " ".join([_variant(r)] + [f"{k}={(r.get('params') or {}).get(k)}" for k in differ[base(r)]]).strip()
-        groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""))
-               ].append(r)
+        groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""),
+                str(r.get("epochs", "")))].append(r)
     if not groups:
         return ""
     extra = sorted({k for r in records for k in r.get("table_extra", [])})
     head = ["learner", "dataset", "preset", "test acc % (final epoch)", "seeds", "epochs", "train s/run",
             "device"] + extra
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (learner, dataset, preset), rs in groups.items():
+    for (learner, dataset, preset, _epochs), rs in groups.items():
         devs = " + ".join(dict.fromkeys(device(r) for r in rs))
         row = [learner, dataset, preset, _pct([r["test_acc"] for r in rs]), str(len(rs)), str(rs[0].get("epochs", "")),
                f"{statistics.mean(r.get('train_seconds') or 0 for r in rs):.0f}", devs]

@@ -99,8 +99,9 @@ class RBMLearner(Learner):
     ``binarization``: inputs in [0, 1] are binarised per batch (``stochastic``, from the learner's generator;
     ``threshold`` at 0.5) or used as they are (``none``: data already binary, e.g. by the protocol's
     ``binarize`` stage). ``sparsity_target``: the hidden units' mean activity is pulled towards it with weight
-    ``sparsity_cost`` (:func:`~neuroplastic.boltzmann.machines.sparsity_grad`; Lee et al. 2008). ``ais``: the schedule of the final AIS estimate (``paper``: ≈14,500 temperatures,
-    ``fast``, ``none``), with ``reverse_ais`` beside it; ``monitor``: a quick AIS log-likelihood of the validation
+    ``sparsity_cost`` (:func:`~neuroplastic.boltzmann.machines.sparsity_grad`; Lee et al. 2008; ``None``: off).
+    ``ais``: the schedule of the final AIS estimate (``paper``: ≈14,500 temperatures, ``fast``, ``none``), with
+    ``reverse_ais`` beside it; ``monitor``: a quick AIS log-likelihood of the validation
     split at every evaluation epoch (the curve over training). ``peer_timing``: also time one epoch of
     scikit-learn's ``BernoulliRBM`` on the same data and settings (benchmarks; needs scikit-learn).
     """

@@ -16,8 +16,8 @@ from ..boltzmann.machines import kl_divergence as boltzmann_kl
 from .neurons import SpikingNet
 from .rule import SALRule, SALTrace, sal_pairs, sal_step
 
-__all__ = ["block_rate", "boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "sampling_study", "two_neuron_study",
-           "two_neurons"]
+__all__ = ["block_rate", "boltzmann_target", "flow_field", "kl_divergence", "sampling_network", "sampling_study",
+           "two_neuron_study", "two_neurons"]
 
 
 def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float, tau_ref: int, gen: torch.Generator) -> SpikingNet:
@@ -52,7 +52,7 @@ def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blo
     harmonic, Robbins–Monro schedule's late steps average the noisy estimates of all blocks alike): large steps
     first, small ones to average out the spiking noise at the end.
     Returns the trajectories ``w12``, ``w21`` ``[blocks + 1, R]`` (start included) and the spike rate per neuron
-    and step."""
+    and step. Each block is simulated by :meth:`SpikingNet.run` (its uniforms drawn at once)."""
     if replicas < 1:
         raise ValueError(f"two_neurons: replicas must be >= 1, got {replicas}")
     if decay not in ("geometric", "harmonic"):

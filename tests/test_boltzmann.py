@@ -227,6 +227,53 @@ def test_centred_rule_is_the_centred_gradient_of_the_free_energy():
         assert torch.allclose(-p.grad, gr, atol=1e-10)
 
 
+@pytest.mark.parametrize("density", [0.05, 0.5])  # below the gather threshold, and above it (dense product)
+@pytest.mark.parametrize("transpose", [False, True])
+def test_binary_matmul_equals_the_dense_product(density, transpose):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(30, 40, generator=g) < density
+    w = torch.randn(40 if not transpose else 30, 7, generator=g, dtype=torch.float64)
+    want = (x.double().T if transpose else x.double()) @ w
+    assert torch.allclose(bm.binary_matmul(x, w, transpose=transpose), want, atol=1e-12)
+    with pytest.raises(ValueError, match="bool"):
+        bm.binary_matmul(x.double(), w)
+
+
+def test_centred_rule_on_bool_units_equals_the_float_route():
+    """Binary units given as bool take the uncentred product minus mu (dy)^T: the same update as (v - mu)^T y."""
+    rbm = _random_rbm(12, 5, 9)
+    g = torch.Generator().manual_seed(2)
+    vd, vm = torch.rand(9, 12, generator=g) < 0.1, torch.rand(6, 12, generator=g) < 0.1
+    rbm.accumulate_grad(vd.double(), vm.double())
+    want = [p.grad.clone() for p in (rbm.W, rbm.b, rbm.c)]
+    rbm.accumulate_grad(vd, vm)
+    for p, w in zip((rbm.W, rbm.b, rbm.c), want):
+        assert torch.allclose(p.grad, w, atol=1e-12)
+
+
+def test_rbm_update_with_one_product_for_data_and_chains_equals_the_step_written_out():
+    """rbm_update's PCD route (binary data as bool, the data's and the chains' p(h|v) in one product) makes the
+    same updates as the step written out: p(h|v) of the data, the sampler, the centred rule, SGD, offsets."""
+    rbms = [_random_rbm(20, 6, 11) for _ in range(2)]
+    samplers = [bm.PCD(20, 6, n_chains=5).double() for _ in range(2)]
+    opts = [torch.optim.SGD(r.parameters(), lr=0.1) for r in rbms]
+    gens = [torch.Generator().manual_seed(5) for _ in range(2)]
+    data = (torch.rand(4, 8, 20, generator=torch.Generator().manual_seed(1)) < 0.1).double()
+    for v in data:
+        bm.rbm_update(rbms[0], samplers[0], opts[0], v, gens[0], offset_rate=0.1)
+        r = rbms[1]
+        with torch.no_grad():
+            ph = r.p_h(v)
+            vm, phm = samplers[1].sample(r, v, ph, gens[1])
+            r.accumulate_grad(v, vm.double(), ph, phm)
+        opts[1].step()
+        with torch.no_grad():
+            r.set_offsets(torch.lerp(r.mu, v.mean(0), 0.1), torch.lerp(r.lam, ph.mean(0), 0.1))
+    for a, b in zip(rbms[0].state_dict().values(), rbms[1].state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.equal(samplers[0].v, samplers[1].v)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # samplers
 

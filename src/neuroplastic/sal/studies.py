@@ -129,25 +129,36 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
                      eval_every: int = 100, eval_steps: int = 20_000, lr: float = 0.01, sal_lr: float = 0.01,
                      with_sal: tuple[bool, ...] = (False, True), plasticity_sigma: tuple[float, ...] = (0.0,),
                      synaptic_sigma: tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
-                     rule: SALRule | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
+                     replicas: int = 1, chunk: int = 250, rule: SALRule | None = None,
+                     seed: int = 0) -> dict[str, torch.Tensor]:
     """Learn target Boltzmann distributions (:func:`boltzmann_target`, one per run) with a network of ``n``
     stochastic neurons by wake–sleep Hebbian learning, with and without SAL on the same synapses.
 
     Every combination of ``with_sal`` × ``plasticity_sigma`` × ``synaptic_sigma`` × ``runs`` is one network,
-    all simulated at once. Per epoch: a sleep phase of ``sleep_steps`` free-running steps gives the model's
-    ``⟨z_i z_j⟩``, ``⟨z_i⟩`` (time averages of the PSP states); the data's are exact. Hebbian update
-    ``ΔW = η (⟨zzᵀ⟩_data − ⟨zzᵀ⟩_model) ∘ (1 + ε)``, ``Δb = η (⟨z⟩_data − ⟨z⟩_model)`` with the plasticity noise
-    ``ε`` fixed per synapse (:func:`~neuroplastic.sal.rule.plasticity_noise`, σ per network); SAL (nearest
-    spike, triangular window as the authors' sampling network uses) adds ``η_SAL · ΔP / (sleep_steps / τ_ref)``.
-    Initial ``W``: symmetric N(0, ``w0_std``) plus independent N(0, σ_syn) per entry (synaptic noise).
+    all simulated at once, each by ``replicas`` parallel copies that share its weights and biases (as
+    :func:`two_neurons`; the deep net's SAL phase averages over its 32 networks alike). Per epoch: a sleep phase of
+    ``sleep_steps`` free-running steps gives the model's ``⟨z_i z_j⟩``, ``⟨z_i⟩`` (time averages of the PSP
+    states over the steps and the replicas); the data's are exact. Hebbian update
+    ``ΔW = η (⟨zzᵀ⟩_data − (1 + ε) ∘ ⟨zzᵀ⟩_model)``, ``Δb = η (⟨z⟩_data − ⟨z⟩_model)``: the plasticity noise ``ε``,
+    fixed per synapse and direction (:func:`~neuroplastic.sal.rule.plasticity_noise`, σ per network), scales the
+    synapse's measurement of the sleep-phase coactivation, as in the authors' code (there a spike-timing rule
+    with a triangular window of width τ_ref measures it, which for rectangular PSPs of length τ_ref is the PSPs'
+    overlap, ⟨z_i z_j⟩). With unequal amplitudes in the two directions no symmetric ``W`` is a fixed point, so the
+    asymmetry grows. SAL (nearest spike, triangular window of width τ_ref, as the authors' sampling network uses;
+    its amplitudes noisy alike) adds ``η_SAL · (1 + ε') ∘ ⟨ΔP⟩ / (sleep_steps / τ_ref)``, ``⟨ΔP⟩`` the replicas'
+    mean. Initial ``W``: symmetric N(0, ``w0_std``) plus independent N(0, σ_syn) per entry
+    (synaptic noise); a run's networks with and without SAL start from the same ``W`` and have the same plasticity
+    amplitudes (a paired comparison). The phase is simulated in pieces of ``chunk`` steps (memory).
 
     Returns per network (``[G]``, ``G`` networks; the grid in ``with_sal``, ``plasticity``, ``synaptic``, ``run``)
-    the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps) and ``asym``
-    (var(W − Wᵀ) over the off-diagonal pairs), ``[evals, G]``, at ``epoch`` ``[evals]``."""
+    the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps of every replica) and
+    ``asym`` (var(W − Wᵀ) over the off-diagonal pairs), ``[evals, G]``, at ``epoch`` ``[evals]``."""
     from .neurons import SpikingNet
     from .rule import plasticity_noise
 
-    rule = rule or SALRule(tau=float(tau_ref), cut=2 * tau_ref, window="triangular", pairing="nearest")
+    if min(replicas, chunk) < 1:
+        raise ValueError(f"sampling_network: replicas and chunk must be >= 1, got {replicas}, {chunk}")
+    rule = rule or SALRule(tau=float(tau_ref), cut=tau_ref, window="triangular", pairing="nearest")
     grid = [(s, pn, sn, r) for s in with_sal for pn in plasticity_sigma for sn in synaptic_sigma for r in range(runs)]
     g_count = len(grid)
     gen = torch.Generator().manual_seed(seed)
@@ -156,45 +167,61 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     p_star = torch.stack([targets[r][3] for *_, r in grid]).float()  # [G, 2^n]
     c_data = torch.einsum("gs,si,sj->gij", p_star, states, states)
     m_data = p_star @ states
-    sym = torch.randn(g_count, n, n, generator=gen) * w0_std
-    sym = torch.triu(sym, 1)
-    w = sym + sym.transpose(1, 2)
-    w = w + torch.stack([torch.randn(n, n, generator=gen) * sn for _, _, sn, _ in grid])
+    # the starting weights and plasticity amplitudes of a run and noise level, shared by its networks with and
+    # without SAL (a paired comparison)
+    start: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for _, pn, sn, r in grid:
+        if (pn, sn, r) not in start:
+            sym = torch.triu(torch.randn(n, n, generator=gen) * w0_std, 1)
+            start[pn, sn, r] = (sym + sym.t() + torch.randn(n, n, generator=gen) * sn,
+                                plasticity_noise((n, n), pn, gen), plasticity_noise((n, n), pn, gen))
     off = 1 - torch.eye(n)
-    w = w * off
+    w = torch.stack([start[key[1:]][0] for key in grid]) * off
+    amp = torch.stack([start[key[1:]][1] for key in grid])  # Hebbian amplitudes (1 + ε)
+    amp_sal = torch.stack([start[key[1:]][2] for key in grid])  # SAL's (1 + ε')
     bias = torch.zeros(g_count, n)
-    amp = torch.stack([plasticity_noise((n, n), pn, gen) for _, pn, _, _ in grid])
     sal_on = torch.tensor([float(s) for s, *_ in grid]).view(g_count, 1, 1)
-    net = SpikingNet([n], {(0, 0): w}, [bias], n_nets=g_count, tau_ref=tau_ref, generator=gen)
-    trace = SALTrace(rule, (g_count, n))
+    # the simulated networks' parameters: each network's repeated over its replicas, rewritten after every epoch
+    net_w, net_b = w.repeat_interleave(replicas, 0), bias.repeat_interleave(replicas, 0)
+    nets = g_count * replicas
+    net = SpikingNet([n], {(0, 0): net_w}, [net_b], n_nets=nets, tau_ref=tau_ref, generator=gen)
+    trace = SALTrace(rule, (nets, n))
     weights = 2 ** torch.arange(n)
+    group = torch.arange(nets) // replicas * 2**n  # each replica's row of the group's state counts
     dkl, asym, at = [], [], []
 
     def measure() -> None:
-        counts = torch.zeros(g_count, 2**n)
+        counts = torch.zeros(g_count * 2**n)
         for _ in range(eval_steps):
             net.step()
-            idx = (net.psp()[0].long() * weights).sum(1)
-            counts[torch.arange(g_count), idx] += 1
-        dkl.append(kl_divergence(p_star, counts / eval_steps))
+            counts += torch.bincount(group + (net.psp()[0].long() * weights).sum(1), minlength=len(counts))
+        dkl.append(kl_divergence(p_star, counts.view(g_count, 2**n) / (eval_steps * replicas)))
         d = (w - w.transpose(1, 2))[:, off.bool()]
         asym.append(d.var(1))
+
+    def group_mean(x: torch.Tensor) -> torch.Tensor:
+        return x.view(g_count, replicas, *x.shape[1:]).mean(1)
 
     for epoch in range(epochs):
         if epoch % eval_every == 0:
             at.append(epoch)
             measure()
-        zs, ss = [], []
-        for _ in range(sleep_steps):
-            ss.append(net.step()[0])
-            zs.append(net.psp()[0])
-        z, s = torch.stack(zs), torch.stack(ss)  # [T, G, n]
-        c_model = torch.einsum("tgi,tgj->gij", z, z) / sleep_steps
-        m_model = z.mean(0)
-        x = trace.traces(s)
-        d_sal = sal_pairs(s, s, x, x, amplitude=rule.amplitude, per_net=True)  # [G, post, pre]
-        w += (lr * (c_data - c_model) * amp + sal_on * sal_lr * d_sal / (sleep_steps / tau_ref)) * off
+        c_model, m_model, d_sal = torch.zeros(nets, n, n), torch.zeros(nets, n), torch.zeros(nets, n, n)
+        for start in range(0, sleep_steps, chunk):
+            zs, ss = [], []
+            for _ in range(min(chunk, sleep_steps - start)):
+                ss.append(net.step()[0])
+                zs.append(net.psp()[0])
+            z, sp = torch.stack(zs), torch.stack(ss)  # [T, nets, n]
+            c_model += torch.einsum("tgi,tgj->gij", z, z)
+            m_model += z.sum(0)
+            x = trace.traces(sp)
+            d_sal += sal_pairs(sp, sp, x, x, amplitude=rule.amplitude, per_net=True)  # [nets, post, pre]
+        c_model, m_model, d_sal = (group_mean(t) / sleep_steps for t in (c_model, m_model, d_sal))
+        w += (lr * (c_data - amp * c_model) + sal_on * sal_lr * amp_sal * d_sal * tau_ref) * off
         bias += lr * (m_data - m_model)
+        net_w.copy_(w.repeat_interleave(replicas, 0))
+        net_b.copy_(bias.repeat_interleave(replicas, 0))
     at.append(epochs)
     measure()
     return {"epoch": torch.tensor(at), "dkl": torch.stack(dkl), "asym": torch.stack(asym),
@@ -272,19 +299,20 @@ def sampling_study(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps
                    eval_steps: int = 20_000, lr: float = 0.01, sal_lr: float = 0.01,
                    plasticity_sigma: list[float] | tuple[float, ...] = (0.0,),
                    synaptic_sigma: list[float] | tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
-                   seed: int = 0):
+                   replicas: int = 1, seed: int = 0):
     """The sampling-network study (:func:`sampling_network`) for every noise level, Hebbian learning alone and with
     SAL. Metrics per level (``dkl/<hebb|sal>/p<σ>/s<σ>``, ``asym/...``: final values, mean over runs), their means
     over levels (``dkl_hebb``, ``dkl_sal``, ``asym_hebb``, ``asym_sal``) and the fraction of levels at which SAL ends
     lower (``sal_lower_dkl_fraction``, ``sal_lower_asym_fraction``). History: the means per evaluation."""
     from ..studies import StudyOutput
 
-    if min(runs, n, epochs, sleep_steps, eval_every, eval_steps) < 1:
-        raise ValueError("sampling study: runs, n, epochs, sleep_steps, eval_every and eval_steps must be >= 1")
+    if min(runs, n, epochs, sleep_steps, eval_every, eval_steps, replicas) < 1:
+        raise ValueError("sampling study: runs, n, epochs, sleep_steps, eval_every, eval_steps and replicas must be "
+                         ">= 1")
     res = sampling_network(runs=runs, n=n, epochs=epochs, sleep_steps=sleep_steps, eval_every=eval_every,
                            eval_steps=eval_steps, lr=lr, sal_lr=sal_lr, with_sal=(False, True),
                            plasticity_sigma=tuple(plasticity_sigma), synaptic_sigma=tuple(synaptic_sigma),
-                           w0_std=w0_std, tau_ref=tau_ref, seed=seed)
+                           w0_std=w0_std, tau_ref=tau_ref, replicas=replicas, seed=seed)
     metrics: dict = {"runs": runs, "epochs": epochs}
     lower = {"dkl": [], "asym": []}
     for pn in plasticity_sigma:

@@ -74,15 +74,13 @@ def binary_matmul(x: torch.Tensor, w: torch.Tensor, transpose: bool = False) -> 
     if x.dtype != torch.bool:
         raise ValueError(f"binary_matmul expects a bool tensor, got {x.dtype}")
     x = x.T if transpose else x
-    if x.device.type == "cpu":
-        x = x.contiguous()
-        n, d = x.shape
-        counts = x.sum(1)
-        if int(counts.sum()) < _GATHER_BELOW * n * d:
-            idx = x.view(-1).nonzero().squeeze(1).remainder_(d)
-            offsets = torch.zeros(n + 1, dtype=torch.long)
-            torch.cumsum(counts, 0, out=offsets[1:])
-            return F.embedding_bag(idx, w, offsets, mode="sum", include_last_offset=True)
+    n, d = x.shape
+    counts = x.sum(1) if x.device.type == "cpu" else None
+    if counts is not None and int(counts.sum()) < _GATHER_BELOW * n * d:  # decided before any copy
+        idx = x.contiguous().view(-1).nonzero().squeeze(1).remainder_(d)
+        offsets = torch.zeros(n + 1, dtype=torch.long)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return F.embedding_bag(idx, w, offsets, mode="sum", include_last_offset=True)
     return x.to(w.dtype) @ w
 
 

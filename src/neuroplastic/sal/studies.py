@@ -207,9 +207,9 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
             at.append(epoch)
             measure()
         c_model, m_model, d_sal = torch.zeros(nets, n, n), torch.zeros(nets, n), torch.zeros(nets, n, n)
-        for start in range(0, sleep_steps, chunk):
+        for t0 in range(0, sleep_steps, chunk):
             zs, ss = [], []
-            for _ in range(min(chunk, sleep_steps - start)):
+            for _ in range(min(chunk, sleep_steps - t0)):
                 ss.append(net.step()[0])
                 zs.append(net.psp()[0])
             z, sp = torch.stack(zs), torch.stack(ss)  # [T, nets, n]

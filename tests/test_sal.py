@@ -308,3 +308,53 @@ def test_sampling_network_plasticity_noise_breaks_the_symmetry_and_sal_holds_it(
     assert float(asym[0].max()) < 1e-12  # a symmetric start
     assert bool((asym[-1][~sal] > 0.01).all()), asym
     assert bool((asym[-1][sal] < 0.5 * asym[-1][~sal]).all()), asym
+
+
+def test_phase_noise_estimates_the_noise_of_the_average_from_two_halves():
+    from neuroplastic.sal.rule import phase_noise
+
+    g = torch.Generator().manual_seed(0)
+    mean, sigma, d = torch.randn(50, 40, generator=g), 0.3, 2000
+    for n in [(8, 8), (5, 11)]:
+        est = []
+        for _ in range(d // 40):
+            per_net = mean + sigma * torch.randn(sum(n), 50, 40, generator=g)
+            est.append(phase_noise(per_net[:n[0]].sum(0), per_net[n[0]:].sum(0), n))
+        truth = 50 * 40 * sigma**2 / sum(n)  # E||average - mean||^2
+        assert abs(sum(est) / len(est) / truth - 1) < 0.05, (n, sum(est) / len(est), truth)
+    with pytest.raises(ValueError, match="two non-empty halves"):
+        phase_noise(mean, mean, (0, 4))
+
+
+def test_noise_floor_is_the_stationary_angle_of_the_noisy_relaxation():
+    from neuroplastic.nn.feedback import feedback_stats
+    from neuroplastic.sal.rule import noise_floor
+
+    g = torch.Generator().manual_seed(1)
+    w, kappa, noise = torch.randn(60, 50, generator=g), 0.1, 0.08
+    b = torch.randn(60, 50, generator=g)
+    exact = noise_floor(b, b + kappa * (w - b), w, (noise * float(w.norm()))**2)
+    assert exact["pull"] == pytest.approx(kappa) and exact["noise"] == pytest.approx(noise)
+    assert exact["floor_deg"] == pytest.approx(math.degrees(math.atan(noise / math.sqrt(kappa * (2 - kappa)))))
+    angles = []  # the process itself: B' = B + kappa (W - B) + xi, ||xi|| = noise ||W||
+    for t in range(400):
+        b = b + kappa * (w - b) + noise * float(w.norm()) / math.sqrt(w.numel()) * torch.randn(60, 50, generator=g)
+        if t >= 100:
+            angles.append(feedback_stats(b, w)["angle_deg"])
+    assert sum(angles) / len(angles) == pytest.approx(exact["floor_deg"], rel=0.05)
+    assert "floor_deg" not in noise_floor(b, b + 1.5 * (w - b), w, 1.0)  # overshooting: no stationary angle
+
+
+def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
+    noise = {}
+    for nets in (8, 32):
+        m = _small_sal(sal_nets=nets, sal_blocks=2, sal_block_steps=1000)
+        m.configure(1, 10)
+        with torch.no_grad():
+            for layer in m._dense():
+                layer.weight.mul_(4)
+        out = m.sal_phase()
+        assert {"sal_noise/0", "sal_pull/0", "sal_noise/1", "sal_pull/1"} <= set(out), out
+        noise[nets] = out["sal_noise/0"]
+    assert 1.5 < noise[8] / noise[32] < 2.7, noise  # noise ~ 1/sqrt(networks)
+    assert "sal_noise/0" not in _small_sal(sal_nets=1).sal_phase()  # one network: no halves to compare

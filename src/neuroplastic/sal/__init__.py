@@ -4,7 +4,8 @@ feedback weights learned from the spike timing of stochastic spiking neurons.
 - :mod:`~neuroplastic.sal.neurons`: discrete-time stochastic units, ``φ(u) = σ(u − ln τ_ref)``, rectangular PSPs
   and absolute refractoriness, many networks in parallel (:class:`SpikingNet`);
 - :mod:`~neuroplastic.sal.rule`: the SAL window and pairings (:func:`sal_step`, :func:`sal_pairs`,
-  :class:`SALTrace`), plasticity noise;
+  :class:`SALTrace`), plasticity noise, the noise floor of a phase (:func:`phase_noise`,
+  :func:`noise_floor`);
 - :mod:`~neuroplastic.sal.studies`: the two-neuron study;
 - :mod:`~neuroplastic.sal.learners`: the deep network whose dense layers' feedback is learned by SAL phases
   (learner ``sal``).
@@ -14,8 +15,18 @@ The feedback matrices SAL learns in a deep network are mode ``sal`` of the one f
 """
 
 from .neurons import SpikingNet, firing_probability
-from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, plasticity_noise, sal_pairs, sal_step
+from .rule import (
+           PAIRINGS,
+           WINDOWS,
+           SALRule,
+           SALTrace,
+           noise_floor,
+           phase_noise,
+           plasticity_noise,
+           sal_pairs,
+           sal_step,
+)
 from .studies import flow_field, two_neurons
 
 __all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "firing_probability", "flow_field",
-           "plasticity_noise", "sal_pairs", "sal_step", "two_neurons"]
+           "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step", "two_neurons"]

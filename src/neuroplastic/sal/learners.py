@@ -16,6 +16,12 @@ post = its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the 
 non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
 direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
 network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
+
+Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
+apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
+of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
+(:func:`~neuroplastic.sal.rule.noise_floor`): logged per dense layer ``i`` (the alignment keys' index) as
+``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update itself is the same sum.
 """
 
 from __future__ import annotations
@@ -28,9 +34,9 @@ import torch
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
-from ..nn.feedback import FeedbackLinear
+from ..nn.feedback import FeedbackLinear, feedback_layers
 from .neurons import SpikingNet
-from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, sal_block, sal_pairs
+from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, noise_floor, phase_noise, sal_block, sal_pairs
 from .rule import plasticity_noise as draw_plasticity_noise
 
 __all__ = ["SALNet"]
@@ -156,29 +162,45 @@ class SALNet(SupervisedNet):
         one_product = self.rule.pairing == "all" and self.noise_hebb_0 is None
         chunk = min(200, cfg["block_steps"])
         norm = r * cfg["block_steps"] / tau
+        # the networks in two halves, their updates summed apart: the difference measures the update's noise
+        halves = [slice(0, r // 2), slice(r // 2, r)] if r > 1 else [slice(0, r)]
+        start = [m.B.detach().clone() for m in dense]
+        noise_sq = [0.0] * len(dense)
         spikes_total = 0.0
         for _ in range(cfg["blocks"]):
-            dP = [torch.zeros(n_lo, n_up, device=dev) for n_lo, n_up in itertools.pairwise(sizes)]
-            for start in range(0, cfg["block_steps"], chunk):
-                s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
+            dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
+            for t0_ in range(0, cfg["block_steps"], chunk):
+                s = net.run(min(chunk, cfg["block_steps"] - t0_))  # [T, R, N] per population
                 spikes_total += float(sum(sp.sum() for sp in s))
                 if one_product:  # feedback projection l -> l-1: pre = layer l, post = layer l-1
                     terms = [tr.block_terms(sp, pre=i > 0) for i, (tr, sp) in enumerate(zip(traces, s))]
-                    for l in range(1, len(sizes)):
-                        dP[l - 1] += sal_block(terms[l][1], terms[l - 1][0], amplitude=self.rule.amplitude)
+                    for l, k in itertools.product(range(1, len(sizes)), range(len(halves))):
+                        h = halves[k]
+                        dP[l - 1][k] += sal_block(terms[l][1][:, h], terms[l - 1][0][:, h],
+                                                  amplitude=self.rule.amplitude)
                     continue
                 x = [tr.traces(sp) for tr, sp in zip(traces, s)]
-                for l in range(1, len(sizes)):
+                for l, k in itertools.product(range(1, len(sizes)), range(len(halves))):
                     nz = (getattr(self, f"noise_hebb_{l - 1}"), getattr(self, f"noise_anti_{l - 1}"))
                     noise = None if nz[0] is None else (nz[0].t(), nz[1].t())
-                    dP[l - 1] += sal_pairs(s[l], s[l - 1], x[l], x[l - 1], amplitude=self.rule.amplitude,
-                                           noise=noise)
+                    h = halves[k]
+                    dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
+                                              amplitude=self.rule.amplitude, noise=noise)
             for l, m in enumerate(dense):
-                step = cfg["lr"] * dP[l].t() / norm
+                step = cfg["lr"] * sum(dP[l]).t() / norm
                 m.B.add_(step)
                 feedback[l].add_(step)
+                if len(halves) == 2:
+                    noise_sq[l] += phase_noise(*(cfg["lr"] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
+                                               (halves[0].stop, r - halves[0].stop))
+        out = {}
+        names = {id(m): i for i, m in enumerate(feedback_layers(self.net))}
+        for l, m in enumerate(dense):
+            if len(halves) == 2:
+                out.update({f"sal_{k}/{names[id(m)]}": v for k, v in
+                            noise_floor(start[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
         n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
-        return {"sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
+        return {**out, "sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """The epoch's diagnostics plus the SAL phase's rate and wall time, the SGD steps' wall time and the cost

@@ -39,7 +39,8 @@ import math
 
 import torch
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "noise_floor", "phase_noise", "plasticity_noise", "sal_block",
+           "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -220,3 +221,47 @@ def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_tr
     x_pre = pre_trace.traces(pre)
     x_post = post_trace.traces(post)
     return sal_pairs(pre, post, x_pre, x_post, amplitude=pre_trace.rule.amplitude, noise=noise, per_net=per_net)
+
+
+def phase_noise(sum_a: torch.Tensor, sum_b: torch.Tensor, n: tuple[int, int]) -> float:
+    r"""The sampling noise of an update averaged over independent networks, from two halves of them: with
+    ``sum_a``, ``sum_b`` the summed updates of ``n = (n_a, n_b)`` networks (same weights, independent spikes),
+    the average :math:`\Delta = (S_a + S_b)/(n_a + n_b)` has noise energy
+
+    .. math::  \mathbb{E}\,\lVert \Delta - \mathbb{E}\Delta \rVert^2
+               = \frac{n_a n_b}{(n_a + n_b)^2}\; \mathbb{E}\,\Big\lVert \frac{S_a}{n_a} - \frac{S_b}{n_b} \Big\rVert^2,
+
+    estimated without bias by the right side's observed value (returned). Used on SAL's phases (Gierlich et al.
+    2025: 32 networks per block) to tell a noise floor of the alignment from a biased fixed point."""
+    n_a, n_b = n
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"phase_noise needs two non-empty halves, got {n}")
+    diff = sum_a / n_a - sum_b / n_b
+    return float(diff.pow(2).sum()) * n_a * n_b / (n_a + n_b) ** 2
+
+
+def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noise_sq: float) -> dict[str, float]:
+    r"""How close a noisy relaxation ``B → W`` (a SAL phase: Gierlich et al. 2025) can bring ``B``. Modelled per
+    phase as :math:`B' = B + \kappa (W - B) + \xi` with :math:`\mathbb{E}\lVert\xi\rVert^2` = ``noise_sq``
+    (:func:`phase_noise`, summed over the phase's blocks):
+
+    - ``noise`` :math:`= \lVert\xi\rVert / \lVert W \rVert`, the phase's noise relative to the target;
+    - ``pull`` :math:`\hat\kappa = -\langle B' - B,\, B - W\rangle / \lVert B - W \rVert^2`, the fraction of the
+      distance to ``W`` the phase closes on average (the noise's share of the inner product is negligible in
+      high dimension);
+    - ``floor_deg``: the stationary angle of that process, :math:`\arctan\big(\text{noise} /
+      \sqrt{\kappa(2 - \kappa)}\big)` (the stationary :math:`\lVert B - W\rVert^2 = \mathbb{E}\lVert\xi\rVert^2 /
+      (1 - (1-\kappa)^2)`), present only when :math:`0 < \hat\kappa < 1`.
+
+    A ``B`` that levels off at ``floor_deg`` is limited by the phase's sampling noise (more networks or steps per
+    phase, or a smaller rate, lower it); one that levels off above it sits at a biased fixed point."""
+    scale = float(w.norm())
+    gap = b_start - w
+    out = {"noise": noise_sq ** 0.5 / scale if scale > 0 else float("nan")}
+    gap_sq = float(gap.pow(2).sum())
+    if gap_sq > 0:
+        out["pull"] = -float(((b_end - b_start) * gap).sum()) / gap_sq
+        kappa = out["pull"]
+        if 0 < kappa < 1 and scale > 0:
+            out["floor_deg"] = math.degrees(math.atan(out["noise"] / math.sqrt(kappa * (2 - kappa))))
+    return out

@@ -358,3 +358,20 @@ def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
         noise[nets] = out["sal_noise/0"]
     assert 1.5 < noise[8] / noise[32] < 2.7, noise  # noise ~ 1/sqrt(networks)
     assert "sal_noise/0" not in _small_sal(sal_nets=1).sal_phase()  # one network: no halves to compare
+
+
+def test_sal_phase_log_survives_the_state_dict_and_is_drawn(tmp_path):
+    m = _small_sal(sal_nets=8, sal_blocks=2, sal_block_steps=300)
+    m.configure(1, 10)
+    for _ in range(3):
+        m.sal_phase()
+    assert m.phase_log.shape == (3, 4)  # 2 dense layers: their angles, then their floors
+    assert float(m.phase_log[:, :2].min()) > 0 and float(m.phase_log[:, :2].max()) < 180
+    fresh = _small_sal(sal_nets=8, sal_blocks=2, sal_block_steps=300)
+    fresh.load_state_dict(m.state_dict())
+    assert torch.equal(fresh.phase_log, m.phase_log)
+    older = {k: v for k, v in m.state_dict().items() if k != "_extra_state"}  # saved before the log existed
+    fresh.load_state_dict(older)
+    assert len(fresh.phase_log) == 0
+    names = [p.name for p in m.figures(None, tmp_path)]
+    assert names == ["feedback.png", "sal_alignment.png"] and (tmp_path / "sal_alignment.png").stat().st_size > 0

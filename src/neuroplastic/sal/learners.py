@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import torch
 
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
-from ..nn.feedback import FeedbackLinear, feedback_layers
+from ..nn.feedback import FeedbackLinear, feedback_layers, feedback_stats
 from .neurons import SpikingNet
 from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, noise_floor, phase_noise, sal_block, sal_pairs
 from .rule import plasticity_noise as draw_plasticity_noise
@@ -97,6 +98,8 @@ class SALNet(SupervisedNet):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch = 1
         self.last_phase: dict[str, float] = {}
+        #: one row per phase: the dense layers' angle(B, W) after it, then their noise floors (-1: none)
+        self.phase_log = torch.zeros(0, 2 * len(self._dense()), dtype=torch.float64)
         self._sgd_seconds = 0.0  # wall time of this epoch's SGD steps (for sal_cost_ratio)
 
     def _dense(self) -> list[FeedbackLinear]:
@@ -199,8 +202,58 @@ class SALNet(SupervisedNet):
             if len(halves) == 2:
                 out.update({f"sal_{k}/{names[id(m)]}": v for k, v in
                             noise_floor(start[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
+        angles = [feedback_stats(m.B.detach(), m.weight.detach())["angle_deg"] for m in dense]
+        floors = [out.get(f"sal_floor_deg/{names[id(m)]}", -1.0) for m in dense]
+        self.phase_log = torch.cat([self.phase_log, torch.tensor([angles + floors], dtype=torch.float64)])
         n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
         return {**out, "sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The phase log (:attr:`phase_log`) travels with the weights, so a resumed run draws the whole curve."""
+        return self.phase_log
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.phase_log = state.to(torch.float64).cpu()
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As :meth:`torch.nn.Module.load_state_dict`; weights saved before the phase log existed load with an
+        empty log."""
+        if "_extra_state" not in state_dict:
+            state_dict = {**state_dict, "_extra_state": self.phase_log[:0]}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def figures(self, bundle: Any, out_dir: Any) -> list:
+        """Beside ``feedback.png``: ``sal_alignment.png``, per dense layer the angle(B, W) after every phase
+        (solid) and the noise floor that phase predicts (dashed, :func:`~neuroplastic.sal.rule.noise_floor`):
+        an angle resting on its floor is limited by the phase's sampling noise, one above it by a bias."""
+        from pathlib import Path
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        made = super().figures(bundle, out_dir)
+        log, n = self.phase_log, len(self._dense())
+        if len(log) == 0:
+            return made
+        fig, ax = plt.subplots(figsize=(6.4, 3.6))
+        xs = list(range(1, len(log) + 1))
+        for l in range(n):
+            line, = ax.plot(xs, log[:, l].tolist(), marker="o", ms=3, label=f"dense layer {l + 1}: angle(B, W)")
+            floor = [v if v >= 0 else float("nan") for v in log[:, n + l].tolist()]  # -1: no floor that phase
+            ax.plot(xs, floor, ls="--", color=line.get_color(), label=f"dense layer {l + 1}: "
+                    "noise floor")
+        ax.axhline(10, color="gray", lw=0.8, ls=":")
+        ax.set(xlabel="SAL phase (one before every epoch)", ylabel="degrees", ylim=(0, 90),
+               title="SAL: alignment after each phase and the phase's noise floor")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out_dir) / "sal_alignment.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [*made, path]
 
     def end_epoch(self, epoch: int) -> dict[str, float]:
         """The epoch's diagnostics plus the SAL phase's rate and wall time, the SGD steps' wall time and the cost

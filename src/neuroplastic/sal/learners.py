@@ -167,13 +167,13 @@ class SALNet(SupervisedNet):
         norm = r * cfg["block_steps"] / tau
         # the networks in two halves, their updates summed apart: the difference measures the update's noise
         halves = [slice(0, r // 2), slice(r // 2, r)] if r > 1 else [slice(0, r)]
-        start = [m.B.detach().clone() for m in dense]
+        b_before = [m.B.detach().clone() for m in dense]
         noise_sq = [0.0] * len(dense)
         spikes_total = 0.0
         for _ in range(cfg["blocks"]):
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
-            for t0_ in range(0, cfg["block_steps"], chunk):
-                s = net.run(min(chunk, cfg["block_steps"] - t0_))  # [T, R, N] per population
+            for start in range(0, cfg["block_steps"], chunk):
+                s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
                 spikes_total += float(sum(sp.sum() for sp in s))
                 if one_product:  # feedback projection l -> l-1: pre = layer l, post = layer l-1
                     terms = [tr.block_terms(sp, pre=i > 0) for i, (tr, sp) in enumerate(zip(traces, s))]
@@ -196,12 +196,12 @@ class SALNet(SupervisedNet):
                 if len(halves) == 2:
                     noise_sq[l] += phase_noise(*(cfg["lr"] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
                                                (halves[0].stop, r - halves[0].stop))
-        out = {}
-        names = {id(m): i for i, m in enumerate(feedback_layers(self.net))}
+        out: dict[str, float] = {}
+        names = {id(m): i for i, m in enumerate(feedback_layers(self.net))}  # the alignment keys' index
         for l, m in enumerate(dense):
             if len(halves) == 2:
                 out.update({f"sal_{k}/{names[id(m)]}": v for k, v in
-                            noise_floor(start[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
+                            noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
         angles = [feedback_stats(m.B.detach(), m.weight.detach())["angle_deg"] for m in dense]
         floors = [out.get(f"sal_floor_deg/{names[id(m)]}", -1.0) for m in dense]
         self.phase_log = torch.cat([self.phase_log, torch.tensor([angles + floors], dtype=torch.float64)])
@@ -242,8 +242,7 @@ class SALNet(SupervisedNet):
         for l in range(n):
             line, = ax.plot(xs, log[:, l].tolist(), marker="o", ms=3, label=f"dense layer {l + 1}: angle(B, W)")
             floor = [v if v >= 0 else float("nan") for v in log[:, n + l].tolist()]  # -1: no floor that phase
-            ax.plot(xs, floor, ls="--", color=line.get_color(), label=f"dense layer {l + 1}: "
-                    "noise floor")
+            ax.plot(xs, floor, ls="--", color=line.get_color(), label=f"dense layer {l + 1}: noise floor")
         ax.axhline(10, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="SAL phase (one before every epoch)", ylabel="degrees", ylim=(0, 90),
                title="SAL: alignment after each phase and the phase's noise floor")

@@ -183,6 +183,29 @@ def test_analyze_hebbian_from_a_train_output_folder(tmp_path):
     assert (tmp_path / "an" / "filters.png").exists() and (tmp_path / "an" / "winner_frequency.png").exists()
 
 
+def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path, capsys):
+    import json
+
+    from neuroplastic.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--learner", "sal", "--dataset", "digits", "--preset", "mlp", "--epochs", "1",
+                 "--set", "params.hidden=[16]", "--set", "params.sal_nets=4", "--set", "params.sal_blocks=1",
+                 "--set", "params.sal_block_steps=100", "--set", "limit_train=64", "--out", str(out), "-q"]) == 0
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "2", "--nets", "4",
+                 "8"]) == 0
+    s = json.loads((tmp_path / "an" / "summary.json").read_text())
+    assert [(r["start"], r["nets"], len(r["phases"])) for r in s["rows"]] == [
+        ("trained", 4, 3), ("trained", 8, 3), ("transpose", 4, 3), ("transpose", 8, 3)]
+    first = s["rows"][2]["phases"]
+    assert all(v == pytest.approx(0, abs=1e-3) for k, v in first[0].items())  # B = W: angle 0 before a phase
+    assert all(v > 0 for k, v in first[1].items() if k.startswith("angle_deg"))  # the noise moves it off
+    assert (tmp_path / "an" / "sal_floor.png").exists()
+    capsys.readouterr()
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "0"]) != 0
+    assert "phases must be >= 1" in capsys.readouterr().err
+
+
 def test_help_imports_no_torch_and_version_and_data_root_after_the_action(capsys, tmp_path):
     """`--help` builds the parser without importing torch (fast); `--version`; `data list --data-root X`."""
     code = ("import sys; from neuroplastic.cli import build_parser; p = build_parser(); "
@@ -196,7 +219,7 @@ def test_help_imports_no_torch_and_version_and_data_root_after_the_action(capsys
     assert "digits" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("system", ["spiking", "hebbian"])
+@pytest.mark.parametrize("system", ["spiking", "hebbian", "sal"])
 def test_analyze_help_names_the_real_program(system, capsys):
     with pytest.raises(SystemExit):
         cli.main(["analyze", system, "--help"])

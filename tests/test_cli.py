@@ -204,6 +204,12 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     capsys.readouterr()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "0"]) != 0
     assert "phases must be >= 1" in capsys.readouterr().err
+    fa = tmp_path / "fa"
+    assert main(["train", "--learner", "fa", "--dataset", "digits", "--preset", "mlp", "--epochs", "1",
+                 "--set", "limit_train=64", "--out", str(fa), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "sal", str(fa), "--out", str(tmp_path / "an2")]) != 0
+    assert "needs a sal run" in capsys.readouterr().err and not (tmp_path / "an2").exists()
 
 
 def test_help_imports_no_torch_and_version_and_data_root_after_the_action(capsys, tmp_path):

@@ -33,8 +33,6 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
     fixed ``W``, with each phase's ``sal_noise``/``sal_pull``/``sal_floor_deg`` keys. The learner's ``B`` and phase
     settings are restored afterwards. One row per ``(start, nets)``: ``{"start", "nets", "layers", "phases": [...]}``
     (``phases[0]`` is the start)."""
-    from ..nn.feedback import alignment, feedback_layers
-
     if phases < 1:
         raise ValueError(f"phases must be >= 1, got {phases}")
     if not nets or any(n < 1 for n in nets):
@@ -42,8 +40,7 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
     if bad := [s for s in starts if s not in STARTS]:
         raise ValueError(f"unknown start {bad[0]!r}; allowed: {', '.join(STARTS)}")
     dense = learner._dense()
-    names = {id(m): i for i, m in enumerate(feedback_layers(learner.net))}
-    layers = [names[id(m)] for m in dense]
+    layers = learner.dense_index()
     trained = [m.B.clone() for m in dense]
     saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
     rows = []
@@ -54,12 +51,10 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
                     m.B.copy_(b if start == "trained" else m.weight)
                 learner.sal_cfg["nets"] = int(r)
                 learner.sal_gen.manual_seed(seed)
-                angles = alignment(learner.net)
-                log = [{f"angle_deg/{i}": angles[f"angle_deg/{i}"] for i in layers}]
+                log = [{f"angle_deg/{i}": a for i, a in zip(layers, learner.dense_angles())}]
                 for k in range(phases):
-                    out = learner.sal_phase()
-                    angles = alignment(learner.net)
-                    log.append({**{f"angle_deg/{i}": angles[f"angle_deg/{i}"] for i in layers},
+                    out = learner.sal_phase()  # its phase log's last row holds the angles after it
+                    log.append({**{f"angle_deg/{i}": float(a) for i, a in zip(layers, learner.phase_log[-1])},
                                 **{key: v for key, v in out.items() if key.startswith("sal_")}})
                     if progress:
                         print(f"{start}, {r} networks, phase {k + 1}/{phases}: " + ", ".join(

@@ -105,6 +105,15 @@ class SALNet(SupervisedNet):
     def _dense(self) -> list[FeedbackLinear]:
         return [m for m in self.net.modules() if isinstance(m, FeedbackLinear) and m.mode == "sal"]
 
+    def dense_index(self) -> list[int]:
+        """Each dense layer's index among the net's feedback layers: the ``i`` of its alignment keys."""
+        index = {id(m): i for i, m in enumerate(feedback_layers(self.net))}
+        return [index[id(m)] for m in self._dense()]
+
+    def dense_angles(self) -> list[float]:
+        """angle(B, W) in degrees of every dense layer (:func:`~neuroplastic.nn.feedback.feedback_stats`)."""
+        return [feedback_stats(m.B.detach(), m.weight.detach())["angle_deg"] for m in self._dense()]
+
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         super().configure(epochs, steps_per_epoch)
         self.steps_per_epoch = max(1, int(steps_per_epoch))
@@ -167,6 +176,7 @@ class SALNet(SupervisedNet):
         norm = r * cfg["block_steps"] / tau
         # the networks in two halves, their updates summed apart: the difference measures the update's noise
         halves = [slice(0, r // 2), slice(r // 2, r)] if r > 1 else [slice(0, r)]
+        counts = tuple(h.stop - h.start for h in halves)
         b_before = [m.B.detach().clone() for m in dense]
         noise_sq = [0.0] * len(dense)
         spikes_total = 0.0
@@ -177,34 +187,34 @@ class SALNet(SupervisedNet):
                 spikes_total += float(sum(sp.sum() for sp in s))
                 if one_product:  # feedback projection l -> l-1: pre = layer l, post = layer l-1
                     terms = [tr.block_terms(sp, pre=i > 0) for i, (tr, sp) in enumerate(zip(traces, s))]
-                    for l, k in itertools.product(range(1, len(sizes)), range(len(halves))):
-                        h = halves[k]
-                        dP[l - 1][k] += sal_block(terms[l][1][:, h], terms[l - 1][0][:, h],
-                                                  amplitude=self.rule.amplitude)
+                    for l in range(1, len(sizes)):
+                        for k, h in enumerate(halves):
+                            dP[l - 1][k] += sal_block(terms[l][1][:, h], terms[l - 1][0][:, h],
+                                                      amplitude=self.rule.amplitude)
                     continue
                 x = [tr.traces(sp) for tr, sp in zip(traces, s)]
-                for l, k in itertools.product(range(1, len(sizes)), range(len(halves))):
+                for l in range(1, len(sizes)):
                     nz = (getattr(self, f"noise_hebb_{l - 1}"), getattr(self, f"noise_anti_{l - 1}"))
                     noise = None if nz[0] is None else (nz[0].t(), nz[1].t())
-                    h = halves[k]
-                    dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
-                                              amplitude=self.rule.amplitude, noise=noise)
+                    for k, h in enumerate(halves):
+                        dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
+                                                  amplitude=self.rule.amplitude, noise=noise)
             for l, m in enumerate(dense):
                 step = cfg["lr"] * sum(dP[l]).t() / norm
                 m.B.add_(step)
                 feedback[l].add_(step)
                 if len(halves) == 2:
                     noise_sq[l] += phase_noise(*(cfg["lr"] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
-                                               (halves[0].stop, r - halves[0].stop))
+                                               counts)
         out: dict[str, float] = {}
-        names = {id(m): i for i, m in enumerate(feedback_layers(self.net))}  # the alignment keys' index
-        for l, m in enumerate(dense):
-            if len(halves) == 2:
-                out.update({f"sal_{k}/{names[id(m)]}": v for k, v in
+        index = self.dense_index()
+        if len(halves) == 2:
+            for l, m in enumerate(dense):
+                out.update({f"sal_{k}/{index[l]}": v for k, v in
                             noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
-        angles = [feedback_stats(m.B.detach(), m.weight.detach())["angle_deg"] for m in dense]
-        floors = [out.get(f"sal_floor_deg/{names[id(m)]}", -1.0) for m in dense]
-        self.phase_log = torch.cat([self.phase_log, torch.tensor([angles + floors], dtype=torch.float64)])
+        floors = [out.get(f"sal_floor_deg/{i}", -1.0) for i in index]
+        self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors],
+                                                                 dtype=torch.float64)])
         n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
         return {**out, "sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
 

@@ -171,3 +171,26 @@ def test_imported_records_join_the_report_without_duplicating_runs(store, tmp_pa
     assert "| kp |" in (tmp_path / "rep" / "report.md").read_text()
     report.write_report(db_path, tmp_path / "rep2", ("md",), imported=False)
     assert "| kp |" not in (tmp_path / "rep2" / "report.md").read_text()
+
+
+def _run(params, seed, acc, angle):
+    cfg = {"learner": "fa", "dataset": "digits", "epochs": 1, "seed": seed, "params": params}
+    return {"hash": f"{params}-{seed}", "status": "done", "config": cfg, "history": [],
+            "metrics": {"test_acc": acc, "angle_deg/1": angle}}
+
+
+def test_sweeps_find_a_one_parameter_series_with_the_default_cell_at_its_default_value():
+    rows = [_run({"lr": lr}, s, 0.5 + lr + s / 100, 40 + 10 * lr) for lr in (0.1, 0.2, 0.3) for s in (0, 1)]
+    rows += [_run({}, 0, 0.4, 80.0)]  # leaves lr out: runs at fa's default
+    rows += [_run({"lr": 0.1, "hidden": [8]}, 0, 0.9, 30.0)]  # differs in a second key: no series of its own
+    sw = report.sweeps(report.summarize(rows))
+    default = report._param_default("fa", "params.lr")
+    assert default not in (0.1, 0.2, 0.3)
+    hidden = report._short(report._param_default("fa", "params.hidden"))
+    assert [s["key"] for s in sw] == ["params.lr"] and sw[0]["fixed"] == f"params.hidden={hidden}"
+    pts = sw[0]["points"]
+    assert list(pts) == sorted([default, 0.1, 0.2, 0.3])
+    assert [m["test_acc"] for m in pts[0.2]] == [0.7, 0.71] and [m["angle_deg/1"] for m in pts[default]] == [80.0]
+    figs = report.sweep_figures(report.summarize(rows))
+    assert len(figs) == 1 and figs[0][0].startswith("sweep-digits-fa-params.lr") and figs[0][2][:4] == b"\x89PNG"
+    assert report.sweeps(report.summarize(rows[:4] + rows[-1:])) == []  # two values of lr: too few for a series

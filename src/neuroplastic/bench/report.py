@@ -2,6 +2,8 @@
 
 - :func:`summarize` groups finished runs by learner × dataset × preset (× any other differing config
   keys) and gives test accuracy (final epoch) as mean ± sample standard deviation over seeds.
+- :func:`sweeps` finds one-parameter sweeps (a noise grid, a learning-rate series) among the groups;
+  :func:`sweep_figures` draws accuracy and alignment against the swept value.
 - :func:`write_report` writes ``report.md`` (figures as PNG files beside it), ``report.html``
   (self-contained: PNGs embedded as base64) and/or ``results.json`` (the list of standard run records of
   :func:`neuroplastic.experiment.record`, the format of ``benchmarks/results/*.json``). Every file is
@@ -580,6 +582,103 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     return out
 
 
+def _param_default(learner: str, key: str) -> Any:
+    """The value a config that leaves out ``params.NAME`` runs with: the registry's fixed default or the learner's
+    keyword default (``None`` when there is none or the key is not a ``params.`` key)."""
+    import inspect
+
+    from .. import learners
+
+    if not key.startswith("params."):
+        return None
+    try:
+        e = learners.entry(learner)
+    except KeyError:
+        return None
+    name = key[len("params."):]
+    if name in e.defaults:
+        return e.defaults[name]
+    p = inspect.signature(e.cls.__init__).parameters.get(name)
+    return None if p is None or p.default is inspect.Parameter.empty else p.default
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, Any]]:
+    """One-parameter sweeps among ``groups`` (of :func:`summarize`): groups of one learner, dataset and preset whose
+    configs differ in a single numeric key that takes at least ``min_points`` values, every other key equal (a
+    ``params.`` key a config leaves out counts at the learner's default, so a noise-free cell joins its noise grid).
+    Each sweep: ``learner, dataset, preset, key, fixed`` (the other differing keys' values, as ``k=v``) and
+    ``points`` ``{value: [finished runs' metrics dicts]}``."""
+    buckets: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
+    for g in groups:
+        done = [r["metrics"] for r in g["rows"] if r["status"] == "done" and r.get("metrics")]
+        if done:
+            buckets[(g["learner"], g["dataset"], g["preset"])].append((_flat(g["rows"][0]["config"]), done))
+    out = []
+    for (learner, ds, preset), members in buckets.items():
+        if len(members) < min_points:
+            continue
+        keys = sorted({k for flat, _ in members for k in flat})
+        flats = [{k: flat.get(k, _param_default(learner, k)) for k in keys} for flat, _ in members]
+        differ = [k for k in keys if len({_key(f[k]) for f in flats}) > 1]
+        for k in differ:
+            rest = [o for o in differ if o != k]
+            lines: dict[str, dict[Any, list[dict]]] = defaultdict(lambda: defaultdict(list))
+            for f, (_, done) in zip(flats, members):
+                if _number(f[k]):
+                    lines[", ".join(f"{o}={_short(f[o])}" for o in rest)][f[k]].extend(done)
+            for fixed, pts in lines.items():
+                if len(pts) >= min_points:
+                    out.append({"learner": learner, "dataset": ds, "preset": preset, "key": k, "fixed": fixed,
+                                "points": dict(sorted(pts.items()))})
+    return out
+
+
+def sweep_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
+    """One figure per sweep of :func:`sweeps`: final test accuracy (left) and every final ``angle_deg*`` metric
+    (right, when the runs report alignment) against the swept value; mean over seeds, bars ± one standard
+    deviation where there are several. Returns ``(slug, title, png bytes)``."""
+    from matplotlib.figure import Figure
+
+    out = []
+    for i, sw in enumerate(sweeps(groups)):
+        xs = list(sw["points"])
+        angle_keys = sorted({k for ms in sw["points"].values() for m in ms for k in m
+                             if k.startswith("angle_deg") and _number(m[k])})
+        fig = Figure(figsize=(12 if angle_keys else 7, 4.2))
+        axes = fig.subplots(1, 2 if angle_keys else 1, squeeze=False)[0]
+        for ax, keys, scale, ylabel in ((axes[0], ["test_acc"], 100.0, "test accuracy % (final epoch)"),
+                                        (axes[-1], angle_keys, 1.0, "angle to the backprop gradient (°)"))[
+                                            :len(axes)]:
+            for j, key in enumerate(keys):
+                pts = [(x, [scale * m[key] for m in sw["points"][x] if _number(m.get(key))]) for x in xs]
+                pts = [(x, v) for x, v in pts if v]
+                if not pts:
+                    continue
+                ax.errorbar([x for x, _ in pts], [statistics.fmean(v) for _, v in pts],
+                            yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for _, v in pts],
+                            marker="o", ms=4, capsize=3, label=key, **_style(j))
+            if xs[0] > 0 and xs[-1] >= 20 * xs[0]:  # a series over decades (learning rates)
+                ax.set_xscale("log")
+            ax.set_xlabel(sw["key"])
+            ax.set_ylabel(ylabel)
+            ax.grid(alpha=0.3)
+            if len(keys) > 1:
+                ax.legend(fontsize=7)
+        title = (f"{sw['learner']} {sw['preset']} on {sw['dataset']}: sweep of {sw['key']}"
+                 + (f" ({sw['fixed'][:100]})" if sw["fixed"] else "") + " - mean over seeds")
+        import textwrap
+
+        fig.suptitle(textwrap.fill(title, 110 if angle_keys else 70), fontsize=10)
+        fig.subplots_adjust(left=0.09, right=0.97, bottom=0.13, top=0.85, wspace=0.25)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"sweep-{sw['dataset']}-{sw['learner']}-{sw['key']}-{i}")
+        out.append((slug, title, _png(fig)))
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # writing
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
@@ -691,7 +790,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
     repro = reproduction_rows(groups)
     label_figs = label_efficiency_figures(all_rows)
-    figs = learning_curve_figures(summarize(rows)) + angle_figures(summarize(rows))
+    figs = learning_curve_figures(summarize(rows)) + angle_figures(summarize(rows)) + sweep_figures(groups)
     failed = [r for r in all_rows if r["status"] == "failed"]
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),

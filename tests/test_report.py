@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from neuroplastic import learners
 from neuroplastic.bench import papers, report, runner, suite
 from neuroplastic.bench.db import ResultsDB
 from neuroplastic.energy import EnergyModel
@@ -184,9 +185,10 @@ def test_sweeps_find_a_one_parameter_series_with_the_default_cell_at_its_default
     rows += [_run({}, 0, 0.4, 80.0)]  # leaves lr out: runs at fa's default
     rows += [_run({"lr": 0.1, "hidden": [8]}, 0, 0.9, 30.0)]  # differs in a second key: no series of its own
     sw = report.sweeps(report.summarize(rows))
-    default = report._param_default("fa", "params.lr")
+    defaults = learners.param_defaults("fa")
+    default = defaults["lr"]
     assert default not in (0.1, 0.2, 0.3)
-    hidden = report._short(report._param_default("fa", "params.hidden"))
+    hidden = report._short(defaults["hidden"])
     assert [s["key"] for s in sw] == ["params.lr"] and sw[0]["fixed"] == f"params.hidden={hidden}"
     pts = sw[0]["points"]
     assert list(pts) == sorted([default, 0.1, 0.2, 0.3])

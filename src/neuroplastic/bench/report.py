@@ -20,6 +20,7 @@ import math
 import os
 import re
 import statistics
+import textwrap
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -159,9 +160,14 @@ def metric_values(rows: list[dict], key: str) -> list[float]:
         v = (r.get("metrics") or {}).get(key)
         if v is None:
             v = (r.get("record") or {}).get(key)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if _number(v):
             vals.append(float(v))
     return vals
+
+
+def _number(v: Any) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _mean_of(rows: list[dict], key: str) -> float | None:
@@ -582,30 +588,6 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def _param_default(learner: str, key: str) -> Any:
-    """The value a config that leaves out ``params.NAME`` runs with: the registry's fixed default or the learner's
-    keyword default (``None`` when there is none or the key is not a ``params.`` key)."""
-    import inspect
-
-    from .. import learners
-
-    if not key.startswith("params."):
-        return None
-    try:
-        e = learners.entry(learner)
-    except KeyError:
-        return None
-    name = key[len("params."):]
-    if name in e.defaults:
-        return e.defaults[name]
-    p = inspect.signature(e.cls.__init__).parameters.get(name)
-    return None if p is None or p.default is inspect.Parameter.empty else p.default
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, Any]]:
     """One-parameter sweeps among ``groups`` (of :func:`summarize`): groups of one learner, dataset and preset whose
     configs differ in a single numeric key that takes at least ``min_points`` values, every other key equal (a
@@ -617,12 +599,18 @@ def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, 
         done = [r["metrics"] for r in g["rows"] if r["status"] == "done" and r.get("metrics")]
         if done:
             buckets[(g["learner"], g["dataset"], g["preset"])].append((_flat(g["rows"][0]["config"]), done))
+    from .. import learners
+
     out = []
     for (learner, ds, preset), members in buckets.items():
         if len(members) < min_points:
             continue
+        try:
+            defaults = {f"params.{k}": v for k, v in learners.param_defaults(learner).items()}
+        except KeyError:  # an imported record of a learner this version no longer has
+            defaults = {}
         keys = sorted({k for flat, _ in members for k in flat})
-        flats = [{k: flat.get(k, _param_default(learner, k)) for k in keys} for flat, _ in members]
+        flats = [{k: flat.get(k, defaults.get(k)) for k in keys} for flat, _ in members]
         differ = [k for k in keys if len({_key(f[k]) for f in flats}) > 1]
         for k in differ:
             rest = [o for o in differ if o != k]
@@ -670,8 +658,6 @@ def sweep_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
                 ax.legend(fontsize=7)
         title = (f"{sw['learner']} {sw['preset']} on {sw['dataset']}: sweep of {sw['key']}"
                  + (f" ({sw['fixed'][:100]})" if sw["fixed"] else "") + " - mean over seeds")
-        import textwrap
-
         fig.suptitle(textwrap.fill(title, 110 if angle_keys else 70), fontsize=10)
         fig.subplots_adjust(left=0.09, right=0.97, bottom=0.13, top=0.85, wspace=0.25)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"sweep-{sw['dataset']}-{sw['learner']}-{sw['key']}-{i}")
@@ -790,7 +776,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
     repro = reproduction_rows(groups)
     label_figs = label_efficiency_figures(all_rows)
-    figs = learning_curve_figures(summarize(rows)) + angle_figures(summarize(rows)) + sweep_figures(groups)
+    run_groups = summarize(rows)
+    figs = learning_curve_figures(run_groups) + angle_figures(run_groups) + sweep_figures(groups)
     failed = [r for r in all_rows if r["status"] == "failed"]
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),

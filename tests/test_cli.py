@@ -97,6 +97,7 @@ def test_train_writes_record_and_history_and_resumes(capsys, tmp_path, monkeypat
     assert rec["params"]["hidden"] == [16] and 0.0 <= rec["test_acc"] <= 1.0
     assert rec["command"].startswith("neuroplastic train bp-digits")
     assert [h["epoch"] for h in hist] == [1, 2]
+    assert "last5_test_acc" not in rec  # 2 epochs: no mean of the last 5
     assert yaml.safe_load((out / "config.yaml").read_text())["epochs"] == 2
     # the same out folder without --resume is refused; with --resume the finished run is not retrained
     assert "--resume" in _err(capsys, ["train", "bp-digits", "--epochs", "2", "--out", str(out)])

@@ -277,3 +277,14 @@ def test_recorded_runs_keep_their_hash_when_protocol_options_are_added():
     cfg = experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5}})
     assert experiment.config_hash(cfg) == experiment.config_hash(
         experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5, "robustness": False, "binarize": None}}))
+
+
+def test_last_epochs_mean_takes_the_last_five_trained_epochs_only():
+    from neuroplastic.experiment import last_epochs_mean
+
+    hist = [{"epoch": e, "test_acc": a} for e, a in enumerate([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], start=1)]
+    probe = [{"epoch": 1, "stage": "probe", "test_acc": 0.0}]  # a probe's own epochs are not training epochs
+    assert last_epochs_mean(hist + probe, "test_acc") == pytest.approx((0.3 + 0.4 + 0.5 + 0.6 + 0.8) / 5)
+    assert last_epochs_mean(hist[:4], "test_acc") is None  # fewer than 5 epochs
+    gap = hist[:6] + [{"epoch": 7, "test_acc": float("nan")}]
+    assert last_epochs_mean(gap, "test_acc") is None  # an untested (or non-finite) epoch among the last 5

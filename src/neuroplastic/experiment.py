@@ -28,6 +28,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -805,12 +806,24 @@ def load_trained(folder: str | os.PathLike, device: str = "cpu"):
     return learner, bundle, cfg
 
 
+def last_epochs_mean(history: list[dict[str, Any]], key: str, n: int = 5) -> float | None:
+    """The mean of ``key`` over the last ``n`` training epochs of ``history`` (rows with an ``epoch`` and no
+    ``stage``); None unless each of those epochs has a finite value."""
+    rows = [h for h in history if "epoch" in h and h.get("stage") is None]
+    vals = [h.get(key) for h in rows[-n:]]
+    if len(vals) < n or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
+        return None
+    return statistics.fmean(vals)
+
+
 def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[str, Any]:
     """The standard results record of a run (the store's unit; the exported ``benchmarks/results/<section>.json`` files hold them).
 
     Keys: ``learner, dataset, preset, seed, epochs, status`` (``done`` or ``budget``), ``epochs_done,
-    test_acc`` (fraction, final epoch), ``val_acc, train_seconds, samples_per_s, commit, cpu, cpu_isa, threads,
-    torch, command, hash, protocol`` plus every extra scalar metric the run reported.
+    test_acc`` (fraction, final epoch), ``last5_test_acc`` (the mean test accuracy of the last 5 epochs, as
+    Gierlich et al. 2025 report theirs; only when the run tested every one of them), ``val_acc, train_seconds,
+    samples_per_s, commit, cpu, cpu_isa, threads, torch, command, hash, protocol`` plus every extra scalar metric
+    the run reported.
     """
     cfg = out.config
     preset = cfg.get("preset") or cfg["params"].get("preset") or cfg["params"].get("arch") or "default"
@@ -826,6 +839,8 @@ def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[s
         "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
         "params": cfg["params"], "batch_size": cfg["batch_size"], "date": time.strftime("%Y-%m-%d"),
     }
+    if (last := last_epochs_mean(out.history, "test_acc")) is not None:
+        rec["last5_test_acc"] = last
     if cfg.get("recipe"):
         rec["recipe"] = cfg["recipe"]
     if cfg.get("protocol") not in (None, {}, PROTOCOL_DEFAULTS):

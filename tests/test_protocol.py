@@ -288,3 +288,45 @@ def test_last_epochs_mean_takes_the_last_five_trained_epochs_only():
     assert last_epochs_mean(hist[:4], "test_acc") is None  # fewer than 5 epochs
     gap = hist[:6] + [{"epoch": 7, "test_acc": float("nan")}]
     assert last_epochs_mean(gap, "test_acc") is None  # an untested (or non-finite) epoch among the last 5
+
+
+def test_gap_closure_targets_pair_seeds_and_render_in_results(tmp_path):
+    """A target with ``closes`` measures (x - from) / (to - from) of the means over the seeds all three groups
+    have (a seed missing from one group is left out); a metric the matching records lack reads 'not recorded';
+    a malformed ``closes`` is refused when the suite loads."""
+    from neuroplastic.bench import store
+    from neuroplastic.bench.suite import SuiteError, expand
+
+    def rec(learner, seed, acc, **params):
+        return {"learner": learner, "dataset": "mnist", "preset": "sal_cnn", "seed": seed, "epochs": 6,
+                "status": "done", "test_acc": acc, "params": {"lr": 0.01, **params}}
+
+    recs = [rec("sal", 0, 0.98), rec("sal", 1, 0.97), rec("sal", 2, 0.5),  # seed 2: no FA run
+            rec("fa", 0, 0.96), rec("fa", 1, 0.95),
+            rec("bp", 0, 0.99, conv_mode="fa"), rec("bp", 1, 0.99, conv_mode="fa"), rec("bp", 0, 0.2)]
+    c = store.gap_closure(recs, {"learner": "sal"}, {"learner": "fa"}, {"learner": "bp", "params.conv_mode": "fa"})
+    assert c["seeds"] == [0, 1] and c["x"] == pytest.approx(0.975) and c["low"] == pytest.approx(0.955)
+    assert c["closure"] == pytest.approx((0.975 - 0.955) / (0.99 - 0.955))
+    t = {"where": {"learner": "sal"}, "closes": {"from": {"learner": "fa"},
+                                                 "to": {"learner": "bp", "params.conv_mode": "fa"}}, "target": ">= 80 %"}
+    assert store.measured_target(recs, t) == "57 % (97.50 from 95.50 to 99.00 %; seeds 0, 1)"
+    assert store.measured_target(recs, dict(t, metric="last5_test_acc")) == "not recorded"
+    assert store.measured_target(recs, dict(t, where={"learner": "kp"})) == "not run"
+    assert store.target_metric(t) == "gap closure of test_acc"
+    db = ResultsDB(tmp_path / "s.db")
+    (tmp_path / "x.json").write_text(json.dumps(recs))
+    store.import_files(db, [tmp_path / "x.json"], meta={"x": {"targets": [t]}})
+    store.export(db, tmp_path / "pub")
+    md = (tmp_path / "pub" / "RESULTS.md").read_text()
+    assert "| learner=sal | gap closure of test_acc | 57 % (97.50 from 95.50 to 99.00 %; seeds 0, 1) | >= 80 % |" in md
+    # a run stored before records had last5_test_acc gets it from its stored history; one with it keeps its own
+    hist = [{"epoch": e, "test_acc": 0.9 + e / 100} for e in range(1, 7)]
+    for h, rec_extra in (("old", {}), ("new", {"last5_test_acc": 0.5})):
+        db.put_done("g", h, {"learner": "bp", "seed": 0}, metrics={}, history=hist, env={}, train_seconds=1.0,
+                    wall_seconds=1.0, record={"learner": "bp", "seed": 0, "test_acc": 0.96, "run": h, **rec_extra})
+    got = {r["run"]: r["last5_test_acc"] for r in store.suite_records(db, "g")}
+    assert got == {"old": pytest.approx(0.94), "new": 0.5}
+    spec = {"name": "g", "cells": [{"learner": "bp", "dataset": "digits"}],
+            "targets": [{"target": ">= 80 %", "closes": {"from": {"learner": "fa"}}}]}
+    with pytest.raises(SuiteError, match="closes"):
+        expand(spec)

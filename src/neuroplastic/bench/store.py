@@ -109,11 +109,17 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
 # --------------------------------------------------------------------------------------------------
 # sections
 def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
-    """Every record of a suite's finished runs (one per label count), in suite order."""
+    """Every record of a suite's finished runs (one per label count), in suite order. A main record made before
+    ``last5_test_acc`` existed gets it from the run's stored history (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
+    from ..experiment import last_epochs_mean
+
     out = []
     for r in db.runs(suite, status="done"):
-        recs = r.get("records") or ([r["record"]] if r.get("record") else [])
-        out += [dict(x, suite=suite) for x in recs]
+        recs = [dict(x, suite=suite) for x in r.get("records") or ([r["record"]] if r.get("record") else [])]
+        last = last_epochs_mean(r.get("history") or [], "test_acc")
+        if recs and "last5_test_acc" not in recs[0] and last is not None:
+            recs[0]["last5_test_acc"] = last
+        out += recs
     return out
 
 
@@ -190,12 +196,62 @@ def _num(values: list[float]) -> str:
 
 def measured(records: list[dict[str, Any]], where: dict[str, Any], metric: str = "test_acc") -> str:
     """``mean ± std (n)`` of ``metric`` over the finished records matching ``where`` (accuracy in %)."""
-    vals = [r[metric] for r in records if r.get("status", "done") in ("done", "budget", "timing")
-            and isinstance(r.get(metric), (int, float)) and matches(r, where)]
+    vals = [v for vs in _finished_values(records, where, metric).values() for v in vs]
     if not vals:
-        return "not run"
+        return "not recorded" if any(matches(r, where) for r in records) else "not run"
     cell = _pct(vals) if metric.endswith("_acc") else _num(vals)
     return f"{cell} (n={len(vals)})"
+
+
+def _finished_values(records: list[dict[str, Any]], where: dict[str, Any], metric: str) -> dict[Any, list[float]]:
+    """``metric`` of the finished records matching ``where``, by seed."""
+    out: dict[Any, list[float]] = defaultdict(list)
+    for r in records:
+        v = r.get(metric)
+        if r.get("status", "done") in ("done", "budget", "timing") and isinstance(v, (int, float)) \
+                and not isinstance(v, bool) and matches(r, where):
+            out[r.get("seed")].append(float(v))
+    return out
+
+
+def gap_closure(records: list[dict[str, Any]], where: dict[str, Any], low: dict[str, Any], high: dict[str, Any],
+                metric: str = "test_acc") -> dict[str, Any] | None:
+    """How much of the gap from the runs ``low`` to the runs ``high`` the runs ``where`` close in ``metric``:
+
+    .. math::  c = \\frac{\\bar x - \\bar x_\\text{low}}{\\bar x_\\text{high} - \\bar x_\\text{low}}
+
+    with each mean over the seeds that all three have (Gierlich et al. 2025: SAL against FA and "BP in FC + FA in
+    conv", target c ≥ 0.8). Returns ``{"closure", "seeds", "x", "low", "high"}`` (the three means), or None when
+    no seed has all three or the two ends are equal."""
+    groups = [_finished_values(records, w, metric) for w in (where, low, high)]
+    seeds = sorted(set(groups[0]) & set(groups[1]) & set(groups[2]), key=str)
+    if not seeds:
+        return None
+    x, lo, hi = (statistics.fmean(v for s in seeds for v in g[s]) for g in groups)
+    if hi == lo:
+        return None
+    return {"closure": (x - lo) / (hi - lo), "seeds": seeds, "x": x, "low": lo, "high": hi}
+
+
+def target_metric(t: dict[str, Any]) -> str:
+    """A target's metric as its table names it: ``metric``, or ``gap closure of metric`` (``closes``)."""
+    metric = t.get("metric", "test_acc")
+    return f"gap closure of {metric}" if t.get("closes") else metric
+
+
+def measured_target(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
+    """What ``records`` measured for the suite target ``t``: :func:`measured`, or for a target with ``closes:
+    {from: WHERE, to: WHERE}`` the :func:`gap_closure` of its runs between those runs, with the seeds and means."""
+    where, metric = dict(t.get("where") or {}), t.get("metric", "test_acc")
+    if not t.get("closes"):
+        return measured(records, where, metric)
+    c = gap_closure(records, where, t["closes"]["from"], t["closes"]["to"], metric)
+    if c is None:
+        return "not run" if not any(matches(r, where) for r in records) else "not recorded"
+    scale, unit = (100, " %") if metric.endswith("_acc") else (1, "")
+    ends = f"{scale * c['x']:.2f} from {scale * c['low']:.2f} to {scale * c['high']:.2f}{unit}"
+    seeds = ", ".join(str(s) for s in c["seeds"])
+    return f"{100 * c['closure']:.0f} % ({ends}; seed{'s' if len(c['seeds']) > 1 else ''} {seeds})"
 
 
 def device(r: dict[str, Any]) -> str:
@@ -371,7 +427,7 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
                                        **t} for t in m.get("targets") or []]
         for h in items:
             where = dict(h.get("where") or {})
-            metric = h.get("metric", "test_acc")
+            metric = target_metric(h)
             hit = [r for r in recs if matches(r, where)]
             hw = " + ".join(dict.fromkeys(device(r) for r in hit)) or "—"
             target = str(h.get("target", "—")) + (f" (paper {h['paper']})" if h.get("paper") else "")
@@ -380,7 +436,7 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
                 label = f"{label}: {h['label']}" if label else h["label"]
             elif where and not m.get("headline"):
                 label += " — " + ", ".join(f"{k}={v}" for k, v in where.items())
-            value = measured(recs, where, metric)
+            value = measured_target(recs, h)
             if metric != "test_acc" and value != "not run":  # the column is test %; name any other metric
                 value = f"{metric} {value}"
             rows.append([str(h.get("system", "")), label, value, target, hw, f"`{s['section']}`"])
@@ -458,7 +514,7 @@ def render(secs: list[dict[str, Any]]) -> str:
             out += ["Sources: " + "; ".join(m["sources"]), ""]
         if m.get("targets"):
             rows = [[", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items()) or "all",
-                     t.get("metric", "test_acc"), measured(recs, t.get("where") or {}, t.get("metric", "test_acc")),
+                     target_metric(t), measured_target(recs, t),
                      str(t["target"]), str(t.get("paper", ""))] for t in m["targets"]]
             out += [_md_table(["runs", "metric", "measured", "target", "paper"], rows), ""]
         out += [t + "\n" for t in (acc, tim) if t]

@@ -19,6 +19,8 @@ A suite::
     sources: [Lv et al., ICML 2025, Table 2]            # where the targets come from
     targets:                                            # what the study must reach (shown in the results)
       - {where: {learner: dll, preset: mlp-mnist}, target: ">= 97.6", paper: "97.57"}
+      - {where: {learner: dll}, closes: {from: {learner: fa}, to: {learner: bp}}, target: ">= 80 %"}
+                                                        # (x - from) / (to - from) of the means over shared seeds
     cost: {cpu_minutes: 90, basis: "2-core CPU, measured 2026-12"}   # estimated cost, shown by --list
 
 Merge order of one run (later wins, dicts such as ``params`` merge key by key): experiment defaults ←
@@ -177,9 +179,15 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
     if not isinstance(sources, list) or not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
         raise SuiteError(f"{where}: 'sources' must be a list and 'targets' a list of mappings")
     for t in targets:
-        bad = [k for k in t if k not in ("where", "target", "paper", "metric", "note")]
+        bad = [k for k in t if k not in ("where", "target", "paper", "metric", "note", "closes")]
         if bad or "target" not in t:
-            raise SuiteError(f"{where}: a target needs 'target' and may have where, paper, metric, note; got {t!r}")
+            raise SuiteError(f"{where}: a target needs 'target' and may have where, paper, metric, note, closes; "
+                             f"got {t!r}")
+        closes = t.get("closes")
+        if closes is not None and not (isinstance(closes, dict) and set(closes) == {"from", "to"}
+                                       and all(isinstance(v, dict) for v in closes.values())):
+            raise SuiteError(f"{where}: a target's 'closes' must be {{from: RUNS, to: RUNS}} (two mappings of "
+                             f"record keys), got {closes!r}")
     mode = spec.get("registry")
     quick: dict[str, dict[str, Any]] = {}
     if mode is not None:

@@ -116,9 +116,10 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
     out = []
     for r in db.runs(suite, status="done"):
         recs = [dict(x, suite=suite) for x in r.get("records") or ([r["record"]] if r.get("record") else [])]
-        last = last_epochs_mean(r.get("history") or [], "test_acc")
-        if recs and "last5_test_acc" not in recs[0] and last is not None:
-            recs[0]["last5_test_acc"] = last
+        if recs and "last5_test_acc" not in recs[0]:
+            last = last_epochs_mean(r.get("history") or [], "test_acc")
+            if last is not None:
+                recs[0]["last5_test_acc"] = last
         out += recs
     return out
 
@@ -198,9 +199,14 @@ def measured(records: list[dict[str, Any]], where: dict[str, Any], metric: str =
     """``mean ± std (n)`` of ``metric`` over the finished records matching ``where`` (accuracy in %)."""
     vals = [v for vs in _finished_values(records, where, metric).values() for v in vs]
     if not vals:
-        return "not recorded" if any(matches(r, where) for r in records) else "not run"
+        return _missing(records, where)
     cell = _pct(vals) if metric.endswith("_acc") else _num(vals)
     return f"{cell} (n={len(vals)})"
+
+
+def _missing(records: list[dict[str, Any]], where: dict[str, Any]) -> str:
+    """What a target cell says when it has no value: "not recorded" if runs match but lack it, else "not run"."""
+    return "not recorded" if any(matches(r, where) for r in records) else "not run"
 
 
 def _finished_values(records: list[dict[str, Any]], where: dict[str, Any], metric: str) -> dict[Any, list[float]]:
@@ -247,7 +253,7 @@ def measured_target(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
         return measured(records, where, metric)
     c = gap_closure(records, where, t["closes"]["from"], t["closes"]["to"], metric)
     if c is None:
-        return "not run" if not any(matches(r, where) for r in records) else "not recorded"
+        return _missing(records, where)
     scale, unit = (100, " %") if metric.endswith("_acc") else (1, "")
     ends = f"{scale * c['x']:.2f} from {scale * c['low']:.2f} to {scale * c['high']:.2f}{unit}"
     seeds = ", ".join(str(s) for s in c["seeds"])

@@ -206,12 +206,14 @@ def test_recipe_is_a_base_config_that_train_and_suites_share(tmp_path, monkeypat
 def test_store_imports_earlier_records_and_exports_results(tmp_path):
     """Earlier record files import with portable commands; export writes section files, RESULTS.md and the README
     table between its markers from the store alone; a suite's record equal to an earlier one is shown as
-    reproduced; re-importing the export into a fresh store gives the same RESULTS.md."""
+    reproduced; re-importing the export into a fresh store gives the same RESULTS.md (a section keeps the name of
+    the file it first came from)."""
     rec = {"learner": "bp", "dataset": "digits", "preset": "mlp", "seed": 0, "epochs": 1, "batch_size": 32,
            "status": "done", "test_acc": 0.5, "params": {"hidden": [8]}, "commit": "abc",
            "command": "python /work/main/benchmarks/x.py --root /work/shared/data --out /root/out/x.json"}
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "x.json").write_text(json.dumps([rec]))
+    (tmp_path / "old" / "y_report.md").write_text("Prose only.")  # exported as y_report.json, still names its .md
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "x.md").write_text("A note.")
     db = ResultsDB(tmp_path / "s.db")
@@ -219,7 +221,7 @@ def test_store_imports_earlier_records_and_exports_results(tmp_path):
 
     assert store.import_files(db, [tmp_path / "old"], notes=tmp_path / "notes",
                               meta={"x": {"headline": [{"system": "S", "benchmark": "B", "where": {"learner": "bp"},
-                                                        "target": ">= 1"}]}}) == {"x": 1}
+                                                        "target": ">= 1"}]}}) == {"x": 1, "y_report": 0}
     [got] = db.imported("x")["x"]
     assert got["command"] == "python benchmarks/x.py --root $NEUROPLASTIC_DATA --out <out>/x.json"
     assert got["recorded_command"] == rec["command"]

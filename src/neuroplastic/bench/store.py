@@ -91,7 +91,7 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
                     r.setdefault("recorded_command", r["command"])
                     r["command"] = fixed
             out.append(r)
-        smeta = dict(smeta, source_file=f.name)
+        smeta.setdefault("source_file", f.name)  # an exported section keeps the file it first came from
         # records of the retired scripts are "earlier"; an exported suite section (it names its suite) stays one
         smeta.setdefault("kind", "suite" if smeta.get("suite") else "earlier")
         if notes is not None and (notes / f"{name}.md").is_file():

@@ -332,3 +332,19 @@ def test_gap_closure_targets_pair_seeds_and_render_in_results(tmp_path):
             "targets": [{"target": ">= 80 %", "closes": {"from": {"learner": "fa"}}}]}
     with pytest.raises(SuiteError, match="closes"):
         expand(spec)
+
+
+def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():
+    """`bench --where`: a run whose config lacks a filtered key does not match (the bound's `params.conv_mode=fa`
+    among plain BP and SAL runs); a key no run has and a filter that keeps nothing are one-line errors."""
+    from neuroplastic.bench import suite
+
+    s = suite.load("sal-mnist")
+    bound = s.where([("learner", "bp"), ("params.conv_mode", "fa"), ("seed", 1)])
+    assert [cfg["learner"] for _, cfg in bound.runs] == ["bp"]
+    assert bound.runs[0][1]["params"]["conv_mode"] == "fa" and bound.runs[0][1]["seed"] == 1
+    assert len(s.where([("learner", "bp")]).runs) == 6  # plain BP and the bound, 3 seeds each
+    with pytest.raises(suite.SuiteError, match="no such config key"):
+        s.where([("params.no_such_option", 1)])
+    with pytest.raises(suite.SuiteError, match="no run matches"):
+        s.where([("learner", "sal"), ("params.conv_mode", "fa")])

@@ -75,20 +75,24 @@ class Suite:
 
     def where(self, conditions: list[tuple[str, Any]]) -> Suite:
         """The runs whose config matches every ``(dotted key, value)`` of ``conditions`` (e.g. one cell of a
-        study: ``learner=dll``, ``seed=0``); an error names a key no run has or a filter that keeps none."""
-        keep = []
-        for h, cfg in self.runs:
-            ok = True
-            for key, value in conditions:
-                v: Any = cfg
-                for part in key.split("."):
-                    if not isinstance(v, dict) or part not in v:
-                        raise SuiteError(f"--where {key}: no such config key in suite {self.name!r}")
-                    v = v[part]
-                if v != value and str(v) != str(value):
-                    ok = False
-            if ok:
-                keep.append((h, cfg))
+        study: ``learner=dll``, ``seed=0``, ``params.conv_mode=fa``); a run without the key does not match. An
+        error names a key no run has or a filter that keeps none."""
+        missing = object()
+
+        def lookup(cfg: dict[str, Any], key: str) -> Any:
+            v: Any = cfg
+            for part in key.split("."):
+                if not isinstance(v, dict) or part not in v:
+                    return missing
+                v = v[part]
+            return v
+
+        for key, _ in conditions:
+            if all(lookup(cfg, key) is missing for _, cfg in self.runs):
+                raise SuiteError(f"--where {key}: no such config key in suite {self.name!r}")
+        keep = [(h, cfg) for h, cfg in self.runs
+                if all((v := lookup(cfg, key)) is not missing and (v == value or str(v) == str(value))
+                       for key, value in conditions)]
         if not keep:
             desc = ", ".join(f"{k}={v}" for k, v in conditions)
             raise SuiteError(f"suite {self.name!r}: no run matches {desc}")

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import InputError
 from .db import ResultsDB
 from .report import write_atomic
+from .suite import get_dotted
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: Sections that are not studies (the offline demo, single ``train`` runs); exported only when asked for.
@@ -159,20 +160,11 @@ def _order(name: str) -> tuple[int, str]:
 
 # --------------------------------------------------------------------------------------------------
 # matching records to a filter, and tables
-def _get(rec: dict[str, Any], key: str) -> Any:
-    v: Any = rec
-    for part in key.split("."):
-        if not isinstance(v, dict) or part not in v:
-            return None
-        v = v[part]
-    return v
-
-
 def matches(rec: dict[str, Any], where: dict[str, Any]) -> bool:
     """True if every dotted key of ``where`` has that value in ``rec`` (``labels_per_class: all`` also matches a
     record without label counts; ``protocol.x`` keys read the record's non-default protocol)."""
     for k, want in where.items():
-        v = _get(rec, k)
+        v = get_dotted(rec, k)
         if k == "labels_per_class" and want == "all" and v is None:
             continue
         if k.startswith("protocol.") and v is None and want in (False, None):

@@ -79,19 +79,11 @@ class Suite:
         error names a key no run has or a filter that keeps none."""
         missing = object()
 
-        def lookup(cfg: dict[str, Any], key: str) -> Any:
-            v: Any = cfg
-            for part in key.split("."):
-                if not isinstance(v, dict) or part not in v:
-                    return missing
-                v = v[part]
-            return v
-
         for key, _ in conditions:
-            if all(lookup(cfg, key) is missing for _, cfg in self.runs):
+            if all(get_dotted(cfg, key, missing) is missing for _, cfg in self.runs):
                 raise SuiteError(f"--where {key}: no such config key in suite {self.name!r}")
         keep = [(h, cfg) for h, cfg in self.runs
-                if all((v := lookup(cfg, key)) is not missing and (v == value or str(v) == str(value))
+                if all((v := get_dotted(cfg, key, missing)) is not missing and (v == value or str(v) == str(value))
                        for key, value in conditions)]
         if not keep:
             desc = ", ".join(f"{k}={v}" for k, v in conditions)
@@ -120,6 +112,16 @@ def find(name_or_path: str | os.PathLike) -> Path:
         return cand
     raise SuiteError(f"no suite file or built-in suite named {str(name_or_path)!r}; "
                      f"built-in suites: {', '.join(builtin_names()) or '(none)'}")
+
+
+def get_dotted(cfg: dict[str, Any], key: str, default: Any = None) -> Any:
+    """``cfg['a']['b']`` for the dotted key ``a.b``, or ``default`` where a part is missing."""
+    v: Any = cfg
+    for part in key.split("."):
+        if not isinstance(v, dict) or part not in v:
+            return default
+        v = v[part]
+    return v
 
 
 def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> dict[str, Any]:

@@ -345,6 +345,20 @@ def test_noise_floor_is_the_stationary_angle_of_the_noisy_relaxation():
     assert "floor_deg" not in noise_floor(b, b + 1.5 * (w - b), w, 1.0)  # overshooting: no stationary angle
 
 
+def test_sal_phase_reports_the_fraction_of_units_at_the_refractory_limit():
+    m = _small_sal(sal_nets=4, sal_blocks=1, sal_block_steps=200)
+    m.configure(1, 10)
+    hidden, out_layer = m._dense()
+    idx = m.dense_index()
+    with torch.no_grad():
+        hidden.bias.fill_(50.0)  # every hidden unit fires whenever it is free: 1 / tau_ref
+        out_layer.bias.fill_(-50.0)  # silent
+    out = m.sal_phase()
+    assert out[f"sal_saturated/{idx[0]}"] == 1.0, out
+    assert out[f"sal_saturated/{idx[1]}"] == 0.0, out
+    assert 0.0 <= out["sal_saturated_input"] < 1.0, out  # zero bias, top-down input only
+
+
 def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
     noise = {}
     for nets in (8, 32):

@@ -142,8 +142,11 @@ class SALNet(SupervisedNet):
 
     @torch.no_grad()
     def sal_phase(self) -> dict[str, float]:
-        """One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
-        step and the phase's wall time."""
+        r"""One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
+        step, the phase's wall time and, per population, the fraction of units (over all networks) that fire at
+        :math:`\geq 0.9/\tau_\text{ref}`, at least 90 % of the refractory limit, where spike timing stops
+        carrying the weights' effect: ``sal_saturated/i`` for dense layer ``i``'s outputs, ``sal_saturated_input``
+        for the first dense layer's inputs."""
         t0 = time.perf_counter()
         cfg = self.sal_cfg
         dense = self._dense()
@@ -179,12 +182,13 @@ class SALNet(SupervisedNet):
         counts = tuple(h.stop - h.start for h in halves)
         b_before = [m.B.detach().clone() for m in dense]
         noise_sq = [0.0] * len(dense)
-        spikes_total = 0.0
+        fired = [torch.zeros(r, n, device=dev) for n in sizes]  # spikes per network and unit over the phase
         for _ in range(cfg["blocks"]):
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
             for start in range(0, cfg["block_steps"], chunk):
                 s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
-                spikes_total += float(sum(sp.sum() for sp in s))
+                for f, sp in zip(fired, s):
+                    f += sp.sum(0)
                 if one_product:  # feedback projection l -> l-1: pre = layer l, post = layer l-1
                     terms = [tr.block_terms(sp, pre=i > 0) for i, (tr, sp) in enumerate(zip(traces, s))]
                     for l in range(1, len(sizes)):
@@ -215,8 +219,13 @@ class SALNet(SupervisedNet):
         floors = [out.get(f"sal_floor_deg/{i}", -1.0) for i in index]
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors],
                                                                  dtype=torch.float64)])
-        n_units = sum(sizes) * r * cfg["blocks"] * cfg["block_steps"]
-        return {**out, "sal_rate": spikes_total / max(n_units, 1), "sal_phase_seconds": time.perf_counter() - t0}
+        steps = cfg["blocks"] * cfg["block_steps"]
+        saturated = [float((f * (tau / steps) >= 0.9).float().mean()) for f in fired]
+        out.update({"sal_saturated_input": saturated[0],
+                    **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
+        spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
+        return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
+                "sal_phase_seconds": time.perf_counter() - t0}
 
     def get_extra_state(self) -> torch.Tensor:
         """The phase log (:attr:`phase_log`) travels with the weights, so a resumed run draws the whole curve."""

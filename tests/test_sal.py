@@ -389,3 +389,48 @@ def test_sal_phase_log_survives_the_state_dict_and_is_drawn(tmp_path):
     assert len(fresh.phase_log) == 0
     names = [p.name for p in m.figures(None, tmp_path)]
     assert names == ["feedback.png", "sal_alignment.png"] and (tmp_path / "sal_alignment.png").stat().st_size > 0
+
+
+def test_a_neuron_at_its_refractory_limit_leaves_sal_without_a_restoring_force():
+    """Why ``sal_max_gain`` exists: with both neurons in range the drift of w21 points to w12 = 1 from either side;
+    when either neuron fires at its refractory limit (bias 6: σ(6 − ln 10) ≈ 0.98 per free step) the drift vanishes
+    whatever w21 — the refractory clock makes as many anti-causal as causal pairs."""
+    from neuroplastic.sal.studies import flow_field
+
+    grid = torch.tensor([[1.0, -1.0], [1.0, 3.0]]).repeat(8, 1)  # (w12, w21), 8 networks per point
+
+    def drift(bias):
+        return flow_field(grid, steps=20_000, bias=bias, seed=0)[:, 1].view(8, 2).mean(0)
+
+    low, high = drift(0.0).tolist()
+    assert low > 0.06 and high < -0.08, (low, high)  # restoring force toward w21 = w12
+    for bias in ((6.0, 0.0), (0.0, 6.0)):  # the pre neuron of w21, then its post neuron, saturated
+        assert drift(bias).abs().max() < 0.03, (bias, drift(bias))
+
+
+def test_sal_max_gain_scales_the_copy_and_divides_the_update_back():
+    """A net whose dense layers sit at the cap learns exactly as without one; the same net scaled by 4 (W, B, b)
+    enters the copy scaled by 1/4 — the same copy, the same spikes — and its B moves by exactly 4 times as much."""
+    def made(scale, cap):
+        m = _small_sal(sal_nets=4, sal_blocks=2, sal_block_steps=200, sal_max_gain=cap)
+        m.configure(1, 10)
+        signs = torch.Generator().manual_seed(3)
+        with torch.no_grad():  # entries ±c: g = c·sqrt(fan_in) = 0.5 exactly in both layers (64 and 16 inputs)
+            for layer, c in zip(m._dense(), (1 / 16, 1 / 8)):
+                s = torch.randint(0, 2, layer.weight.shape, generator=signs) * 2.0 - 1
+                layer.weight.copy_(scale * c * s)
+                layer.B.mul_(scale)
+                layer.bias.mul_(scale)
+        return m
+
+    plain, at_cap, scaled = made(1, None), made(1, 0.5), made(4, 0.5)
+    assert [scaled.copy_scale(x) for x in scaled._dense()] == [0.25, 0.25]
+    before = [x.B.clone() for x in scaled._dense()]
+    outs = [m.sal_phase() for m in (plain, at_cap, scaled)]
+    for a, b, c, b0 in zip(plain._dense(), at_cap._dense(), scaled._dense(), before):
+        assert torch.equal(a.B, b.B) and not torch.equal(c.B, b0)
+        assert torch.equal(c.B, 4 * a.B)
+    assert {k: v for k, v in outs[2].items() if k.startswith("sal_scale")} == {"sal_scale/0": 0.25, "sal_scale/1": 0.25}
+    assert "sal_scale/0" not in outs[0] and outs[1]["sal_scale/0"] == 1.0
+    with pytest.raises(ValueError, match="sal_max_gain"):
+        _small_sal(sal_max_gain=0.0)

@@ -17,6 +17,17 @@ non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes
 direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
 network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
 
+``sal_max_gain`` (not in the paper; ``None``, the default, is the paper's copy): SAL's restoring force vanishes at a
+unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset by
+pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory period
+is +0.12 at B = −1 and −0.16 at B = 3 when both fire at about 0.65 of the limit, within ±0.016 over that range when
+either fires at ≥ 0.96 of it). Trained forward weights grow (the cross-entropy keeps scaling the logits), drive the
+copy there and ``B`` drifts away. With a cap ``G``, dense layer ``l`` enters the copy scaled by :math:`s_l = \\min(1,
+G / g_l)`, :math:`g_l = \\lVert W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights;
+PyTorch's initialisation gives :math:`1/\\sqrt 3 \\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times
+``s_l``. The copy learns :math:`\\Delta(s_l B_l)`, so ``B_l`` moves by the update divided by ``s_l``: the fixed point
+``B = W`` is unchanged, the copy's rates stay in range. Logged as ``sal_scale/i``.
+
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
@@ -68,7 +79,7 @@ class SALNet(SupervisedNet):
                  sal_lr: float = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000, sal_nets: int = 32,
                  tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
-                 seed: int = 0) -> None:
+                 sal_max_gain: float | None = None, seed: int = 0) -> None:
         check_range("sal_lr", sal_lr, 0)
         check_range("sal_blocks", sal_blocks, 0, 1000)
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
@@ -76,6 +87,8 @@ class SALNet(SupervisedNet):
         check_range("tau_ref", tau_ref, 1, 1000)
         check_range("plasticity_noise", plasticity_noise, 0, 1)
         check_range("synaptic_noise", synaptic_noise, 0, 10)
+        if sal_max_gain is not None:
+            check_range("sal_max_gain", sal_max_gain, 1e-6, 1e6)
         if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
             raise ValueError(f"sal_window must be one of {', '.join(WINDOWS)} and sal_pairing one of "
                              f"{', '.join(PAIRINGS)}, got {sal_window!r}, {sal_pairing!r}")
@@ -85,7 +98,8 @@ class SALNet(SupervisedNet):
         self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"lr": float(sal_lr), "blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
-                        "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise)}
+                        "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
+                        "max_gain": None if sal_max_gain is None else float(sal_max_gain)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -113,6 +127,15 @@ class SALNet(SupervisedNet):
     def dense_angles(self) -> list[float]:
         """angle(B, W) in degrees of every dense layer (:func:`~neuroplastic.nn.feedback.feedback_stats`)."""
         return [feedback_stats(m.B.detach(), m.weight.detach())["angle_deg"] for m in self._dense()]
+
+    def copy_scale(self, layer: FeedbackLinear) -> float:
+        r"""The factor :math:`s = \min(1, G / g)` by which ``layer`` enters the spiking copy (``sal_max_gain`` ``G``;
+        :math:`g = \lVert W\rVert_F / \sqrt{n_\text{out}}`, see the module docstring); 1 without a cap."""
+        cap = self.sal_cfg["max_gain"]
+        if cap is None:
+            return 1.0
+        gain = (float(layer.weight.detach().double().pow(2).sum()) / layer.out_features) ** 0.5
+        return min(1.0, cap / gain) if gain > 0 else 1.0
 
     def configure(self, epochs: int, steps_per_epoch: int) -> None:
         super().configure(epochs, steps_per_epoch)
@@ -160,14 +183,16 @@ class SALNet(SupervisedNet):
             n = torch.randn(w.shape, generator=self.sal_gen).to(dev)
             return w + sigma * float(w.std()) * n
 
-        weights = [noisy(m.weight.detach()) for m in dense]
-        feedback = [noisy(m.B.detach()).clone() for m in dense]  # the copy's B: updated during the phase
+        scales = [self.copy_scale(m) for m in dense]  # s_l: 1 unless sal_max_gain caps the layer's gain
+        weights = [noisy(m.weight.detach()) * s for m, s in zip(dense, scales)]
+        feedback = [noisy(m.B.detach()) * s for m, s in zip(dense, scales)]  # the copy's B: updated during the phase
         projections: dict[tuple[int, int], torch.Tensor] = {}
         for l, (w, b) in enumerate(zip(weights, feedback), start=1):
             projections[(l - 1, l)] = w
             projections[(l, l - 1)] = b.t()  # a view: the copy sees every block's update
-        biases = [torch.zeros(sizes[0], device=dev)] + [m.bias.detach() if m.bias is not None
-                                                        else torch.zeros(m.out_features, device=dev) for m in dense]
+        biases = [torch.zeros(sizes[0], device=dev)] + [m.bias.detach() * s if m.bias is not None
+                                                        else torch.zeros(m.out_features, device=dev)
+                                                        for m, s in zip(dense, scales)]
         r, tau = cfg["nets"], cfg["tau_ref"]
         gen = self.sal_gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=self.sal_gen)))
@@ -204,12 +229,12 @@ class SALNet(SupervisedNet):
                         dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
                                                   amplitude=self.rule.amplitude, noise=noise)
             for l, m in enumerate(dense):
-                step = cfg["lr"] * sum(dP[l]).t() / norm
-                m.B.add_(step)
+                step = cfg["lr"] * sum(dP[l]).t() / norm  # in the copy's units: Δ(s_l B_l)
+                m.B.add_(step, alpha=1 / scales[l])
                 feedback[l].add_(step)
                 if len(halves) == 2:
                     noise_sq[l] += phase_noise(*(cfg["lr"] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
-                                               counts)
+                                               counts) / scales[l] ** 2
         out: dict[str, float] = {}
         index = self.dense_index()
         if len(halves) == 2:
@@ -223,6 +248,8 @@ class SALNet(SupervisedNet):
         saturated = [float((f * (tau / steps) >= 0.9).float().mean()) for f in fired]
         out.update({"sal_saturated_input": saturated[0],
                     **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
+        if cfg["max_gain"] is not None:
+            out.update({f"sal_scale/{index[l]}": s for l, s in enumerate(scales)})
         spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
         return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}

@@ -20,10 +20,13 @@ __all__ = ["block_rate", "boltzmann_target", "flow_field", "kl_divergence", "sam
            "two_neuron_study", "two_neurons"]
 
 
-def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float, tau_ref: int, gen: torch.Generator) -> SpikingNet:
+def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float | tuple[float, float], tau_ref: int,
+              gen: torch.Generator) -> SpikingNet:
     r = len(w12)
+    b1, b2 = (bias, bias) if isinstance(bias, (int, float)) else bias
     return SpikingNet([1, 1], {(0, 1): w21.view(r, 1, 1), (1, 0): w12.view(r, 1, 1)},
-                      [torch.full((1,), bias), torch.full((1,), bias)], n_nets=r, tau_ref=tau_ref, generator=gen)
+                      [torch.full((1,), float(b1)), torch.full((1,), float(b2))], n_nets=r, tau_ref=tau_ref,
+                      generator=gen)
 
 
 def block_rate(k: int, blocks: int, lr: float, lr_final: float | None, decay: str = "geometric") -> float:
@@ -83,11 +86,12 @@ def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blo
             "rate": torch.tensor(spikes / (2 * r * replicas * blocks * block_steps))}
 
 
-def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float = 0.0, tau_ref: int = 10,
-               rule: SALRule | None = None, seed: int = 0) -> torch.Tensor:
+def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float | tuple[float, float] = 0.0,
+               tau_ref: int = 10, rule: SALRule | None = None, seed: int = 0) -> torch.Tensor:
     """The mean SAL drift of both synapses at fixed weights: for every point ``(w12, w21)`` of ``grid`` ``[P, 2]``
     the update per refractory period ``(Δw12, Δw21)`` ``[P, 2]`` averaged over ``steps`` steps (the weights held
-    fixed). The phase-plane picture of the two-neuron study."""
+    fixed). The phase-plane picture of the two-neuron study. ``bias``: both neurons' bias, or ``(b1, b2)`` (a large
+    bias drives a neuron to its refractory limit, where SAL loses its restoring force)."""
     rule = rule or SALRule(tau=float(tau_ref), cut=2 * tau_ref)
     gen = torch.Generator().manual_seed(seed)
     w12, w21 = grid[:, 0].float(), grid[:, 1].float()

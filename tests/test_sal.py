@@ -434,3 +434,20 @@ def test_sal_max_gain_scales_the_copy_and_divides_the_update_back():
     assert "sal_scale/0" not in outs[0] and outs[1]["sal_scale/0"] == 1.0
     with pytest.raises(ValueError, match="sal_max_gain"):
         _small_sal(sal_max_gain=0.0)
+
+
+def test_sal_lr_per_dense_layer_moves_each_B_by_its_own_rate():
+    """One rate per dense layer: the same phase (same spikes, the rates do not touch the copy's first block) moves
+    each layer's B by its rate times the one-rate update; a wrong count is a one-line error."""
+    def update(lr):
+        m = _small_sal(sal_nets=4, sal_blocks=1, sal_block_steps=200, sal_lr=lr)
+        m.configure(1, 10)
+        before = [x.B.clone() for x in m._dense()]
+        m.sal_phase()
+        return [x.B - b for x, b in zip(m._dense(), before)]
+
+    one, two = update(0.5), update([0.5, 2.0])
+    torch.testing.assert_close(two[0], one[0], rtol=0, atol=0)
+    torch.testing.assert_close(two[1], 4 * one[1], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="sal_lr"):
+        _small_sal(sal_lr=[0.1, 0.2, 0.3])

@@ -12,7 +12,8 @@ block every ``B_l`` moves by
 with :math:`\\Delta P_l` the block's summed SAL update of the feedback projection (pre = layer ``l``'s units,
 post = its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the phase length in refractory periods
 (the authors' code divides by 20 whatever the block length; ``η_SAL = 0.4`` with our normalisation equals their
-0.04 with theirs at 200·τ_ref steps). The convolutions use fixed random feedback (``conv_mode``, as in every
+0.04 with theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as the authors' code allows:
+each layer's ``B`` follows its ``W`` with its own speed and noise). The convolutions use fixed random feedback (``conv_mode``, as in every
 non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
 direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
 network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
@@ -76,11 +77,14 @@ class SALNet(SupervisedNet):
                  hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
                  conv_mode: str = "fa", optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
-                 sal_lr: float = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000, sal_nets: int = 32,
+                 sal_lr: float | list[float] = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000,
+                 sal_nets: int = 32,
                  tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, seed: int = 0) -> None:
-        check_range("sal_lr", sal_lr, 0)
+        rates = [sal_lr] if isinstance(sal_lr, (int, float)) else list(sal_lr)
+        for v in rates:
+            check_range("sal_lr", v, 0)
         check_range("sal_blocks", sal_blocks, 0, 1000)
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
@@ -97,12 +101,15 @@ class SALNet(SupervisedNet):
                          feedback_scale=feedback_scale, conv_mode=conv_mode, seed=seed)
         self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
-        self.sal_cfg = {"lr": float(sal_lr), "blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
+        self.sal_cfg = {"lr": rates, "blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
+        if len(rates) not in (1, len(self._dense())):
+            raise ValueError(f"sal_lr needs one rate or one per dense layer ({len(self._dense())}), got {len(rates)}")
+        self.sal_cfg["lr"] = [float(v) for v in rates] * (len(self._dense()) // len(rates))
         noise_gen = torch.Generator().manual_seed(seed + 0x5A2)
         for i, m in enumerate(self._dense()):  # fixed amplitudes per synapse and direction (None: no noise)
             for tag in ("hebb", "anti"):
@@ -229,11 +236,11 @@ class SALNet(SupervisedNet):
                         dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
                                                   amplitude=self.rule.amplitude, noise=noise)
             for l, m in enumerate(dense):
-                step = cfg["lr"] * sum(dP[l]).t() / norm  # in the copy's units: Δ(s_l B_l)
+                step = cfg["lr"][l] * sum(dP[l]).t() / norm  # in the copy's units: Δ(s_l B_l)
                 m.B.add_(step, alpha=1 / scales[l])
                 feedback[l].add_(step)
                 if len(halves) == 2:
-                    noise_sq[l] += phase_noise(*(cfg["lr"] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
+                    noise_sq[l] += phase_noise(*(cfg["lr"][l] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
                                                counts) / scales[l] ** 2
         out: dict[str, float] = {}
         index = self.dense_index()

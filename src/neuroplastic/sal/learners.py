@@ -22,12 +22,13 @@ network's by fresh Gaussian noise of σ times each matrix's standard deviation a
 unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset by
 pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory period
 is +0.12 at B = −1 and −0.16 at B = 3 when both fire at about 0.65 of the limit, within ±0.016 over that range when
-either fires at ≥ 0.96 of it). Trained forward weights grow (the cross-entropy keeps scaling the logits), drive the
-copy there and ``B`` drifts away. With a cap ``G``, dense layer ``l`` enters the copy scaled by :math:`s_l = \\min(1,
-G / g_l)`, :math:`g_l = \\lVert W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights;
-PyTorch's initialisation gives :math:`1/\\sqrt 3 \\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times
-``s_l``. The copy learns :math:`\\Delta(s_l B_l)`, so ``B_l`` moves by the update divided by ``s_l``: the fixed point
-``B = W`` is unchanged, the copy's rates stay in range. Logged as ``sal_scale/i``.
+either fires at ≥ 0.96 of it). Forward weights large enough to drive the copy's units there can be capped: dense layer
+``l`` enters the copy scaled by :math:`s_l = \\min(1, G / g_l)`, :math:`g_l = \\lVert W_l\\rVert_F /
+\\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; PyTorch's initialisation gives :math:`1/\\sqrt 3
+\\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times ``s_l``. The copy learns :math:`\\Delta(s_l B_l)`,
+so ``B_l`` moves by the update divided by ``s_l``: the fixed point ``B = W`` is unchanged, the copy's rates stay in
+range, but weaker synapses shape the spike timing less, so a phase's noise relative to ``W`` grows. Logged as
+``sal_scale/i``.
 
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction

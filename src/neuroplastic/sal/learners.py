@@ -9,26 +9,26 @@ block every ``B_l`` moves by
 
 .. math::  B_l \\mathrel{+}= \\eta_\\text{SAL}\\; \\frac{\\Delta P_l^\\top}{R \\cdot \\text{block\\_steps} / \\tau_\\text{ref}}
 
-with :math:`\\Delta P_l` the block's summed SAL update of the feedback projection (pre = layer ``l``'s units,
-post = its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the phase length in refractory periods
-(the authors' code divides by 20 whatever the block length; ``η_SAL = 0.4`` with our normalisation equals their
-0.04 with theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as the authors' code allows:
-each layer's ``B`` follows its ``W`` with its own speed and noise). The convolutions use fixed random feedback (``conv_mode``, as in every
-non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
+with :math:`\\Delta P_l` the block's summed SAL update of the feedback projection (pre = layer ``l``'s units, post =
+its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the phase length in refractory periods (the
+authors' code divides by 20 whatever the block length; ``η_SAL = 0.4`` with our normalisation equals their 0.04 with
+theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as the authors' code allows: each layer's
+``B`` follows its ``W`` with its own speed and noise). The convolutions use fixed random feedback (``conv_mode``, as
+in every non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
 direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
 network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
 
 ``sal_max_gain`` (not in the paper; ``None``, the default, is the paper's copy): SAL's restoring force vanishes at a
-unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset by
-pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory period
-is +0.12 at B = −1 and −0.16 at B = 3 when both fire at about 0.65 of the limit, within ±0.016 over that range when
-either fires at ≥ 0.96 of it). Forward weights large enough to drive the copy's units there can be capped: dense layer
-``l`` enters the copy scaled by :math:`s_l = \\min(1, G / g_l)`, :math:`g_l = \\lVert W_l\\rVert_F /
-\\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; PyTorch's initialisation gives :math:`1/\\sqrt 3
-\\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times ``s_l``. The copy learns :math:`\\Delta(s_l B_l)`,
-so ``B_l`` moves by the update divided by ``s_l``: the fixed point ``B = W`` is unchanged, the copy's rates stay in
-range, but weaker synapses shape the spike timing less, so a phase's noise relative to ``W`` grows. Logged as
-``sal_scale/i``.
+unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset
+by pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory
+period is +0.12 at B = −1 and −0.16 at B = 3 when both fire at about 0.65 of the limit, within ±0.016 over that
+range when either fires at ≥ 0.96 of it). Forward weights large enough to drive the copy's units there can be
+capped: dense layer ``l`` enters the copy scaled by :math:`s_l = \\min(1, G / g_l)`, :math:`g_l = \\lVert
+W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; PyTorch's initialisation gives
+:math:`1/\\sqrt 3 \\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times ``s_l``. The copy learns
+:math:`\\Delta(s_l B_l)`, so ``B_l`` moves by the update divided by ``s_l``: the fixed point ``B = W`` is unchanged,
+the copy's rates stay in range, but weaker synapses shape the spike timing less, so a phase's noise relative to
+``W`` grows. Logged as ``sal_scale/i``.
 
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
@@ -79,11 +79,10 @@ class SALNet(SupervisedNet):
                  conv_mode: str = "fa", optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
                  sal_lr: float | list[float] = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000,
-                 sal_nets: int = 32,
-                 tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
+                 sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, seed: int = 0) -> None:
-        rates = [sal_lr] if isinstance(sal_lr, (int, float)) else list(sal_lr)
+        rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
         check_range("sal_blocks", sal_blocks, 0, 1000)
@@ -102,7 +101,7 @@ class SALNet(SupervisedNet):
                          feedback_scale=feedback_scale, conv_mode=conv_mode, seed=seed)
         self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
-        self.sal_cfg = {"lr": rates, "blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
+        self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
@@ -110,7 +109,7 @@ class SALNet(SupervisedNet):
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
         if len(rates) not in (1, len(self._dense())):
             raise ValueError(f"sal_lr needs one rate or one per dense layer ({len(self._dense())}), got {len(rates)}")
-        self.sal_cfg["lr"] = [float(v) for v in rates] * (len(self._dense()) // len(rates))
+        self.sal_cfg["lr"] = rates * len(self._dense()) if len(rates) == 1 else rates  # one rate per dense layer
         noise_gen = torch.Generator().manual_seed(seed + 0x5A2)
         for i, m in enumerate(self._dense()):  # fixed amplitudes per synapse and direction (None: no noise)
             for tag in ("hebb", "anti"):

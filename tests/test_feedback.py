@@ -347,3 +347,31 @@ def test_feedback_figure_for_every_feedback_learner_and_none_for_backprop(tmp_pa
         m = SupervisedNet((1, 8, 8), 10, mode=mode, hidden=(16,), seed=0)
         made = m.figures(None, tmp_path / mode)
         assert len(made) == want and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in made)
+
+
+def test_double_softmax_loss_sends_the_closed_form_bounded_error_and_keeps_the_argmax():
+    """``loss="double_softmax"`` (Gierlich et al.'s code): L = CE(softmax(z)), so ∂L/∂z = J(z)(softmax(p) − e_y)/n
+    with p = softmax(z) and J the softmax Jacobian; the prediction is p, whose argmax is z's."""
+    torch.manual_seed(0)
+    net = SupervisedNet((6,), 4, arch="mlp", hidden=(5,), mode="fa", optimizer="sgd", lr=0.1, loss="double_softmax")
+    plain = SupervisedNet((6,), 4, arch="mlp", hidden=(5,), mode="fa", optimizer="sgd", lr=0.1)
+    plain.load_state_dict(net.state_dict())
+    x, y = torch.randn(8, 6), torch.randint(0, 4, (8,))
+    z = net.net(x).detach().requires_grad_(True)
+    F.cross_entropy(torch.softmax(z, 1), y).backward()
+    p = torch.softmax(z.detach(), 1)
+    q = torch.softmax(p, 1) - F.one_hot(y, 4).float()
+    jac = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    assert torch.allclose(z.grad, (jac @ q[:, :, None]).squeeze(2) / len(x), atol=1e-7)
+    # bounded whatever the size of z: (Jq)_i = p_i Σ_j p_j (q_i − q_j), |q_i − q_j| < 2, so |(Jq)_i| < 2 p_i (1 − p_i)
+    assert float(z.grad.abs().max()) <= 0.5 / len(x)
+    big = (z.detach() * 1e4).requires_grad_(True)  # logits grown 10^4-fold: p saturates and the error vanishes
+    F.cross_entropy(torch.softmax(big, 1), y).backward()
+    assert float(big.grad.abs().max()) < 1e-6
+    assert torch.allclose(net.predict(x), p) and torch.equal(net.predict(x).argmax(1), plain.predict(x).argmax(1))
+    net.configure(1, 1)
+    plain.configure(1, 1)
+    assert net.train_step(x, y)["loss"] == pytest.approx(F.cross_entropy(p, y).item(), rel=1e-6)
+    assert plain.train_step(x, y)["loss"] == pytest.approx(F.cross_entropy(z.detach(), y).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss 'mse'"):
+        SupervisedNet((6,), 4, arch="mlp", loss="mse")

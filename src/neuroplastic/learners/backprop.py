@@ -80,6 +80,11 @@ def make_scheduler(opt: torch.optim.Optimizer, schedule: str, epochs: int):
     raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
 
 
+#: the losses of :class:`SupervisedNet`: ``ce`` (cross-entropy on the logits) and ``double_softmax`` (Gierlich
+#: et al.'s code: cross-entropy on the softmax of the logits)
+LOSSES = ("ce", "double_softmax")
+
+
 def cross_entropy_step(optimizer: torch.optim.Optimizer, logits: torch.Tensor, y: torch.Tensor,
                        ) -> dict[str, float]:
     """One end-to-end step: :math:`L = \\mathrm{CE}(\text{logits}, y)`, ``backward`` (whatever the layers'
@@ -102,11 +107,16 @@ class _LinearDecay:
 
 
 class SupervisedNet(Learner):
-    """A feed-forward classifier trained end to end by backprop or a feedback-alignment variant.
+    r"""A feed-forward classifier trained end to end by backprop or a feedback-alignment variant.
 
     ``mode``: ``bp`` (exact gradients) or any mode of :func:`neuroplastic.nn.feedback.convert`
     (``fa``, ``dfa``, ``usf``, ``brsf``, ``frsf``, ``kp``). Loss: cross-entropy on the logits; the optimizer
-    and schedule are shared by every mode. ``feedback_scale`` multiplies the initial feedback magnitudes;
+    and schedule are shared by every mode. ``loss="double_softmax"`` (a labelled variant, not the default) is the
+    loss of Gierlich et al.'s code for every method of their deep-network comparison: the net ends in a softmax
+    and the cross-entropy takes its output ``p = softmax(z)`` as logits, :math:`L = -\log \mathrm{softmax}(p)_y`.
+    Its error :math:`\partial L/\partial z = J_\text{softmax}(z)\,(\mathrm{softmax}(p) - e_y)` is bounded and
+    vanishes as ``p`` saturates, so the error sent down through the feedback weights stays small however large the
+    forward weights grow; :meth:`predict` then returns ``p`` (the same argmax as ``z``). ``feedback_scale`` multiplies the initial feedback magnitudes;
     ``seed`` seeds the feedback matrices (the weights come from torch's global generator).
     ``weight_decay``: default 0, except ``kp`` 1e-3 (Akrout et al. 2019, as in PAPERS.md); KP needs the
     decay to be decoupled so that ``W − B`` shrinks by ``(1 − lr·wd)`` every step, hence ``kp`` with
@@ -125,8 +135,10 @@ class SupervisedNet(Learner):
                  hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
                  optimizer: str = "adam", lr: float = 1e-3, momentum: float = 0.9,
                  weight_decay: float | None = None, schedule: str = "none", feedback_scale: float | None = None,
-                 conv_mode: str | None = None, seed: int = 0) -> None:
+                 conv_mode: str | None = None, loss: str = "ce", seed: int = 0) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; allowed: {', '.join(LOSSES)}")
         if mode not in MODE_INFO and mode not in self.extra_modes:
             raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODE_INFO)}")
         if conv_mode is not None and conv_mode not in MODE_INFO or conv_mode == "dfa":
@@ -147,6 +159,7 @@ class SupervisedNet(Learner):
         elif channels is not None:
             kw["channels"] = tuple(channels)
         self.in_shape = tuple(in_shape)
+        self.loss = loss
         self.net = archs.build(arch, in_shape, n_classes, **kw)
         self.mode = mode
         self.conv_mode = mode if conv_mode is None else conv_mode
@@ -204,13 +217,15 @@ class SupervisedNet(Learner):
         self.scheduler = make_scheduler(self.optimizer, schedule, epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        """The logits the loss sees: the net's output, through a softmax with ``loss="double_softmax"``."""
+        z = self.net(x)
+        return torch.softmax(z, 1) if self.loss == "double_softmax" else z
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        return cross_entropy_step(self.optimizer, self.net(x), y)
+        return cross_entropy_step(self.optimizer, self(x), y)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self(x)
 
     def figures(self, bundle: Any, out_dir: Any) -> list:
         """``feedback.png``: every feedback layer's ``B`` against ``W`` (:func:`~neuroplastic.nn.feedback.

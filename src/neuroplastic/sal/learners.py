@@ -81,7 +81,7 @@ class SALNet(SupervisedNet):
                  sal_lr: float | list[float] = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000,
                  sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
-                 sal_max_gain: float | None = None, seed: int = 0) -> None:
+                 sal_max_gain: float | None = None, loss: str = "ce", seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -98,7 +98,7 @@ class SALNet(SupervisedNet):
                              f"{', '.join(PAIRINGS)}, got {sal_window!r}, {sal_pairing!r}")
         super().__init__(in_shape, n_classes, arch=arch, mode="sal", hidden=hidden, act=act, channels=channels,
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-                         feedback_scale=feedback_scale, conv_mode=conv_mode, seed=seed)
+                         feedback_scale=feedback_scale, conv_mode=conv_mode, loss=loss, seed=seed)
         self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),

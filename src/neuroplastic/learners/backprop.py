@@ -116,8 +116,9 @@ class SupervisedNet(Learner):
     and the cross-entropy takes its output ``p = softmax(z)`` as logits, :math:`L = -\log \mathrm{softmax}(p)_y`.
     Its error :math:`\partial L/\partial z = J_\text{softmax}(z)\,(\mathrm{softmax}(p) - e_y)` is bounded and
     vanishes as ``p`` saturates, so the error sent down through the feedback weights stays small however large the
-    forward weights grow; :meth:`predict` then returns ``p`` (the same argmax as ``z``). ``feedback_scale`` multiplies the initial feedback magnitudes;
-    ``seed`` seeds the feedback matrices (the weights come from torch's global generator).
+    forward weights grow; :meth:`predict` then returns ``p`` (the same argmax as ``z``). ``feedback_scale``
+    multiplies the initial feedback magnitudes; ``seed`` seeds the feedback matrices (the weights come from torch's
+    global generator).
     ``weight_decay``: default 0, except ``kp`` 1e-3 (Akrout et al. 2019, as in PAPERS.md); KP needs the
     decay to be decoupled so that ``W − B`` shrinks by ``(1 − lr·wd)`` every step, hence ``kp`` with
     ``optimizer="adam"`` runs AdamW (SGD's decay acts on ``W`` and ``B`` alike and also works).
@@ -186,8 +187,9 @@ class SupervisedNet(Learner):
 
     @classmethod
     def choices(cls) -> dict[str, list[str]]:
-        """Networks of :data:`neuroplastic.nn.archs.ARCHS` (loaded learner modules may add theirs)."""
-        return {"arch": sorted(archs.ARCHS)}
+        """Networks of :data:`neuroplastic.nn.archs.ARCHS` (loaded learner modules may add theirs) and the losses
+        (:data:`LOSSES`)."""
+        return {"arch": sorted(archs.ARCHS), "loss": list(LOSSES)}
 
     def generators(self) -> dict[str, torch.Generator]:
         """The learner's generators plus the feedback context's (brSF redraws ``M`` from it every batch)."""

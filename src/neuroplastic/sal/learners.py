@@ -17,6 +17,9 @@ theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as t
 in every non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
 direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
 network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
+``loss="double_softmax"``: the authors' code's loss (softmax before the cross-entropy,
+:class:`~neuroplastic.learners.backprop.SupervisedNet`), a labelled variant; the default is the plain
+cross-entropy.
 
 ``sal_max_gain`` (not in the paper; ``None``, the default, is the paper's copy): SAL's restoring force vanishes at a
 unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset

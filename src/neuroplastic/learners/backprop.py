@@ -116,7 +116,8 @@ class SupervisedNet(Learner):
     and the cross-entropy takes its output ``p = softmax(z)`` as logits, :math:`L = -\log \mathrm{softmax}(p)_y`.
     Its error :math:`\partial L/\partial z = J_\text{softmax}(z)\,(\mathrm{softmax}(p) - e_y)` is bounded and
     vanishes as ``p`` saturates, so the error sent down through the feedback weights stays small however large the
-    forward weights grow; :meth:`predict` then returns ``p`` (the same argmax as ``z``). ``feedback_scale``
+    forward weights grow - and an output saturated on the wrong class gets almost none either (benchmarks:
+    sal-mnist-dsm); :meth:`predict` then returns ``p`` (the same argmax as ``z``). ``feedback_scale``
     multiplies the initial feedback magnitudes; ``seed`` seeds the feedback matrices (the weights come from torch's
     global generator).
     ``weight_decay``: default 0, except ``kp`` 1e-3 (Akrout et al. 2019, as in PAPERS.md); KP needs the

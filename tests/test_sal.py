@@ -451,3 +451,34 @@ def test_sal_lr_per_dense_layer_moves_each_B_by_its_own_rate():
     torch.testing.assert_close(two[1], 4 * one[1], rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="sal_lr"):
         _small_sal(sal_lr=[0.1, 0.2, 0.3])
+
+
+def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_with_it():
+    """The same phase (same seed, same spikes: the rescaling comes after the last block) gives ``B`` the direction of
+    the paper's rule and the Frobenius norm ``B`` had at initialisation; the gain is logged; the norms travel with
+    the state dict (a net loaded from it rescales to them), and weights saved before they existed still load."""
+    def phased(bnorm):
+        m = _small_sal(sal_nets=4, sal_blocks=2, sal_block_steps=200, sal_lr=20.0, sal_bnorm=bnorm)
+        m.configure(1, 10)
+        with torch.no_grad():
+            for layer in m._dense():
+                layer.weight.mul_(4)  # strong synapses: SAL changes B's norm noticeably in one phase
+        start = [float(x.B.norm()) for x in m._dense()]
+        return m, start, m.sal_phase()
+
+    (free, start, out_free), (held, start_held, out) = phased("free"), phased("initial")
+    assert start == start_held and torch.allclose(held.b_norm0, torch.tensor(start, dtype=torch.float64))
+    for a, b, n0, i in zip(free._dense(), held._dense(), start, held.dense_index()):
+        assert abs(float(a.B.norm()) / n0 - 1) > 0.05  # the paper's rule moved the norm
+        torch.testing.assert_close(float(b.B.norm()), n0, rtol=1e-5, atol=0)
+        torch.testing.assert_close(b.B, a.B * (n0 / a.B.norm()), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(out[f"sal_bnorm_gain/{i}"], n0 / float(a.B.norm()), rtol=1e-5, atol=0)
+    assert not any(k.startswith("sal_bnorm_gain") for k in out_free)
+    state = held.state_dict()
+    other = _small_sal(sal_nets=4, sal_blocks=2, sal_block_steps=200, sal_bnorm="initial", seed=5)
+    other.load_state_dict(state)
+    assert torch.equal(other.b_norm0, held.b_norm0)
+    old = {k: v for k, v in state.items() if k != "b_norm0"}
+    _small_sal(sal_bnorm="initial").load_state_dict(old)
+    with pytest.raises(ValueError, match="sal_bnorm"):
+        _small_sal(sal_bnorm="weight")

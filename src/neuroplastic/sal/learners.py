@@ -21,6 +21,18 @@ network's by fresh Gaussian noise of σ times each matrix's standard deviation a
 :class:`~neuroplastic.learners.backprop.SupervisedNet`), a labelled variant; the default is the plain
 cross-entropy.
 
+``sal_bnorm="initial"`` (not in the paper; ``"free"``, the default, is the paper's rule): after every phase each
+dense layer's ``B`` keeps the direction SAL gave it and is rescaled to the Frobenius norm it had at initialisation,
+
+.. math::  B_l \\leftarrow B_l \\, \\lVert B_l^{(0)}\\rVert_F \\,/\\, \\lVert B_l\\rVert_F ,
+
+so the error sent down grows no larger than through FA's fixed ``B`` while ``W`` grows (angle, sign agreement and
+Pearson r are scale-free, so alignment is measured as before). Why: on CIFAR-10 with the plain cross-entropy SAL's
+training loss rose and the run collapsed after epoch 27 as ``‖B‖`` followed the growing ``‖W‖`` (sal-cifar10-flip-40);
+an ad hoc probe with this rescaling from that run's epoch 20 held 73.5-74.6 % and kept the loss falling. Unlike the
+authors' double softmax it leaves the loss, and so FA and the bound, untouched and has no dead zone. Logged as
+``sal_bnorm_gain/i``, the factor the phase's ``B`` was rescaled by.
+
 ``sal_max_gain`` (not in the paper; ``None``, the default, is the paper's copy): SAL's restoring force vanishes at a
 unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset
 by pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory
@@ -56,7 +68,10 @@ from .neurons import SpikingNet
 from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, noise_floor, phase_noise, sal_block, sal_pairs
 from .rule import plasticity_noise as draw_plasticity_noise
 
-__all__ = ["SALNet"]
+__all__ = ["BNORMS", "SALNet"]
+
+#: what happens to ``B``'s norm after a phase: ``free`` (the paper's rule) or ``initial`` (held at its initial norm)
+BNORMS = ("free", "initial")
 
 _LOCALITY = Locality(True, False, False, "B is never copied from W: each feedback synapse learns from the spike "
                      "timing of the two units it joins; but SGD still routes the output error down through B "
@@ -84,7 +99,8 @@ class SALNet(SupervisedNet):
                  sal_lr: float | list[float] = 0.4, sal_blocks: int = 5, sal_block_steps: int = 2000,
                  sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
-                 sal_max_gain: float | None = None, loss: str = "ce", seed: int = 0) -> None:
+                 sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
+                 seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -96,6 +112,8 @@ class SALNet(SupervisedNet):
         check_range("synaptic_noise", synaptic_noise, 0, 10)
         if sal_max_gain is not None:
             check_range("sal_max_gain", sal_max_gain, 1e-6, 1e6)
+        if sal_bnorm not in BNORMS:
+            raise ValueError(f"sal_bnorm must be one of {', '.join(BNORMS)}, got {sal_bnorm!r}")
         if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
             raise ValueError(f"sal_window must be one of {', '.join(WINDOWS)} and sal_pairing one of "
                              f"{', '.join(PAIRINGS)}, got {sal_window!r}, {sal_pairing!r}")
@@ -106,7 +124,7 @@ class SALNet(SupervisedNet):
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
-                        "max_gain": None if sal_max_gain is None else float(sal_max_gain)}
+                        "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -119,12 +137,21 @@ class SALNet(SupervisedNet):
                 amp = draw_plasticity_noise(tuple(m.weight.shape), plasticity_noise, noise_gen) \
                     if plasticity_noise > 0 else None
                 self.register_buffer(f"noise_{tag}_{i}", amp)
+        # ‖B_l⁽⁰⁾‖_F, kept with the weights so a resumed run rescales to the same norms (sal_bnorm="initial")
+        self.register_buffer("b_norm0", torch.tensor([float(m.B.detach().double().norm()) for m in self._dense()],
+                                                     dtype=torch.float64))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch = 1
         self.last_phase: dict[str, float] = {}
         #: one row per phase: the dense layers' angle(B, W) after it, then their noise floors (-1: none)
         self.phase_log = torch.zeros(0, 2 * len(self._dense()), dtype=torch.float64)
         self._sgd_seconds = 0.0  # wall time of this epoch's SGD steps (for sal_cost_ratio)
+
+    @classmethod
+    def choices(cls) -> dict[str, list[str]]:
+        """The supervised net's choices plus SAL's window, pairing and what happens to ``B``'s norm after a phase."""
+        return {**super().choices(), "sal_window": list(WINDOWS), "sal_pairing": list(PAIRINGS),
+                "sal_bnorm": list(BNORMS)}
 
     def _dense(self) -> list[FeedbackLinear]:
         return [m for m in self.net.modules() if isinstance(m, FeedbackLinear) and m.mode == "sal"]
@@ -251,6 +278,12 @@ class SALNet(SupervisedNet):
             for l, m in enumerate(dense):
                 out.update({f"sal_{k}/{index[l]}": v for k, v in
                             noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
+        if cfg["bnorm"] == "initial":  # SAL's direction, B's initial norm (module docstring)
+            for l, m in enumerate(dense):
+                now = float(m.B.detach().double().norm())
+                gain = float(self.b_norm0[l]) / now if now > 0 else 1.0
+                m.B.mul_(gain)
+                out[f"sal_bnorm_gain/{index[l]}"] = gain
         floors = [out.get(f"sal_floor_deg/{i}", -1.0) for i in index]
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors],
                                                                  dtype=torch.float64)])
@@ -273,9 +306,11 @@ class SALNet(SupervisedNet):
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """As :meth:`torch.nn.Module.load_state_dict`; weights saved before the phase log existed load with an
-        empty log."""
+        empty log, and before ``b_norm0`` existed with this net's own (the same seed draws the same initial ``B``)."""
         if "_extra_state" not in state_dict:
             state_dict = {**state_dict, "_extra_state": self.phase_log[:0]}
+        if "b_norm0" not in state_dict:
+            state_dict = {**state_dict, "b_norm0": self.b_norm0.clone()}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def figures(self, bundle: Any, out_dir: Any) -> list:

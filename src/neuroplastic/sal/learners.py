@@ -29,9 +29,10 @@ dense layer's ``B`` keeps the direction SAL gave it and is rescaled to the Frobe
 so the error sent down grows no larger than through FA's fixed ``B`` while ``W`` grows (angle, sign agreement and
 Pearson r are scale-free, so alignment is measured as before). Why: on CIFAR-10 with the plain cross-entropy SAL's
 training loss rose and the run collapsed after epoch 27 as ``‖B‖`` followed the growing ``‖W‖`` (sal-cifar10-flip-40);
-an ad hoc probe with this rescaling from that run's epoch 20 held 73.5-74.6 % and kept the loss falling. Unlike the
-authors' double softmax it leaves the loss, and so FA and the bound, untouched and has no dead zone. Logged as
-``sal_bnorm_gain/i``, the factor the phase's ``B`` was rescaled by.
+with this rescaling the same run did not collapse (suite sal-cifar10-bnorm; on MNIST, where ``W`` hardly grows in 6
+epochs, it changes little: sal-mnist-bnorm). Unlike the authors' double softmax it leaves the loss, and so FA and
+the bound, untouched and has no dead zone. FA's fixed random ``B`` is drawn alike and so has a norm of the same size:
+FA and this variant differ in ``B``'s direction only. Logged as ``sal_bnorm_gain/i``, the factor the phase's ``B`` was rescaled by.
 
 ``sal_max_gain`` (not in the paper; ``None``, the default, is the paper's copy): SAL's restoring force vanishes at a
 unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset

@@ -321,6 +321,10 @@ def test_gap_closure_targets_pair_seeds_and_render_in_results(tmp_path):
     store.export(db, tmp_path / "pub")
     md = (tmp_path / "pub" / "RESULTS.md").read_text()
     assert "| learner=sal | gap closure of test_acc | 57 % (97.50 from 95.50 to 99.00 %; seeds 0, 1) | >= 80 % |" in md
+    # the README row names the machines of the runs the closure rests on, its two ends' included
+    hosts = [dict(r, cpu="EPYC", cpu_isa="AVX512" if r["learner"] == "sal" else "AVX2") for r in recs]
+    (row,) = store.headlines([{"section": "x", "meta": {"title": "t", "targets": [t]}, "records": hosts}])
+    assert row[4] == "EPYC (AVX512) + EPYC (AVX2)"
     # a run stored before records had last5_test_acc gets it from its stored history; one with it keeps its own
     hist = [{"epoch": e, "test_acc": 0.9 + e / 100} for e in range(1, 7)]
     for h, rec_extra in (("old", {}), ("new", {"last5_test_acc": 0.5})):

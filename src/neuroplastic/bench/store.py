@@ -426,7 +426,9 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
         for h in items:
             where = dict(h.get("where") or {})
             metric = target_metric(h)
-            hit = [r for r in recs if matches(r, where)]
+            # the machines of the runs the value rests on (a gap closure: its two ends' runs too)
+            wheres = [where] + ([h["closes"]["from"], h["closes"]["to"]] if h.get("closes") else [])
+            hit = [r for r in recs if any(matches(r, w) for w in wheres)]
             hw = " + ".join(dict.fromkeys(device(r) for r in hit)) or "—"
             target = str(h.get("target", "—")) + (f" (paper {h['paper']})" if h.get("paper") else "")
             label = h.get("benchmark", "")

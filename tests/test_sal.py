@@ -140,6 +140,33 @@ def test_firing_probability_matches_sigma_u_minus_log_tau_and_refractoriness_hol
     assert bool(((rate - want).abs() < 5 * se + 1e-3).all()), (rate, want)
 
 
+@pytest.mark.parametrize("n", [5, 11])  # 5 pre units: the subset sums are tabulated; 11: grouped products
+def test_weights_shared_by_groups_of_networks_give_the_per_network_run_exactly(n):
+    groups, per = 3, 4
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(groups, n, n, generator=g)
+    bias = torch.randn(groups * per, n, generator=g) * 0.5
+
+    def run(p: torch.Tensor, change_at: int = -1) -> torch.Tensor:
+        net = SpikingNet([n], {(0, 0): p}, [bias], n_nets=groups * per, tau_ref=3,
+                         generator=torch.Generator().manual_seed(0))
+        out = []
+        for t in range(60):
+            if t == change_at:  # an in-place change between steps is seen at the next step
+                p.mul_(-1.0)
+            out.append(net.step()[0])
+        return torch.stack(out)
+
+    spikes = run(w.clone())
+    assert torch.equal(spikes, run(w.repeat_interleave(per, 0)))
+    assert spikes.sum() > 0
+    changed = run(w.clone(), change_at=30)
+    assert torch.equal(changed, run(w.repeat_interleave(per, 0), change_at=30))
+    assert torch.equal(changed[:30], spikes[:30]) and not torch.equal(changed[30:], spikes[30:])
+    with pytest.raises(ValueError, match="G dividing"):
+        SpikingNet([n], {(0, 0): torch.zeros(5, n, n)}, [None], n_nets=groups * per)
+
+
 def test_psp_lasts_exactly_tau_ref_steps():
     net = SpikingNet([1], {}, [torch.tensor([50.0])], tau_ref=4, generator=torch.Generator().manual_seed(0))
     z, s = [], []

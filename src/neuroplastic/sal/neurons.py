@@ -6,7 +6,8 @@ A unit that is not refractory spikes with probability :math:`\varphi(u) = \sigma
 step; after a spike it is refractory (cannot spike) for ``τ_ref`` steps, exactly while its ``z`` is 1.
 
 A :class:`SpikingNet` is populations joined by projections (``P`` of shape ``[N_post, N_pre]``, or
-``[R, N_post, N_pre]``: one per network, to run many seeds or noise levels at once), simulated for ``R``
+``[R, N_post, N_pre]``: one per network, to run many seeds or noise levels at once, or ``[G, N_post, N_pre]``:
+one per group of ``R / G`` consecutive networks, replicas that share their weights), simulated for ``R``
 parallel networks at once, its randomness drawn from an explicit generator. Nothing of the run is kept
 but the current state: the caller sees each step's spikes (``step``) and keeps what it needs.
 """
@@ -19,6 +20,8 @@ import math
 import torch
 
 __all__ = ["SpikingNet", "firing_probability"]
+
+_TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most this many pre units is tabulated
 
 
 def firing_probability(u: torch.Tensor, tau_ref: int) -> torch.Tensor:
@@ -43,9 +46,10 @@ class SpikingNet:
             raise ValueError(f"n_nets must be >= 1, got {n_nets}")
         for (a, b), p in projections.items():
             if not (0 <= a < len(sizes) and 0 <= b < len(sizes)) or tuple(p.shape[-2:]) != (sizes[b], sizes[a]) \
-                    or p.dim() not in (2, 3) or (p.dim() == 3 and p.shape[0] != n_nets):
+                    or p.dim() not in (2, 3) or (p.dim() == 3 and (p.shape[0] < 1 or n_nets % p.shape[0])):
                 raise ValueError(f"projection {a}->{b} must have shape ({sizes[b]}, {sizes[a]}) or "
-                                 f"({n_nets}, {sizes[b]}, {sizes[a]}) (one per network), got {tuple(p.shape)}")
+                                 f"(G, {sizes[b]}, {sizes[a]}) with G dividing {n_nets} (one per group of "
+                                 f"networks), got {tuple(p.shape)}")
         self.sizes, self.projections, self.tau_ref, self.n_nets = list(sizes), projections, tau_ref, n_nets
         self.biases = [torch.zeros(n, device=device) if b is None else b for n, b in zip(sizes, biases)]
         self.generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
@@ -57,25 +61,35 @@ class SpikingNet:
         self._count = torch.zeros(n_nets, ends[-1], dtype=torch.int16, device=device)
         #: steps of refractoriness (= PSP) left per unit; z = countdown > 0
         self.countdown = [self._count[:, sl] for sl in self._spans]
+        self._z = torch.zeros(n_nets, ends[-1], device=device)  # the PSPs (count > 0) as floats, set by _fire
         self._u = torch.empty(n_nets, ends[-1], device=device)
         self._uni: torch.Tensor | None = None  # run()'s block of uniforms, reused from block to block
         self._log_tau = math.log(tau_ref)
+        self._pow2 = 2.0 ** torch.arange(_TABLE_MAX_PRE, device=device)  # a 0/1 state's number, exact in floats
+        self._tables: dict[tuple[int, int], tuple[tuple[int, int], torch.Tensor]] = {}
+        self._rows: dict[tuple[int, int], torch.Tensor] = {}
 
     def psp(self) -> list[torch.Tensor]:
-        """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 while refractory)."""
-        z = (self._count > 0).float()
-        return [z[:, sl] for sl in self._spans]
+        """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 while refractory; views of a tensor the next
+        step replaces, not overwrites)."""
+        return [self._z[:, sl] for sl in self._spans]
 
     def potentials(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
         """``u = b + Σ_pre z_pre Pᵀ (+ input)`` per population, from the current PSPs (views of one buffer that the
         next call overwrites). Biases and projections are read now, so a caller may change them between steps."""
-        z = (self._count > 0).float()
-        u = self._u
+        z, u = self._z, self._u
         for b, sl in zip(self.biases, self._spans):
             u[:, sl].copy_(b.expand(self.n_nets, -1))
         for (a, b), p in self.projections.items():
             za, ub = z[:, self._spans[a]], u[:, self._spans[b]]
-            if p.dim() == 3 and p.shape[2] == 1:  # one pre unit: a broadcast product, not R tiny matrix products
+            if p.dim() == 3 and p.shape[0] < self.n_nets and p.shape[2] <= _TABLE_MAX_PRE:
+                # shared by groups, few pre units: every subset's sum tabulated (rebuilt when P changes), looked up
+                rows = torch.addmv(self._group_rows(p.shape[0], p.shape[2]), za, self._pow2[: za.shape[1]])
+                ub.add_(self._subset_sums(a, b, p).index_select(0, rows.long()))
+            elif p.dim() == 3 and p.shape[0] < self.n_nets:  # shared by groups: G products of [R/G, N_pre] rows
+                g = p.shape[0]
+                ub.add_(torch.bmm(za.reshape(g, -1, za.shape[1]), p.transpose(1, 2).contiguous()).view(self.n_nets, -1))
+            elif p.dim() == 3 and p.shape[2] == 1:  # one pre unit: a broadcast product, not R tiny matrix products
                 ub.addcmul_(p[:, :, 0], za)
             elif p.dim() == 3:
                 ub.add_(torch.bmm(p, za.unsqueeze(2)).squeeze(2))
@@ -86,6 +100,29 @@ class SpikingNet:
                 u[:, sl] += x
         return [u[:, sl] for sl in self._spans]
 
+    def _subset_sums(self, a: int, b: int, p: torch.Tensor) -> torch.Tensor:
+        """``Σ_k P[g, :, k] z_k`` for every group ``g`` and every 0/1 state ``z`` of the pre population, rows
+        ``g · 2^N_pre + Σ_k z_k 2^k`` (``[G · 2^N_pre, N_post]``): the same products as the step's, tabulated once
+        per change of ``P`` (its version counter: in-place writes count)."""
+        key = (p.data_ptr(), p._version)
+        cached = self._tables.get((a, b))
+        if cached is None or cached[0] != key:
+            g, n_post, n_pre = p.shape
+            states = ((torch.arange(2**n_pre, device=p.device).unsqueeze(1) >> torch.arange(n_pre, device=p.device))
+                      & 1).to(p.dtype)
+            sums = torch.bmm(states.expand(g, -1, -1), p.transpose(1, 2).contiguous())
+            cached = (key, sums.reshape(g * 2**n_pre, n_post))
+            self._tables[a, b] = cached
+        return cached[1]
+
+    def _group_rows(self, groups: int, n_pre: int) -> torch.Tensor:
+        """Each network's first row in :meth:`_subset_sums`' table, ``(network // (R / G)) · 2^N_pre`` (floats: exact
+        below 2^24 rows)."""
+        if (groups, n_pre) not in self._rows:
+            self._rows[groups, n_pre] = (torch.arange(self.n_nets, device=self.device)
+                                         // (self.n_nets // groups) * 2**n_pre).float()
+        return self._rows[groups, n_pre]
+
     def step(self, inputs: list[torch.Tensor | None] | None = None,
              uniforms: list[torch.Tensor] | torch.Tensor | None = None) -> list[torch.Tensor]:
         """Advance one step; return each population's spikes ``[R, N]`` (0/1 floats). ``uniforms``: the step's
@@ -95,7 +132,10 @@ class SpikingNet:
         if uniforms is None:
             uniforms = [torch.rand((self.n_nets, n), generator=self.generator, device=self.device)
                         for n in self.sizes]
-        r = uniforms if isinstance(uniforms, torch.Tensor) else torch.cat(list(uniforms), dim=1)
+        if not isinstance(uniforms, torch.Tensor):
+            uniforms = list(uniforms)
+        r = uniforms if isinstance(uniforms, torch.Tensor) else \
+            uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms, dim=1)
         out = self._fire(r).float()
         return [out[:, sl] for sl in self._spans]
 
@@ -105,6 +145,7 @@ class SpikingNet:
         c = self._count.sub_(1).clamp_min_(0)
         spikes = (c == 0) & (r < self._u.sub_(self._log_tau).sigmoid_())
         c.masked_fill_(spikes, self.tau_ref)
+        self._z = torch.gt(c, 0, out=torch.empty(c.shape, device=c.device))  # a new tensor: psp()'s views stay
         return spikes
 
     def run(self, steps: int) -> list[torch.Tensor]:

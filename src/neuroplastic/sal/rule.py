@@ -132,14 +132,14 @@ class SALTrace:
         t_len = s.shape[0]
         if self.rule.pairing == "all":
             return self._filter(self._advance(s), t_len)
-        out = torch.empty_like(s)
-        since = self.since
-        # nearest: the steps since the last spike before t
-        for t in range(t_len):  # steps since the last spike before t (a cumulative max would do; T is short)
-            d = since
-            out[t] = torch.where(d <= self.rule.cut, self._k[(d - 1).clamp(0, self.rule.cut - 1)],
-                                 torch.zeros((), dtype=s.dtype, device=s.device))
-            since = torch.where(spikes[t].bool(), torch.ones_like(since), since + 1).clamp_max(self.rule.cut + 1)
+        # nearest: k(steps since the last spike before t), 0 beyond the cut (the table's last entry)
+        cut = self.rule.cut
+        table = torch.cat([self._k, self._k.new_zeros(1)])
+        since = self.since.clone()  # in 1 … cut + 1
+        out, fired = torch.empty_like(s), spikes.bool()
+        for t in range(t_len):
+            torch.index_select(table, 0, since.view(-1) - 1, out=out[t].view(-1))
+            since.add_(1).masked_fill_(fired[t], 1).clamp_max_(cut + 1)
         self.since = since
         return out
 

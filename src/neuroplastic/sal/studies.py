@@ -189,20 +189,25 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     amp_sal = torch.stack([start[key[1:]][2] for key in grid])  # SAL's (1 + ε')
     bias = torch.zeros(g_count, n)
     sal_on = torch.tensor([float(s) for s, *_ in grid]).view(g_count, 1, 1)
-    # the simulated networks' parameters: each network's repeated over its replicas, rewritten after every epoch
-    net_w, net_b = w.repeat_interleave(replicas, 0), bias.repeat_interleave(replicas, 0)
+    # the simulated networks: a network's replicas are consecutive and share its weights (one [n, n] per group);
+    # the biases are repeated over the replicas, rewritten after every epoch
+    net_w, net_b = w.clone(), bias.repeat_interleave(replicas, 0)
     nets = g_count * replicas
     net = SpikingNet([n], {(0, 0): net_w}, [net_b], n_nets=nets, tau_ref=tau_ref, generator=gen)
     trace = SALTrace(rule, (nets, n))
-    weights = 2 ** torch.arange(n)
+    weights = (2 ** torch.arange(n)).float()
     group = torch.arange(nets) // replicas * 2**n  # each replica's row of the group's state counts
+    outer = torch.einsum("si,sj->sij", states, states).view(2**n, n * n)  # z zᵀ of every state
     dkl, asym, at = [], [], []
 
     def measure() -> None:
         counts = torch.zeros(g_count * 2**n)
-        for _ in range(eval_steps):
-            net.step()
-            counts += torch.bincount(group + (net.psp()[0].long() * weights).sum(1), minlength=len(counts))
+        for t0 in range(0, eval_steps, chunk):
+            codes = []  # each replica's state as a number, z · 2^i (exact in floats)
+            for _ in range(min(chunk, eval_steps - t0)):
+                net.step()
+                codes.append(net.psp()[0] @ weights)
+            counts += torch.bincount((group + torch.stack(codes).long()).flatten(), minlength=len(counts))
         dkl.append(kl_divergence(p_star, counts.view(g_count, 2**n) / (eval_steps * replicas)))
         d = (w - w.transpose(1, 2))[:, off.bool()]
         asym.append(d.var(1))
@@ -214,21 +219,25 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
         if epoch % eval_every == 0:
             at.append(epoch)
             measure()
-        c_model, m_model, d_sal = torch.zeros(nets, n, n), torch.zeros(nets, n), torch.zeros(nets, n, n)
+        # the coactivations from how often each network's replicas were in each state (whole numbers: exact in
+        # floats in any order of summation); SAL's update per replica, then averaged
+        visits, d_sal = torch.zeros(g_count * 2**n), torch.zeros(nets, n, n)
         for t0 in range(0, sleep_steps, chunk):
-            zs, ss = [], []
+            codes, ss = [], []
             for _ in range(min(chunk, sleep_steps - t0)):
                 ss.append(net.step()[0])
-                zs.append(net.psp()[0])
-            z, sp = torch.stack(zs), torch.stack(ss)  # [T, nets, n]
-            c_model += torch.einsum("tgi,tgj->gij", z, z)
-            m_model += z.sum(0)
+                codes.append(net.psp()[0] @ weights)
+            visits += torch.bincount((group + torch.stack(codes).long()).flatten(), minlength=len(visits))
+            sp = torch.stack(ss)  # [T, nets, n]
             x = trace.traces(sp)
             d_sal += sal_pairs(sp, sp, x, x, amplitude=rule.amplitude, per_net=True)  # [nets, post, pre]
-        c_model, m_model, d_sal = (group_mean(t) / sleep_steps for t in (c_model, m_model, d_sal))
+        visits = visits.view(g_count, 2**n)
+        c_model = (visits @ outer).view(g_count, n, n) / replicas / sleep_steps
+        m_model = visits @ states / replicas / sleep_steps
+        d_sal = group_mean(d_sal) / sleep_steps
         w += (lr * (c_data - amp * c_model) + sal_on * sal_lr * amp_sal * d_sal * tau_ref) * off
         bias += lr * (m_data - m_model)
-        net_w.copy_(w.repeat_interleave(replicas, 0))
+        net_w.copy_(w)
         net_b.copy_(bias.repeat_interleave(replicas, 0))
     at.append(epochs)
     measure()

@@ -238,6 +238,15 @@ def test_store_imports_earlier_records_and_exports_results(tmp_path):
     assert (tmp_path / "pub2" / "RESULTS.md").read_text() == md
 
 
+def test_a_study_section_without_targets_is_rendered_when_it_has_a_note():
+    from neuroplastic.bench import store
+
+    rec = {"learner": "sal-sampling", "dataset": "study", "status": "done", "seed": 0, "dkl_sal": 0.01}
+    sec = {"section": "s", "meta": {"suite": "s", "kind": "suite", "note": "What was run."}, "records": [rec]}
+    assert "## s (suite" in store.render([sec]) and "What was run." in store.render([sec])
+    assert "## s (suite" not in store.render([dict(sec, meta={"suite": "s", "kind": "suite"})])
+
+
 def test_results_tables_never_merge_runs_whose_parameters_differ():
     """Two runs of one learner, data and preset that differ in any parameter (here the convolutions' feedback) are
     two rows, each naming the parameter; seeds of one configuration share a row."""

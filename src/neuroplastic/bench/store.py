@@ -501,7 +501,7 @@ def render(secs: list[dict[str, Any]]) -> str:
         rel = reliability_table(recs)
         if rel:
             acc, tim = rel, ""
-        if not (acc or tim or m.get("targets")):  # a study's section has targets but no accuracy table
+        if not (acc or tim or m.get("targets") or m.get("note")):  # a study's section: targets or a note, no table
             continue
         title = f"## {s['section']}" + {"earlier": "", "campaign": f" (`neuroplastic {s['section']}`)"}.get(
             m.get("kind"), " (suite `neuroplastic bench " + s["section"] + "`)")

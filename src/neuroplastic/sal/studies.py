@@ -152,11 +152,13 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     its amplitudes noisy alike) adds ``η_SAL · (1 + ε') ∘ ⟨ΔP⟩ / (sleep_steps / τ_ref)``, ``⟨ΔP⟩`` the replicas'
     mean. Initial ``W``: symmetric N(0, ``w0_std``) plus independent N(0, σ_syn) per entry
     (synaptic noise); a run's networks with and without SAL start from the same ``W`` and have the same plasticity
-    amplitudes (a paired comparison). The phase is simulated in pieces of ``chunk`` steps (memory).
+    amplitudes (a paired comparison). The phase is simulated in pieces of ``chunk`` steps (memory). A network's
+    replicas share one weight matrix in the simulation (:class:`~neuroplastic.sal.neurons.SpikingNet` groups), and
+    the coactivations are counted per state, so the run is the same, number for number, as with a copy per replica.
     ``tau_ref``: the authors' sampling network uses 50 steps (with ``sleep_steps`` and ``eval_steps`` scaled alike,
     as in suite sal-sampling's target cells). Shorter refractory periods make each step's firing probability larger,
     and in discrete time SAL's fixed point between units of unequal rates is then measurably asymmetric
-    (var(W − Wᵀ) about 0.015 at 10 steps, 0.001 at 50, recorded in sal-sampling).
+    (var(W − Wᵀ) about 0.015 at 10 steps, recorded in sal-sampling-tau10, and 0.001 at 50, in sal-sampling).
 
     Returns per network (``[G]``, ``G`` networks; the grid in ``with_sal``, ``plasticity``, ``synaptic``, ``run``)
     the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps of every replica) and

@@ -19,6 +19,8 @@ import math
 
 import torch
 
+from ..boltzmann.machines import enumerate_states
+
 __all__ = ["SpikingNet", "firing_probability"]
 
 _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most this many pre units is tabulated
@@ -108,8 +110,7 @@ class SpikingNet:
         cached = self._tables.get((a, b))
         if cached is None or cached[0] != key:
             g, n_post, n_pre = p.shape
-            states = ((torch.arange(2**n_pre, device=p.device).unsqueeze(1) >> torch.arange(n_pre, device=p.device))
-                      & 1).to(p.dtype)
+            states = enumerate_states(n_pre, p.device, p.dtype)
             sums = torch.bmm(states.expand(g, -1, -1), p.transpose(1, 2).contiguous())
             cached = (key, sums.reshape(g * 2**n_pre, n_post))
             self._tables[a, b] = cached
@@ -133,10 +134,9 @@ class SpikingNet:
             uniforms = [torch.rand((self.n_nets, n), generator=self.generator, device=self.device)
                         for n in self.sizes]
         if not isinstance(uniforms, torch.Tensor):
-            uniforms = list(uniforms)
-        r = uniforms if isinstance(uniforms, torch.Tensor) else \
-            uniforms[0] if len(uniforms) == 1 else torch.cat(uniforms, dim=1)
-        out = self._fire(r).float()
+            parts = list(uniforms)
+            uniforms = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        out = self._fire(uniforms).float()
         return [out[:, sl] for sl in self._spans]
 
     def _fire(self, r: torch.Tensor) -> torch.Tensor:

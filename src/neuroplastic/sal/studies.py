@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..boltzmann.machines import enumerate_states
 from ..boltzmann.machines import kl_divergence as boltzmann_kl
 from .neurons import SpikingNet
 from .rule import SALRule, SALTrace, sal_pairs, sal_step
@@ -118,7 +119,7 @@ def boltzmann_target(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, tor
     w = torch.triu(w, 1)
     w = w + w.t()
     b = torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1
-    states = ((torch.arange(2**n).unsqueeze(1) >> torch.arange(n)) & 1).double()
+    states = enumerate_states(n, dtype=torch.float64)
     logp = 0.5 * torch.einsum("si,ij,sj->s", states, w, states) + states @ b
     return w, b, states, torch.softmax(logp, 0)
 
@@ -202,15 +203,23 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     outer = torch.einsum("si,sj->sij", states, states).view(2**n, n * n)  # z zᵀ of every state
     dkl, asym, at = [], [], []
 
-    def measure() -> None:
+    def run_counted(steps: int, on_spikes=None) -> torch.Tensor:
+        """``steps`` free-running steps in pieces of ``chunk``: how often each network's replicas were in each state
+        ``[G, 2^n]`` (each replica's state as a number, z · 2^i, exact in floats); ``on_spikes`` sees each piece's
+        spikes ``[T, nets, n]``."""
         counts = torch.zeros(g_count * 2**n)
-        for t0 in range(0, eval_steps, chunk):
-            codes = []  # each replica's state as a number, z · 2^i (exact in floats)
-            for _ in range(min(chunk, eval_steps - t0)):
-                net.step()
+        for t0 in range(0, steps, chunk):
+            codes, ss = [], []
+            for _ in range(min(chunk, steps - t0)):
+                ss.append(net.step()[0])
                 codes.append(net.psp()[0] @ weights)
             counts += torch.bincount((group + torch.stack(codes).long()).flatten(), minlength=len(counts))
-        dkl.append(kl_divergence(p_star, counts.view(g_count, 2**n) / (eval_steps * replicas)))
+            if on_spikes is not None:
+                on_spikes(torch.stack(ss))
+        return counts.view(g_count, 2**n)
+
+    def measure() -> None:
+        dkl.append(kl_divergence(p_star, run_counted(eval_steps) / (eval_steps * replicas)))
         d = (w - w.transpose(1, 2))[:, off.bool()]
         asym.append(d.var(1))
 
@@ -223,17 +232,13 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
             measure()
         # the coactivations from how often each network's replicas were in each state (whole numbers: exact in
         # floats in any order of summation); SAL's update per replica, then averaged
-        visits, d_sal = torch.zeros(g_count * 2**n), torch.zeros(nets, n, n)
-        for t0 in range(0, sleep_steps, chunk):
-            codes, ss = [], []
-            for _ in range(min(chunk, sleep_steps - t0)):
-                ss.append(net.step()[0])
-                codes.append(net.psp()[0] @ weights)
-            visits += torch.bincount((group + torch.stack(codes).long()).flatten(), minlength=len(visits))
-            sp = torch.stack(ss)  # [T, nets, n]
+        d_sal = torch.zeros(nets, n, n)
+
+        def add_sal(sp: torch.Tensor, d_sal: torch.Tensor = d_sal) -> None:
             x = trace.traces(sp)
             d_sal += sal_pairs(sp, sp, x, x, amplitude=rule.amplitude, per_net=True)  # [nets, post, pre]
-        visits = visits.view(g_count, 2**n)
+
+        visits = run_counted(sleep_steps, add_sal)
         c_model = (visits @ outer).view(g_count, n, n) / replicas / sleep_steps
         m_model = visits @ states / replicas / sleep_steps
         d_sal = group_mean(d_sal) / sleep_steps

@@ -202,6 +202,14 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     assert all(v == pytest.approx(0, abs=1e-3) for k, v in first[0].items())  # B = W: angle 0 before a phase
     assert all(v > 0 for k, v in first[1].items() if k.startswith("angle_deg"))  # the noise moves it off
     assert (tmp_path / "an" / "sal_floor.png").exists()
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias"), "--phases", "0", "--bias", "--nets",
+                 "4"]) == 0
+    s = json.loads((tmp_path / "bias" / "summary.json").read_text())
+    assert s["rows"] == [] and [r["nets"] for r in s["bias"]] == [4]
+    for i in s["bias"][0]["layers"]:
+        row = {k: s["last"][f"bias/4/{k}/{i}"] for k in ("drift", "noise", "corr", "pull")}
+        assert row["drift"] >= 0 and row["noise"] > 0 and -1 <= row["corr"] <= 1 and row["pull"] > 0, row
+    assert not (tmp_path / "bias" / "sal_floor.png").exists()
     capsys.readouterr()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "0"]) != 0
     assert "phases must be >= 1" in capsys.readouterr().err

@@ -372,6 +372,33 @@ def test_noise_floor_is_the_stationary_angle_of_the_noisy_relaxation():
     assert "floor_deg" not in noise_floor(b, b + 1.5 * (w - b), w, 1.0)  # overshooting: no stationary angle
 
 
+def test_fixed_point_bias_recovers_the_drift_under_noise_and_the_fixed_point_of_the_relaxation():
+    """Two noisy updates at B = W sharing a drift d: the drift, the noise and the fixed point W + d / kappa of
+    B' = B + kappa (W - B) + d (its angle from W, checked by running the noise-free relaxation)."""
+    from neuroplastic.nn.feedback import feedback_stats
+    from neuroplastic.sal.rule import fixed_point_bias
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(400, 300, generator=g)
+    scale = float(w.norm())
+    d = torch.randn(400, 300, generator=g)
+    d = d - (d * w).sum() / w.pow(2).sum() * w  # orthogonal to W
+    d *= 0.03 * scale / float(d.norm())
+    xi = [torch.randn(400, 300, generator=g) * (0.1 * scale / 346.4) for _ in range(2)]  # ||xi|| = 0.1 ||W||
+    got = fixed_point_bias(w, d + xi[0], d + xi[1], pull=0.1)
+    assert got["drift"] == pytest.approx(0.03, rel=0.05) and got["noise"] == pytest.approx(0.1, rel=0.05)
+    assert got["corr"] == pytest.approx(0.03**2 / (0.03**2 + 0.1**2), abs=0.02)
+    b = w.clone()
+    for _ in range(300):  # the noise-free relaxation rests at W + d / kappa
+        b = b + 0.1 * (w - b) + d
+    assert got["bias_deg"] == pytest.approx(feedback_stats(b, w)["angle_deg"], rel=0.05)
+    unbiased = fixed_point_bias(w, xi[0], xi[1], pull=0.1)  # W is the fixed point: drift ~ 0
+    assert unbiased["drift"] < 0.01 and unbiased["bias_deg"] < 6
+    assert "bias_deg" not in fixed_point_bias(w, d, d, pull=0.0)
+    with pytest.raises(ValueError, match="non-zero W"):
+        fixed_point_bias(torch.zeros(3, 2), d[:3, :2], d[:3, :2], 0.1)
+
+
 def test_sal_phase_reports_the_fraction_of_units_at_the_refractory_limit():
     m = _small_sal(sal_nets=4, sal_blocks=1, sal_block_steps=200)
     m.configure(1, 10)

@@ -4,8 +4,8 @@ feedback weights learned from the spike timing of stochastic spiking neurons.
 - :mod:`~neuroplastic.sal.neurons`: discrete-time stochastic units, ``φ(u) = σ(u − ln τ_ref)``, rectangular PSPs
   and absolute refractoriness, many networks in parallel (:class:`SpikingNet`);
 - :mod:`~neuroplastic.sal.rule`: the SAL window and pairings (:func:`sal_step`, :func:`sal_pairs`,
-  :class:`SALTrace`), plasticity noise, the noise floor of a phase (:func:`phase_noise`,
-  :func:`noise_floor`);
+  :class:`SALTrace`), plasticity noise, the noise floor of a phase and the bias of its fixed point
+  (:func:`phase_noise`, :func:`noise_floor`, :func:`fixed_point_bias`);
 - :mod:`~neuroplastic.sal.studies`: the two-neuron study;
 - :mod:`~neuroplastic.sal.learners`: the deep network whose dense layers' feedback is learned by SAL phases
   (learner ``sal``).
@@ -20,6 +20,7 @@ from .rule import (
            WINDOWS,
            SALRule,
            SALTrace,
+           fixed_point_bias,
            noise_floor,
            phase_noise,
            plasticity_noise,
@@ -28,5 +29,5 @@ from .rule import (
 )
 from .studies import flow_field, two_neurons
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "firing_probability", "flow_field",
-           "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step", "two_neurons"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "firing_probability", "fixed_point_bias",
+           "flow_field", "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step", "two_neurons"]

@@ -10,6 +10,12 @@ the predicted floor, and the floor falls as :math:`1/\sqrt{R}` in the networks `
 angle above the floor whatever ``R``. Writes ``sal_floor.png`` and ``summary.json``::
 
     neuroplastic analyze sal RUN_FOLDER --out OUT --phases 6 --nets 32 128 --starts transpose trained
+
+``--bias`` measures that bias directly (:func:`bias_study`): the drift of a phase at ``B = W`` from two phases with
+independent spikes, the pull from one phase started off ``W``, and the angle of the noise-free fixed point
+(:func:`~neuroplastic.sal.rule.fixed_point_bias`)::
+
+    neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0 --bias --nets 32 128
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["floor_study", "main", "report"]
+__all__ = ["bias_study", "floor_study", "main", "report"]
 
 STARTS = ("trained", "transpose")
 
@@ -69,6 +75,54 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
     return rows
 
 
+@torch.no_grad()
+def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5) -> list[dict[str, Any]]:
+    """Per network count, three phases at fixed ``W``: two from ``B = W`` (independent spikes: seeds ``seed`` and
+    ``seed + 1``) and one from ``B = W + E`` (``E`` Gaussian with :math:`\\lVert E\\rVert` = ``offset``
+    :math:`\\lVert W\\rVert`, seeded), then per dense layer :func:`~neuroplastic.sal.rule.fixed_point_bias` of the
+    first two with the third's pull (:func:`~neuroplastic.sal.rule.noise_floor`). The learner's ``B`` and phase
+    settings are restored afterwards. One row per count: ``{"nets", "layers", "bias": {"<key>/<layer>": value}}``."""
+    from .rule import fixed_point_bias, noise_floor
+
+    if not nets or any(n < 2 for n in nets):
+        raise ValueError(f"nets must be integers >= 2, got {nets}")
+    if not offset > 0:
+        raise ValueError(f"offset must be > 0, got {offset}")
+    dense = learner._dense()
+    layers = learner.dense_index()
+    trained = [m.B.clone() for m in dense]
+    weights = [m.weight.detach().clone() for m in dense]
+    g = torch.Generator().manual_seed(seed + 0xB1A5)
+    away = []
+    for w in weights:
+        e = torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device)
+        away.append(w + e * (offset * float(w.norm()) / float(e.norm())))
+    saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
+
+    def phase(start: list[torch.Tensor], phase_seed: int) -> list[torch.Tensor]:
+        for m, b in zip(dense, start):
+            m.B.copy_(b)
+        learner.sal_gen.manual_seed(phase_seed)
+        learner.sal_phase()
+        return [m.B.detach() - b for m, b in zip(dense, start)]
+
+    rows = []
+    try:
+        for r in nets:
+            learner.sal_cfg["nets"] = int(r)
+            u_a, u_b, u_c = phase(weights, seed), phase(weights, seed + 1), phase(away, seed + 2)
+            bias = {}
+            for i, w, a, b, c, s in zip(layers, weights, u_a, u_b, u_c, away):
+                pull = noise_floor(s, s + c, w, 0.0)["pull"]
+                bias.update({f"{k}/{i}": v for k, v in {**fixed_point_bias(w, a, b, pull), "pull": pull}.items()})
+            rows.append({"nets": int(r), "layers": layers, "bias": bias})
+    finally:
+        for m, b in zip(dense, trained):
+            m.B.copy_(b)
+        learner.sal_cfg["nets"], learner.phase_log = saved_nets, saved_log
+    return rows
+
+
 def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """``sal_floor.png``: one panel per dense layer, angle(B, W) over the extra phases per ``(start, nets)``
     (solid) and the floor each phase predicts (dashed, same colour per ``nets``)."""
@@ -100,22 +154,28 @@ def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[int] | None = None,
-           starts: list[str] | None = None, seed: int = 0, device: str = "cpu", progress: bool = True
-           ) -> dict[str, Any]:
-    """Load a trained ``sal`` run folder, run :func:`floor_study`, write ``sal_floor.png`` and ``summary.json`` to
-    ``out_dir``; returns the summary (the rows and, per row and layer, the last angle and floor)."""
+           starts: list[str] | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
+           bias: bool = False) -> dict[str, Any]:
+    """Load a trained ``sal`` run folder, run :func:`floor_study` (unless ``phases`` is 0 with ``bias``) and, with
+    ``bias``, :func:`bias_study`; write ``sal_floor.png`` (with the floor study) and ``summary.json`` to ``out_dir``;
+    returns the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``)."""
     from ..experiment import ConfigError, load_trained, write_json_atomic
 
+    if phases < (0 if bias else 1):
+        raise ValueError(f"phases must be >= {0 if bias else 1}, got {phases}")
     learner, _, cfg = load_trained(model, device)
     if cfg.get("learner") != "sal":
         raise ConfigError(f"{str(model)!r} is a {cfg.get('learner')!r} run; `analyze sal` needs a sal run")
     nets = nets or [learner.sal_cfg["nets"]]
-    rows = floor_study(learner, phases, nets, starts or list(STARTS), seed, progress)
+    rows = floor_study(learner, phases, nets, starts or list(STARTS), seed, progress) if phases else []
+    bias_rows = bias_study(learner, nets, seed) if bias else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figure(rows, out / "sal_floor.png")
+    if rows:
+        figure(rows, out / "sal_floor.png")
     last = {f"{row['start']}/{row['nets']}/{key}": v for row in rows for key, v in row["phases"][-1].items()}
-    summary = {"model": str(model), "phases": phases, "seed": seed, "last": last, "rows": rows}
+    last.update({f"bias/{row['nets']}/{key}": v for row in bias_rows for key, v in row["bias"].items()})
+    summary = {"model": str(model), "phases": phases, "seed": seed, "last": last, "rows": rows, "bias": bias_rows}
     write_json_atomic(summary, out / "summary.json")
     return summary
 
@@ -127,12 +187,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", help="a run folder of learner sal (the --out folder of `neuroplastic train`, or "
                     "results/runs/<hash> of a bench run)")
     ap.add_argument("--out", required=True, help="output folder for sal_floor.png and summary.json")
-    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count")
+    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count (0 with --bias: "
+                    "none)")
     ap.add_argument("--nets", type=int, nargs="+", help="networks per phase (default: the run's)")
     ap.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
                     help="trained: from the run's B; transpose: from B = W")
     ap.add_argument("--seed", type=int, default=0, help="seed of the phases' spikes")
+    ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W and the angle of the "
+                    "phase's noise-free fixed point (three phases per network count)")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
-    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device)
+    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device, bias=a.bias)
     print(json.dumps(s["last"], indent=1))

@@ -39,7 +39,7 @@ import math
 
 import torch
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "noise_floor", "phase_noise", "plasticity_noise", "sal_block",
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "fixed_point_bias", "noise_floor", "phase_noise", "plasticity_noise", "sal_block",
            "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
@@ -238,6 +238,36 @@ def phase_noise(sum_a: torch.Tensor, sum_b: torch.Tensor, n: tuple[int, int]) ->
         raise ValueError(f"phase_noise needs two non-empty halves, got {n}")
     diff = sum_a / n_a - sum_b / n_b
     return float(diff.pow(2).sum()) * n_a * n_b / (n_a + n_b) ** 2
+
+
+def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull: float) -> dict[str, float]:
+    r"""How far from ``W`` the noise-free fixed point of a SAL phase lies (Gierlich et al. 2025 claim
+    :math:`B \to W`). ``u_a``, ``u_b``: the updates of two phases with independent spikes, both started at
+    :math:`B = W`; each is :math:`u = d + \xi` with :math:`d` the expected update there (the drift: zero exactly when
+    ``W`` is the fixed point) and :math:`\xi` zero-mean noise independent between the phases, so
+    :math:`\mathbb{E}\langle u_a, u_b\rangle = \lVert d\rVert^2` (the noise's share of the inner product is of
+    order :math:`\lVert\xi\rVert^2/\sqrt{n}` over ``n`` synapses). With the phase's ``pull`` :math:`\kappa`
+    (:func:`noise_floor`'s, from a start away from ``W``) the relaxation :math:`B' = B + \kappa(W - B) + d` rests at
+    :math:`B^* = W + d/\kappa`. Returns, relative to :math:`\lVert W\rVert`:
+
+    - ``drift`` :math:`\sqrt{\max(\langle u_a, u_b\rangle, 0)}/\lVert W\rVert` and ``noise``
+      :math:`\sqrt{(\lVert u_a\rVert^2 + \lVert u_b\rVert^2)/2 - \langle u_a, u_b\rangle}/\lVert W\rVert` per phase;
+    - ``corr``: the cosine of ``u_a`` and ``u_b`` (0: the updates at ``W`` are noise; 1: all drift);
+    - ``bias_deg`` :math:`\arctan(\text{drift}/\kappa)`, the angle of the fixed point from ``W`` (taking
+      :math:`d \perp W`, as ``floor_deg`` does), present when :math:`\kappa > 0`.
+
+    A bias above the target angle cannot be averaged away by more networks or steps per phase."""
+    scale = float(w.norm())
+    if scale == 0:
+        raise ValueError("fixed_point_bias needs a non-zero W")
+    ab = float((u_a * u_b).sum())
+    aa, bb = float(u_a.pow(2).sum()), float(u_b.pow(2).sum())
+    drift = math.sqrt(max(ab, 0.0)) / scale
+    out = {"drift": drift, "noise": math.sqrt(max((aa + bb) / 2 - ab, 0.0)) / scale,
+           "corr": ab / math.sqrt(aa * bb) if aa * bb > 0 else float("nan")}
+    if pull > 0:
+        out["bias_deg"] = math.degrees(math.atan(drift / pull))
+    return out
 
 
 def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noise_sq: float) -> dict[str, float]:

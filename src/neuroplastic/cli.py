@@ -520,7 +520,7 @@ def cmd_learners(a: argparse.Namespace, command: str) -> int:
 ANALYZERS = {
     "spiking": ("neuroplastic.spiking.analysis", "mode trajectories, |λ| spectrum, pruning, rasters, energy"),
     "hebbian": ("neuroplastic.hebbian.viz", "filters, receptive fields, UMAP, winner statistics"),
-    "sal": ("neuroplastic.sal.analysis", "more SAL phases at fixed W: the alignment's noise floor"),
+    "sal": ("neuroplastic.sal.analysis", "more SAL phases at fixed W: the alignment's noise floor and bias"),
 }
 
 

@@ -183,7 +183,8 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="neuroplastic analyze sal",
                                  description="More SAL phases on a trained sal run with W fixed: the alignment's "
-                                 "noise floor against the networks per phase")
+                                 "noise floor against the networks per phase; with --bias, the angle of the phase's "
+                                 "noise-free fixed point from W")
     ap.add_argument("model", help="a run folder of learner sal (the --out folder of `neuroplastic train`, or "
                     "results/runs/<hash> of a bench run)")
     ap.add_argument("--out", required=True, help="output folder for sal_floor.png and summary.json")

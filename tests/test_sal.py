@@ -392,6 +392,14 @@ def test_fixed_point_bias_recovers_the_drift_under_noise_and_the_fixed_point_of_
     for _ in range(300):  # the noise-free relaxation rests at W + d / kappa
         b = b + 0.1 * (w - b) + d
     assert got["bias_deg"] == pytest.approx(feedback_stats(b, w)["angle_deg"], rel=0.05)
+    assert got["drift_along"] == pytest.approx(0, abs=1e-3)
+    shrink = d - 0.02 * w  # a drift with a part along W: the fixed point also shrinks
+    got = fixed_point_bias(w, shrink + xi[0], shrink + xi[1], pull=0.1)
+    assert got["drift_along"] == pytest.approx(-0.02, abs=1e-3)
+    b = w.clone()
+    for _ in range(300):
+        b = b + 0.1 * (w - b) + shrink
+    assert got["bias_deg"] == pytest.approx(feedback_stats(b, w)["angle_deg"], rel=0.05)
     unbiased = fixed_point_bias(w, xi[0], xi[1], pull=0.1)  # W is the fixed point: drift ~ 0
     assert unbiased["drift"] < 0.01 and unbiased["bias_deg"] < 6
     assert "bias_deg" not in fixed_point_bias(w, d, d, pull=0.0)

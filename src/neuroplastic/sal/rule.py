@@ -245,16 +245,20 @@ def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull
     :math:`B \to W`). ``u_a``, ``u_b``: the updates of two phases with independent spikes, both started at
     :math:`B = W`; each is :math:`u = d + \xi` with :math:`d` the expected update there (the drift: zero exactly when
     ``W`` is the fixed point) and :math:`\xi` zero-mean noise independent between the phases, so
-    :math:`\mathbb{E}\langle u_a, u_b\rangle = \lVert d\rVert^2` (the noise's share of the inner product is of
-    order :math:`\lVert\xi\rVert^2/\sqrt{n}` over ``n`` synapses). With the phase's ``pull`` :math:`\kappa`
-    (:func:`noise_floor`'s, from a start away from ``W``) the relaxation :math:`B' = B + \kappa(W - B) + d` rests at
-    :math:`B^* = W + d/\kappa`. Returns, relative to :math:`\lVert W\rVert`:
+    :math:`\mathbb{E}\langle u_a, u_b\rangle = \lVert d\rVert^2` and
+    :math:`\mathbb{E}\langle u_a + u_b, W\rangle / 2 = \langle d, W\rangle` (the noise's share of either inner
+    product is of order :math:`1/\sqrt{n}` of its scale over ``n`` synapses). With the phase's ``pull``
+    :math:`\kappa` (:func:`noise_floor`'s, from a start away from ``W``) the relaxation
+    :math:`B' = B + \kappa(W - B) + d` rests at :math:`B^* = W + d/\kappa`. Returns, relative to
+    :math:`\lVert W\rVert`:
 
-    - ``drift`` :math:`\sqrt{\max(\langle u_a, u_b\rangle, 0)}/\lVert W\rVert` and ``noise``
-      :math:`\sqrt{(\lVert u_a\rVert^2 + \lVert u_b\rVert^2)/2 - \langle u_a, u_b\rangle}/\lVert W\rVert` per phase;
+    - ``drift`` :math:`\sqrt{\max(\langle u_a, u_b\rangle, 0)}/\lVert W\rVert` per phase, ``drift_along`` its
+      component along ``W`` (signed: negative shrinks ``B``), and ``noise``
+      :math:`\sqrt{(\lVert u_a\rVert^2 + \lVert u_b\rVert^2)/2 - \langle u_a, u_b\rangle}/\lVert W\rVert`;
     - ``corr``: the cosine of ``u_a`` and ``u_b`` (0: the updates at ``W`` are noise; 1: all drift);
-    - ``bias_deg`` :math:`\arctan(\text{drift}/\kappa)`, the angle of the fixed point from ``W`` (taking
-      :math:`d \perp W`, as ``floor_deg`` does), present when :math:`\kappa > 0`.
+    - ``bias_deg``: the angle of :math:`B^*` from ``W``,
+      :math:`\operatorname{atan2}(d_\perp/\kappa,\ 1 + d_\parallel/\kappa)` with :math:`d_\parallel` = ``drift_along``
+      and :math:`d_\perp = \sqrt{\max(\text{drift}^2 - d_\parallel^2, 0)}`, present when :math:`\kappa > 0`.
 
     A bias above the target angle cannot be averaged away by more networks or steps per phase."""
     scale = float(w.norm())
@@ -263,10 +267,12 @@ def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull
     ab = float((u_a * u_b).sum())
     aa, bb = float(u_a.pow(2).sum()), float(u_b.pow(2).sum())
     drift = math.sqrt(max(ab, 0.0)) / scale
-    out = {"drift": drift, "noise": math.sqrt(max((aa + bb) / 2 - ab, 0.0)) / scale,
+    along = float(((u_a + u_b) * w).sum()) / 2 / scale**2
+    out = {"drift": drift, "drift_along": along, "noise": math.sqrt(max((aa + bb) / 2 - ab, 0.0)) / scale,
            "corr": ab / math.sqrt(aa * bb) if aa * bb > 0 else float("nan")}
     if pull > 0:
-        out["bias_deg"] = math.degrees(math.atan(drift / pull))
+        across = math.sqrt(max(drift**2 - along**2, 0.0))
+        out["bias_deg"] = math.degrees(math.atan2(across / pull, 1 + along / pull))
     return out
 
 

@@ -21,15 +21,34 @@ independent spikes, the pull from one phase started off ``W``, and the angle of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .rule import fixed_point_bias, noise_floor
+
 __all__ = ["bias_study", "floor_study", "main", "report"]
 
 STARTS = ("trained", "transpose")
+
+
+@contextlib.contextmanager
+def _restored(learner: Any) -> Iterator[list[torch.Tensor]]:
+    """Extra phases on ``learner`` inside: its dense layers' ``B`` (yielded: the trained ones), its networks per
+    phase and its phase log are as before on exit."""
+    dense = learner._dense()
+    trained = [m.B.clone() for m in dense]
+    saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
+    try:
+        yield trained
+    finally:
+        for m, b in zip(dense, trained):
+            m.B.copy_(b)
+        learner.sal_cfg["nets"], learner.phase_log = saved_nets, saved_log
 
 
 @torch.no_grad()
@@ -47,10 +66,8 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
         raise ValueError(f"unknown start {bad[0]!r}; allowed: {', '.join(STARTS)}")
     dense = learner._dense()
     layers = learner.dense_index()
-    trained = [m.B.clone() for m in dense]
-    saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
     rows = []
-    try:
+    with _restored(learner) as trained:
         for start in starts:
             for r in nets:
                 for m, b in zip(dense, trained):
@@ -68,10 +85,6 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
                             f"{log[-1].get(f'sal_floor_deg/{i}', float('nan')):.1f})" for j, i in enumerate(layers)),
                             flush=True)
                 rows.append({"start": start, "nets": int(r), "layers": layers, "phases": log})
-    finally:
-        for m, b in zip(dense, trained):
-            m.B.copy_(b)
-        learner.sal_cfg["nets"], learner.phase_log = saved_nets, saved_log
     return rows
 
 
@@ -82,22 +95,18 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
     :math:`\\lVert W\\rVert`, seeded), then per dense layer :func:`~neuroplastic.sal.rule.fixed_point_bias` of the
     first two with the third's pull (:func:`~neuroplastic.sal.rule.noise_floor`). The learner's ``B`` and phase
     settings are restored afterwards. One row per count: ``{"nets", "layers", "bias": {"<key>/<layer>": value}}``."""
-    from .rule import fixed_point_bias, noise_floor
-
     if not nets or any(n < 2 for n in nets):
         raise ValueError(f"nets must be integers >= 2, got {nets}")
     if not offset > 0:
         raise ValueError(f"offset must be > 0, got {offset}")
     dense = learner._dense()
     layers = learner.dense_index()
-    trained = [m.B.clone() for m in dense]
     weights = [m.weight.detach().clone() for m in dense]
     g = torch.Generator().manual_seed(seed + 0xB1A5)
     away = []
     for w in weights:
         e = torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device)
         away.append(w + e * (offset * float(w.norm()) / float(e.norm())))
-    saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
 
     def phase(start: list[torch.Tensor], phase_seed: int) -> list[torch.Tensor]:
         for m, b in zip(dense, start):
@@ -107,7 +116,7 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
         return [m.B.detach() - b for m, b in zip(dense, start)]
 
     rows = []
-    try:
+    with _restored(learner):
         for r in nets:
             learner.sal_cfg["nets"] = int(r)
             u_a, u_b, u_c = phase(weights, seed), phase(weights, seed + 1), phase(away, seed + 2)
@@ -116,10 +125,6 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
                 pull = noise_floor(s, s + c, w, 0.0)["pull"]
                 bias.update({f"{k}/{i}": v for k, v in {**fixed_point_bias(w, a, b, pull), "pull": pull}.items()})
             rows.append({"nets": int(r), "layers": layers, "bias": bias})
-    finally:
-        for m, b in zip(dense, trained):
-            m.B.copy_(b)
-        learner.sal_cfg["nets"], learner.phase_log = saved_nets, saved_log
     return rows
 
 

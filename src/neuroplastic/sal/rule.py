@@ -39,8 +39,8 @@ import math
 
 import torch
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "fixed_point_bias", "noise_floor", "phase_noise", "plasticity_noise", "sal_block",
-           "sal_pairs", "sal_step"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "fixed_point_bias", "noise_floor", "phase_noise",
+           "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")

@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import native
+
 
 def correlation_rule(x_data: torch.Tensor, y_data: torch.Tensor, x_model: torch.Tensor, y_model: torch.Tensor,
                      x_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -441,8 +443,13 @@ def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimiz
     ``.grad`` (``sparsity`` ``(q, target, cost)``: plus :func:`sparsity_grad`), ``optimizer.step()``; then
     (``offset_rate`` :math:`\nu > 0`) the offsets slide towards the batch means,
     :math:`\mu \leftarrow (1-\nu)\mu + \nu\bar v`, :math:`\lambda \leftarrow (1-\nu)\lambda + \nu\,\overline{p(h|v)}`,
-    with the biases moved to keep the distribution (:meth:`RBM.set_offsets`; Melchior et al. 2016, Alg. 1)."""
+    with the biases moved to keep the distribution (:meth:`RBM.set_offsets`; Melchior et al. 2016, Alg. 1).
+    Where :func:`~neuroplastic.boltzmann.native.sgd_rate` allows (plain SGD, PCD-1, 0/1 data on the CPU) the same
+    step runs fused in C (:mod:`~neuroplastic.boltzmann.native`)."""
     with torch.no_grad():
+        lr = native.sgd_rate(rbm, sampler, optimizer, v, sparsity)
+        if lr is not None and native.pcd_step(rbm, sampler, v, lr, offset_rate, generator):
+            return  # the same step, fused in C (boltzmann.native)
         # binary data on the CPU take binary_matmul's route (on accelerators the check would cost a sync per step)
         vb = binary_mask(v) if isinstance(rbm, RBM) and v.device.type == "cpu" else None
         vd = v if vb is None else vb

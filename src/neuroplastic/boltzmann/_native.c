@@ -240,28 +240,24 @@ static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, c
 
 #define PTR(T, v) ((T *)(uintptr_t)(v))
 
-static PyObject *py_bernoulli(PyObject *self, PyObject *args)
+/* (p or a, n, key, s) -> kernel(p or a, n, key, s), without the GIL */
+static PyObject *call_sampler(PyObject *args, void (*kernel)(const float *, int64_t, uint64_t, uint8_t *))
 {
-    unsigned long long p, s, key;
+    unsigned long long x, s, key;
     long long n;
-    if (!PyArg_ParseTuple(args, "KLKK", &p, &n, &key, &s))
+    if (!PyArg_ParseTuple(args, "KLKK", &x, &n, &key, &s))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
-    bernoulli_kernel(PTR(const float, p), n, key, PTR(uint8_t, s));
+    kernel(PTR(const float, x), n, key, PTR(uint8_t, s));
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
+static PyObject *py_bernoulli(PyObject *self, PyObject *args) { return call_sampler(args, bernoulli_kernel); }
+
 static PyObject *py_bernoulli_logit(PyObject *self, PyObject *args)
 {
-    unsigned long long a, s, key;
-    long long n;
-    if (!PyArg_ParseTuple(args, "KLKK", &a, &n, &key, &s))
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    bernoulli_logit_kernel(PTR(const float, a), n, key, PTR(uint8_t, s));
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
+    return call_sampler(args, bernoulli_logit_kernel);
 }
 
 static PyObject *py_pcd_rest(PyObject *self, PyObject *args)

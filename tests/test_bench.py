@@ -23,7 +23,7 @@ from neuroplastic.bench import report, runner, suite
 from neuroplastic.bench.db import ResultsDB
 
 REQUIRED = ("learner", "dataset", "preset", "seed", "epochs", "status", "test_acc", "train_seconds", "commit",
-            "cpu", "torch", "command")
+            "cpu", "torch", "native", "command")
 TINY = {"learner": "bp", "dataset": "digits", "preset": "mlp", "params": {"hidden": [16]}, "epochs": 1,
         "batch_size": 64}
 

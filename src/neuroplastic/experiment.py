@@ -507,10 +507,14 @@ def cpu_name() -> str:
 
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Commit, torch version, CPU and the vector instruction set torch uses on it (``cpu_isa``: timings from an
-    AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process."""
+    AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process, and
+    whether the native kernels are on (``native``: they draw other random numbers than the torch route,
+    :mod:`~neuroplastic.boltzmann.native`)."""
+    from .boltzmann import native
+
     env = {"commit": git_commit(), "torch": torch.__version__, "cpu": cpu_name(),
            "cpu_isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-           "python": platform.python_version()}
+           "python": platform.python_version(), "native": native.available()}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env
@@ -835,7 +839,7 @@ def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[s
         "wall_seconds": round(out.wall_seconds, 3), "peak_memory_mb": round(out.peak_memory_mb, 1),
         "n_params": out.n_params, "samples_per_s": out.metrics.get("samples_per_s"),
         "commit": out.env.get("commit"), "cpu": out.env.get("cpu"), "cpu_isa": out.env.get("cpu_isa"),
-        "threads": out.env.get("threads"), "torch": out.env.get("torch"),
+        "threads": out.env.get("threads"), "torch": out.env.get("torch"), "native": out.env.get("native"),
         "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
         "params": cfg["params"], "batch_size": cfg["batch_size"], "date": time.strftime("%Y-%m-%d"),
     }

@@ -72,9 +72,10 @@ def test_native_step_equals_the_library_step_with_the_same_samples(h):
     gens = [torch.Generator().manual_seed(3) for _ in range(2)]
     data = (torch.rand(3, 5, 20, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     opt = torch.optim.SGD(ref.parameters(), lr=lr)
+    sgd = torch.optim.SGD(rbm.parameters(), lr=lr)
     for v in data:
-        assert native.sgd_rate(rbm, sampler, torch.optim.SGD(rbm.parameters(), lr=lr), v, None) == lr
-        assert native.pcd_step(rbm, sampler, v, lr, nu, gens[0])
+        assert native.sgd_rate(rbm, sampler, sgd, v, None) == lr
+        bm.rbm_update(rbm, sampler, sgd, v, gens[0], offset_rate=nu)  # the native route, then the offsets' move
         k_hidden, k_visible = native.step_keys(gens[1])
         with torch.no_grad():
             hc = _bernoulli(ref_s.ph, k_hidden).float()
@@ -110,7 +111,7 @@ def test_native_step_applies_only_where_it_is_the_same_update():
     fresh = bm.PCD(20, 12, n_chains=7)  # chains not started yet: the first step starts them on the torch route
     assert native.sgd_rate(rbm, fresh, sgd, v, None) is None
     before = copy.deepcopy(rbm.state_dict())
-    assert not native.pcd_step(rbm, sampler, v * 0.5, 0.1, 0.1, None)  # grey levels: refused, nothing changed
+    assert native.pcd_step(rbm, sampler, v * 0.5, 0.1, None) is None  # grey levels: refused, nothing changed
     assert all(torch.equal(t, before[k]) for k, t in rbm.state_dict().items())
 
 

@@ -419,8 +419,8 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
             "epochs": cfg["epochs"], "status": row["status"], "test_acc": None, "val_acc": None,
             "train_seconds": row.get("train_seconds"), "commit": env.get("commit"), "cpu": env.get("cpu"),
             "torch": env.get("torch"), "native": env.get("native"), "device": cfg.get("device"),
-            "command": row.get("command") or "", "hash": row["hash"], "params": cfg.get("params", {}), "batch_size": cfg.get("batch_size"),
-            "error": row.get("error")}
+            "command": row.get("command") or "", "hash": row["hash"], "params": cfg.get("params", {}),
+            "batch_size": cfg.get("batch_size"), "error": row.get("error")}
 
 
 def imported_rows(db: ResultsDB, known: set[str] = frozenset()) -> list[dict[str, Any]]:

@@ -179,11 +179,11 @@ CLONES static void update_weights(const int32_t *rows, const int64_t *off, int64
 }
 
 /* the step after p(v|h) (pcd_step in native.py): the chains' visible samples into X's last nc rows, P = p(h|X),
- * the centred rule and SGD on W, b, c; the offsets' moves dmu, dlam are applied to mu and lam and returned, the
- * caller then moves b and c with the updated W (b += W dlam, c += W^T dmu) */
+ * the centred rule and SGD on W, b, c; returns the batch means vbar of the data and pbar of their p(h|v) for the
+ * offsets' move (done by the caller, RBM.set_offsets) */
 static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, const float *av, uint64_t key,
-                     float *W, float *b, float *c, const float *ceff, float *mu, float *lam, float lr, float nu,
-                     float *P, float *Y, float *dy, float *dlam, float *dmu, int32_t *cols, int64_t *off,
+                     float *W, float *b, float *c, const float *ceff, const float *mu, const float *lam, float lr,
+                     float *P, float *Y, float *dy, float *pbar, float *vbar, int32_t *cols, int64_t *off,
                      int32_t *rows, int64_t *offT, int64_t *cur, float *blk)
 {
     int64_t n = nd + nc;
@@ -193,7 +193,7 @@ static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, c
     /* the centred rule's hidden factors: (P_d - lam)/nd for the data, -(P_m - lam)/nc for the chains */
     float sd = 1.0f / (float)nd, sm = 1.0f / (float)nc;
     for (int64_t q = 0; q < h; ++q)
-        dy[q] = 0.0f, dlam[q] = 0.0f;
+        dy[q] = 0.0f, pbar[q] = 0.0f;
     for (int64_t r = 0; r < n; ++r) {
         const float *p = P + r * h;
         float *y = Y + r * h;
@@ -201,7 +201,7 @@ static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, c
             for (int64_t q = 0; q < h; ++q) {
                 y[q] = (p[q] - lam[q]) * sd;
                 dy[q] += p[q] * sd;
-                dlam[q] += p[q] * sd;
+                pbar[q] += p[q] * sd;
             }
         else
             for (int64_t q = 0; q < h; ++q) {
@@ -209,33 +209,27 @@ static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, c
                 dy[q] -= p[q] * sm;
             }
     }
-    /* visible statistics: b += lr (mean v_d - mean v_m); dmu = nu (mean v_d - mu) */
+    /* visible statistics: b += lr (mean v_d - mean v_m); vbar = mean v_d */
     for (int64_t i = 0; i < d; ++i)
-        dmu[i] = 0.0f;
+        vbar[i] = 0.0f;
     for (int64_t r = 0; r < nd; ++r) {
         const uint8_t *xr = X + r * d;
         for (int64_t i = 0; i < d; ++i)
-            dmu[i] += (float)xr[i];
+            vbar[i] += (float)xr[i];
     }
-    for (int64_t i = 0; i < d; ++i)
-        b[i] += lr * sd * dmu[i];
+    for (int64_t i = 0; i < d; ++i) {
+        vbar[i] *= sd;
+        b[i] += lr * vbar[i];
+    }
     for (int64_t r = nd; r < n; ++r) {
         const uint8_t *xr = X + r * d;
         for (int64_t i = 0; i < d; ++i)
             b[i] -= lr * sm * (float)xr[i];
     }
-    for (int64_t i = 0; i < d; ++i)
-        dmu[i] = nu * (dmu[i] * sd - mu[i]);
-    for (int64_t q = 0; q < h; ++q) {
+    for (int64_t q = 0; q < h; ++q)
         c[q] += lr * dy[q];
-        dlam[q] = nu * (dlam[q] - lam[q]);
-    }
     csr_cols(X, n, d, rows, offT, cur);
     update_weights(rows, offT, d, Y, n, h, W, mu, dy, lr, blk);
-    for (int64_t i = 0; i < d; ++i)
-        mu[i] += dmu[i];
-    for (int64_t q = 0; q < h; ++q)
-        lam[q] += dlam[q];
 }
 
 #define PTR(T, v) ((T *)(uintptr_t)(v))
@@ -262,16 +256,16 @@ static PyObject *py_bernoulli_logit(PyObject *self, PyObject *args)
 
 static PyObject *py_pcd_rest(PyObject *self, PyObject *args)
 {
-    unsigned long long X, av, key, W, b, c, ceff, mu, lam, P, Y, dy, dlam, dmu, cols, off, rows, offT, cur, blk;
+    unsigned long long X, av, key, W, b, c, ceff, mu, lam, P, Y, dy, pbar, vbar, cols, off, rows, offT, cur, blk;
     long long nd, nc, d, h;
-    float lr, nu;
-    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKKffKKKKKKKKKKK", &X, &nd, &nc, &d, &h, &av, &key, &W, &b, &c, &ceff, &mu,
-                          &lam, &lr, &nu, &P, &Y, &dy, &dlam, &dmu, &cols, &off, &rows, &offT, &cur, &blk))
+    float lr;
+    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKKfKKKKKKKKKKK", &X, &nd, &nc, &d, &h, &av, &key, &W, &b, &c, &ceff, &mu,
+                          &lam, &lr, &P, &Y, &dy, &pbar, &vbar, &cols, &off, &rows, &offT, &cur, &blk))
         return NULL;
     Py_BEGIN_ALLOW_THREADS
     pcd_rest(PTR(uint8_t, X), nd, nc, d, h, PTR(const float, av), key, PTR(float, W), PTR(float, b), PTR(float, c),
-             PTR(const float, ceff), PTR(float, mu), PTR(float, lam), lr, nu, PTR(float, P), PTR(float, Y),
-             PTR(float, dy), PTR(float, dlam), PTR(float, dmu), PTR(int32_t, cols), PTR(int64_t, off),
+             PTR(const float, ceff), PTR(const float, mu), PTR(const float, lam), lr, PTR(float, P), PTR(float, Y),
+             PTR(float, dy), PTR(float, pbar), PTR(float, vbar), PTR(int32_t, cols), PTR(int64_t, off),
              PTR(int32_t, rows), PTR(int64_t, offT), PTR(int64_t, cur), PTR(float, blk));
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
@@ -303,4 +297,16 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CPU kernels of the RBM step.", -1,
                                     methods};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+/* the interface version native.py expects: a stale build left by a failed rebuild (the extension is optional) is
+ * then not used */
+#define NATIVE_ABI 2
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "ABI", NATIVE_ABI) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -448,8 +448,20 @@ def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimiz
     step runs fused in C (:mod:`~neuroplastic.boltzmann.native`)."""
     with torch.no_grad():
         lr = native.sgd_rate(rbm, sampler, optimizer, v, sparsity)
-        if lr is not None and native.pcd_step(rbm, sampler, v, lr, offset_rate, generator):
-            return  # the same step, fused in C (boltzmann.native)
+        means = native.pcd_step(rbm, sampler, v, lr, generator) if lr is not None else None
+    if means is None:
+        means = _torch_update(rbm, sampler, optimizer, v, generator, sparsity)
+    if offset_rate > 0:
+        with torch.no_grad():
+            rbm.set_offsets(torch.lerp(rbm.mu, means[0], offset_rate), torch.lerp(rbm.lam, means[1], offset_rate))
+
+
+def _torch_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimizer: torch.optim.Optimizer,
+                  v: torch.Tensor, generator: torch.Generator | None,
+                  sparsity: tuple[torch.Tensor, float, float] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rbm_update` up to the offsets' move, in torch; returns the batch means of ``v`` and of its
+    :math:`p(h|v)`."""
+    with torch.no_grad():
         # binary data on the CPU take binary_matmul's route (on accelerators the check would cost a sync per step)
         vb = binary_mask(v) if isinstance(rbm, RBM) and v.device.type == "cpu" else None
         vd = v if vb is None else vb
@@ -467,9 +479,7 @@ def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimiz
         if sparsity is not None:
             sparsity_grad(rbm, v, ph, *sparsity)
     optimizer.step()
-    if offset_rate > 0:
-        with torch.no_grad():
-            rbm.set_offsets(torch.lerp(rbm.mu, v.mean(0), offset_rate), torch.lerp(rbm.lam, ph.mean(0), offset_rate))
+    return v.mean(0), ph.mean(0)
 
 
 def graph_colouring(mask: torch.Tensor) -> list[torch.Tensor]:

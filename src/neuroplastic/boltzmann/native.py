@@ -11,7 +11,8 @@ One step on data :math:`v_d` (``[B, D]``, 0/1) with chains holding :math:`p(h|v_
     \Delta W = \tfrac{1}{B} v_d^\top (P_d - \lambda) - \tfrac{1}{C} v_m^\top (P_m - \lambda)
     - \mu(\bar P_d - \bar P_m)^\top,\ \Delta b = \bar v_d - \bar v_m,\ \Delta c = \bar P_d - \bar P_m,
 
-SGD :math:`\theta \mathrel{+}= \eta\,\Delta\theta`, then the offsets slide,
+SGD :math:`\theta \mathrel{+}= \eta\,\Delta\theta`; then :func:`~neuroplastic.boltzmann.machines.rbm_update`
+slides the offsets as on the torch route,
 :math:`\mu \mathrel{+}= \nu(\bar v_d - \mu)`, :math:`\lambda \mathrel{+}= \nu(\bar P_d - \lambda)`, with
 :math:`b \mathrel{+}= W\Delta\lambda`, :math:`c \mathrel{+}= W^\top\Delta\mu` keeping the distribution
 (:meth:`~neuroplastic.boltzmann.machines.RBM.set_offsets`). The products of 0/1 units are sums of the rows they
@@ -28,9 +29,13 @@ import threading
 
 import torch
 
+_ABI = 2  # the interface of _native.c this module calls (its NATIVE_ABI)
+
 try:
     from . import _native
 except ImportError:  # built without a C compiler: the torch route
+    _native = None
+if getattr(_native, "ABI", None) != _ABI:  # a stale build (a rebuild failed): the torch route
     _native = None
 
 __all__ = ["available", "pcd_step", "sgd_rate", "step_keys"]
@@ -92,39 +97,39 @@ def _work(n: int, d: int, h: int, c: int) -> dict[str, torch.Tensor]:
         f = {"dtype": torch.float32}
         cache = (key, {"X": torch.empty(n, d, dtype=torch.uint8), "h": torch.empty(c, h, dtype=torch.uint8),
                        "P": torch.empty(n, h, **f), "Y": torch.empty(n, h, **f), "dy": torch.empty(h, **f),
-                       "dlam": torch.empty(h, **f), "dmu": torch.empty(d, **f),
+                       "pbar": torch.empty(h, **f), "vbar": torch.empty(d, **f),
                        "cols": torch.empty(n * d, dtype=torch.int32), "off": torch.empty(n + 1, dtype=torch.int64),
                        "rows": torch.empty(n * d, dtype=torch.int32), "offT": torch.empty(d + 1, dtype=torch.int64),
-                       "cur": torch.empty(max(d, n), dtype=torch.int64),
+                       "cur": torch.empty(d, dtype=torch.int64),
                        "blk": torch.empty(max(d, n) * 16, **f)})
         _local.work = cache
     return cache[1]
 
 
 @torch.no_grad()
-def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, offset_rate: float, generator: torch.Generator | None) -> bool:
-    """One PCD-1 step of ``rbm`` on the batch ``v`` (float32 ``[B, D]``) in place: the parameters, offsets
-    (``offset_rate`` :math:`\\nu`; 0 keeps them) and the chains of ``sampler`` (module docstring). Returns ``False``,
-    having changed nothing, when ``v`` is not all 0/1. Call only where :func:`sgd_rate` gave ``lr``."""
+def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, generator: torch.Generator | None,
+             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """One PCD-1 step of ``rbm`` on the batch ``v`` (float32 ``[B, D]``) in place: the parameters and the chains of
+    ``sampler`` (module docstring). Returns the batch means :math:`\\bar v_d` and :math:`\\bar P_d` for the offsets'
+    move (the caller's, as on the torch route), or ``None``, having changed nothing, when ``v`` is not all 0/1. Call
+    only where :func:`sgd_rate` gave ``lr``."""
     W, b, c, mu, lam = rbm.W.data, rbm.b.data, rbm.c.data, rbm.mu, rbm.lam
     nd, d = v.shape
     nc, h = sampler.ph.shape
     work = _work(nd + nc, d, h, nc)
     X = work["X"]
     if not _native.binary_u8(v.data_ptr(), v.numel(), X.data_ptr()):
-        return False
+        return None
     k_hidden, k_visible = step_keys(generator)
     _native.bernoulli(sampler.ph.data_ptr(), sampler.ph.numel(), k_hidden, work["h"].data_ptr())
     a_v = torch.addmm(torch.addmv(b, W, lam, alpha=-1), work["h"].to(W.dtype), W.T)
     c_eff = torch.addmv(c, W.T, mu, alpha=-1)
     _native.pcd_rest(X.data_ptr(), nd, nc, d, h, a_v.data_ptr(), k_visible, W.data_ptr(), b.data_ptr(),
-                     c.data_ptr(), c_eff.data_ptr(), mu.data_ptr(), lam.data_ptr(), float(lr), float(offset_rate),
-                     *(work[k].data_ptr() for k in ("P", "Y", "dy", "dlam", "dmu", "cols", "off", "rows", "offT",
+                     c.data_ptr(), c_eff.data_ptr(), mu.data_ptr(), lam.data_ptr(), float(lr),
+                     *(work[k].data_ptr() for k in ("P", "Y", "dy", "pbar", "vbar", "cols", "off", "rows", "offT",
                                                     "cur", "blk")))
-    b.addmv_(W, work["dlam"])  # the offsets' moves keep the distribution, with the updated W
-    c.addmv_(W.T, work["dmu"])
     sampler.v.copy_(X[nd:])
     sampler.ph.copy_(work["P"][nd:])
     for p in (rbm.W, rbm.b, rbm.c):
         p.grad = None
-    return True
+    return work["vbar"], work["pbar"]

@@ -4,4 +4,5 @@ extension is skipped and the library takes its torch route (``neuroplastic.boltz
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"],
-                             extra_compile_args=["-O3"], optional=True)])
+                             extra_compile_args=["-O3", "-pthread"],
+                             extra_link_args=["-pthread"], optional=True)])

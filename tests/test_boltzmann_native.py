@@ -62,13 +62,14 @@ def _machine(d: int = 20, h: int = 12, chains: int = 7, seed: int = 0):
     return rbm, s
 
 
-@pytest.mark.parametrize("h", [12, 16, 37])
-def test_native_step_equals_the_library_step_with_the_same_samples(h):
+@pytest.mark.parametrize("h,nu", [(12, 0.1), (16, 0.1), (37, 0.1), (37, 0.0)])
+def test_native_step_equals_the_library_step_with_the_same_samples(h, nu):
     """The fused step against the library's pieces (p_h, the centred rule, SGD, set_offsets) given the same chain
-    samples, drawn here with the step's keys: every parameter, offset and chain state agrees to float rounding."""
+    samples, drawn here with the step's keys: every parameter, offset and chain state agrees to float rounding (with
+    the offsets fixed too, nu = 0)."""
     rbm, sampler = _machine(h=h)
     ref, ref_s = copy.deepcopy(rbm), copy.deepcopy(sampler)
-    lr, nu = 0.05, 0.1
+    lr = 0.05
     gens = [torch.Generator().manual_seed(3) for _ in range(2)]
     data = (torch.rand(3, 5, 20, generator=torch.Generator().manual_seed(1)) < 0.3).float()
     opt = torch.optim.SGD(ref.parameters(), lr=lr)
@@ -86,13 +87,30 @@ def test_native_step_equals_the_library_step_with_the_same_samples(h):
             ph, phm = ref.p_h(torch.cat([v, vm])).split([len(v), len(vm)])
             ref.accumulate_grad(v, vm, ph, phm)
         opt.step()
-        with torch.no_grad():
-            ref.set_offsets(torch.lerp(ref.mu, v.mean(0), nu), torch.lerp(ref.lam, ph.mean(0), nu))
+        if nu > 0:
+            with torch.no_grad():
+                ref.set_offsets(torch.lerp(ref.mu, v.mean(0), nu), torch.lerp(ref.lam, ph.mean(0), nu))
         ref_s.keep(vm, phm)
         assert torch.equal(sampler.v, ref_s.v)
         for name, t in rbm.state_dict().items():
             assert torch.allclose(t, ref.state_dict()[name], atol=2e-6, rtol=1e-5), name
         assert torch.allclose(sampler.ph, ref_s.ph, atol=2e-6)
+
+
+def test_native_step_does_not_depend_on_the_number_of_threads(monkeypatch):
+    """Each thread's share is fixed by the shapes and every value is summed in one order: 1, 2, 3 and 5 threads give
+    bit-identical steps (shapes with several blocks of 16 units on each side, some threads idle at 5)."""
+    results = []
+    for nt in (1, 2, 3, 5):
+        monkeypatch.setattr(native, "threads", lambda nt=nt: nt)
+        rbm, sampler = _machine(d=50, h=37, chains=9)
+        gen = torch.Generator().manual_seed(4)
+        data = (torch.rand(4, 11, 50, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+        for v in data:
+            assert native.pcd_step(rbm, sampler, v, 0.05, 0.1, gen)
+        results.append([t.clone() for t in (*rbm.state_dict().values(), sampler.v, sampler.ph)])
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
 
 
 def test_native_step_applies_only_where_it_is_the_same_update():
@@ -111,7 +129,7 @@ def test_native_step_applies_only_where_it_is_the_same_update():
     fresh = bm.PCD(20, 12, n_chains=7)  # chains not started yet: the first step starts them on the torch route
     assert native.sgd_rate(rbm, fresh, sgd, v, None) is None
     before = copy.deepcopy(rbm.state_dict())
-    assert native.pcd_step(rbm, sampler, v * 0.5, 0.1, None) is None  # grey levels: refused, nothing changed
+    assert native.pcd_step(rbm, sampler, v * 0.5, 0.1, 0.01, None) is False  # grey levels: refused, nothing changed
     assert all(torch.equal(t, before[k]) for k, t in rbm.state_dict().items())
 
 
@@ -142,3 +160,24 @@ def test_native_and_torch_routes_learn_the_same_distribution(monkeypatch):
         out[flag] = sum(lls) / len(lls)
     assert out["1"] > independent + 2 and out["0"] > independent + 2
     assert abs(out["1"] - out["0"]) < 0.5
+
+
+def _step_in_child(queue):
+    rbm, sampler = _machine(d=40, h=20, chains=6)
+    v = (torch.rand(6, 40, generator=torch.Generator().manual_seed(6)) < 0.3).float()
+    queue.put(bool(native.pcd_step(rbm, sampler, v, 0.05, 0.1, torch.Generator().manual_seed(0))))
+
+
+def test_native_step_works_in_a_forked_child_after_the_parent_used_its_threads(monkeypatch):
+    """The worker threads do not survive fork(): the child starts its own (else its first step would wait forever)."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(native, "threads", lambda: 2)
+    rbm, sampler = _machine(d=40, h=20, chains=6)
+    assert native.pcd_step(rbm, sampler, (torch.rand(6, 40) < 0.3).float(), 0.05, 0.1, None)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_step_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and queue.get(timeout=5) is True

@@ -1,9 +1,10 @@
 /* Native CPU kernels of the Bernoulli RBM's PCD-1 step (neuroplastic.boltzmann.native has the Python side and the
  * equations). Optional: built by setup.py when a C compiler is present; without it the library takes the torch route.
  *
- * All arrays are C-contiguous; pointers arrive as Python ints from tensors the caller owns and keeps alive. Single
- * threaded on purpose: torch's OpenMP workers keep spinning on the other cores after its own products, and a second
- * thread of ours would compete with them.
+ * All arrays are C-contiguous; pointers arrive as Python ints from tensors the caller owns and keeps alive. The step
+ * runs on a pool of its own threads (as many as torch uses) and does all of its work itself: a torch product inside
+ * it would leave torch's OpenMP workers spinning on the cores our threads need. Every thread's share is fixed by the
+ * shapes alone and each value is summed in one order, so the result does not depend on the number of threads.
  *
  * Random numbers: counter-based, u_i = top 24 bits of SplitMix64's finaliser of key + (i + 1) * golden ratio, divided
  * by 2^24 (Steele, Lea & Flood 2014) - the same u_i for the same key on every machine and in any order of work.
@@ -11,7 +12,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
@@ -73,163 +78,357 @@ CLONES static int binary_u8(const float *v, int64_t n, uint8_t *s)
     return ok;
 }
 
-/* rows of x [n, d] in {0,1} as CSR: the column indices of row r are cols[off[r] .. off[r+1]) */
-CLONES static void csr_rows(const uint8_t *x, int64_t n, int64_t d, int32_t *cols, int64_t *off)
+/* ---- a small pool of worker threads: one job of nt threads at a time, with a barrier between its phases ----
+ *
+ * Workers spin for the next job for up to 1 ms (longer than the caller's Python between two steps: waking a sleeping
+ * thread costs more than a step's phase), then sleep on a condition variable. Waits at barriers spin, then yield. */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define MAX_THREADS 64
+#define IDLE_NS 1000000    /* how long a worker spins for the next job before it sleeps: 1 ms, longer than the
+                              * caller's work between two steps */
+#define BARRIER_SPINS 2048 /* spins at a barrier before each yield of the core */
+
+typedef void (*task_fn)(void *ctx, int tid, int nt);
+
+static int64_t monotonic_ns(void)
 {
-    int64_t m = 0;
-    off[0] = 0;
-    for (int64_t r = 0; r < n; ++r) {
-        const uint8_t *xr = x + r * d;
-        for (int64_t i = 0; i < d; ++i) {
-            cols[m] = (int32_t)i;
-            m += xr[i] != 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER; /* with pool_cv: sleeping workers */
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static int pool_size;              /* workers started (thread ids 1 .. pool_size) */
+static unsigned start_gen[MAX_THREADS];
+static atomic_uint pool_gen;       /* bumped once per job */
+static atomic_int pool_left;       /* workers not yet through the current job */
+static task_fn pool_fn;
+static void *pool_ctx;
+static int pool_nt;
+
+static void *pool_worker(void *arg)
+{
+    int tid = (int)(intptr_t)arg;
+    unsigned seen = start_gen[tid];
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        int64_t t0 = monotonic_ns();
+        while ((g = atomic_load_explicit(&pool_gen, memory_order_acquire)) == seen) {
+            if (++spins % 256 || monotonic_ns() - t0 < IDLE_NS) {
+                CPU_RELAX();
+                continue;
+            }
+            pthread_mutex_lock(&pool_mu);
+            while (atomic_load_explicit(&pool_gen, memory_order_acquire) == seen)
+                pthread_cond_wait(&pool_cv, &pool_mu);
+            pthread_mutex_unlock(&pool_mu);
         }
-        off[r + 1] = m;
+        seen = g;
+        if (tid < pool_nt)
+            pool_fn(pool_ctx, tid, pool_nt);
+        atomic_fetch_sub_explicit(&pool_left, 1, memory_order_release);
     }
+    return NULL;
 }
 
-/* the same for the rows of x^T (row indices per column, increasing); cur: scratch [d] */
-CLONES static void csr_cols(const uint8_t *x, int64_t n, int64_t d, int32_t *rows, int64_t *off, int64_t *cur)
+/* after fork() the child has no workers: start afresh */
+static void pool_after_fork(void)
 {
-    memset(off, 0, (size_t)(d + 1) * sizeof(int64_t));
-    for (int64_t r = 0; r < n; ++r) {
-        const uint8_t *xr = x + r * d;
-        for (int64_t i = 0; i < d; ++i)
-            off[i + 1] += xr[i] != 0;
-    }
-    for (int64_t i = 0; i < d; ++i)
-        off[i + 1] += off[i];
-    memcpy(cur, off, (size_t)d * sizeof(int64_t));
-    for (int64_t r = 0; r < n; ++r) {
-        const uint8_t *xr = x + r * d;
-        for (int64_t i = 0; i < d; ++i)
-            if (xr[i])
-                rows[cur[i]++] = (int32_t)r;
-    }
+    pthread_mutex_init(&run_mu, NULL);
+    pthread_mutex_init(&pool_mu, NULL);
+    pthread_cond_init(&pool_cv, NULL);
+    pool_size = 0;
 }
 
-/* columns [16b, 16b + 16) of src [d, h] copied into a [d, 16] block (zero padded past h) */
-static inline void pack_block(const float *src, int64_t d, int64_t h, int64_t b, float *blk)
+/* fn(ctx, tid, nt) on nt threads (the caller is thread 0); returns when all are done */
+static void pool_run(task_fn fn, void *ctx, int nt)
 {
-    int64_t c0 = b * 16, cw = h - c0 < 16 ? h - c0 : 16;
-    for (int64_t i = 0; i < d; ++i) {
-        if (cw < 16)
-            memset(blk + i * 16, 0, 64);
-        memcpy(blk + i * 16, src + i * h + c0, (size_t)cw * 4);
+    nt = nt < 1 ? 1 : (nt > MAX_THREADS ? MAX_THREADS : nt);
+    pthread_mutex_lock(&run_mu);
+    while (pool_size < nt - 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        int tid = pool_size + 1, err;
+        start_gen[tid] = atomic_load(&pool_gen);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        err = pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)tid);
+        pthread_attr_destroy(&attr);
+        if (err) { /* no more threads: run with those there are */
+            nt = pool_size + 1;
+            break;
+        }
+        pool_size = tid;
     }
+    if (nt == 1) {
+        fn(ctx, 0, 1);
+        pthread_mutex_unlock(&run_mu);
+        return;
+    }
+    pool_fn = fn, pool_ctx = ctx, pool_nt = nt;
+    atomic_store_explicit(&pool_left, pool_size, memory_order_relaxed);
+    pthread_mutex_lock(&pool_mu);
+    atomic_fetch_add_explicit(&pool_gen, 1, memory_order_release);
+    pthread_cond_broadcast(&pool_cv);
+    pthread_mutex_unlock(&pool_mu);
+    fn(ctx, 0, nt);
+    for (int spins = 0; atomic_load_explicit(&pool_left, memory_order_acquire) > 0;)
+        if (++spins % BARRIER_SPINS)
+            CPU_RELAX();
+        else
+            sched_yield();
+    pthread_mutex_unlock(&run_mu);
 }
 
-/* sum of the block's rows listed in idx[k0 .. k1) */
-static inline v16 gather_sum(const float *blk, const int32_t *idx, int64_t k0, int64_t k1)
+typedef struct {
+    atomic_int count, sense;
+    int n;
+} barrier_t;
+
+/* a sense-reversing barrier of b->n threads; *local: the thread's own sense, starting at 0 */
+static void barrier_wait(barrier_t *b, int *local)
+{
+    *local = !*local;
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->sense, *local, memory_order_release);
+        return;
+    }
+    for (int spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != *local;)
+        if (++spins % BARRIER_SPINS)
+            CPU_RELAX();
+        else
+            sched_yield();
+}
+
+/* ---- the PCD-1 step ---- */
+
+/* sum of the 16-float rows of blk listed in idx[0 .. k) */
+static inline __attribute__((always_inline)) v16 gather_sum(const float *blk, const int32_t *idx, int64_t k)
 {
     v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    int64_t k = k0;
-    for (; k + 4 <= k1; k += 4) {
-        a0 += *(const v16 *)(blk + (int64_t)idx[k] * 16);
-        a1 += *(const v16 *)(blk + (int64_t)idx[k + 1] * 16);
-        a2 += *(const v16 *)(blk + (int64_t)idx[k + 2] * 16);
-        a3 += *(const v16 *)(blk + (int64_t)idx[k + 3] * 16);
+    int64_t j = 0;
+    for (; j + 4 <= k; j += 4) {
+        a0 += *(const v16 *)(blk + (int64_t)idx[j] * 16);
+        a1 += *(const v16 *)(blk + (int64_t)idx[j + 1] * 16);
+        a2 += *(const v16 *)(blk + (int64_t)idx[j + 2] * 16);
+        a3 += *(const v16 *)(blk + (int64_t)idx[j + 3] * 16);
     }
-    for (; k < k1; ++k)
-        a0 += *(const v16 *)(blk + (int64_t)idx[k] * 16);
+    for (; j < k; ++j)
+        a0 += *(const v16 *)(blk + (int64_t)idx[j] * 16);
     return (a0 + a1) + (a2 + a3);
 }
 
-/* P [n, h] = sigmoid(ceff + x W) for the CSR rows of x; blk: scratch [d, 16] */
-CLONES static void hidden_probs(const int32_t *cols, const int64_t *off, int64_t n, const float *W, int64_t d,
-                                int64_t h, const float *ceff, float *P, float *blk)
+static inline __attribute__((always_inline)) v16 sigmoid16(v16 a)
 {
-    int64_t nb = (h + 15) / 16;
-    for (int64_t b = 0; b < nb; ++b) {
-        int64_t c0 = b * 16, cw = h - c0 < 16 ? h - c0 : 16;
-        float cb[16] = {0}, t[16];
-        memcpy(cb, ceff + c0, (size_t)cw * 4);
-        pack_block(W, d, h, b, blk);
-        for (int64_t r = 0; r < n; ++r) {
-            v16 a = gather_sum(blk, cols, off[r], off[r + 1]);
-            memcpy(t, &a, 64);
-            for (int q = 0; q < 16; ++q)
-                t[q] = 1.0f / (1.0f + exp_approx(-(t[q] + cb[q])));
-            memcpy(P + r * h + c0, t, (size_t)cw * 4);
-        }
-    }
+    float t[16];
+    memcpy(t, &a, 64);
+    for (int q = 0; q < 16; ++q)
+        t[q] = 1.0f / (1.0f + exp_approx(-t[q]));
+    memcpy(&a, t, 64);
+    return a;
 }
 
-/* W [d, h] += lr (x^T Y - mu dy^T) for the CSR rows of x^T (rows: visible units, entries: samples);
- * blk: scratch [n, 16] */
-CLONES static void update_weights(const int32_t *rows, const int64_t *off, int64_t d, const float *Y, int64_t n,
-                                  int64_t h, float *W, const float *mu, const float *dy, float lr, float *blk)
+static inline __attribute__((always_inline)) v16 load16(const float *x, int64_t w) /* x[0 .. w), zero padded */
 {
-    int64_t nb = (h + 15) / 16;
-    for (int64_t b = 0; b < nb; ++b) {
-        int64_t c0 = b * 16, cw = h - c0 < 16 ? h - c0 : 16;
-        pack_block(Y, n, h, b, blk);
-        float dyb[16] = {0}, t[16], w[16] = {0};
-        memcpy(dyb, dy + c0, (size_t)cw * 4);
+    v16 a = {0};
+    if (w == 16)
+        memcpy(&a, x, 64);
+    else
+        for (int64_t q = 0; q < w; ++q)
+            a[q] = x[q];
+    return a;
+}
+
+static inline __attribute__((always_inline)) void store16(float *x, v16 a, int64_t w) /* x[0 .. w) = a[0 .. w) */
+{
+    if (w == 16)
+        memcpy(x, &a, 64);
+    else
+        for (int64_t q = 0; q < w; ++q)
+            x[q] = a[q];
+}
+
+typedef struct {
+    /* data X[:nd] (0/1, set by the caller), chains' p(h|v) in ph [nc, h] and visible states in vc [nc, d] (both
+     * replaced), parameters W [d, h], b, c, offsets mu, lam, the learning rate, the offsets' rate, the two keys */
+    uint8_t *X;
+    int64_t nd, nc, d, h;
+    float *ph, *vc, *W, *b, *c, *mu, *lam;
+    float lr, nu;
+    uint64_t key_h, key_v;
+    /* the data's means, and the offsets' moves */
+    float *vbar, *pbar, *dmu, *dlam;
+    /* scratch: the chains' hidden samples as index lists [nc, h]; X's rows as index lists [n, d]; X's columns as
+     * index lists [d, n]; per thread: a packed block of max(d, h) x 16 and a block of n x 16 */
+    int32_t *hidx, *hcnt, *ridx, *rcnt, *cidx, *ccnt;
+    float *blk, *tile;
+    barrier_t bar;
+} step_t;
+
+static inline void part(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
+{
+    *lo = n * tid / nt;
+    *hi = n * (tid + 1) / nt;
+}
+
+/* the PCD-1 step (native.py's docstring has the equations), thread tid of nt: five phases split by barriers */
+CLONES static void step_task(void *arg, int tid, int nt)
+{
+    step_t *s = arg;
+    const int64_t nd = s->nd, nc = s->nc, d = s->d, h = s->h, n = nd + nc;
+    const float lr = s->lr, sd = 1.0f / (float)nd, sm = 1.0f / (float)nc;
+    float *blk = s->blk + (int64_t)tid * (d > h ? d : h) * 16, *tile = s->tile + (int64_t)tid * n * 16;
+    int sense = 0;
+    int64_t lo, hi;
+
+    /* 1. the chains' hidden samples h_c ~ p(h|v_c), as lists of their active units */
+    part(nc, tid, nt, &lo, &hi);
+    for (int64_t r = lo; r < hi; ++r) {
+        int32_t *idx = s->hidx + r * h, m = 0;
+        const float *p = s->ph + r * h;
+        for (int64_t j = 0; j < h; ++j) {
+            idx[m] = (int32_t)j;
+            m += uniform24(s->key_h, (uint64_t)(r * h + j)) < p[j];
+        }
+        s->hcnt[r] = m;
+    }
+    barrier_wait(&s->bar, &sense);
+
+    /* 2. per block of 16 visible units: W^T packed, the effective bias b - W lam, and v_m ~ sigmoid(b - W lam +
+     * W h_c) into X[nd:] */
+    int64_t nbv = (d + 15) / 16;
+    part(nbv, tid, nt, &lo, &hi);
+    for (int64_t vb = lo; vb < hi; ++vb) {
+        int64_t i0 = vb * 16, w = d - i0 < 16 ? d - i0 : 16;
+        if (w < 16)
+            memset(blk, 0, (size_t)h * 64);
+        for (int64_t q = 0; q < w; ++q) {
+            const float *row = s->W + (i0 + q) * h;
+            for (int64_t j = 0; j < h; ++j)
+                blk[j * 16 + q] = row[j];
+        }
+        v16 l0 = {0}, l1 = {0}; /* W lam for the block */
+        int64_t j = 0;
+        for (; j + 2 <= h; j += 2) {
+            l0 += s->lam[j] * *(const v16 *)(blk + j * 16);
+            l1 += s->lam[j + 1] * *(const v16 *)(blk + (j + 1) * 16);
+        }
+        if (j < h)
+            l0 += s->lam[j] * *(const v16 *)(blk + j * 16);
+        v16 bv = load16(s->b + i0, w) - (l0 + l1);
+        for (int64_t r = 0; r < nc; ++r) {
+            float a[16];
+            v16 t = gather_sum(blk, s->hidx + r * h, s->hcnt[r]) + bv;
+            memcpy(a, &t, 64);
+            uint8_t *x = s->X + (nd + r) * d + i0;
+            for (int64_t q = 0; q < w; ++q)
+                x[q] = uniform24(s->key_v, (uint64_t)(r * d + i0 + q)) * (1.0f + exp_approx(-a[q])) < 1.0f;
+        }
+    }
+    barrier_wait(&s->bar, &sense);
+
+    /* 3. X's rows and columns as index lists; the chains' visible states; b and the data's visible means */
+    part(n, tid, nt, &lo, &hi);
+    for (int64_t r = lo; r < hi; ++r) {
+        const uint8_t *x = s->X + r * d;
+        int32_t *idx = s->ridx + r * d, m = 0;
         for (int64_t i = 0; i < d; ++i) {
-            v16 a = gather_sum(blk, rows, off[i], off[i + 1]);
-            memcpy(t, &a, 64);
-            float m = mu[i];
-            memcpy(w, W + i * h + c0, (size_t)cw * 4);
-            for (int q = 0; q < 16; ++q)
-                w[q] += lr * (t[q] - m * dyb[q]);
-            memcpy(W + i * h + c0, w, (size_t)cw * 4);
+            idx[m] = (int32_t)i;
+            m += x[i];
+        }
+        s->rcnt[r] = m;
+        if (r >= nd)
+            for (int64_t i = 0; i < d; ++i)
+                s->vc[(r - nd) * d + i] = (float)x[i];
+    }
+    part(d, tid, nt, &lo, &hi);
+    for (int64_t i = lo; i < hi; ++i)
+        s->ccnt[i] = 0;
+    for (int64_t r = 0; r < n; ++r) {
+        const uint8_t *x = s->X + r * d;
+        if (r == nd) /* the data's counts, kept in vbar for now */
+            for (int64_t i = lo; i < hi; ++i)
+                s->vbar[i] = (float)s->ccnt[i];
+        for (int64_t i = lo; i < hi; ++i) {
+            s->cidx[i * n + s->ccnt[i]] = (int32_t)r;
+            s->ccnt[i] += x[i];
         }
     }
-}
+    for (int64_t i = lo; i < hi; ++i) {
+        float cd = s->vbar[i], cm = (float)s->ccnt[i] - cd;
+        s->vbar[i] = cd * sd;
+        s->b[i] += lr * (cd * sd - cm * sm);
+        s->dmu[i] = s->nu * (s->vbar[i] - s->mu[i]);
+    }
+    barrier_wait(&s->bar, &sense);
 
-/* the step after p(v|h) (pcd_step in native.py): the chains' visible samples into X's last nc rows, P = p(h|X),
- * the centred rule and SGD on W, b, c; returns the batch means vbar of the data and pbar of their p(h|v) for the
- * offsets' move (done by the caller, RBM.set_offsets) */
-static void pcd_rest(uint8_t *X, int64_t nd, int64_t nc, int64_t d, int64_t h, const float *av, uint64_t key,
-                     float *W, float *b, float *c, const float *ceff, const float *mu, const float *lam, float lr,
-                     float *P, float *Y, float *dy, float *pbar, float *vbar, int32_t *cols, int64_t *off,
-                     int32_t *rows, int64_t *offT, int64_t *cur, float *blk)
-{
-    int64_t n = nd + nc;
-    bernoulli_logit_kernel(av, nc * d, key, X + nd * d);
-    csr_rows(X, n, d, cols, off);
-    hidden_probs(cols, off, n, W, d, h, ceff, P, blk);
-    /* the centred rule's hidden factors: (P_d - lam)/nd for the data, -(P_m - lam)/nc for the chains */
-    float sd = 1.0f / (float)nd, sm = 1.0f / (float)nc;
-    for (int64_t q = 0; q < h; ++q)
-        dy[q] = 0.0f, pbar[q] = 0.0f;
-    for (int64_t r = 0; r < n; ++r) {
-        const float *p = P + r * h;
-        float *y = Y + r * h;
-        if (r < nd)
-            for (int64_t q = 0; q < h; ++q) {
-                y[q] = (p[q] - lam[q]) * sd;
-                dy[q] += p[q] * sd;
-                pbar[q] += p[q] * sd;
+    /* 4. per block of 16 hidden units: W packed, the effective bias c - W^T mu, P = p(h|X), the centred rule's
+     * factors, c, and the block's weights */
+    int64_t nbh = (h + 15) / 16;
+    part(nbh, tid, nt, &lo, &hi);
+    for (int64_t hb = lo; hb < hi; ++hb) {
+        int64_t c0 = hb * 16, w = h - c0 < 16 ? h - c0 : 16;
+        v16 ceff = load16(s->c + c0, w), lam = load16(s->lam + c0, w), pd = {0}, pm = {0};
+        for (int64_t i = 0; i < d; ++i) {
+            v16 row = load16(s->W + i * h + c0, w);
+            *(v16 *)(blk + i * 16) = row;
+            ceff -= s->mu[i] * row;
+        }
+        for (int64_t r = 0; r < n; ++r) {
+            v16 p = sigmoid16(gather_sum(blk, s->ridx + r * d, s->rcnt[r]) + ceff);
+            if (r < nd) {
+                *(v16 *)(tile + r * 16) = (p - lam) * sd;
+                pd += p;
+            } else {
+                *(v16 *)(tile + r * 16) = (lam - p) * sm;
+                pm += p;
+                store16(s->ph + (r - nd) * h + c0, p, w);
             }
-        else
-            for (int64_t q = 0; q < h; ++q) {
-                y[q] = (lam[q] - p[q]) * sm;
-                dy[q] -= p[q] * sm;
-            }
+        }
+        pd *= sd;
+        v16 dy = pd - pm * sm, dc = {0};
+        store16(s->pbar + c0, pd, w);
+        store16(s->dlam + c0, s->nu * (pd - lam), w);
+        for (int64_t i = 0; i < d; ++i) {
+            v16 row = *(v16 *)(blk + i * 16) + lr * (gather_sum(tile, s->cidx + i * n, s->ccnt[i]) - s->mu[i] * dy);
+            store16(s->W + i * h + c0, row, w);
+            dc += s->dmu[i] * row;
+        }
+        /* SGD, then the offsets' move with the new weights: c += W^T (mu' - mu) */
+        store16(s->c + c0, load16(s->c + c0, w) + lr * dy + dc, w);
     }
-    /* visible statistics: b += lr (mean v_d - mean v_m); vbar = mean v_d */
-    for (int64_t i = 0; i < d; ++i)
-        vbar[i] = 0.0f;
-    for (int64_t r = 0; r < nd; ++r) {
-        const uint8_t *xr = X + r * d;
-        for (int64_t i = 0; i < d; ++i)
-            vbar[i] += (float)xr[i];
+    if (s->nu == 0.0f)
+        return;
+    barrier_wait(&s->bar, &sense);
+
+    /* 5. the rest of the offsets' move: b += W (lam' - lam), then the offsets themselves */
+    part(d, tid, nt, &lo, &hi);
+    for (int64_t i = lo; i < hi; ++i) {
+        v16 acc = {0};
+        for (int64_t j = 0; j < h; j += 16) {
+            int64_t w = h - j < 16 ? h - j : 16;
+            acc += load16(s->W + i * h + j, w) * load16(s->dlam + j, w);
+        }
+        float t[16], sum = 0.0f;
+        memcpy(t, &acc, 64);
+        for (int q = 0; q < 16; ++q)
+            sum += t[q];
+        s->b[i] += sum;
+        s->mu[i] += s->dmu[i];
     }
-    for (int64_t i = 0; i < d; ++i) {
-        vbar[i] *= sd;
-        b[i] += lr * vbar[i];
-    }
-    for (int64_t r = nd; r < n; ++r) {
-        const uint8_t *xr = X + r * d;
-        for (int64_t i = 0; i < d; ++i)
-            b[i] -= lr * sm * (float)xr[i];
-    }
-    for (int64_t q = 0; q < h; ++q)
-        c[q] += lr * dy[q];
-    csr_cols(X, n, d, rows, offT, cur);
-    update_weights(rows, offT, d, Y, n, h, W, mu, dy, lr, blk);
+    part(h, tid, nt, &lo, &hi);
+    for (int64_t j = lo; j < hi; ++j)
+        s->lam[j] += s->dlam[j];
 }
 
 #define PTR(T, v) ((T *)(uintptr_t)(v))
@@ -254,19 +453,31 @@ static PyObject *py_bernoulli_logit(PyObject *self, PyObject *args)
     return call_sampler(args, bernoulli_logit_kernel);
 }
 
-static PyObject *py_pcd_rest(PyObject *self, PyObject *args)
+static PyObject *py_pcd_step(PyObject *self, PyObject *args)
 {
-    unsigned long long X, av, key, W, b, c, ceff, mu, lam, P, Y, dy, pbar, vbar, cols, off, rows, offT, cur, blk;
+    unsigned long long X, ph, vc, W, b, c, mu, lam, key_h, key_v, vbar, pbar, dmu, dlam, hidx, hcnt, ridx, rcnt, cidx,
+        ccnt, blk, tile;
     long long nd, nc, d, h;
-    float lr;
-    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKKfKKKKKKKKKKK", &X, &nd, &nc, &d, &h, &av, &key, &W, &b, &c, &ceff, &mu,
-                          &lam, &lr, &P, &Y, &dy, &pbar, &vbar, &cols, &off, &rows, &offT, &cur, &blk))
+    float lr, nu;
+    int nt;
+    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKffKKKKKKKKKKKKKKi", &X, &nd, &nc, &d, &h, &ph, &vc, &W, &b, &c, &mu,
+                          &lam, &lr, &nu, &key_h, &key_v, &vbar, &pbar, &dmu, &dlam, &hidx, &hcnt, &ridx, &rcnt, &cidx,
+                          &ccnt, &blk, &tile, &nt))
         return NULL;
+    if (nd < 1 || nc < 1 || d < 1 || h < 1 || nd + nc > INT32_MAX || d > INT32_MAX || h > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "pcd_step: shapes out of range");
+        return NULL;
+    }
+    step_t s = {PTR(uint8_t, X), nd, nc, d, h, PTR(float, ph), PTR(float, vc), PTR(float, W), PTR(float, b),
+                PTR(float, c), PTR(float, mu), PTR(float, lam), lr, nu, key_h, key_v, PTR(float, vbar),
+                PTR(float, pbar), PTR(float, dmu), PTR(float, dlam), PTR(int32_t, hidx), PTR(int32_t, hcnt), PTR(int32_t, ridx), PTR(int32_t, rcnt),
+                PTR(int32_t, cidx), PTR(int32_t, ccnt), PTR(float, blk), PTR(float, tile)};
+    nt = nt < 1 ? 1 : (nt > MAX_THREADS ? MAX_THREADS : nt);
+    s.bar.n = nt;
+    atomic_init(&s.bar.count, 0);
+    atomic_init(&s.bar.sense, 0);
     Py_BEGIN_ALLOW_THREADS
-    pcd_rest(PTR(uint8_t, X), nd, nc, d, h, PTR(const float, av), key, PTR(float, W), PTR(float, b), PTR(float, c),
-             PTR(const float, ceff), PTR(const float, mu), PTR(const float, lam), lr, PTR(float, P), PTR(float, Y),
-             PTR(float, dy), PTR(float, pbar), PTR(float, vbar), PTR(int32_t, cols), PTR(int64_t, off),
-             PTR(int32_t, rows), PTR(int64_t, offT), PTR(int64_t, cur), PTR(float, blk));
+    pool_run(step_task, &s, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -290,7 +501,7 @@ static PyMethodDef methods[] = {
     {"bernoulli", py_bernoulli, METH_VARARGS, "bernoulli(p, n, key, s): s_i = [u_i < p_i] (float32 -> uint8)"},
     {"bernoulli_logit", py_bernoulli_logit, METH_VARARGS,
      "bernoulli_logit(a, n, key, s): s_i = [u_i < sigmoid(a_i)] (float32 -> uint8)"},
-    {"pcd_rest", py_pcd_rest, METH_VARARGS, "the Bernoulli RBM's PCD-1 step after p(v|h) (native.py)"},
+    {"pcd_step", py_pcd_step, METH_VARARGS, "the Bernoulli RBM's PCD-1 step on nt threads (native.py)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -299,10 +510,15 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CP
 
 /* the interface version native.py expects: a stale build left by a failed rebuild (the extension is optional) is
  * then not used */
-#define NATIVE_ABI 2
+#define NATIVE_ABI 3
 
 PyMODINIT_FUNC PyInit__native(void)
 {
+    static int forked_once;
+    if (!forked_once) {
+        pthread_atfork(NULL, NULL, pool_after_fork);
+        forked_once = 1;
+    }
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "ABI", NATIVE_ABI) < 0) {
         Py_DECREF(m);

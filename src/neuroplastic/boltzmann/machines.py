@@ -448,9 +448,9 @@ def rbm_update(rbm: RBM | GaussianRBM, sampler: PCD | ParallelTempering, optimiz
     step runs fused in C (:mod:`~neuroplastic.boltzmann.native`)."""
     with torch.no_grad():
         lr = native.sgd_rate(rbm, sampler, optimizer, v, sparsity)
-        means = native.pcd_step(rbm, sampler, v, lr, generator) if lr is not None else None
-    if means is None:
-        means = _torch_update(rbm, sampler, optimizer, v, generator, sparsity)
+        if lr is not None and native.pcd_step(rbm, sampler, v, lr, offset_rate, generator):
+            return
+    means = _torch_update(rbm, sampler, optimizer, v, generator, sparsity)
     if offset_rate > 0:
         with torch.no_grad():
             rbm.set_offsets(torch.lerp(rbm.mu, means[0], offset_rate), torch.lerp(rbm.lam, means[1], offset_rate))

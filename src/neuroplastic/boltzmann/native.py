@@ -1,7 +1,7 @@
 r"""The native CPU route of the Bernoulli RBM's PCD-1 step: the same update as :func:`~neuroplastic.boltzmann.
-machines.rbm_update` (Tieleman 2008; centred, Melchior, Fischer & Wiskott 2016), fused into one pass of C
-(``_native.c``, built by ``setup.py`` when a C compiler is present) so that the step does the products' work and
-little else.
+machines.rbm_update` (Tieleman 2008; centred, Melchior, Fischer & Wiskott 2016), fused into one job of C
+(``_native.c``, built by ``setup.py`` when a C compiler is present) on a pool of as many threads as torch uses, so
+that the step does the products' work and little else.
 
 One step on data :math:`v_d` (``[B, D]``, 0/1) with chains holding :math:`p(h|v_c)` (``[C, H]``):
 
@@ -11,15 +11,17 @@ One step on data :math:`v_d` (``[B, D]``, 0/1) with chains holding :math:`p(h|v_
     \Delta W = \tfrac{1}{B} v_d^\top (P_d - \lambda) - \tfrac{1}{C} v_m^\top (P_m - \lambda)
     - \mu(\bar P_d - \bar P_m)^\top,\ \Delta b = \bar v_d - \bar v_m,\ \Delta c = \bar P_d - \bar P_m,
 
-SGD :math:`\theta \mathrel{+}= \eta\,\Delta\theta`; then :func:`~neuroplastic.boltzmann.machines.rbm_update`
-slides the offsets as on the torch route,
-:math:`\mu \mathrel{+}= \nu(\bar v_d - \mu)`, :math:`\lambda \mathrel{+}= \nu(\bar P_d - \lambda)`, with
-:math:`b \mathrel{+}= W\Delta\lambda`, :math:`c \mathrel{+}= W^\top\Delta\mu` keeping the distribution
-(:meth:`~neuroplastic.boltzmann.machines.RBM.set_offsets`). The products of 0/1 units are sums of the rows they
-select (the same route as :func:`~neuroplastic.boltzmann.machines.binary_matmul`); :math:`p(v|h)` stays a torch
-product. Its random numbers are counter-based (``_native.c``), keyed by two draws from the learner's generator per
+SGD :math:`\theta \mathrel{+}= \eta\,\Delta\theta`; then the offsets slide at rate :math:`\nu` as
+:meth:`~neuroplastic.boltzmann.machines.RBM.set_offsets` moves them on the torch route (Melchior et al. 2016,
+Alg. 1), with the new weights: :math:`\Delta\mu = \nu(\bar v_d - \mu)`, :math:`\Delta\lambda = \nu(\bar P_d -
+\lambda)`, :math:`b \mathrel{+}= W\Delta\lambda`, :math:`c \mathrel{+}= W^\top\Delta\mu`, keeping the
+distribution. They are moved inside the job, not by ``set_offsets``: its two products would wake torch's threads
+on the cores the step's threads use. The products of 0/1 units are sums of the rows they select (the same route
+as :func:`~neuroplastic.boltzmann.machines.binary_matmul`); :math:`W h_c` too, since the chains' hidden units are
+0/1. Its random numbers are counter-based (``_native.c``), keyed by two draws from the learner's generator per
 step, so a run is reproducible and resumes exactly; they are not torch's stream, so the two routes give different
-(equally distributed) samples. ``NEUROPLASTIC_NATIVE=0`` turns the route off.
+(equally distributed) samples. The result does not depend on the number of threads. ``NEUROPLASTIC_NATIVE=0``
+turns the route off.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import threading
 
 import torch
 
-_ABI = 2  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 3  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -59,7 +61,8 @@ def _dispatch_mode_active() -> bool:
 
 def sgd_rate(rbm, sampler, optimizer, v: torch.Tensor | None, sparsity) -> float | None:
     """The learning rate when the native step applies to this update, else ``None``: a Bernoulli :class:`RBM` on the
-    CPU in float32, persistent PCD-1 chains already started, a float32 data batch ``v`` ``[B, D]`` (whether it is 0/1
+    CPU in float32 (parameters, offsets and chains), persistent PCD-1 chains already started, a float32 data batch
+    ``v`` ``[B, D]`` (whether it is 0/1
     is checked by :func:`pcd_step`), no sparsity term, and plain SGD on exactly the RBM's parameters (one group; no
     momentum, weight decay, Nesterov or maximise)."""
     from .machines import PCD, RBM
@@ -69,9 +72,10 @@ def sgd_rate(rbm, sampler, optimizer, v: torch.Tensor | None, sparsity) -> float
     if not (isinstance(sampler, PCD) and sampler.persistent and sampler.k == 1 and bool(sampler.ready)):
         return None
     w = rbm.W
-    if w.device.type != "cpu" or w.dtype != torch.float32 or v.dtype != torch.float32 or v.dim() != 2:
+    if w.device.type != "cpu" or v.dim() != 2:
         return None
-    if not all(t.is_contiguous() for t in (w, rbm.b, rbm.c, rbm.mu, rbm.lam, sampler.v, sampler.ph, v)):
+    if not all(t.dtype == torch.float32 and t.is_contiguous()
+               for t in (w, rbm.b, rbm.c, rbm.mu, rbm.lam, sampler.v, sampler.ph, v)):
         return None
     if type(optimizer) is not torch.optim.SGD or len(optimizer.param_groups) != 1:
         return None
@@ -89,47 +93,45 @@ def step_keys(generator: torch.Generator | None) -> tuple[int, int]:
     return int(k[0]), int(k[1])
 
 
-def _work(n: int, d: int, h: int, c: int) -> dict[str, torch.Tensor]:
+def _work(nd: int, nc: int, d: int, h: int, nt: int) -> dict[str, torch.Tensor]:
     """Scratch tensors of one step's shapes, kept per thread between steps."""
-    key = (n, d, h, c)
+    key = (nd, nc, d, h, nt)
     cache = getattr(_local, "work", None)
     if cache is None or cache[0] != key:
-        f = {"dtype": torch.float32}
-        cache = (key, {"X": torch.empty(n, d, dtype=torch.uint8), "h": torch.empty(c, h, dtype=torch.uint8),
-                       "P": torch.empty(n, h, **f), "Y": torch.empty(n, h, **f), "dy": torch.empty(h, **f),
-                       "pbar": torch.empty(h, **f), "vbar": torch.empty(d, **f),
-                       "cols": torch.empty(n * d, dtype=torch.int32), "off": torch.empty(n + 1, dtype=torch.int64),
-                       "rows": torch.empty(n * d, dtype=torch.int32), "offT": torch.empty(d + 1, dtype=torch.int64),
-                       "cur": torch.empty(d, dtype=torch.int64),
-                       "blk": torch.empty(max(d, n) * 16, **f)})
+        n, f, i32 = nd + nc, {"dtype": torch.float32}, {"dtype": torch.int32}
+        cache = (key, {"X": torch.empty(n, d, dtype=torch.uint8), "vbar": torch.empty(d, **f),
+                       "pbar": torch.empty(h, **f), "dmu": torch.empty(d, **f), "dlam": torch.empty(h, **f), "hidx": torch.empty(nc, h, **i32), "hcnt": torch.empty(nc, **i32),
+                       "ridx": torch.empty(n, d, **i32), "rcnt": torch.empty(n, **i32),
+                       "cidx": torch.empty(d, n, **i32), "ccnt": torch.empty(d, **i32),
+                       "blk": torch.empty(nt, max(d, h), 16, **f), "tile": torch.empty(nt, n, 16, **f)})
         _local.work = cache
     return cache[1]
 
 
+def threads() -> int:
+    """The step's thread count: torch's (``torch.set_num_threads``), at most 64."""
+    return max(1, min(64, torch.get_num_threads()))
+
+
 @torch.no_grad()
-def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, generator: torch.Generator | None,
-             ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """One PCD-1 step of ``rbm`` on the batch ``v`` (float32 ``[B, D]``) in place: the parameters and the chains of
-    ``sampler`` (module docstring). Returns the batch means :math:`\\bar v_d` and :math:`\\bar P_d` for the offsets'
-    move (the caller's, as on the torch route), or ``None``, having changed nothing, when ``v`` is not all 0/1. Call
-    only where :func:`sgd_rate` gave ``lr``."""
-    W, b, c, mu, lam = rbm.W.data, rbm.b.data, rbm.c.data, rbm.mu, rbm.lam
+def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, offset_rate: float, generator: torch.Generator | None) -> bool:
+    """One PCD-1 step of ``rbm`` on the batch ``v`` (float32 ``[B, D]``) in place, the offsets' move at rate
+    ``offset_rate`` included: the parameters, offsets and the chains of ``sampler`` (module docstring), on
+    :func:`threads` threads (the result does not depend on their number). Returns ``False``, having changed nothing,
+    when ``v`` is not all 0/1. Call only where :func:`sgd_rate` gave ``lr``."""
     nd, d = v.shape
     nc, h = sampler.ph.shape
-    work = _work(nd + nc, d, h, nc)
+    nt = threads()
+    work = _work(nd, nc, d, h, nt)
     X = work["X"]
     if not _native.binary_u8(v.data_ptr(), v.numel(), X.data_ptr()):
-        return None
+        return False
     k_hidden, k_visible = step_keys(generator)
-    _native.bernoulli(sampler.ph.data_ptr(), sampler.ph.numel(), k_hidden, work["h"].data_ptr())
-    a_v = torch.addmm(torch.addmv(b, W, lam, alpha=-1), work["h"].to(W.dtype), W.T)
-    c_eff = torch.addmv(c, W.T, mu, alpha=-1)
-    _native.pcd_rest(X.data_ptr(), nd, nc, d, h, a_v.data_ptr(), k_visible, W.data_ptr(), b.data_ptr(),
-                     c.data_ptr(), c_eff.data_ptr(), mu.data_ptr(), lam.data_ptr(), float(lr),
-                     *(work[k].data_ptr() for k in ("P", "Y", "dy", "pbar", "vbar", "cols", "off", "rows", "offT",
-                                                    "cur", "blk")))
-    sampler.v.copy_(X[nd:])
-    sampler.ph.copy_(work["P"][nd:])
+    _native.pcd_step(X.data_ptr(), nd, nc, d, h, sampler.ph.data_ptr(), sampler.v.data_ptr(), rbm.W.data_ptr(),
+                     rbm.b.data_ptr(), rbm.c.data_ptr(), rbm.mu.data_ptr(), rbm.lam.data_ptr(), float(lr),
+                     float(offset_rate), k_hidden, k_visible,
+                     *(work[k].data_ptr() for k in ("vbar", "pbar", "dmu", "dlam", "hidx", "hcnt", "ridx", "rcnt",
+                                                    "cidx", "ccnt", "blk", "tile")), nt)
     for p in (rbm.W, rbm.b, rbm.c):
         p.grad = None
-    return work["vbar"], work["pbar"]
+    return True

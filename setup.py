@@ -1,8 +1,10 @@
 """Build hook for the optional native kernels (everything else is in pyproject.toml). Without a C compiler the
 extension is skipped and the library takes its torch route (``neuroplastic.boltzmann.native``)."""
 
+import sys
+
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"],
-                             extra_compile_args=["-O3", "-pthread"],
-                             extra_link_args=["-pthread"], optional=True)])
+                             extra_compile_args=["-O3"], libraries=["dl"] if sys.platform.startswith("linux") else [],
+                             optional=True)])

@@ -161,23 +161,3 @@ def test_native_and_torch_routes_learn_the_same_distribution(monkeypatch):
     assert out["1"] > independent + 2 and out["0"] > independent + 2
     assert abs(out["1"] - out["0"]) < 0.5
 
-
-def _step_in_child(queue):
-    rbm, sampler = _machine(d=40, h=20, chains=6)
-    v = (torch.rand(6, 40, generator=torch.Generator().manual_seed(6)) < 0.3).float()
-    queue.put(bool(native.pcd_step(rbm, sampler, v, 0.05, 0.1, torch.Generator().manual_seed(0))))
-
-
-def test_native_step_works_in_a_forked_child_after_the_parent_used_its_threads(monkeypatch):
-    """The worker threads do not survive fork(): the child starts its own (else its first step would wait forever)."""
-    import multiprocessing as mp
-
-    monkeypatch.setattr(native, "threads", lambda: 2)
-    rbm, sampler = _machine(d=40, h=20, chains=6)
-    assert native.pcd_step(rbm, sampler, (torch.rand(6, 40) < 0.3).float(), 0.05, 0.1, None)
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_step_in_child, args=(queue,))
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0 and queue.get(timeout=5) is True

@@ -2,21 +2,23 @@
  * equations). Optional: built by setup.py when a C compiler is present; without it the library takes the torch route.
  *
  * All arrays are C-contiguous; pointers arrive as Python ints from tensors the caller owns and keeps alive. The step
- * runs on a pool of its own threads (as many as torch uses) and does all of its work itself: a torch product inside
- * it would leave torch's OpenMP workers spinning on the cores our threads need. Every thread's share is fixed by the
- * shapes alone and each value is summed in one order, so the result does not depend on the number of threads.
+ * runs on torch's OpenMP team (as many threads as torch uses) and does all of its work itself. Every thread's share
+ * is fixed by the shapes alone and each value is summed in one order, so the result does not depend on the number
+ * of threads.
  *
  * Random numbers: counter-based, u_i = top 24 bits of SplitMix64's finaliser of key + (i + 1) * golden ratio, divided
  * by 2^24 (Steele, Lea & Flood 2014) - the same u_i for the same key on every machine and in any order of work.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#if defined(__linux__)
+#include <dlfcn.h>
+#include <link.h>
+#endif
 #include <stdint.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
@@ -78,127 +80,95 @@ CLONES static int binary_u8(const float *v, int64_t n, uint8_t *s)
     return ok;
 }
 
-/* ---- a small pool of worker threads: one job of nt threads at a time, with a barrier between its phases ----
+/* ---- threads: torch's own OpenMP team ----
  *
- * Workers spin for the next job for up to 1 ms (longer than the caller's Python between two steps: waking a sleeping
- * thread costs more than a step's phase), then sleep on a condition variable. Waits at barriers spin, then yield. */
+ * The step runs on the team of the OpenMP runtime torch has loaded (found among the loaded libraries, called
+ * through the GOMP_parallel entry point that libgomp, LLVM's libomp and Intel's libiomp5 all provide): the threads
+ * that spin on the cores after torch's own parallel work (e.g. gathering the batch) are the ones that take the
+ * step's work, so nothing competes for a core. Without such a runtime (or off Linux) the step runs on one thread. */
+
+typedef void (*task_fn)(void *ctx, int tid, int nt);
+
+static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
+static int (*omp_thread_num)(void), (*omp_num_threads)(void);
+static int omp_looked_up;
+
+#if defined(__linux__)
+static int find_omp(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size, (void)data;
+    const char *name = info->dlpi_name, *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    if (strncmp(base, "libgomp", 7) && strncmp(base, "libomp", 6) && strncmp(base, "libiomp", 7))
+        return 0;
+    void *lib = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!lib)
+        return 0;
+    void *par = dlsym(lib, "GOMP_parallel"), *tid = dlsym(lib, "omp_get_thread_num"),
+         *num = dlsym(lib, "omp_get_num_threads");
+    if (!par || !tid || !num) {
+        dlclose(lib);
+        return 0;
+    }
+    /* the handle is kept: the runtime stays loaded with torch anyway */
+    memcpy(&omp_parallel, &par, sizeof par);
+    memcpy(&omp_thread_num, &tid, sizeof tid);
+    memcpy(&omp_num_threads, &num, sizeof num);
+    return 1;
+}
+#endif
+
+/* whether the OpenMP runtime was found (looked up once, under the GIL) */
+static int omp_found(void)
+{
+    if (!omp_looked_up) {
+#if defined(__linux__)
+        dl_iterate_phdr(find_omp, NULL);
+#endif
+        omp_looked_up = 1;
+    }
+    return omp_parallel != NULL;
+}
+
+typedef struct {
+    task_fn fn;
+    void *ctx;
+} team_job_t;
+
+static void team_trampoline(void *arg)
+{
+    team_job_t *job = arg;
+    job->fn(job->ctx, omp_thread_num(), omp_num_threads());
+}
+
+/* fn(ctx, tid, nt) on a team of (at most) nt threads; returns when all are done. Call without the GIL, after
+ * omp_found(). */
+static void team_run(task_fn fn, void *ctx, int nt)
+{
+    if (nt <= 1 || !omp_parallel) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    team_job_t job = {fn, ctx};
+    omp_parallel(team_trampoline, &job, (unsigned)nt, 0);
+}
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #else
 #define CPU_RELAX() ((void)0)
 #endif
-
-#define MAX_THREADS 64
-#define IDLE_NS 1000000    /* how long a worker spins for the next job before it sleeps: 1 ms, longer than the
-                              * caller's work between two steps */
 #define BARRIER_SPINS 2048 /* spins at a barrier before each yield of the core */
-
-typedef void (*task_fn)(void *ctx, int tid, int nt);
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static pthread_mutex_t run_mu = PTHREAD_MUTEX_INITIALIZER;  /* one job at a time */
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER; /* with pool_cv: sleeping workers */
-static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
-static int pool_size;              /* workers started (thread ids 1 .. pool_size) */
-static unsigned start_gen[MAX_THREADS];
-static atomic_uint pool_gen;       /* bumped once per job */
-static atomic_int pool_left;       /* workers not yet through the current job */
-static task_fn pool_fn;
-static void *pool_ctx;
-static int pool_nt;
-
-static void *pool_worker(void *arg)
-{
-    int tid = (int)(intptr_t)arg;
-    unsigned seen = start_gen[tid];
-    for (;;) {
-        unsigned g;
-        int spins = 0;
-        int64_t t0 = monotonic_ns();
-        while ((g = atomic_load_explicit(&pool_gen, memory_order_acquire)) == seen) {
-            if (++spins % 256 || monotonic_ns() - t0 < IDLE_NS) {
-                CPU_RELAX();
-                continue;
-            }
-            pthread_mutex_lock(&pool_mu);
-            while (atomic_load_explicit(&pool_gen, memory_order_acquire) == seen)
-                pthread_cond_wait(&pool_cv, &pool_mu);
-            pthread_mutex_unlock(&pool_mu);
-        }
-        seen = g;
-        if (tid < pool_nt)
-            pool_fn(pool_ctx, tid, pool_nt);
-        atomic_fetch_sub_explicit(&pool_left, 1, memory_order_release);
-    }
-    return NULL;
-}
-
-/* after fork() the child has no workers: start afresh */
-static void pool_after_fork(void)
-{
-    pthread_mutex_init(&run_mu, NULL);
-    pthread_mutex_init(&pool_mu, NULL);
-    pthread_cond_init(&pool_cv, NULL);
-    pool_size = 0;
-}
-
-/* fn(ctx, tid, nt) on nt threads (the caller is thread 0); returns when all are done */
-static void pool_run(task_fn fn, void *ctx, int nt)
-{
-    nt = nt < 1 ? 1 : (nt > MAX_THREADS ? MAX_THREADS : nt);
-    pthread_mutex_lock(&run_mu);
-    while (pool_size < nt - 1) {
-        pthread_t t;
-        pthread_attr_t attr;
-        int tid = pool_size + 1, err;
-        start_gen[tid] = atomic_load(&pool_gen);
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        err = pthread_create(&t, &attr, pool_worker, (void *)(intptr_t)tid);
-        pthread_attr_destroy(&attr);
-        if (err) { /* no more threads: run with those there are */
-            nt = pool_size + 1;
-            break;
-        }
-        pool_size = tid;
-    }
-    if (nt == 1) {
-        fn(ctx, 0, 1);
-        pthread_mutex_unlock(&run_mu);
-        return;
-    }
-    pool_fn = fn, pool_ctx = ctx, pool_nt = nt;
-    atomic_store_explicit(&pool_left, pool_size, memory_order_relaxed);
-    pthread_mutex_lock(&pool_mu);
-    atomic_fetch_add_explicit(&pool_gen, 1, memory_order_release);
-    pthread_cond_broadcast(&pool_cv);
-    pthread_mutex_unlock(&pool_mu);
-    fn(ctx, 0, nt);
-    for (int spins = 0; atomic_load_explicit(&pool_left, memory_order_acquire) > 0;)
-        if (++spins % BARRIER_SPINS)
-            CPU_RELAX();
-        else
-            sched_yield();
-    pthread_mutex_unlock(&run_mu);
-}
 
 typedef struct {
     atomic_int count, sense;
-    int n;
 } barrier_t;
 
-/* a sense-reversing barrier of b->n threads; *local: the thread's own sense, starting at 0 */
-static void barrier_wait(barrier_t *b, int *local)
+/* a sense-reversing barrier of the team's n threads; *local: the thread's own sense, starting at 0 */
+static void barrier_wait(barrier_t *b, int *local, int n)
 {
     *local = !*local;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->sense, *local, memory_order_release);
         return;
@@ -302,7 +272,7 @@ CLONES static void step_task(void *arg, int tid, int nt)
         }
         s->hcnt[r] = m;
     }
-    barrier_wait(&s->bar, &sense);
+    barrier_wait(&s->bar, &sense, nt);
 
     /* 2. per block of 16 visible units: W^T packed, the effective bias b - W lam, and v_m ~ sigmoid(b - W lam +
      * W h_c) into X[nd:] */
@@ -335,7 +305,7 @@ CLONES static void step_task(void *arg, int tid, int nt)
                 x[q] = uniform24(s->key_v, (uint64_t)(r * d + i0 + q)) * (1.0f + exp_approx(-a[q])) < 1.0f;
         }
     }
-    barrier_wait(&s->bar, &sense);
+    barrier_wait(&s->bar, &sense, nt);
 
     /* 3. X's rows and columns as index lists; the chains' visible states; b and the data's visible means */
     part(n, tid, nt, &lo, &hi);
@@ -370,7 +340,7 @@ CLONES static void step_task(void *arg, int tid, int nt)
         s->b[i] += lr * (cd * sd - cm * sm);
         s->dmu[i] = s->nu * (s->vbar[i] - s->mu[i]);
     }
-    barrier_wait(&s->bar, &sense);
+    barrier_wait(&s->bar, &sense, nt);
 
     /* 4. per block of 16 hidden units: W packed, the effective bias c - W^T mu, P = p(h|X), the centred rule's
      * factors, c, and the block's weights */
@@ -409,7 +379,7 @@ CLONES static void step_task(void *arg, int tid, int nt)
     }
     if (s->nu == 0.0f)
         return;
-    barrier_wait(&s->bar, &sense);
+    barrier_wait(&s->bar, &sense, nt);
 
     /* 5. the rest of the offsets' move: b += W (lam' - lam), then the offsets themselves */
     part(d, tid, nt, &lo, &hi);
@@ -472,12 +442,11 @@ static PyObject *py_pcd_step(PyObject *self, PyObject *args)
                 PTR(float, c), PTR(float, mu), PTR(float, lam), lr, nu, key_h, key_v, PTR(float, vbar),
                 PTR(float, pbar), PTR(float, dmu), PTR(float, dlam), PTR(int32_t, hidx), PTR(int32_t, hcnt), PTR(int32_t, ridx), PTR(int32_t, rcnt),
                 PTR(int32_t, cidx), PTR(int32_t, ccnt), PTR(float, blk), PTR(float, tile)};
-    nt = nt < 1 ? 1 : (nt > MAX_THREADS ? MAX_THREADS : nt);
-    s.bar.n = nt;
     atomic_init(&s.bar.count, 0);
     atomic_init(&s.bar.sense, 0);
+    omp_found();
     Py_BEGIN_ALLOW_THREADS
-    pool_run(step_task, &s, nt);
+    team_run(step_task, &s, nt);
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
@@ -514,11 +483,6 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CP
 
 PyMODINIT_FUNC PyInit__native(void)
 {
-    static int forked_once;
-    if (!forked_once) {
-        pthread_atfork(NULL, NULL, pool_after_fork);
-        forked_once = 1;
-    }
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddIntConstant(m, "ABI", NATIVE_ABI) < 0) {
         Py_DECREF(m);

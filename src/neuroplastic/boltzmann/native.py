@@ -1,7 +1,8 @@
 r"""The native CPU route of the Bernoulli RBM's PCD-1 step: the same update as :func:`~neuroplastic.boltzmann.
 machines.rbm_update` (Tieleman 2008; centred, Melchior, Fischer & Wiskott 2016), fused into one job of C
-(``_native.c``, built by ``setup.py`` when a C compiler is present) on a pool of as many threads as torch uses, so
-that the step does the products' work and little else.
+(``_native.c``, built by ``setup.py`` when a C compiler is present) run by torch's own OpenMP threads (as many as
+torch uses: the threads that spin after torch's work, e.g. gathering the batch, take the step's work, so nothing
+competes for a core), so that the step does the products' work and little else.
 
 One step on data :math:`v_d` (``[B, D]``, 0/1) with chains holding :math:`p(h|v_c)` (``[C, H]``):
 
@@ -15,8 +16,8 @@ SGD :math:`\theta \mathrel{+}= \eta\,\Delta\theta`; then the offsets slide at ra
 :meth:`~neuroplastic.boltzmann.machines.RBM.set_offsets` moves them on the torch route (Melchior et al. 2016,
 Alg. 1), with the new weights: :math:`\Delta\mu = \nu(\bar v_d - \mu)`, :math:`\Delta\lambda = \nu(\bar P_d -
 \lambda)`, :math:`b \mathrel{+}= W\Delta\lambda`, :math:`c \mathrel{+}= W^\top\Delta\mu`, keeping the
-distribution. They are moved inside the job, not by ``set_offsets``: its two products would wake torch's threads
-on the cores the step's threads use. The products of 0/1 units are sums of the rows they select (the same route
+distribution. They are moved inside the job, not by ``set_offsets``, whose two products would cost more than
+the move. The products of 0/1 units are sums of the rows they select (the same route
 as :func:`~neuroplastic.boltzmann.machines.binary_matmul`); :math:`W h_c` too, since the chains' hidden units are
 0/1. Its random numbers are counter-based (``_native.c``), keyed by two draws from the learner's generator per
 step, so a run is reproducible and resumes exactly; they are not torch's stream, so the two routes give different
@@ -109,7 +110,8 @@ def _work(nd: int, nc: int, d: int, h: int, nt: int) -> dict[str, torch.Tensor]:
 
 
 def threads() -> int:
-    """The step's thread count: torch's (``torch.set_num_threads``), at most 64."""
+    """The step's thread count: torch's (``torch.set_num_threads``), at most 64; one where the OpenMP runtime torch
+    loaded is not found (``_native.c``)."""
     return max(1, min(64, torch.get_num_threads()))
 
 

@@ -238,10 +238,12 @@ typedef struct {
     uint64_t key_h, key_v;
     /* the data's means, and the offsets' moves */
     float *vbar, *pbar, *dmu, *dlam;
-    /* scratch: the chains' hidden samples as index lists [nc, h]; X's rows as index lists [n, d]; X's columns as
-     * index lists [d, n]; per thread: a packed block of max(d, h) x 16 and a block of n x 16 */
-    int32_t *hidx, *hcnt, *ridx, *rcnt, *cidx, *ccnt;
-    float *blk, *tile;
+    /* scratch: the chains' hidden samples as codes [nc, ceil(h / 4)]; X's rows as index lists [n, d]; X's columns as
+     * index lists [d, n]; per thread: a packed block of max(d, 4 ceil(h / 4)) x 16, a block of n x 16 and a table
+     * of ceil(h / 4) x 16 x 16 */
+    uint8_t *hcode;
+    int32_t *ridx, *rcnt, *cidx, *ccnt;
+    float *blk, *tile, *tab;
     barrier_t bar;
 } step_t;
 
@@ -251,37 +253,40 @@ static inline void part(int64_t n, int tid, int nt, int64_t *lo, int64_t *hi)
     *hi = n * (tid + 1) / nt;
 }
 
-/* the PCD-1 step (native.py's docstring has the equations), thread tid of nt: five phases split by barriers */
+/* the PCD-1 step (native.py's docstring has the equations), thread tid of nt: phases split by barriers */
 CLONES static void step_task(void *arg, int tid, int nt)
 {
     step_t *s = arg;
     const int64_t nd = s->nd, nc = s->nc, d = s->d, h = s->h, n = nd + nc;
     const float lr = s->lr, sd = 1.0f / (float)nd, sm = 1.0f / (float)nc;
-    float *blk = s->blk + (int64_t)tid * (d > h ? d : h) * 16, *tile = s->tile + (int64_t)tid * n * 16;
+    const int64_t rows = d > 4 * ((h + 3) / 4) ? d : 4 * ((h + 3) / 4);
+    float *blk = s->blk + (int64_t)tid * rows * 16, *tile = s->tile + (int64_t)tid * n * 16;
+    v16 *tab = (v16 *)s->tab + (int64_t)tid * ((h + 3) / 4) * 16;
     int sense = 0;
     int64_t lo, hi;
 
-    /* 1. the chains' hidden samples h_c ~ p(h|v_c), as lists of their active units */
+    /* 1. the chains' hidden samples h_c ~ p(h|v_c), as 4-bit codes of groups of 4 units (unit 4g + k is bit k) */
+    const int64_t ng = (h + 3) / 4;
     part(nc, tid, nt, &lo, &hi);
     for (int64_t r = lo; r < hi; ++r) {
-        int32_t *idx = s->hidx + r * h, m = 0;
         const float *p = s->ph + r * h;
-        for (int64_t j = 0; j < h; ++j) {
-            idx[m] = (int32_t)j;
-            m += uniform24(s->key_h, (uint64_t)(r * h + j)) < p[j];
-        }
-        s->hcnt[r] = m;
+        uint8_t *code = s->hcode + r * ng;
+        memset(code, 0, (size_t)ng);
+        for (int64_t j = 0; j < h; ++j)
+            code[j >> 2] |= (uint8_t)((uniform24(s->key_h, (uint64_t)(r * h + j)) < p[j]) << (j & 3));
     }
     barrier_wait(&s->bar, &sense, nt);
 
     /* 2. per block of 16 visible units: W^T packed, the effective bias b - W lam, and v_m ~ sigmoid(b - W lam +
-     * W h_c) into X[nd:] */
+     * W h_c) into X[nd:]. W h_c by the method of four Russians (Arlazarov et al. 1970): the sums of all 16 subsets of
+     * each group of 4 rows of W^T are tabulated once per block, then each chain adds one entry per group */
     int64_t nbv = (d + 15) / 16;
     part(nbv, tid, nt, &lo, &hi);
     for (int64_t vb = lo; vb < hi; ++vb) {
         int64_t i0 = vb * 16, w = d - i0 < 16 ? d - i0 : 16;
         if (w < 16)
             memset(blk, 0, (size_t)h * 64);
+        memset(blk + h * 16, 0, (size_t)(4 * ng - h) * 64); /* rows of the last group past h */
         for (int64_t q = 0; q < w; ++q) {
             const float *row = s->W + (i0 + q) * h;
             for (int64_t j = 0; j < h; ++j)
@@ -296,9 +301,28 @@ CLONES static void step_task(void *arg, int tid, int nt)
         if (j < h)
             l0 += s->lam[j] * *(const v16 *)(blk + j * 16);
         v16 bv = load16(s->b + i0, w) - (l0 + l1);
+        for (int64_t g = 0; g < ng; ++g) {
+            const v16 *x = (const v16 *)(blk + g * 64);
+            v16 *t = tab + g * 16;
+            t[0] = (v16){0}, t[1] = x[0], t[2] = x[1], t[3] = x[0] + x[1];
+            t[4] = x[2], t[5] = x[2] + x[0], t[6] = x[2] + x[1], t[7] = x[2] + t[3];
+            for (int k = 0; k < 8; ++k)
+                t[8 + k] = x[3] + t[k];
+        }
         for (int64_t r = 0; r < nc; ++r) {
             float a[16];
-            v16 t = gather_sum(blk, s->hidx + r * h, s->hcnt[r]) + bv;
+            const uint8_t *code = s->hcode + r * ng;
+            v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            int64_t g = 0;
+            for (; g + 4 <= ng; g += 4) {
+                a0 += tab[g * 16 + code[g]];
+                a1 += tab[(g + 1) * 16 + code[g + 1]];
+                a2 += tab[(g + 2) * 16 + code[g + 2]];
+                a3 += tab[(g + 3) * 16 + code[g + 3]];
+            }
+            for (; g < ng; ++g)
+                a0 += tab[g * 16 + code[g]];
+            v16 t = (a0 + a1) + (a2 + a3) + bv;
             memcpy(a, &t, 64);
             uint8_t *x = s->X + (nd + r) * d + i0;
             for (int64_t q = 0; q < w; ++q)
@@ -321,18 +345,21 @@ CLONES static void step_task(void *arg, int tid, int nt)
             for (int64_t i = 0; i < d; ++i)
                 s->vc[(r - nd) * d + i] = (float)x[i];
     }
+    barrier_wait(&s->bar, &sense, nt);
+    /* the column lists from the (increasing) row lists: this thread's columns [lo, hi) */
     part(d, tid, nt, &lo, &hi);
     for (int64_t i = lo; i < hi; ++i)
         s->ccnt[i] = 0;
     for (int64_t r = 0; r < n; ++r) {
-        const uint8_t *x = s->X + r * d;
+        const int32_t *idx = s->ridx + r * d;
+        int32_t k = 0, m = s->rcnt[r];
         if (r == nd) /* the data's counts, kept in vbar for now */
             for (int64_t i = lo; i < hi; ++i)
                 s->vbar[i] = (float)s->ccnt[i];
-        for (int64_t i = lo; i < hi; ++i) {
-            s->cidx[i * n + s->ccnt[i]] = (int32_t)r;
-            s->ccnt[i] += x[i];
-        }
+        while (k < m && idx[k] < lo)
+            ++k;
+        for (; k < m && idx[k] < hi; ++k)
+            s->cidx[(int64_t)idx[k] * n + s->ccnt[idx[k]]++] = (int32_t)r;
     }
     for (int64_t i = lo; i < hi; ++i) {
         float cd = s->vbar[i], cm = (float)s->ccnt[i] - cd;
@@ -425,14 +452,14 @@ static PyObject *py_bernoulli_logit(PyObject *self, PyObject *args)
 
 static PyObject *py_pcd_step(PyObject *self, PyObject *args)
 {
-    unsigned long long X, ph, vc, W, b, c, mu, lam, key_h, key_v, vbar, pbar, dmu, dlam, hidx, hcnt, ridx, rcnt, cidx,
-        ccnt, blk, tile;
+    unsigned long long X, ph, vc, W, b, c, mu, lam, key_h, key_v, vbar, pbar, dmu, dlam, hcode, ridx, rcnt, cidx, ccnt,
+        blk, tile, tab;
     long long nd, nc, d, h;
     float lr, nu;
     int nt;
     if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKffKKKKKKKKKKKKKKi", &X, &nd, &nc, &d, &h, &ph, &vc, &W, &b, &c, &mu,
-                          &lam, &lr, &nu, &key_h, &key_v, &vbar, &pbar, &dmu, &dlam, &hidx, &hcnt, &ridx, &rcnt, &cidx,
-                          &ccnt, &blk, &tile, &nt))
+                          &lam, &lr, &nu, &key_h, &key_v, &vbar, &pbar, &dmu, &dlam, &hcode, &ridx, &rcnt, &cidx,
+                          &ccnt, &blk, &tile, &tab, &nt))
         return NULL;
     if (nd < 1 || nc < 1 || d < 1 || h < 1 || nd + nc > INT32_MAX || d > INT32_MAX || h > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "pcd_step: shapes out of range");
@@ -440,8 +467,9 @@ static PyObject *py_pcd_step(PyObject *self, PyObject *args)
     }
     step_t s = {PTR(uint8_t, X), nd, nc, d, h, PTR(float, ph), PTR(float, vc), PTR(float, W), PTR(float, b),
                 PTR(float, c), PTR(float, mu), PTR(float, lam), lr, nu, key_h, key_v, PTR(float, vbar),
-                PTR(float, pbar), PTR(float, dmu), PTR(float, dlam), PTR(int32_t, hidx), PTR(int32_t, hcnt), PTR(int32_t, ridx), PTR(int32_t, rcnt),
-                PTR(int32_t, cidx), PTR(int32_t, ccnt), PTR(float, blk), PTR(float, tile)};
+                PTR(float, pbar), PTR(float, dmu), PTR(float, dlam), PTR(uint8_t, hcode), PTR(int32_t, ridx),
+                PTR(int32_t, rcnt), PTR(int32_t, cidx), PTR(int32_t, ccnt), PTR(float, blk), PTR(float, tile),
+                PTR(float, tab)};
     atomic_init(&s.bar.count, 0);
     atomic_init(&s.bar.sense, 0);
     omp_found();
@@ -479,7 +507,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CP
 
 /* the interface version native.py expects: a stale build left by a failed rebuild (the extension is optional) is
  * then not used */
-#define NATIVE_ABI 3
+#define NATIVE_ABI 4
 
 PyMODINIT_FUNC PyInit__native(void)
 {

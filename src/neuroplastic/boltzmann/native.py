@@ -32,7 +32,7 @@ import threading
 
 import torch
 
-_ABI = 3  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 4  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -99,12 +99,14 @@ def _work(nd: int, nc: int, d: int, h: int, nt: int) -> dict[str, torch.Tensor]:
     key = (nd, nc, d, h, nt)
     cache = getattr(_local, "work", None)
     if cache is None or cache[0] != key:
-        n, f, i32 = nd + nc, {"dtype": torch.float32}, {"dtype": torch.int32}
+        n, g, f, i32 = nd + nc, (h + 3) // 4, {"dtype": torch.float32}, {"dtype": torch.int32}
         cache = (key, {"X": torch.empty(n, d, dtype=torch.uint8), "vbar": torch.empty(d, **f),
-                       "pbar": torch.empty(h, **f), "dmu": torch.empty(d, **f), "dlam": torch.empty(h, **f), "hidx": torch.empty(nc, h, **i32), "hcnt": torch.empty(nc, **i32),
+                       "pbar": torch.empty(h, **f), "dmu": torch.empty(d, **f), "dlam": torch.empty(h, **f),
+                       "hcode": torch.empty(nc, g, dtype=torch.uint8),
                        "ridx": torch.empty(n, d, **i32), "rcnt": torch.empty(n, **i32),
                        "cidx": torch.empty(d, n, **i32), "ccnt": torch.empty(d, **i32),
-                       "blk": torch.empty(nt, max(d, h), 16, **f), "tile": torch.empty(nt, n, 16, **f)})
+                       "blk": torch.empty(nt, max(d, 4 * g), 16, **f), "tile": torch.empty(nt, n, 16, **f),
+                       "tab": torch.empty(nt, g, 16, 16, **f)})
         _local.work = cache
     return cache[1]
 
@@ -132,8 +134,8 @@ def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, offset_rate: float, gener
     _native.pcd_step(X.data_ptr(), nd, nc, d, h, sampler.ph.data_ptr(), sampler.v.data_ptr(), rbm.W.data_ptr(),
                      rbm.b.data_ptr(), rbm.c.data_ptr(), rbm.mu.data_ptr(), rbm.lam.data_ptr(), float(lr),
                      float(offset_rate), k_hidden, k_visible,
-                     *(work[k].data_ptr() for k in ("vbar", "pbar", "dmu", "dlam", "hidx", "hcnt", "ridx", "rcnt",
-                                                    "cidx", "ccnt", "blk", "tile")), nt)
+                     *(work[k].data_ptr() for k in ("vbar", "pbar", "dmu", "dlam", "hcode", "ridx", "rcnt", "cidx",
+                                                    "ccnt", "blk", "tile", "tab")), nt)
     for p in (rbm.W, rbm.b, rbm.c):
         p.grad = None
     return True

@@ -2,6 +2,8 @@
 step written out with the same samples, when it applies, and that it learns."""
 
 import copy
+import os
+import sys
 
 import pytest
 import torch
@@ -111,6 +113,18 @@ def test_native_step_does_not_depend_on_the_number_of_threads(monkeypatch):
         results.append([t.clone() for t in (*rbm.state_dict().values(), sampler.v, sampler.ph)])
     for other in results[1:]:
         assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+@pytest.mark.skipif(sys.platform != "linux" or "OpenMP" not in torch.__config__.parallel_info(),
+                    reason="torch without an OpenMP runtime, or not Linux: the step runs on one thread")
+def test_native_step_runs_on_torchs_openmp_runtime():
+    """The step's threads are torch's OpenMP team (no second pool competing for the cores): the runtime found is the
+    one in torch's folder where torch brings its own."""
+    path = native._native.openmp()
+    assert path is not None and os.path.basename(path).startswith(("libgomp", "libomp", "libiomp"))
+    torch_dir = os.path.dirname(torch.__file__)
+    if any(f.startswith(("libgomp", "libomp", "libiomp")) for f in os.listdir(os.path.join(torch_dir, "lib"))):
+        assert os.path.realpath(path).startswith(os.path.realpath(torch_dir))
 
 
 def test_native_step_applies_only_where_it_is_the_same_update():

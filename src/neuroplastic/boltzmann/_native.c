@@ -92,16 +92,35 @@ typedef void (*task_fn)(void *ctx, int tid, int nt);
 static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
 static int (*omp_thread_num)(void), (*omp_num_threads)(void);
 static int omp_looked_up;
+static char omp_path[4096]; /* the runtime's library, once found */
 
 #if defined(__linux__)
+/* dl_iterate_phdr's callback: the path of the first OpenMP runtime loaded, and of the first one in torch's folder
+ * (other packages, e.g. scikit-learn, may bring a copy of their own) */
+typedef struct {
+    char any[4096], torch[4096];
+} omp_paths_t;
+
 static int find_omp(struct dl_phdr_info *info, size_t size, void *data)
 {
-    (void)size, (void)data;
+    (void)size;
+    omp_paths_t *paths = data;
     const char *name = info->dlpi_name, *base = strrchr(name, '/');
     base = base ? base + 1 : name;
-    if (strncmp(base, "libgomp", 7) && strncmp(base, "libomp", 6) && strncmp(base, "libiomp", 7))
+    if (strlen(name) >= sizeof paths->any
+        || (strncmp(base, "libgomp", 7) && strncmp(base, "libomp", 6) && strncmp(base, "libiomp", 7)))
         return 0;
-    void *lib = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+    if (!paths->any[0])
+        strcpy(paths->any, name);
+    if (!paths->torch[0] && strstr(name, "/torch/"))
+        strcpy(paths->torch, name);
+    return 0;
+}
+
+/* the runtime's entry points from the loaded library at path; 1 on success */
+static int bind_omp(const char *path)
+{
+    void *lib = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
     if (!lib)
         return 0;
     void *par = dlsym(lib, "GOMP_parallel"), *tid = dlsym(lib, "omp_get_thread_num"),
@@ -114,16 +133,20 @@ static int find_omp(struct dl_phdr_info *info, size_t size, void *data)
     memcpy(&omp_parallel, &par, sizeof par);
     memcpy(&omp_thread_num, &tid, sizeof tid);
     memcpy(&omp_num_threads, &num, sizeof num);
+    strcpy(omp_path, path); /* shorter than omp_paths_t's fields */
     return 1;
 }
 #endif
 
-/* whether the OpenMP runtime was found (looked up once, under the GIL) */
+/* whether the OpenMP runtime was found (looked up once, under the GIL): torch's, else the first one loaded */
 static int omp_found(void)
 {
     if (!omp_looked_up) {
 #if defined(__linux__)
-        dl_iterate_phdr(find_omp, NULL);
+        omp_paths_t paths = {{0}, {0}};
+        dl_iterate_phdr(find_omp, &paths);
+        if (!(paths.torch[0] && bind_omp(paths.torch)) && paths.any[0])
+            bind_omp(paths.any);
 #endif
         omp_looked_up = 1;
     }
@@ -479,6 +502,14 @@ static PyObject *py_pcd_step(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_openmp(PyObject *self, PyObject *args)
+{
+    (void)self, (void)args;
+    if (!omp_found())
+        Py_RETURN_NONE;
+    return PyUnicode_DecodeFSDefault(omp_path);
+}
+
 static PyObject *py_binary_u8(PyObject *self, PyObject *args)
 {
     unsigned long long v, s;
@@ -493,6 +524,7 @@ static PyObject *py_binary_u8(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
+    {"openmp", py_openmp, METH_NOARGS, "openmp(): the path of the OpenMP runtime whose threads run the step, or None"},
     {"binary_u8", py_binary_u8, METH_VARARGS,
      "binary_u8(v, n, s): s_i = [v_i != 0] (float32 -> uint8); whether every v_i is 0 or 1"},
     {"bernoulli", py_bernoulli, METH_VARARGS, "bernoulli(p, n, key, s): s_i = [u_i < p_i] (float32 -> uint8)"},

@@ -19,7 +19,8 @@ Alg. 1), with the new weights: :math:`\Delta\mu = \nu(\bar v_d - \mu)`, :math:`\
 distribution. They are moved inside the job, not by ``set_offsets``, whose two products would cost more than
 the move. The products of 0/1 units are sums of the rows they select (the same route
 as :func:`~neuroplastic.boltzmann.machines.binary_matmul`); :math:`W h_c` too, since the chains' hidden units are
-0/1. Its random numbers are counter-based (``_native.c``), keyed by two draws from the learner's generator per
+0/1, by the method of four Russians (Arlazarov et al. 1970: per block, a table of the sums of every subset of each
+group of 4 rows; one addition per group). Its random numbers are counter-based (``_native.c``), keyed by two draws from the learner's generator per
 step, so a run is reproducible and resumes exactly; they are not torch's stream, so the two routes give different
 (equally distributed) samples. The result does not depend on the number of threads. ``NEUROPLASTIC_NATIVE=0``
 turns the route off.
@@ -41,7 +42,7 @@ except ImportError:  # built without a C compiler: the torch route
 if getattr(_native, "ABI", None) != _ABI:  # a stale build (a rebuild failed): the torch route
     _native = None
 
-__all__ = ["available", "pcd_step", "sgd_rate", "step_keys"]
+__all__ = ["available", "pcd_step", "sgd_rate", "step_keys", "threads"]
 
 _local = threading.local()
 

@@ -55,18 +55,26 @@ static inline float exp_approx(float x)
 
 static inline float sigmoid(float a) { return 1.0f / (1.0f + exp_approx(-a)); }
 
-/* s_i = [u_i < p_i] */
+/* the samples of the stream: [u_i < p], and [u_i < sigmoid(a)] written as u_i (1 + e^{-a}) < 1 */
+static inline uint8_t draw(uint64_t key, uint64_t i, float p) { return uniform24(key, i) < p; }
+
+static inline uint8_t draw_logit(uint64_t key, uint64_t i, float a)
+{
+    return uniform24(key, i) * (1.0f + exp_approx(-a)) < 1.0f;
+}
+
+/* s_i = draw(key, i, p_i) */
 CLONES static void bernoulli_kernel(const float *p, int64_t n, uint64_t key, uint8_t *s)
 {
     for (int64_t i = 0; i < n; ++i)
-        s[i] = uniform24(key, (uint64_t)i) < p[i];
+        s[i] = draw(key, (uint64_t)i, p[i]);
 }
 
-/* s_i = [u_i < sigmoid(a_i)], i.e. u_i (1 + e^{-a_i}) < 1 */
+/* s_i = draw_logit(key, i, a_i) */
 CLONES static void bernoulli_logit_kernel(const float *a, int64_t n, uint64_t key, uint8_t *s)
 {
     for (int64_t i = 0; i < n; ++i)
-        s[i] = uniform24(key, (uint64_t)i) * (1.0f + exp_approx(-a[i])) < 1.0f;
+        s[i] = draw_logit(key, (uint64_t)i, a[i]);
 }
 
 /* s_i = [v_i != 0]; returns 1 when every v_i is 0 or 1, else 0 (s then unusable) */
@@ -226,7 +234,7 @@ static inline __attribute__((always_inline)) v16 sigmoid16(v16 a)
     float t[16];
     memcpy(t, &a, 64);
     for (int q = 0; q < 16; ++q)
-        t[q] = 1.0f / (1.0f + exp_approx(-t[q]));
+        t[q] = sigmoid(t[q]);
     memcpy(&a, t, 64);
     return a;
 }
@@ -259,8 +267,8 @@ typedef struct {
     float *ph, *vc, *W, *b, *c, *mu, *lam;
     float lr, nu;
     uint64_t key_h, key_v;
-    /* the data's means, and the offsets' moves */
-    float *vbar, *pbar, *dmu, *dlam;
+    /* the data's visible means, and the offsets' moves */
+    float *vbar, *dmu, *dlam;
     /* scratch: the chains' hidden samples as codes [nc, ceil(h / 4)]; X's rows as index lists [n, d]; X's columns as
      * index lists [d, n]; per thread: a packed block of max(d, 4 ceil(h / 4)) x 16, a block of n x 16 and a table
      * of ceil(h / 4) x 16 x 16 */
@@ -282,21 +290,20 @@ CLONES static void step_task(void *arg, int tid, int nt)
     step_t *s = arg;
     const int64_t nd = s->nd, nc = s->nc, d = s->d, h = s->h, n = nd + nc;
     const float lr = s->lr, sd = 1.0f / (float)nd, sm = 1.0f / (float)nc;
-    const int64_t rows = d > 4 * ((h + 3) / 4) ? d : 4 * ((h + 3) / 4);
+    const int64_t ng = (h + 3) / 4, rows = d > 4 * ng ? d : 4 * ng; /* groups of 4 hidden units; packed rows */
     float *blk = s->blk + (int64_t)tid * rows * 16, *tile = s->tile + (int64_t)tid * n * 16;
-    v16 *tab = (v16 *)s->tab + (int64_t)tid * ((h + 3) / 4) * 16;
+    v16 *tab = (v16 *)s->tab + (int64_t)tid * ng * 16;
     int sense = 0;
     int64_t lo, hi;
 
     /* 1. the chains' hidden samples h_c ~ p(h|v_c), as 4-bit codes of groups of 4 units (unit 4g + k is bit k) */
-    const int64_t ng = (h + 3) / 4;
     part(nc, tid, nt, &lo, &hi);
     for (int64_t r = lo; r < hi; ++r) {
         const float *p = s->ph + r * h;
         uint8_t *code = s->hcode + r * ng;
         memset(code, 0, (size_t)ng);
         for (int64_t j = 0; j < h; ++j)
-            code[j >> 2] |= (uint8_t)((uniform24(s->key_h, (uint64_t)(r * h + j)) < p[j]) << (j & 3));
+            code[j >> 2] |= (uint8_t)(draw(s->key_h, (uint64_t)(r * h + j), p[j]) << (j & 3));
     }
     barrier_wait(&s->bar, &sense, nt);
 
@@ -349,7 +356,7 @@ CLONES static void step_task(void *arg, int tid, int nt)
             memcpy(a, &t, 64);
             uint8_t *x = s->X + (nd + r) * d + i0;
             for (int64_t q = 0; q < w; ++q)
-                x[q] = uniform24(s->key_v, (uint64_t)(r * d + i0 + q)) * (1.0f + exp_approx(-a[q])) < 1.0f;
+                x[q] = draw_logit(s->key_v, (uint64_t)(r * d + i0 + q), a[q]);
         }
     }
     barrier_wait(&s->bar, &sense, nt);
@@ -417,7 +424,6 @@ CLONES static void step_task(void *arg, int tid, int nt)
         }
         pd *= sd;
         v16 dy = pd - pm * sm, dc = {0};
-        store16(s->pbar + c0, pd, w);
         store16(s->dlam + c0, s->nu * (pd - lam), w);
         for (int64_t i = 0; i < d; ++i) {
             v16 row = *(v16 *)(blk + i * 16) + lr * (gather_sum(tile, s->cidx + i * n, s->ccnt[i]) - s->mu[i] * dy);
@@ -475,13 +481,13 @@ static PyObject *py_bernoulli_logit(PyObject *self, PyObject *args)
 
 static PyObject *py_pcd_step(PyObject *self, PyObject *args)
 {
-    unsigned long long X, ph, vc, W, b, c, mu, lam, key_h, key_v, vbar, pbar, dmu, dlam, hcode, ridx, rcnt, cidx, ccnt,
+    unsigned long long X, ph, vc, W, b, c, mu, lam, key_h, key_v, vbar, dmu, dlam, hcode, ridx, rcnt, cidx, ccnt,
         blk, tile, tab;
     long long nd, nc, d, h;
     float lr, nu;
     int nt;
-    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKffKKKKKKKKKKKKKKi", &X, &nd, &nc, &d, &h, &ph, &vc, &W, &b, &c, &mu,
-                          &lam, &lr, &nu, &key_h, &key_v, &vbar, &pbar, &dmu, &dlam, &hcode, &ridx, &rcnt, &cidx,
+    if (!PyArg_ParseTuple(args, "KLLLLKKKKKKKffKKKKKKKKKKKKKi", &X, &nd, &nc, &d, &h, &ph, &vc, &W, &b, &c, &mu,
+                          &lam, &lr, &nu, &key_h, &key_v, &vbar, &dmu, &dlam, &hcode, &ridx, &rcnt, &cidx,
                           &ccnt, &blk, &tile, &tab, &nt))
         return NULL;
     if (nd < 1 || nc < 1 || d < 1 || h < 1 || nd + nc > INT32_MAX || d > INT32_MAX || h > INT32_MAX) {
@@ -490,7 +496,7 @@ static PyObject *py_pcd_step(PyObject *self, PyObject *args)
     }
     step_t s = {PTR(uint8_t, X), nd, nc, d, h, PTR(float, ph), PTR(float, vc), PTR(float, W), PTR(float, b),
                 PTR(float, c), PTR(float, mu), PTR(float, lam), lr, nu, key_h, key_v, PTR(float, vbar),
-                PTR(float, pbar), PTR(float, dmu), PTR(float, dlam), PTR(uint8_t, hcode), PTR(int32_t, ridx),
+                PTR(float, dmu), PTR(float, dlam), PTR(uint8_t, hcode), PTR(int32_t, ridx),
                 PTR(int32_t, rcnt), PTR(int32_t, cidx), PTR(int32_t, ccnt), PTR(float, blk), PTR(float, tile),
                 PTR(float, tab)};
     atomic_init(&s.bar.count, 0);
@@ -539,7 +545,7 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CP
 
 /* the interface version native.py expects: a stale build left by a failed rebuild (the extension is optional) is
  * then not used */
-#define NATIVE_ABI 4
+#define NATIVE_ABI 5
 
 PyMODINIT_FUNC PyInit__native(void)
 {

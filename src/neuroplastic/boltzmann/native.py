@@ -33,7 +33,7 @@ import threading
 
 import torch
 
-_ABI = 4  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 5  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -64,9 +64,8 @@ def _dispatch_mode_active() -> bool:
 def sgd_rate(rbm, sampler, optimizer, v: torch.Tensor | None, sparsity) -> float | None:
     """The learning rate when the native step applies to this update, else ``None``: a Bernoulli :class:`RBM` on the
     CPU in float32 (parameters, offsets and chains), persistent PCD-1 chains already started, a float32 data batch
-    ``v`` ``[B, D]`` (whether it is 0/1
-    is checked by :func:`pcd_step`), no sparsity term, and plain SGD on exactly the RBM's parameters (one group; no
-    momentum, weight decay, Nesterov or maximise)."""
+    ``v`` ``[B, D]`` (whether it is 0/1 is checked by :func:`pcd_step`), no sparsity term, and plain SGD on exactly
+    the RBM's parameters (one group; no momentum, weight decay, Nesterov or maximise)."""
     from .machines import PCD, RBM
 
     if not available() or v is None or sparsity is not None or not isinstance(rbm, RBM):
@@ -102,7 +101,7 @@ def _work(nd: int, nc: int, d: int, h: int, nt: int) -> dict[str, torch.Tensor]:
     if cache is None or cache[0] != key:
         n, g, f, i32 = nd + nc, (h + 3) // 4, {"dtype": torch.float32}, {"dtype": torch.int32}
         cache = (key, {"X": torch.empty(n, d, dtype=torch.uint8), "vbar": torch.empty(d, **f),
-                       "pbar": torch.empty(h, **f), "dmu": torch.empty(d, **f), "dlam": torch.empty(h, **f),
+                       "dmu": torch.empty(d, **f), "dlam": torch.empty(h, **f),
                        "hcode": torch.empty(nc, g, dtype=torch.uint8),
                        "ridx": torch.empty(n, d, **i32), "rcnt": torch.empty(n, **i32),
                        "cidx": torch.empty(d, n, **i32), "ccnt": torch.empty(d, **i32),
@@ -113,8 +112,8 @@ def _work(nd: int, nc: int, d: int, h: int, nt: int) -> dict[str, torch.Tensor]:
 
 
 def threads() -> int:
-    """The step's thread count: torch's (``torch.set_num_threads``), at most 64; one where the OpenMP runtime torch
-    loaded is not found (``_native.c``)."""
+    """The step's thread count: torch's (``torch.set_num_threads``), at most 64 (``_native.c`` runs on one where it
+    finds no OpenMP runtime)."""
     return max(1, min(64, torch.get_num_threads()))
 
 
@@ -135,8 +134,8 @@ def pcd_step(rbm, sampler, v: torch.Tensor, lr: float, offset_rate: float, gener
     _native.pcd_step(X.data_ptr(), nd, nc, d, h, sampler.ph.data_ptr(), sampler.v.data_ptr(), rbm.W.data_ptr(),
                      rbm.b.data_ptr(), rbm.c.data_ptr(), rbm.mu.data_ptr(), rbm.lam.data_ptr(), float(lr),
                      float(offset_rate), k_hidden, k_visible,
-                     *(work[k].data_ptr() for k in ("vbar", "pbar", "dmu", "dlam", "hcode", "ridx", "rcnt", "cidx",
-                                                    "ccnt", "blk", "tile", "tab")), nt)
+                     *(work[k].data_ptr() for k in ("vbar", "dmu", "dlam", "hcode", "ridx", "rcnt", "cidx", "ccnt",
+                                                    "blk", "tile", "tab")), nt)
     for p in (rbm.W, rbm.b, rbm.c):
         p.grad = None
     return True

@@ -117,10 +117,13 @@ def test_the_window_sign_is_pinned():
     assert update(2, 25) == 0.0  # beyond the cut
 
 
-def test_firing_probability_matches_sigma_u_minus_log_tau_and_refractoriness_holds():
+@pytest.mark.parametrize("refractory", [None, 9])
+def test_firing_probability_matches_sigma_u_minus_log_tau_and_refractoriness_holds(refractory):
     tau = 10
+    silent = tau if refractory is None else refractory  # steps after a spike without one
     u = torch.tensor([-2.0, 0.0, 1.0, 3.0])
-    net = SpikingNet([4], {}, [u], n_nets=500, tau_ref=tau, generator=torch.Generator().manual_seed(0))
+    net = SpikingNet([4], {}, [u], n_nets=500, tau_ref=tau, refractory=refractory,
+                     generator=torch.Generator().manual_seed(0))
     free = torch.zeros(4)
     fired = torch.zeros(4)
     last = torch.full((500, 4), -10_000)
@@ -130,7 +133,7 @@ def test_firing_probability_matches_sigma_u_minus_log_tau_and_refractoriness_hol
         z = net.psp()[0]
         assert bool((z >= s).all())  # a unit that spiked has its PSP on
         gap = t - last
-        assert not bool(((s > 0) & (gap < tau)).any())  # no spike within tau_ref steps of the last one
+        assert not bool(((s > 0) & (gap <= silent)).any())  # none in the refractory steps after the last one
         last = torch.where(s > 0, torch.full_like(last, t), last)
         free += was_free.float().sum(0)
         fired += s.sum(0)
@@ -167,14 +170,23 @@ def test_weights_shared_by_groups_of_networks_give_the_per_network_run_exactly(n
         SpikingNet([n], {(0, 0): torch.zeros(5, n, n)}, [None], n_nets=groups * per)
 
 
-def test_psp_lasts_exactly_tau_ref_steps():
-    net = SpikingNet([1], {}, [torch.tensor([50.0])], tau_ref=4, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("refractory, spikes, psp", [
+    (None, [1, 0, 0, 0, 0] * 2 + [1, 0], [1, 1, 1, 1, 0] * 2 + [1, 1]),  # τ_ref = 4 silent steps: a PSP-free step between
+    (3, [1, 0, 0, 0] * 3, [1] * 12),  # Buesing's τ_ref − 1: it fires again on its PSP's last step, z stays on
+])
+def test_psp_lasts_exactly_tau_ref_steps_and_the_refractory_period_is_kept(refractory, spikes, psp):
+    """A unit certain to fire whenever free (bias 50): a spike at step t puts its PSP on the potentials of steps
+    t + 1 … t + τ_ref (z = 1 for τ_ref steps from t on) and the unit cannot spike for ``refractory`` steps after it."""
+    net = SpikingNet([1], {}, [torch.tensor([50.0])], tau_ref=4, refractory=refractory,
+                     generator=torch.Generator().manual_seed(0))
     z, s = [], []
     for _ in range(12):
         s.append(float(net.step()[0]))
         z.append(float(net.psp()[0]))
-    assert s == [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]  # certain to fire as soon as it is free
-    assert z == [1.0] * 12
+    assert s == spikes
+    assert z == psp
+    with pytest.raises(ValueError, match="refractory"):
+        SpikingNet([1], {}, [None], tau_ref=4, refractory=2)  # shorter than the PSP: not a single countdown
 
 
 def test_symmetric_pair_stays_symmetric_without_noise_and_the_sum_is_kept():

@@ -21,6 +21,12 @@ network's by fresh Gaussian noise of σ times each matrix's standard deviation a
 :class:`~neuroplastic.learners.backprop.SupervisedNet`), a labelled variant; the default is the plain
 cross-entropy.
 
+``refractory``: the copy's units cannot spike for this many steps after a spike (default ``τ_ref``, Gierlich et
+al.'s absolute refractory period and their code's; ``τ_ref − 1`` is Buesing et al.'s neural sampling, the
+neurons' only behaviour before this option existed: every SAL record made before it used ``τ_ref − 1``). With ``τ_ref − 1`` a unit at its limit holds its PSP on without a break and its spikes carry no
+timing, and the phase's noise-free fixed point lies 7–11° from ``B = W`` in a trained MNIST net; with ``τ_ref``, within
+4° (``neuroplastic analyze sal --bias``; suite sal-floor's note).
+
 ``sal_bnorm="initial"`` (not in the paper; ``"free"``, the default, is the paper's rule): after every phase each
 dense layer's ``B`` keeps the direction SAL gave it and is rescaled to the Frobenius norm it had at initialisation,
 
@@ -102,7 +108,7 @@ class SALNet(SupervisedNet):
                  sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
-                 seed: int = 0) -> None:
+                 refractory: int | None = None, seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -110,6 +116,8 @@ class SALNet(SupervisedNet):
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
         check_range("tau_ref", tau_ref, 1, 1000)
+        if refractory is not None:
+            check_range("refractory", refractory, tau_ref - 1, 30_000)
         check_range("plasticity_noise", plasticity_noise, 0, 1)
         check_range("synaptic_noise", synaptic_noise, 0, 10)
         if sal_max_gain is not None:
@@ -126,7 +134,8 @@ class SALNet(SupervisedNet):
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
-                        "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm}
+                        "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
+                        "refractory": int(tau_ref if refractory is None else refractory)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -206,8 +215,8 @@ class SALNet(SupervisedNet):
     def sal_phase(self) -> dict[str, float]:
         r"""One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
         step, the phase's wall time and, per population, the fraction of units (over all networks) that fire at
-        :math:`\geq 0.9/\tau_\text{ref}`, at least 90 % of the refractory limit, where spike timing stops
-        carrying the weights' effect: ``sal_saturated/i`` for dense layer ``i``'s outputs, ``sal_saturated_input``
+        :math:`\geq 0.9/(\text{refractory} + 1)`, at least 90 % of the refractory limit, where spike timing carries
+        less of the weights' effect: ``sal_saturated/i`` for dense layer ``i``'s outputs, ``sal_saturated_input``
         for the first dense layer's inputs."""
         t0 = time.perf_counter()
         cfg = self.sal_cfg
@@ -235,7 +244,8 @@ class SALNet(SupervisedNet):
         r, tau = cfg["nets"], cfg["tau_ref"]
         gen = self.sal_gen if dev.type == "cpu" else torch.Generator(device=dev).manual_seed(
             int(torch.randint(0, 2**62, (1,), generator=self.sal_gen)))
-        net = SpikingNet(sizes, projections, biases, n_nets=r, tau_ref=tau, generator=gen, device=dev)
+        net = SpikingNet(sizes, projections, biases, n_nets=r, tau_ref=tau, refractory=cfg["refractory"],
+                         generator=gen, device=dev)
         traces = [SALTrace(self.rule, (r, n), device=dev) for n in sizes]
         # all pairs without plasticity noise: each projection's update is one product (sal_block)
         one_product = self.rule.pairing == "all" and self.noise_hebb_0 is None
@@ -290,7 +300,8 @@ class SALNet(SupervisedNet):
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors],
                                                                  dtype=torch.float64)])
         steps = cfg["blocks"] * cfg["block_steps"]
-        saturated = [float((f * (tau / steps) >= 0.9).float().mean()) for f in fired]
+        limit = steps / (cfg["refractory"] + 1)  # the most spikes a unit can fire in the phase
+        saturated = [float((f >= 0.9 * limit).float().mean()) for f in fired]
         out.update({"sal_saturated_input": saturated[0],
                     **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
         if cfg["max_gain"] is not None:

@@ -1,9 +1,18 @@
 r"""Discrete-time stochastic spiking neurons for SAL (Gierlich et al. 2025, after Buesing et al. 2011).
 
 Membrane potential :math:`u_i(t) = b_i + \sum_j P_{ij}\, z_j(t-1) + I_i(t)` with rectangular PSPs
-:math:`z_j(t) = 1` for the ``τ_ref`` steps from a spike of ``j`` on (the PSP length equals the refractory period).
-A unit that is not refractory spikes with probability :math:`\varphi(u) = \sigma(u - \ln \tau_\text{ref})` per
-step; after a spike it is refractory (cannot spike) for ``τ_ref`` steps, exactly while its ``z`` is 1.
+:math:`z_j(t) = 1` for the ``τ_ref`` steps from a spike of ``j`` on: a spike at step ``t`` adds its weight to the
+potentials of steps ``t + 1 … t + τ_ref``. A unit that is not refractory spikes with probability
+:math:`\varphi(u) = \sigma(u - \ln \tau_\text{ref})` per step; after a spike at step ``t`` it is refractory (cannot
+spike) for ``refractory`` steps, ``t + 1 … t + refractory``:
+
+- ``refractory = τ_ref`` (the default): the absolute refractory period of Gierlich et al.'s neurons and of their code
+  (a unit spikes again no sooner than ``τ_ref + 1`` steps later, so even a unit at its limit has a step with
+  :math:`z = 0` between two PSPs and each of its spikes is seen by the units it projects to);
+- ``refractory = τ_ref − 1``: Buesing et al.'s (2011) discrete-time neural sampling, where a unit may spike again on
+  the last step of its PSP, so :math:`P(z = 1) = \sigma(u)` exactly; a unit at its limit then holds :math:`z = 1`
+  without a break and its spikes carry no timing. In SAL's deep network this version leaves the phase's fixed point
+  7–11° from ``B = W`` (measured: ``neuroplastic analyze sal --bias``), the default within 4°.
 
 A :class:`SpikingNet` is populations joined by projections (``P`` of shape ``[N_post, N_pre]``, or
 ``[R, N_post, N_pre]``: one per network, to run many seeds or noise levels at once, or ``[G, N_post, N_pre]``:
@@ -33,7 +42,8 @@ def firing_probability(u: torch.Tensor, tau_ref: int) -> torch.Tensor:
 
 class SpikingNet:
     """Populations of stochastic units (sizes ``sizes``) and projections ``{(pre, post): P [N_post, N_pre]}``,
-    biases per population, ``R`` parallel networks, refractory period ``tau_ref`` steps.
+    biases per population, ``R`` parallel networks, PSP length ``tau_ref`` steps, ``refractory`` steps after a spike
+    without one (default ``tau_ref``; the module docstring).
 
     ``step(inputs)`` advances one step: potentials from the previous step's PSPs, spikes drawn, refractoriness
     updated; returns the spikes ``[R, N]`` per population (float 0/1). Weights are read at every step, so a
@@ -41,9 +51,14 @@ class SpikingNet:
 
     def __init__(self, sizes: list[int], projections: dict[tuple[int, int], torch.Tensor],
                  biases: list[torch.Tensor | None], *, n_nets: int = 1, tau_ref: int = 10,
-                 generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> None:
+                 refractory: int | None = None, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> None:
         if not (isinstance(tau_ref, int) and tau_ref >= 1):
             raise ValueError(f"tau_ref must be an integer >= 1, got {tau_ref!r}")
+        refractory = tau_ref if refractory is None else refractory
+        if not (isinstance(refractory, int) and tau_ref - 1 <= refractory <= 30_000):
+            raise ValueError(f"refractory must be an integer number of steps from tau_ref - 1 = {tau_ref - 1} to "
+                             f"30000, got {refractory!r}")
         if n_nets < 1:
             raise ValueError(f"n_nets must be >= 1, got {n_nets}")
         for (a, b), p in projections.items():
@@ -53,6 +68,8 @@ class SpikingNet:
                                  f"(G, {sizes[b]}, {sizes[a]}) with G dividing {n_nets} (one per group of "
                                  f"networks), got {tuple(p.shape)}")
         self.sizes, self.projections, self.tau_ref, self.n_nets = list(sizes), projections, tau_ref, n_nets
+        #: steps after a spike in which the unit cannot spike (the module docstring)
+        self.refractory = refractory
         self.biases = [torch.zeros(n, device=device) if b is None else b for n, b in zip(sizes, biases)]
         self.generator = generator if generator is not None else torch.Generator(device=device).manual_seed(0)
         self.device = torch.device(device)
@@ -61,8 +78,10 @@ class SpikingNet:
         # one state for all populations, so each step's element-wise work is a few operations on [R, ΣN];
         # ``countdown`` holds each population's view of it
         self._count = torch.zeros(n_nets, ends[-1], dtype=torch.int16, device=device)
-        #: steps of refractoriness (= PSP) left per unit; z = countdown > 0
+        #: per unit, ``refractory + 1`` at a spike, then one less per step: the unit is free when it reaches 0, and its
+        #: PSP is on while it is above ``refractory + 1 − τ_ref``
         self.countdown = [self._count[:, sl] for sl in self._spans]
+        self._psp_above = refractory + 1 - tau_ref
         self._z = torch.zeros(n_nets, ends[-1], device=device)  # the PSPs (count > 0) as floats, set by _fire
         self._u = torch.empty(n_nets, ends[-1], device=device)
         self._uni: torch.Tensor | None = None  # run()'s block of uniforms, reused from block to block
@@ -72,8 +91,8 @@ class SpikingNet:
         self._rows: dict[tuple[int, int], torch.Tensor] = {}
 
     def psp(self) -> list[torch.Tensor]:
-        """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 while refractory; views of a tensor the next
-        step replaces, not overwrites)."""
+        """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 for ``τ_ref`` steps from a spike on; views of a
+        tensor the next step replaces, not overwrites)."""
         return [self._z[:, sl] for sl in self._spans]
 
     def potentials(self, inputs: list[torch.Tensor | None] | None = None) -> list[torch.Tensor]:
@@ -141,11 +160,12 @@ class SpikingNet:
 
     def _fire(self, r: torch.Tensor) -> torch.Tensor:
         """Draw the spikes ``[R, ΣN]`` (bool) of the potentials just computed, with uniforms ``r``: a unit fires if it
-        is free (its countdown reaches 0 now) and ``r < φ(u)``; a spike restarts its countdown at ``τ_ref``."""
+        is free (its countdown reaches 0 now) and ``r < φ(u)``; a spike restarts its countdown at ``refractory + 1``."""
         c = self._count.sub_(1).clamp_min_(0)
         spikes = (c == 0) & (r < self._u.sub_(self._log_tau).sigmoid_())
-        c.masked_fill_(spikes, self.tau_ref)
-        self._z = torch.gt(c, 0, out=torch.empty(c.shape, device=c.device))  # a new tensor: psp()'s views stay
+        c.masked_fill_(spikes, self.refractory + 1)
+        # a new tensor: psp()'s views stay
+        self._z = torch.gt(c, self._psp_above, out=torch.empty(c.shape, device=c.device))
         return spikes
 
     def run(self, steps: int) -> list[torch.Tensor]:

@@ -22,12 +22,12 @@ __all__ = ["block_rate", "boltzmann_target", "flow_field", "kl_divergence", "sam
 
 
 def _pair_net(w12: torch.Tensor, w21: torch.Tensor, bias: float | tuple[float, float], tau_ref: int,
-              gen: torch.Generator) -> SpikingNet:
+              gen: torch.Generator, refractory: int | None = None) -> SpikingNet:
     r = len(w12)
     b1, b2 = (bias, bias) if isinstance(bias, (int, float)) else bias
     return SpikingNet([1, 1], {(0, 1): w21.view(r, 1, 1), (1, 0): w12.view(r, 1, 1)},
                       [torch.full((1,), float(b1)), torch.full((1,), float(b2))], n_nets=r, tau_ref=tau_ref,
-                      generator=gen)
+                      refractory=refractory, generator=gen)
 
 
 def block_rate(k: int, blocks: int, lr: float, lr_final: float | None, decay: str = "geometric") -> float:
@@ -44,7 +44,7 @@ def block_rate(k: int, blocks: int, lr: float, lr_final: float | None, decay: st
 def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blocks: int = 100,
                 block_steps: int = 1000, lr: float = 3.0, lr_final: float | None = 0.01, bias: float = 0.0,
                 tau_ref: int = 10, replicas: int = 1, decay: str = "geometric", rule: SALRule | None = None,
-                seed: int = 0) -> dict[str, torch.Tensor]:
+                refractory: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
     r"""Run SAL on ``w21`` (and on ``w12`` when ``both``) for ``blocks`` blocks of ``block_steps`` steps, one
     run per entry of the starting weights ``w12``, ``w21`` (``[R]``), each simulated by ``replicas`` parallel
     networks that share its weights.
@@ -55,8 +55,9 @@ def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blo
     (``None``: constant) over the blocks, ``decay`` ``"geometric"`` or ``"harmonic"`` (:func:`block_rate`; the
     harmonic, Robbins–Monro schedule's late steps average the noisy estimates of all blocks alike): large steps
     first, small ones to average out the spiking noise at the end.
-    Returns the trajectories ``w12``, ``w21`` ``[blocks + 1, R]`` (start included) and the spike rate per neuron
-    and step. Each block is simulated by :meth:`SpikingNet.run` (its uniforms drawn at once)."""
+    ``refractory``: steps without a spike after one (:class:`~neuroplastic.sal.neurons.SpikingNet`; default
+    ``tau_ref``). Returns the trajectories ``w12``, ``w21`` ``[blocks + 1, R]`` (start included) and the spike rate
+    per neuron and step. Each block is simulated by :meth:`SpikingNet.run` (its uniforms drawn at once)."""
     if replicas < 1:
         raise ValueError(f"two_neurons: replicas must be >= 1, got {replicas}")
     if decay not in ("geometric", "harmonic"):
@@ -67,7 +68,7 @@ def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blo
     r = len(w12)
     # the simulated networks' weights: each run's pair repeated over its replicas, rewritten after every block
     net12, net21 = w12.repeat_interleave(replicas), w21.repeat_interleave(replicas)
-    net = _pair_net(net12, net21, bias, tau_ref, gen)
+    net = _pair_net(net12, net21, bias, tau_ref, gen, refractory)
     traces = [SALTrace(rule, (r * replicas, 1)), SALTrace(rule, (r * replicas, 1))]
     hist12, hist21, spikes = [w12.clone()], [w21.clone()], 0.0
     norm = block_steps / tau_ref
@@ -88,7 +89,8 @@ def two_neurons(w12: torch.Tensor, w21: torch.Tensor, *, both: bool = False, blo
 
 
 def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float | tuple[float, float] = 0.0,
-               tau_ref: int = 10, rule: SALRule | None = None, seed: int = 0) -> torch.Tensor:
+               tau_ref: int = 10, rule: SALRule | None = None, refractory: int | None = None,
+               seed: int = 0) -> torch.Tensor:
     """The mean SAL drift of both synapses at fixed weights: for every point ``(w12, w21)`` of ``grid`` ``[P, 2]``
     the update per refractory period ``(Δw12, Δw21)`` ``[P, 2]`` averaged over ``steps`` steps (the weights held
     fixed). The phase-plane picture of the two-neuron study. ``bias``: both neurons' bias, or ``(b1, b2)`` (a large
@@ -96,7 +98,7 @@ def flow_field(grid: torch.Tensor, *, steps: int = 20_000, bias: float | tuple[f
     rule = rule or SALRule(tau=float(tau_ref), cut=2 * tau_ref)
     gen = torch.Generator().manual_seed(seed)
     w12, w21 = grid[:, 0].float(), grid[:, 1].float()
-    net = _pair_net(w12, w21, bias, tau_ref, gen)
+    net = _pair_net(w12, w21, bias, tau_ref, gen, refractory)
     traces = [SALTrace(rule, (len(grid), 1)), SALTrace(rule, (len(grid), 1))]
     total = torch.zeros(len(grid))
     chunk = 1000
@@ -135,7 +137,7 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
                      with_sal: tuple[bool, ...] = (False, True), plasticity_sigma: tuple[float, ...] = (0.0,),
                      synaptic_sigma: tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
                      replicas: int = 1, chunk: int = 250, rule: SALRule | None = None,
-                     seed: int = 0) -> dict[str, torch.Tensor]:
+                     refractory: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
     """Learn target Boltzmann distributions (:func:`boltzmann_target`, one per run) with a network of ``n``
     stochastic neurons by wake–sleep Hebbian learning, with and without SAL on the same synapses.
 
@@ -160,6 +162,9 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     as in suite sal-sampling's target cells). Shorter refractory periods make each step's firing probability larger,
     and in discrete time SAL's fixed point between units of unequal rates is then measurably asymmetric
     (var(W − Wᵀ) about 0.015 at 10 steps, recorded in sal-sampling-tau10, and 0.001 at 50, in sal-sampling).
+
+    ``refractory``: steps without a spike after one (:class:`~neuroplastic.sal.neurons.SpikingNet`; default
+    ``tau_ref``).
 
     Returns per network (``[G]``, ``G`` networks; the grid in ``with_sal``, ``plasticity``, ``synaptic``, ``run``)
     the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps of every replica) and
@@ -196,7 +201,8 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     # the biases are repeated over the replicas, rewritten after every epoch
     net_w, net_b = w.clone(), bias.repeat_interleave(replicas, 0)
     nets = g_count * replicas
-    net = SpikingNet([n], {(0, 0): net_w}, [net_b], n_nets=nets, tau_ref=tau_ref, generator=gen)
+    net = SpikingNet([n], {(0, 0): net_w}, [net_b], n_nets=nets, tau_ref=tau_ref, refractory=refractory,
+                     generator=gen)
     trace = SALTrace(rule, (nets, n))
     weights = (2 ** torch.arange(n)).float()
     group = torch.arange(nets) // replicas * 2**n  # each replica's row of the group's state counts
@@ -258,7 +264,7 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
 def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, block_steps: int = 1000,
                      lr: float = 3.0, lr_final: float | None = 0.01, w_range: float = 1.0, bias: float = 0.0,
                      tau_ref: int = 10, replicas: int = 1, decay: str = "geometric", flow_grid: int = 9,
-                     flow_steps: int = 10_000, seed: int = 0):
+                     flow_steps: int = 10_000, refractory: int | None = None, seed: int = 0):
     """The two-neuron study from ``runs`` random starts ``w12, w21 ~ U(−w_range, w_range)`` (:func:`two_neurons`).
     Metrics: the final gap ``|w12 − w21|`` as a fraction of its start (``gap_ratio_max``, ``gap_ratio_median``) and
     the fraction of runs below 5 % (``converged_fraction``); with ``both``, also how far the pair ends from the
@@ -272,7 +278,7 @@ def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, b
     w12 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
     w21 = (torch.rand(runs, generator=g) * 2 - 1) * w_range
     res = two_neurons(w12, w21, both=both, blocks=blocks, block_steps=block_steps, lr=lr, lr_final=lr_final,
-                      bias=bias, tau_ref=tau_ref, replicas=replicas, decay=decay, seed=seed)
+                      bias=bias, tau_ref=tau_ref, replicas=replicas, decay=decay, refractory=refractory, seed=seed)
     gap = (res["w12"] - res["w21"]).abs()
     ratio = gap / gap[0].clamp_min(1e-12)
     metrics = {"gap_ratio_max": float(ratio[-1].max()), "gap_ratio_median": float(ratio[-1].median()),
@@ -287,7 +293,7 @@ def two_neuron_study(*, runs: int = 10, both: bool = False, blocks: int = 100, b
         axis = torch.linspace(-w_range, w_range, flow_grid)
         grid = torch.cartesian_prod(axis, axis)  # (w12, w21)
         data["flow_at"], data["flow"] = grid, flow_field(grid, steps=flow_steps, bias=bias, tau_ref=tau_ref,
-                                                         seed=seed + 1)
+                                                         refractory=refractory, seed=seed + 1)
     return StudyOutput(metrics, history, data)
 
 
@@ -323,7 +329,7 @@ def sampling_study(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps
                    eval_steps: int = 20_000, lr: float = 0.01, sal_lr: float = 0.01,
                    plasticity_sigma: list[float] | tuple[float, ...] = (0.0,),
                    synaptic_sigma: list[float] | tuple[float, ...] = (0.0,), w0_std: float = 0.2, tau_ref: int = 10,
-                   replicas: int = 1, seed: int = 0):
+                   replicas: int = 1, refractory: int | None = None, seed: int = 0):
     """The sampling-network study (:func:`sampling_network`) for every noise level, Hebbian learning alone and with
     SAL. Metrics per level (``dkl/<hebb|sal>/p<σ>/s<σ>``, ``asym/...``: final values, mean over runs), their means
     over levels (``dkl_hebb``, ``dkl_sal``, ``asym_hebb``, ``asym_sal``) and the fraction of levels at which SAL ends
@@ -336,7 +342,7 @@ def sampling_study(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_steps
     res = sampling_network(runs=runs, n=n, epochs=epochs, sleep_steps=sleep_steps, eval_every=eval_every,
                            eval_steps=eval_steps, lr=lr, sal_lr=sal_lr, with_sal=(False, True),
                            plasticity_sigma=tuple(plasticity_sigma), synaptic_sigma=tuple(synaptic_sigma),
-                           w0_std=w0_std, tau_ref=tau_ref, replicas=replicas, seed=seed)
+                           w0_std=w0_std, tau_ref=tau_ref, replicas=replicas, refractory=refractory, seed=seed)
     metrics: dict = {"runs": runs, "epochs": epochs}
     lower = {"dkl": [], "asym": []}
     for pn in plasticity_sigma:

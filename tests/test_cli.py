@@ -210,7 +210,15 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
         row = {k: s["last"][f"bias/4/{k}/{i}"] for k in ("drift", "noise", "corr", "pull")}
         assert row["drift"] >= 0 and row["noise"] > 0 and -1 <= row["corr"] <= 1 and row["pull"] > 0, row
     assert not (tmp_path / "bias" / "sal_floor.png").exists()
+    assert s["refractory"] == 10  # the run's: tau_ref
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias9"), "--phases", "0", "--bias", "--nets",
+                 "4", "--refractory", "9"]) == 0
+    s9 = json.loads((tmp_path / "bias9" / "summary.json").read_text())
+    assert s9["refractory"] == 9 and s9["last"] != s["last"]  # other neurons, other spikes
     capsys.readouterr()
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias8"), "--phases", "0", "--bias",
+                 "--refractory", "8"]) != 0
+    assert "--refractory must be" in capsys.readouterr().err and not (tmp_path / "bias8").exists()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "0"]) != 0
     assert "phases must be >= 1" in capsys.readouterr().err
     fa = tmp_path / "fa"

@@ -16,6 +16,10 @@ independent spikes, the pull from one phase started off ``W``, and the angle of 
 (:func:`~neuroplastic.sal.rule.fixed_point_bias`)::
 
     neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0 --bias --nets 32 128
+
+``--refractory N`` runs the phases with neurons silent for ``N`` steps after a spike instead of the run's setting
+(``τ_ref − 1``: Buesing et al.'s neural sampling, which SAL records made before the option existed used; ``τ_ref``:
+the default), to compare the two on the same trained weights.
 """
 
 from __future__ import annotations
@@ -160,10 +164,12 @@ def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[int] | None = None,
            starts: list[str] | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
-           bias: bool = False) -> dict[str, Any]:
+           bias: bool = False, refractory: int | None = None) -> dict[str, Any]:
     """Load a trained ``sal`` run folder, run :func:`floor_study` (unless ``phases`` is 0 with ``bias``) and, with
     ``bias``, :func:`bias_study`; write ``sal_floor.png`` (with the floor study) and ``summary.json`` to ``out_dir``;
-    returns the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``)."""
+    returns the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``).
+    ``refractory``: the phases' neurons stay silent this many steps after a spike instead of the run's setting
+    (:class:`~neuroplastic.sal.neurons.SpikingNet`), to compare the two conventions on the same trained weights."""
     from ..experiment import ConfigError, load_trained, write_json_atomic
 
     if phases < (0 if bias else 1):
@@ -171,6 +177,11 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
     learner, _, cfg = load_trained(model, device)
     if cfg.get("learner") != "sal":
         raise ConfigError(f"{str(model)!r} is a {cfg.get('learner')!r} run; `analyze sal` needs a sal run")
+    if refractory is not None:
+        tau = learner.sal_cfg["tau_ref"]
+        if not (isinstance(refractory, int) and tau - 1 <= refractory <= 30_000):
+            raise ConfigError(f"--refractory must be an integer from tau_ref - 1 = {tau - 1} to 30000, got {refractory}")
+        learner.sal_cfg["refractory"] = refractory
     nets = nets or [learner.sal_cfg["nets"]]
     rows = floor_study(learner, phases, nets, starts or list(STARTS), seed, progress) if phases else []
     bias_rows = bias_study(learner, nets, seed) if bias else []
@@ -180,7 +191,8 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
         figure(rows, out / "sal_floor.png")
     last = {f"{row['start']}/{row['nets']}/{key}": v for row in rows for key, v in row["phases"][-1].items()}
     last.update({f"bias/{row['nets']}/{key}": v for row in bias_rows for key, v in row["bias"].items()})
-    summary = {"model": str(model), "phases": phases, "seed": seed, "last": last, "rows": rows, "bias": bias_rows}
+    summary = {"model": str(model), "phases": phases, "seed": seed, "refractory": learner.sal_cfg["refractory"],
+               "last": last, "rows": rows, "bias": bias_rows}
     write_json_atomic(summary, out / "summary.json")
     return summary
 
@@ -201,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0, help="seed of the phases' spikes")
     ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W and the angle of the "
                     "phase's noise-free fixed point (three phases per network count)")
+    ap.add_argument("--refractory", type=int, help="steps without a spike after one in the phases' neurons (default: "
+                    "the run's, tau_ref unless it set another)")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
-    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device, bias=a.bias)
+    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device, bias=a.bias, refractory=a.refractory)
     print(json.dumps(s["last"], indent=1))

@@ -45,7 +45,8 @@ FA and this variant differ in ``B``'s direction only. Logged as ``sal_bnorm_gain
 unit that fires at its refractory limit — its spike train is then regular, so the pairs a weight causes are offset
 by pairs the refractory clock makes, and ``B`` random-walks (two neurons, ``W`` = 1: B's mean drift per refractory
 period is +0.12 at B = −1 and −0.16 at B = 3 when both fire at about 0.65 of the limit, within ±0.016 over that
-range when either fires at ≥ 0.96 of it). Forward weights large enough to drive the copy's units there can be
+range when either fires at ≥ 0.96 of it; measured with ``refractory = τ_ref − 1``, and the test of it holds with
+either setting). Forward weights large enough to drive the copy's units there can be
 capped: dense layer ``l`` enters the copy scaled by :math:`s_l = \\min(1, G / g_l)`, :math:`g_l = \\lVert
 W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; PyTorch's initialisation gives
 :math:`1/\\sqrt 3 \\approx 0.58`): ``W_l``, ``B_l`` and the biases of its units times ``s_l``. The copy learns

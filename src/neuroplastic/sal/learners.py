@@ -23,9 +23,10 @@ cross-entropy.
 
 ``refractory``: the copy's units cannot spike for this many steps after a spike (default ``τ_ref``, Gierlich et
 al.'s absolute refractory period and their code's; ``τ_ref − 1`` is Buesing et al.'s neural sampling, the
-neurons' only behaviour before this option existed: every SAL record made before it used ``τ_ref − 1``). With ``τ_ref − 1`` a unit at its limit holds its PSP on without a break and its spikes carry no
-timing, and the phase's noise-free fixed point lies 7–11° from ``B = W`` in a trained MNIST net; with ``τ_ref``, within
-4° (``neuroplastic analyze sal --bias``; suite sal-floor's note).
+neurons' only behaviour before this option existed: every SAL record made before it used ``τ_ref − 1``). With
+``τ_ref − 1`` a unit at its limit holds its PSP on without a break and its spikes carry no timing, and the noise-free
+fixed point of a phase lies 7.7 / 11.4 / 7.5° from ``B = W`` (fc1 / fc2 / fc3 of a trained MNIST net); with ``τ_ref``,
+1.6 / 5.2 / 2.5° (:class:`~neuroplastic.sal.neurons.SpikingNet`; suite sal-floor's note).
 
 ``sal_bnorm="initial"`` (not in the paper; ``"free"``, the default, is the paper's rule): after every phase each
 dense layer's ``B`` keeps the direction SAL gave it and is rescaled to the Frobenius norm it had at initialisation,

@@ -11,8 +11,9 @@ spike) for ``refractory`` steps, ``t + 1 … t + refractory``:
   :math:`z = 0` between two PSPs and each of its spikes is seen by the units it projects to);
 - ``refractory = τ_ref − 1``: Buesing et al.'s (2011) discrete-time neural sampling, where a unit may spike again on
   the last step of its PSP, so :math:`P(z = 1) = \sigma(u)` exactly; a unit at its limit then holds :math:`z = 1`
-  without a break and its spikes carry no timing. In SAL's deep network this version leaves the phase's fixed point
-  7–11° from ``B = W`` (measured: ``neuroplastic analyze sal --bias``), the default within 4°.
+  without a break and its spikes carry no timing. In SAL's deep network this version leaves the noise-free fixed
+  point of a phase 7.7 / 11.4 / 7.5° from ``B = W`` (fc1 / fc2 / fc3 of a trained MNIST net), the default 1.6 / 5.2 /
+  2.5° (``neuroplastic analyze sal --bias``; suite sal-floor's note).
 
 A :class:`SpikingNet` is populations joined by projections (``P`` of shape ``[N_post, N_pre]``, or
 ``[R, N_post, N_pre]``: one per network, to run many seeds or noise levels at once, or ``[G, N_post, N_pre]``:

@@ -159,12 +159,13 @@ def sampling_network(*, runs: int = 5, n: int = 7, epochs: int = 2000, sleep_ste
     replicas share one weight matrix in the simulation (:class:`~neuroplastic.sal.neurons.SpikingNet` groups), and
     the coactivations are counted per state, so the run is the same, number for number, as with a copy per replica.
     ``tau_ref``: the authors' sampling network uses 50 steps (with ``sleep_steps`` and ``eval_steps`` scaled alike,
-    as in suite sal-sampling's target cells). Shorter refractory periods make each step's firing probability larger,
-    and in discrete time SAL's fixed point between units of unequal rates is then measurably asymmetric
-    (var(W − Wᵀ) about 0.015 at 10 steps, recorded in sal-sampling-tau10, and 0.001 at 50, in sal-sampling).
+    as in suite sal-sampling's target cells).
 
     ``refractory``: steps without a spike after one (:class:`~neuroplastic.sal.neurons.SpikingNet`; default
-    ``tau_ref``).
+    ``tau_ref``, the authors'). With ``τ_ref − 1`` (Buesing et al.'s sampling) SAL's fixed point between units of
+    unequal rates is measurably asymmetric, the more so the shorter ``τ_ref`` (var(W − Wᵀ) about 0.015 at 10 steps,
+    0.001 at 50); with ``τ_ref`` it is 0.0006–0.001 at 10 steps (sal-sampling-tau10), but the sampled distribution is
+    then not exactly the Boltzmann distribution of ``W`` and ``b`` (a silent step between PSPs).
 
     Returns per network (``[G]``, ``G`` networks; the grid in ``with_sal``, ``plasticity``, ``synaptic``, ``run``)
     the curves ``dkl`` (D_KL(target ‖ sampled), from ``eval_steps`` free-running steps of every replica) and

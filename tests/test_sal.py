@@ -433,6 +433,22 @@ def test_sal_phase_reports_the_fraction_of_units_at_the_refractory_limit():
     assert 0.0 <= out["sal_saturated_input"] < 1.0, out  # zero bias, top-down input only
 
 
+def test_sal_net_runs_its_copy_with_its_refractory_period():
+    """``refractory`` reaches the spiking copy: hidden units driven to fire whenever free spike every
+    ``refractory + 1`` steps, which is the limit the saturation fraction is measured against."""
+    for bad in (8, 10.5, True):  # below tau_ref - 1, not an integer
+        with pytest.raises(ValueError, match="refractory"):
+            _small_sal(refractory=bad)
+    m = _small_sal(sal_nets=4, sal_blocks=1, sal_block_steps=260, refractory=12)
+    m.configure(1, 10)
+    hidden, out_layer = m._dense()
+    with torch.no_grad():
+        hidden.bias.fill_(50.0)
+        out_layer.bias.fill_(-50.0)
+    out = m.sal_phase()
+    assert out[f"sal_saturated/{m.dense_index()[0]}"] == 1.0, out  # 20 spikes in 260 steps: the limit, 1 / 13
+
+
 def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
     noise = {}
     for nets in (8, 32):

@@ -119,6 +119,8 @@ class SALNet(SupervisedNet):
         check_range("sal_nets", sal_nets, 1, 4096)
         check_range("tau_ref", tau_ref, 1, 1000)
         if refractory is not None:
+            if isinstance(refractory, bool) or not isinstance(refractory, int):
+                raise ValueError(f"refractory must be an integer number of steps, got {refractory!r}")
             check_range("refractory", refractory, tau_ref - 1, 30_000)
         check_range("plasticity_noise", plasticity_noise, 0, 1)
         check_range("synaptic_noise", synaptic_noise, 0, 10)

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from .neurons import check_refractory
 from .rule import fixed_point_bias, noise_floor
 
 __all__ = ["bias_study", "floor_study", "main", "report"]
@@ -178,10 +179,10 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
     if cfg.get("learner") != "sal":
         raise ConfigError(f"{str(model)!r} is a {cfg.get('learner')!r} run; `analyze sal` needs a sal run")
     if refractory is not None:
-        tau = learner.sal_cfg["tau_ref"]
-        if not (isinstance(refractory, int) and tau - 1 <= refractory <= 30_000):
-            raise ConfigError(f"--refractory must be an integer from tau_ref - 1 = {tau - 1} to 30000, got {refractory}")
-        learner.sal_cfg["refractory"] = refractory
+        try:
+            learner.sal_cfg["refractory"] = check_refractory(refractory, learner.sal_cfg["tau_ref"])
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
     nets = nets or [learner.sal_cfg["nets"]]
     rows = floor_study(learner, phases, nets, starts or list(STARTS), seed, progress) if phases else []
     bias_rows = bias_study(learner, nets, seed) if bias else []

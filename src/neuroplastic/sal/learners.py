@@ -74,7 +74,7 @@ from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
 from ..nn.feedback import FeedbackLinear, feedback_layers, feedback_stats
-from .neurons import SpikingNet
+from .neurons import SpikingNet, check_refractory
 from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, noise_floor, phase_noise, sal_block, sal_pairs
 from .rule import plasticity_noise as draw_plasticity_noise
 
@@ -118,10 +118,7 @@ class SALNet(SupervisedNet):
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
         check_range("tau_ref", tau_ref, 1, 1000)
-        if refractory is not None:
-            if isinstance(refractory, bool) or not isinstance(refractory, int):
-                raise ValueError(f"refractory must be an integer number of steps, got {refractory!r}")
-            check_range("refractory", refractory, tau_ref - 1, 30_000)
+        refractory = check_refractory(refractory, tau_ref)
         check_range("plasticity_noise", plasticity_noise, 0, 1)
         check_range("synaptic_noise", synaptic_noise, 0, 10)
         if sal_max_gain is not None:
@@ -139,7 +136,7 @@ class SALNet(SupervisedNet):
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
-                        "refractory": int(tau_ref if refractory is None else refractory)}
+                        "refractory": refractory}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")

@@ -31,7 +31,7 @@ import torch
 
 from ..boltzmann.machines import enumerate_states
 
-__all__ = ["SpikingNet", "firing_probability"]
+__all__ = ["SpikingNet", "check_refractory", "firing_probability"]
 
 _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most this many pre units is tabulated
 
@@ -39,6 +39,16 @@ _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most thi
 def firing_probability(u: torch.Tensor, tau_ref: int) -> torch.Tensor:
     r""":math:`\varphi(u) = \sigma(u - \ln \tau_\text{ref})`: the spike probability per step of a free unit."""
     return torch.sigmoid(u - math.log(tau_ref))
+
+
+def check_refractory(refractory: int | None, tau_ref: int) -> int:
+    """The steps without a spike after a spike (module docstring): ``tau_ref`` for ``None``, else an integer from
+    ``tau_ref − 1`` (Buesing et al.'s sampling) to 30,000 (the countdown is 16-bit); ``ValueError`` otherwise."""
+    value = tau_ref if refractory is None else refractory
+    if isinstance(value, bool) or not isinstance(value, int) or not tau_ref - 1 <= value <= 30_000:
+        raise ValueError(f"refractory must be an integer number of steps from tau_ref - 1 = {tau_ref - 1} to 30000, "
+                         f"got {refractory!r}")
+    return value
 
 
 class SpikingNet:
@@ -56,10 +66,7 @@ class SpikingNet:
                  device: torch.device | str = "cpu") -> None:
         if not (isinstance(tau_ref, int) and tau_ref >= 1):
             raise ValueError(f"tau_ref must be an integer >= 1, got {tau_ref!r}")
-        refractory = tau_ref if refractory is None else refractory
-        if not (isinstance(refractory, int) and tau_ref - 1 <= refractory <= 30_000):
-            raise ValueError(f"refractory must be an integer number of steps from tau_ref - 1 = {tau_ref - 1} to "
-                             f"30000, got {refractory!r}")
+        refractory = check_refractory(refractory, tau_ref)
         if n_nets < 1:
             raise ValueError(f"n_nets must be >= 1, got {n_nets}")
         for (a, b), p in projections.items():

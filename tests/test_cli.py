@@ -202,6 +202,9 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     assert all(v == pytest.approx(0, abs=1e-3) for k, v in first[0].items())  # B = W: angle 0 before a phase
     assert all(v > 0 for k, v in first[1].items() if k.startswith("angle_deg"))  # the noise moves it off
     assert (tmp_path / "an" / "sal_floor.png").exists()
+    layers = s["rows"][0]["layers"]  # the run's own phase: its bound, from its history.json
+    assert {f"run_bound_deg/{i}" for i in layers} <= set(s["last"]), s["last"]
+    assert all(f"sal_bound_deg/{i}" in s["rows"][0]["phases"][1] for i in layers)  # each row's own phases (from B = W: no pull)
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias"), "--phases", "0", "--bias", "--nets",
                  "4"]) == 0
     s = json.loads((tmp_path / "bias" / "summary.json").read_text())

@@ -382,6 +382,50 @@ def test_noise_floor_is_the_stationary_angle_of_the_noisy_relaxation():
             angles.append(feedback_stats(b, w)["angle_deg"])
     assert sum(angles) / len(angles) == pytest.approx(exact["floor_deg"], rel=0.05)
     assert "floor_deg" not in noise_floor(b, b + 1.5 * (w - b), w, 1.0)  # overshooting: no stationary angle
+    assert exact["estimate"] == pytest.approx(noise / kappa)
+    assert "estimate" not in noise_floor(b, b - 0.1 * (w - b), w, 1.0)  # pushed away: no estimate of W
+
+
+def test_averaging_bound_is_reached_by_the_inverse_variance_average_and_not_beaten_by_a_constant_rate():
+    """tan(bound) = (sum s_k^-2)^(-1/2): K equal phases give atan(s / sqrt K); averaging the phases' estimates
+    W + noise (noise s ||W||) with inverse-variance weights lands on it, and the relaxation at a constant rate with
+    the same phases stays above it."""
+    from neuroplastic.nn.feedback import feedback_stats
+    from neuroplastic.sal.rule import averaging_bound
+
+    assert averaging_bound([2.0] * 16) == pytest.approx(math.degrees(math.atan(0.5)))
+    assert averaging_bound([1.0, 2.0]) == pytest.approx(math.degrees(math.atan((1 + 0.25) ** -0.5)))
+    assert math.isnan(averaging_bound([]))
+    for bad in ([1.0, 0.0], [-1.0], [float("nan")]):
+        with pytest.raises(ValueError, match="estimate noises"):
+            averaging_bound(bad)
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(80, 60, generator=g)
+    s = [1.5] * 10 + [3.0] * 10  # two kinds of phases
+
+    def estimate(sk: float) -> torch.Tensor:
+        return w + sk * float(w.norm()) / math.sqrt(w.numel()) * torch.randn(80, 60, generator=g)
+
+    bound = averaging_bound(s)
+    est = [estimate(sk) for sk in s]
+    best = sum(e / sk**2 for e, sk in zip(est, s)) / sum(sk**-2 for sk in s)
+    assert feedback_stats(best, w)["angle_deg"] == pytest.approx(bound, rel=0.05)
+    for kappa in (0.05, 0.1, 0.3):  # B' = B + kappa (W_hat - B): the SAL relaxation with its estimates
+        b = torch.randn(80, 60, generator=g)
+        for e in est:
+            b = b + kappa * (e - b)
+        assert feedback_stats(b, w)["angle_deg"] > bound, kappa
+
+
+def test_run_bound_reads_a_runs_logged_phases():
+    from neuroplastic.sal.analysis import run_bound
+
+    history = [{"sal_noise/2": 0.2, "sal_pull/2": 0.1, "sal_noise/3": 0.1, "sal_pull/3": -0.1}] * 4
+    got = run_bound(history, [2, 3])
+    assert got["run_bound_deg/2"] == pytest.approx(math.degrees(math.atan(2 / 2)))  # s = 2 over 4 phases
+    assert got["run_phases/2"] == 4 and got["phases_for_10deg/2"] == pytest.approx(4 / math.tan(math.radians(10))**2)
+    assert "run_bound_deg/3" not in got  # no positive pull: no estimate
+    assert run_bound([{"test_acc": 0.5}], [2]) == {}
 
 
 def test_fixed_point_bias_recovers_the_drift_under_noise_and_the_fixed_point_of_the_relaxation():
@@ -459,6 +503,9 @@ def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
                 layer.weight.mul_(4)
         out = m.sal_phase()
         assert {"sal_noise/0", "sal_pull/0", "sal_noise/1", "sal_pull/1"} <= set(out), out
+        for i in (0, 1):  # one phase: its bound is that of its own estimate
+            if f"sal_estimate/{i}" in out:
+                assert out[f"sal_bound_deg/{i}"] == pytest.approx(math.degrees(math.atan(out[f"sal_estimate/{i}"])))
         noise[nets] = out["sal_noise/0"]
     assert 1.5 < noise[8] / noise[32] < 2.7, noise  # noise ~ 1/sqrt(networks)
     assert "sal_noise/0" not in _small_sal(sal_nets=1).sal_phase()  # one network: no halves to compare
@@ -469,7 +516,7 @@ def test_sal_phase_log_survives_the_state_dict_and_is_drawn(tmp_path):
     m.configure(1, 10)
     for _ in range(3):
         m.sal_phase()
-    assert m.phase_log.shape == (3, 4)  # 2 dense layers: their angles, then their floors
+    assert m.phase_log.shape == (3, 6)  # 2 dense layers: their angles, their floors, their estimate noises
     assert float(m.phase_log[:, :2].min()) > 0 and float(m.phase_log[:, :2].max()) < 180
     fresh = _small_sal(sal_nets=8, sal_blocks=2, sal_block_steps=300)
     fresh.load_state_dict(m.state_dict())
@@ -477,6 +524,8 @@ def test_sal_phase_log_survives_the_state_dict_and_is_drawn(tmp_path):
     older = {k: v for k, v in m.state_dict().items() if k != "_extra_state"}  # saved before the log existed
     fresh.load_state_dict(older)
     assert len(fresh.phase_log) == 0
+    fresh.load_state_dict({**older, "_extra_state": m.phase_log[:, :4]})  # saved before it held the estimates
+    assert torch.equal(fresh.phase_log[:, :4], m.phase_log[:, :4]) and bool((fresh.phase_log[:, 4:] == -1).all())
     names = [p.name for p in m.figures(None, tmp_path)]
     assert names == ["feedback.png", "sal_alignment.png"] and (tmp_path / "sal_alignment.png").stat().st_size > 0
 

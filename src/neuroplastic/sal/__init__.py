@@ -5,7 +5,8 @@ feedback weights learned from the spike timing of stochastic spiking neurons.
   and absolute refractoriness, many networks in parallel (:class:`SpikingNet`);
 - :mod:`~neuroplastic.sal.rule`: the SAL window and pairings (:func:`sal_step`, :func:`sal_pairs`,
   :class:`SALTrace`), plasticity noise, the noise floor of a phase and the bias of its fixed point
-  (:func:`phase_noise`, :func:`noise_floor`, :func:`fixed_point_bias`);
+  (:func:`phase_noise`, :func:`noise_floor`, :func:`fixed_point_bias`) and the best angle a run's phases allow
+  (:func:`averaging_bound`);
 - :mod:`~neuroplastic.sal.studies`: the two-neuron study;
 - :mod:`~neuroplastic.sal.learners`: the deep network whose dense layers' feedback is learned by SAL phases
   (learner ``sal``).
@@ -20,6 +21,7 @@ from .rule import (
            WINDOWS,
            SALRule,
            SALTrace,
+           averaging_bound,
            fixed_point_bias,
            noise_floor,
            phase_noise,
@@ -29,5 +31,6 @@ from .rule import (
 )
 from .studies import flow_field, two_neurons
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "firing_probability", "fixed_point_bias",
-           "flow_field", "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step", "two_neurons"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "averaging_bound", "firing_probability",
+           "fixed_point_bias", "flow_field", "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step",
+           "two_neurons"]

@@ -17,6 +17,12 @@ independent spikes, the pull from one phase started off ``W``, and the angle of 
 
     neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0 --bias --nets 32 128
 
+Whatever is asked, the summary also gives the run's own bound: from the estimate noise each of its training phases
+logged (``sal_noise/i`` / ``sal_pull/i`` of its ``history.json``), the smallest angle any schedule of SAL rates could
+have reached with those phases had ``W`` stood still (:func:`~neuroplastic.sal.rule.averaging_bound`;
+``run_bound_deg/<layer>``), and how many phases' worth of such samples a 10° angle needs
+(``phases_for_10deg/<layer>``): more than the run had means no rate schedule reaches 10° with its phases.
+
 ``--refractory N`` runs the phases with neurons silent for ``N`` steps after a spike instead of the run's setting
 (``τ_ref − 1``: Buesing et al.'s neural sampling, which SAL records made before the option existed used; ``τ_ref``:
 the default), to compare the two on the same trained weights.
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,9 +41,9 @@ from typing import Any
 import torch
 
 from .neurons import check_refractory
-from .rule import fixed_point_bias, noise_floor
+from .rule import averaging_bound, fixed_point_bias, noise_floor
 
-__all__ = ["bias_study", "floor_study", "main", "report"]
+__all__ = ["bias_study", "floor_study", "main", "report", "run_bound"]
 
 STARTS = ("trained", "transpose")
 
@@ -60,8 +67,9 @@ def _restored(learner: Any) -> Iterator[list[torch.Tensor]]:
 def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], seed: int = 0,
                 progress: bool = False) -> list[dict[str, Any]]:
     """Per ``(start, nets)`` the angle(B, W) of every dense layer before and after each of ``phases`` phases at
-    fixed ``W``, with each phase's ``sal_noise``/``sal_pull``/``sal_floor_deg`` keys. The learner's ``B`` and phase
-    settings are restored afterwards. One row per ``(start, nets)``: ``{"start", "nets", "layers", "phases": [...]}``
+    fixed ``W``, with each phase's ``sal_noise``/``sal_pull``/``sal_floor_deg``/``sal_estimate`` keys and
+    ``sal_bound_deg``, the bound of the row's phases so far. The learner's ``B`` and phase settings are restored
+    afterwards. One row per ``(start, nets)``: ``{"start", "nets", "layers", "phases": [...]}``
     (``phases[0]`` is the start)."""
     if phases < 1:
         raise ValueError(f"phases must be >= 1, got {phases}")
@@ -79,6 +87,7 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
                     m.B.copy_(b if start == "trained" else m.weight)
                 learner.sal_cfg["nets"] = int(r)
                 learner.sal_gen.manual_seed(seed)
+                learner.phase_log = learner.phase_log[:0]  # the row's own phases (restored on exit)
                 log = [{f"angle_deg/{i}": a for i, a in zip(layers, learner.dense_angles())}]
                 for k in range(phases):
                     out = learner.sal_phase()  # its phase log's last row holds the angles after it
@@ -131,6 +140,23 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
                 bias.update({f"{k}/{i}": v for k, v in {**fixed_point_bias(w, a, b, pull), "pull": pull}.items()})
             rows.append({"nets": int(r), "layers": layers, "bias": bias})
     return rows
+
+
+def run_bound(history: list[dict[str, Any]], layers: list[int], target_deg: float = 10.0) -> dict[str, float]:
+    r"""From a run's logged epochs (``sal_noise/i`` and ``sal_pull/i`` of every phase), per dense layer ``i`` of
+    ``layers``: ``run_bound_deg/i``, :func:`~neuroplastic.sal.rule.averaging_bound` of the phases' estimate noises
+    (noise / pull; phases without a positive pull left out), ``run_phases/i`` the phases counted, and
+    ``phases_for_10deg/i``, the phases of their mean information a ``target_deg`` angle needs,
+    :math:`1 / (\tan^2\theta^* \cdot \overline{s^{-2}})`. Empty for a run that logged no phase noise."""
+    out: dict[str, float] = {}
+    for i in layers:
+        est = [row[f"sal_noise/{i}"] / row[f"sal_pull/{i}"] for row in history
+               if row.get(f"sal_pull/{i}", 0) > 0 and row.get(f"sal_noise/{i}", 0) > 0]
+        if est:
+            info = sum(e ** -2 for e in est) / len(est)
+            out.update({f"run_bound_deg/{i}": averaging_bound(est), f"run_phases/{i}": float(len(est)),
+                        f"phases_for_10deg/{i}": 1 / (math.tan(math.radians(target_deg)) ** 2 * info)})
+    return out
 
 
 def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -192,6 +218,9 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
         figure(rows, out / "sal_floor.png")
     last = {f"{row['start']}/{row['nets']}/{key}": v for row in rows for key, v in row["phases"][-1].items()}
     last.update({f"bias/{row['nets']}/{key}": v for row in bias_rows for key, v in row["bias"].items()})
+    history_file = Path(model) / "history.json"
+    if history_file.is_file():
+        last.update(run_bound(json.loads(history_file.read_text()), learner.dense_index()))
     summary = {"model": str(model), "phases": phases, "seed": seed, "refractory": learner.sal_cfg["refractory"],
                "last": last, "rows": rows, "bias": bias_rows}
     write_json_atomic(summary, out / "summary.json")

@@ -59,7 +59,10 @@ Each phase also measures how far it can align ``B``: the networks run in two hal
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
 (:func:`~neuroplastic.sal.rule.noise_floor`): logged per dense layer ``i`` (the alignment keys' index) as
-``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update itself is the same sum.
+``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update itself is the same sum. ``sal_estimate/i`` is the
+noise of the phase's estimate of ``W`` (noise / pull, whatever the rate), and ``sal_bound_deg/i`` the smallest angle
+the run's phases so far could have reached under any schedule of SAL rates had ``W`` stood still
+(:func:`~neuroplastic.sal.rule.averaging_bound`): an angle near it needs more samples per phase, not another rate.
 """
 
 from __future__ import annotations
@@ -75,7 +78,17 @@ from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
 from ..nn.feedback import FeedbackLinear, feedback_layers, feedback_stats
 from .neurons import SpikingNet, check_refractory
-from .rule import PAIRINGS, WINDOWS, SALRule, SALTrace, noise_floor, phase_noise, sal_block, sal_pairs
+from .rule import (
+    PAIRINGS,
+    WINDOWS,
+    SALRule,
+    SALTrace,
+    averaging_bound,
+    noise_floor,
+    phase_noise,
+    sal_block,
+    sal_pairs,
+)
 from .rule import plasticity_noise as draw_plasticity_noise
 
 __all__ = ["BNORMS", "SALNet"]
@@ -155,8 +168,9 @@ class SALNet(SupervisedNet):
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.steps_per_epoch = 1
         self.last_phase: dict[str, float] = {}
-        #: one row per phase: the dense layers' angle(B, W) after it, then their noise floors (-1: none)
-        self.phase_log = torch.zeros(0, 2 * len(self._dense()), dtype=torch.float64)
+        #: one row per phase: the dense layers' angle(B, W) after it, then their noise floors, then their estimate
+        #: noises (:func:`~neuroplastic.sal.rule.noise_floor`; -1: none)
+        self.phase_log = torch.zeros(0, 3 * len(self._dense()), dtype=torch.float64)
         self._sgd_seconds = 0.0  # wall time of this epoch's SGD steps (for sal_cost_ratio)
 
     @classmethod
@@ -298,8 +312,13 @@ class SALNet(SupervisedNet):
                 m.B.mul_(gain)
                 out[f"sal_bnorm_gain/{index[l]}"] = gain
         floors = [out.get(f"sal_floor_deg/{i}", -1.0) for i in index]
-        self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors],
+        estimates = [out.get(f"sal_estimate/{i}", -1.0) for i in index]
+        self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors + estimates],
                                                                  dtype=torch.float64)])
+        for l, i in enumerate(index):  # the best angle the phases so far allow, had W stood still
+            logged = self.phase_log[:, 2 * len(dense) + l]
+            if bool((logged > 0).any()):
+                out[f"sal_bound_deg/{i}"] = averaging_bound(logged[logged > 0].tolist())
         steps = cfg["blocks"] * cfg["block_steps"]
         limit = steps / (cfg["refractory"] + 1)  # the most spikes a unit can fire in the phase
         saturated = [float((f >= 0.9 * limit).float().mean()) for f in fired]
@@ -316,7 +335,12 @@ class SALNet(SupervisedNet):
         return self.phase_log
 
     def set_extra_state(self, state: torch.Tensor) -> None:
-        self.phase_log = state.to(torch.float64).cpu()
+        """Load a phase log; one saved before it held the estimate noises gets them as -1 (none)."""
+        log = state.to(torch.float64).cpu()
+        n = len(self._dense())
+        if log.shape[1] == 2 * n:
+            log = torch.cat([log, torch.full((len(log), n), -1.0, dtype=torch.float64)], dim=1)
+        self.phase_log = log
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """As :meth:`torch.nn.Module.load_state_dict`; weights saved before the phase log existed load with an
@@ -329,8 +353,10 @@ class SALNet(SupervisedNet):
 
     def figures(self, bundle: Any, out_dir: Any) -> list:
         """Beside ``feedback.png``: ``sal_alignment.png``, per dense layer the angle(B, W) after every phase
-        (solid) and the noise floor that phase predicts (dashed, :func:`~neuroplastic.sal.rule.noise_floor`):
-        an angle resting on its floor is limited by the phase's sampling noise, one above it by a bias."""
+        (solid), the noise floor that phase predicts (dashed, :func:`~neuroplastic.sal.rule.noise_floor`) and the
+        smallest angle the phases so far allow under any rate schedule (dotted,
+        :func:`~neuroplastic.sal.rule.averaging_bound`): an angle resting on its floor is limited by the phase's
+        sampling noise, one above it by a bias; a floor near the bound leaves nothing for a rate schedule to gain."""
         from pathlib import Path
 
         import matplotlib
@@ -348,9 +374,13 @@ class SALNet(SupervisedNet):
             line, = ax.plot(xs, log[:, l].tolist(), marker="o", ms=3, label=f"dense layer {l + 1}: angle(B, W)")
             floor = [v if v >= 0 else float("nan") for v in log[:, n + l].tolist()]  # -1: no floor that phase
             ax.plot(xs, floor, ls="--", color=line.get_color(), label=f"dense layer {l + 1}: noise floor")
+            est = log[:, 2 * n + l]
+            bound = [averaging_bound(est[: k + 1][est[: k + 1] > 0].tolist()) if bool((est[: k + 1] > 0).any())
+                     else float("nan") for k in range(len(log))]
+            ax.plot(xs, bound, ls=":", color=line.get_color(), label=f"dense layer {l + 1}: bound of any rate")
         ax.axhline(10, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="SAL phase (one before every epoch)", ylabel="degrees", ylim=(0, 90),
-               title="SAL: alignment after each phase and the phase's noise floor")
+               title="SAL: alignment after each phase, the phase's noise floor, the phases' bound")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -39,8 +39,8 @@ import math
 
 import torch
 
-__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "fixed_point_bias", "noise_floor", "phase_noise",
-           "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
+__all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "averaging_bound", "fixed_point_bias", "noise_floor",
+           "phase_noise", "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -289,6 +289,12 @@ def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noi
       \sqrt{\kappa(2 - \kappa)}\big)` (the stationary :math:`\lVert B - W\rVert^2 = \mathbb{E}\lVert\xi\rVert^2 /
       (1 - (1-\kappa)^2)`), present only when :math:`0 < \hat\kappa < 1`.
 
+    - ``estimate`` :math:`= \text{noise}/\hat\kappa`, present when :math:`\hat\kappa > 0`: the noise, relative to
+      ``W``, of the estimate of ``W`` the phase makes, :math:`\hat W = B + (B' - B)/\kappa = W + \xi/\kappa`; it is
+      the same whatever the rate (noise and pull both scale with it) and falls as :math:`1/\sqrt{R}` in the
+      networks, so :func:`averaging_bound` turns the estimates of a run's phases into the best angle any rate could
+      have reached with them.
+
     A ``B`` that levels off at ``floor_deg`` is limited by the phase's sampling noise (more networks or steps per
     phase, or a smaller rate, lower it); one that levels off above it sits at a biased fixed point."""
     scale = float(w.norm())
@@ -298,6 +304,31 @@ def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noi
     if gap_sq > 0:
         out["pull"] = -float(((b_end - b_start) * gap).sum()) / gap_sq
         kappa = out["pull"]
+        if kappa > 0:
+            out["estimate"] = out["noise"] / kappa
         if 0 < kappa < 1 and scale > 0:
             out["floor_deg"] = math.degrees(math.atan(out["noise"] / math.sqrt(kappa * (2 - kappa))))
     return out
+
+
+def averaging_bound(estimates: list[float]) -> float:
+    r"""The smallest angle(B, W) in degrees that phases with estimate noises ``estimates`` (:func:`noise_floor`'s
+    ``estimate`` :math:`s_k`, relative to :math:`\lVert W\rVert`) can reach at fixed ``W`` (Gierlich et al. 2025's
+    relaxation :math:`B \to W`, with any rates :math:`\kappa_k` per phase):
+
+    .. math::  \tan\theta \;\geq\; \Big(\sum_k s_k^{-2}\Big)^{-1/2}.
+
+    Why: after the phases, :math:`B = \pi_0 B_0 + \sum_k c_k \hat W_k` with :math:`\hat W_k = W + \xi_k/\kappa_k`
+    the phases' estimates (independent noise) and weights set by the rates; the angle is scale-free and a start
+    :math:`B_0` drawn independently of ``W`` adds no signal, so the best is the inverse-variance average of the
+    estimates (Gauss-Markov), whose noise relative to its signal is the right side (in high dimension the noise is
+    almost all across ``W``: :math:`\tan\theta \approx \lVert e\rVert / \lVert W \rVert`). A constant rate
+    averages about :math:`(2 - \kappa)/\kappa` phases (its stationary angle, :func:`noise_floor`'s ``floor_deg``);
+    with ``K`` equal phases the bound is :math:`\arctan(s/\sqrt K)`, so an angle target :math:`\theta^*` needs
+    :math:`(s / \tan\theta^*)^2` phases' worth of samples whatever the schedule. A moving ``W`` or a biased
+    phase only raise the angle above it. ``nan`` without estimates; ``ValueError`` for a non-positive one."""
+    if any(not (math.isfinite(s) and s > 0) for s in estimates):
+        raise ValueError(f"estimate noises must be finite and > 0, got {estimates}")
+    if not estimates:
+        return float("nan")
+    return math.degrees(math.atan(sum(s ** -2 for s in estimates) ** -0.5))

@@ -222,8 +222,12 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias8"), "--phases", "0", "--bias",
                  "--refractory", "8"]) != 0
     assert "--refractory must be" in capsys.readouterr().err and not (tmp_path / "bias8").exists()
-    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "0"]) != 0
-    assert "phases must be >= 1" in capsys.readouterr().err
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an0"), "--phases", "0"]) == 0
+    s0 = json.loads((tmp_path / "an0" / "summary.json").read_text())  # no phases: the run's own bound only
+    assert s0["rows"] == s0["bias"] == [] and s0["last"] == {k: v for k, v in s["last"].items() if k.startswith(
+        ("run_", "phases_for"))} and not (tmp_path / "an0" / "sal_floor.png").exists()
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "-1"]) != 0
+    assert "phases must be >= 0" in capsys.readouterr().err
     fa = tmp_path / "fa"
     assert main(["train", "--learner", "fa", "--dataset", "digits", "--preset", "mlp", "--epochs", "1",
                  "--set", "limit_train=64", "--out", str(fa), "-q"]) == 0

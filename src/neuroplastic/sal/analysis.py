@@ -21,7 +21,10 @@ Whatever is asked, the summary also gives the run's own bound: from the estimate
 logged (``sal_noise/i`` / ``sal_pull/i`` of its ``history.json``), the smallest angle any schedule of SAL rates could
 have reached with those phases had ``W`` stood still (:func:`~neuroplastic.sal.rule.averaging_bound`;
 ``run_bound_deg/<layer>``), and how many phases' worth of such samples a 10° angle needs
-(``phases_for_10deg/<layer>``): more than the run had means no rate schedule reaches 10° with its phases.
+(``phases_for_10deg/<layer>``): more than the run had means no rate schedule reaches 10° with its phases. With
+``--phases 0`` and no ``--bias`` that is all it does (no simulation)::
+
+    neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0
 
 ``--refractory N`` runs the phases with neurons silent for ``N`` steps after a spike instead of the run's setting
 (``τ_ref − 1``: Buesing et al.'s neural sampling, which SAL records made before the option existed used; ``τ_ref``:
@@ -192,15 +195,16 @@ def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
 def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[int] | None = None,
            starts: list[str] | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
            bias: bool = False, refractory: int | None = None) -> dict[str, Any]:
-    """Load a trained ``sal`` run folder, run :func:`floor_study` (unless ``phases`` is 0 with ``bias``) and, with
-    ``bias``, :func:`bias_study`; write ``sal_floor.png`` (with the floor study) and ``summary.json`` to ``out_dir``;
-    returns the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``).
+    """Load a trained ``sal`` run folder, run :func:`floor_study` (unless ``phases`` is 0) and, with ``bias``,
+    :func:`bias_study`; write ``sal_floor.png`` (with the floor study) and ``summary.json`` to ``out_dir``; returns
+    the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``; the run's own
+    bound from its ``history.json``, :func:`run_bound`).
     ``refractory``: the phases' neurons stay silent this many steps after a spike instead of the run's setting
     (:class:`~neuroplastic.sal.neurons.SpikingNet`), to compare the two conventions on the same trained weights."""
     from ..experiment import ConfigError, load_trained, write_json_atomic
 
-    if phases < (0 if bias else 1):
-        raise ValueError(f"phases must be >= {0 if bias else 1}, got {phases}")
+    if phases < 0:
+        raise ValueError(f"phases must be >= 0, got {phases}")
     learner, _, cfg = load_trained(model, device)
     if cfg.get("learner") != "sal":
         raise ConfigError(f"{str(model)!r} is a {cfg.get('learner')!r} run; `analyze sal` needs a sal run")
@@ -235,8 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", help="a run folder of learner sal (the --out folder of `neuroplastic train`, or "
                     "results/runs/<hash> of a bench run)")
     ap.add_argument("--out", required=True, help="output folder for sal_floor.png and summary.json")
-    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count (0 with --bias: "
-                    "none)")
+    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count (0: none; then only "
+                    "the run's own bound, and with --bias the bias)")
     ap.add_argument("--nets", type=int, nargs="+", help="networks per phase (default: the run's)")
     ap.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
                     help="trained: from the run's B; transpose: from B = W")

@@ -380,7 +380,7 @@ class SALNet(SupervisedNet):
             ax.plot(xs, bound, ls=":", color=line.get_color(), label=f"dense layer {l + 1}: bound of any rate")
         ax.axhline(10, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="SAL phase (one before every epoch)", ylabel="degrees", ylim=(0, 90),
-               title="SAL: alignment after each phase, the phase's noise floor, the phases' bound")
+               title="SAL: angle after each phase, noise floor, bound of the phases so far")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

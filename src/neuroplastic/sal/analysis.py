@@ -145,11 +145,11 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
     return rows
 
 
-def run_bound(history: list[dict[str, Any]], layers: list[int], target_deg: float = 10.0) -> dict[str, float]:
+def run_bound(history: list[dict[str, Any]], layers: list[int]) -> dict[str, float]:
     r"""From a run's logged epochs (``sal_noise/i`` and ``sal_pull/i`` of every phase), per dense layer ``i`` of
     ``layers``: ``run_bound_deg/i``, :func:`~neuroplastic.sal.rule.averaging_bound` of the phases' estimate noises
     (noise / pull; phases without a positive pull left out), ``run_phases/i`` the phases counted, and
-    ``phases_for_10deg/i``, the phases of their mean information a ``target_deg`` angle needs,
+    ``phases_for_10deg/i``, the phases of their mean information a 10° angle needs,
     :math:`1 / (\tan^2\theta^* \cdot \overline{s^{-2}})`. Empty for a run that logged no phase noise."""
     out: dict[str, float] = {}
     for i in layers:
@@ -158,7 +158,7 @@ def run_bound(history: list[dict[str, Any]], layers: list[int], target_deg: floa
         if est:
             info = sum(e ** -2 for e in est) / len(est)
             out.update({f"run_bound_deg/{i}": averaging_bound(est), f"run_phases/{i}": float(len(est)),
-                        f"phases_for_10deg/{i}": 1 / (math.tan(math.radians(target_deg)) ** 2 * info)})
+                        f"phases_for_10deg/{i}": 1 / (math.tan(math.radians(10)) ** 2 * info)})
     return out
 
 

@@ -68,6 +68,7 @@ the run's phases so far could have reached under any schedule of SAL rates had `
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Any
 
@@ -316,9 +317,8 @@ class SALNet(SupervisedNet):
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors + estimates],
                                                                  dtype=torch.float64)])
         for l, i in enumerate(index):  # the best angle the phases so far allow, had W stood still
-            logged = self.phase_log[:, 2 * len(dense) + l]
-            if bool((logged > 0).any()):
-                out[f"sal_bound_deg/{i}"] = averaging_bound(logged[logged > 0].tolist())
+            if math.isfinite(bound := self.phase_bound(l, len(self.phase_log))):
+                out[f"sal_bound_deg/{i}"] = bound
         steps = cfg["blocks"] * cfg["block_steps"]
         limit = steps / (cfg["refractory"] + 1)  # the most spikes a unit can fire in the phase
         saturated = [float((f >= 0.9 * limit).float().mean()) for f in fired]
@@ -329,6 +329,12 @@ class SALNet(SupervisedNet):
         spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
         return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}
+
+    def phase_bound(self, layer: int, phases: int) -> float:
+        """:func:`~neuroplastic.sal.rule.averaging_bound` of dense layer ``layer``'s estimate noises over the first
+        ``phases`` rows of the phase log (those without an estimate left out); ``nan`` when none has one."""
+        est = self.phase_log[:phases, 2 * len(self._dense()) + layer]
+        return averaging_bound(est[est > 0].tolist())
 
     def get_extra_state(self) -> torch.Tensor:
         """The phase log (:attr:`phase_log`) travels with the weights, so a resumed run draws the whole curve."""
@@ -374,9 +380,7 @@ class SALNet(SupervisedNet):
             line, = ax.plot(xs, log[:, l].tolist(), marker="o", ms=3, label=f"dense layer {l + 1}: angle(B, W)")
             floor = [v if v >= 0 else float("nan") for v in log[:, n + l].tolist()]  # -1: no floor that phase
             ax.plot(xs, floor, ls="--", color=line.get_color(), label=f"dense layer {l + 1}: noise floor")
-            est = log[:, 2 * n + l]
-            bound = [averaging_bound(est[: k + 1][est[: k + 1] > 0].tolist()) if bool((est[: k + 1] > 0).any())
-                     else float("nan") for k in range(len(log))]
+            bound = [self.phase_bound(l, k) for k in xs]
             ax.plot(xs, bound, ls=":", color=line.get_color(), label=f"dense layer {l + 1}: bound of any rate")
         ax.axhline(10, color="gray", lw=0.8, ls=":")
         ax.set(xlabel="SAL phase (one before every epoch)", ylabel="degrees", ylim=(0, 90),

@@ -204,6 +204,7 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     assert (tmp_path / "an" / "sal_floor.png").exists()
     layers = s["rows"][0]["layers"]  # the run's own phase: its bound, from its history.json
     assert {f"run_bound_deg/{i}" for i in layers} <= set(s["last"]), s["last"]
+    assert {f"movement_deg/{i}" for i in layers} <= set(s["last"]), s["last"]  # its phase log against its epochs
     assert all(f"sal_bound_deg/{i}" in s["rows"][0]["phases"][1] for i in layers)  # each row's own phases (from B = W: no pull)
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias"), "--phases", "0", "--bias", "--nets",
                  "4"]) == 0
@@ -213,6 +214,11 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
         row = {k: s["last"][f"bias/4/{k}/{i}"] for k in ("drift", "noise", "corr", "pull")}
         assert row["drift"] >= 0 and row["noise"] > 0 and -1 <= row["corr"] <= 1 and row["pull"] > 0, row
     assert not (tmp_path / "bias" / "sal_floor.png").exists()
+    assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "biasb"), "--phases", "0", "--bias", "--nets",
+                 "4", "--bias-at", "trained"]) == 0  # from B = r W, r the trained B's norm ratio
+    sb = json.loads((tmp_path / "biasb" / "summary.json").read_text())
+    assert sb["bias_at"] == "trained" and all(0 < r for r in sb["bias"][0]["ratio"])
+    assert all(f"bias/4/bias_deg/{i}" in sb["last"] for i in sb["bias"][0]["layers"]), sb["last"]
     assert s["refractory"] == 10  # the run's: tau_ref
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias9"), "--phases", "0", "--bias", "--nets",
                  "4", "--refractory", "9"]) == 0
@@ -223,9 +229,9 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
                  "--refractory", "8"]) != 0
     assert "--refractory must be" in capsys.readouterr().err and not (tmp_path / "bias8").exists()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an0"), "--phases", "0"]) == 0
-    s0 = json.loads((tmp_path / "an0" / "summary.json").read_text())  # no phases: the run's own bound only
+    s0 = json.loads((tmp_path / "an0" / "summary.json").read_text())  # no phases: the run's own bound and movement
     assert s0["rows"] == s0["bias"] == [] and s0["last"] == {k: v for k, v in s["last"].items() if k.startswith(
-        ("run_", "phases_for"))} and not (tmp_path / "an0" / "sal_floor.png").exists()
+        ("run_", "phases_for", "after_phase", "movement", "floor_deg", "excess"))} and not (tmp_path / "an0" / "sal_floor.png").exists()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "-1"]) != 0
     assert "phases must be >= 0" in capsys.readouterr().err
     fa = tmp_path / "fa"

@@ -386,6 +386,37 @@ def test_noise_floor_is_the_stationary_angle_of_the_noisy_relaxation():
     assert "estimate" not in noise_floor(b, b - 0.1 * (w - b), w, 1.0)  # pushed away: no estimate of W
 
 
+def test_relaxation_floor_of_a_b_held_below_w_is_higher_and_is_the_stationary_angle_of_that_process():
+    """B' = |B| (B + kappa (W - B) + xi) / |...| with |B| = r |W| held: the stationary angle is
+    atan(noise / sqrt(kappa^2 + 2 kappa (1 - kappa) r)); r = 1 is the free relaxation's floor."""
+    from neuroplastic.nn.feedback import feedback_stats
+    from neuroplastic.sal.rule import noise_floor, relaxation_floor
+
+    assert relaxation_floor(0.08, 0.1) == pytest.approx(math.degrees(math.atan(0.08 / math.sqrt(0.1 * 1.9))))
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(60, 40, generator=g)
+    kappa, noise = 0.09, 0.02
+    for ratio in (0.2, 0.6):
+        b = torch.randn(60, 40, generator=g)
+        b *= ratio * float(w.norm()) / float(b.norm())
+        angles = []
+        for t in range(600):
+            b = b + kappa * (w - b) + noise * float(w.norm()) / math.sqrt(w.numel()) * torch.randn(
+                60, 40, generator=g)
+            b *= ratio * float(w.norm()) / float(b.norm())
+            if t >= 100:
+                angles.append(feedback_stats(b, w)["angle_deg"])
+        floor = relaxation_floor(noise, kappa, ratio)
+        assert sum(angles) / len(angles) == pytest.approx(floor, rel=0.06), ratio
+        assert floor > relaxation_floor(noise, kappa)  # held below W's norm: higher than the free floor
+        held = noise_floor(b, b + kappa * (w - b), w, (noise * float(w.norm()))**2, held=True)
+        assert held["floor_deg"] == pytest.approx(floor)  # the ratio read off the phase's start
+    with pytest.raises(ValueError, match="kappa"):
+        relaxation_floor(0.1, 1.2)
+    with pytest.raises(ValueError, match="ratio"):
+        relaxation_floor(0.1, 0.1, 0.0)
+
+
 def test_averaging_bound_is_reached_by_the_inverse_variance_average_and_not_beaten_by_a_constant_rate():
     """tan(bound) = (sum s_k^-2)^(-1/2): K equal phases give atan(s / sqrt K); averaging the phases' estimates
     W + noise (noise s ||W||) with inverse-variance weights lands on it, and the relaxation at a constant rate with
@@ -428,6 +459,26 @@ def test_run_bound_reads_a_runs_logged_phases():
     assert run_bound([{"test_acc": 0.5}], [2]) == {}
 
 
+def test_run_movement_splits_the_end_angle_into_the_phase_and_the_epoch():
+    from neuroplastic.sal.analysis import run_movement
+    from neuroplastic.sal.rule import relaxation_floor
+
+    history = [{"angle_deg/2": 30.0 - k, "angle_deg/3": 12.0} for k in range(6)]
+    after = [[29.0 - k, 11.5] for k in range(6)]  # fc1: W moved 1 degree away each epoch; fc2: 0.5
+    got = run_movement(history, after, [2, 3], last=5)
+    assert got["movement_deg/2"] == pytest.approx(1.0) and got["movement_deg/3"] == pytest.approx(0.5)
+    assert got["after_phase_deg/2"] == pytest.approx(sum(29.0 - k for k in range(1, 6)) / 5)  # the last 5 only
+    assert run_movement(history, after[1:], [2, 3]) == {}  # log and history of different epochs: nothing
+    assert "movement_deg/3" not in run_movement(history, [[29.0, -1.0]] * 6, [2, 3])  # -1: no angle logged
+    noisy = [{**h, "sal_noise/2": 0.02, "sal_pull/2": 0.09, "norm_ratio/2": 0.2} for h in history]
+    free, held = run_movement(noisy, after, [2]), run_movement(noisy, after, [2], held=True)
+    assert free["floor_deg/2"] == pytest.approx(relaxation_floor(0.02, 0.09))  # the paper's rule: B at W's norm
+    assert held["floor_deg/2"] == pytest.approx(relaxation_floor(0.02, 0.09, 0.2))  # at the norm it was held at
+    assert held["excess_deg/2"] == pytest.approx(held["after_phase_deg/2"] - held["floor_deg/2"])
+    with pytest.raises(ValueError, match="last"):
+        run_movement(history, after, [2], last=0)
+
+
 def test_fixed_point_bias_recovers_the_drift_under_noise_and_the_fixed_point_of_the_relaxation():
     """Two noisy updates at B = W sharing a drift d: the drift, the noise and the fixed point W + d / kappa of
     B' = B + kappa (W - B) + d (its angle from W, checked by running the noise-free relaxation)."""
@@ -456,6 +507,18 @@ def test_fixed_point_bias_recovers_the_drift_under_noise_and_the_fixed_point_of_
     for _ in range(300):
         b = b + 0.1 * (w - b) + shrink
     assert got["bias_deg"] == pytest.approx(feedback_stats(b, w)["angle_deg"], rel=0.05)
+    for ratio in (0.3, 1.0):  # from B = r W, the pull kappa (1 - r) W is not a bias; the held-norm fixed point
+        small = d / 3
+        pulled = fixed_point_bias(w, 0.1 * (1 - ratio) * w + small + xi[0] / 3,
+                                  0.1 * (1 - ratio) * w + small + xi[1] / 3, pull=0.1, ratio=ratio)
+        assert pulled["drift"] == pytest.approx(0.01, rel=0.15) and pulled["drift_along"] == pytest.approx(0, abs=2e-3)
+        b = ratio * w
+        for _ in range(300):  # B held at r |W|: B -> r |W| normalised (B + kappa (W - B) + d)
+            b = b + 0.1 * (w - b) + small
+            b *= ratio * scale / float(b.norm())
+        assert pulled["bias_deg"] == pytest.approx(feedback_stats(b, w)["angle_deg"], rel=0.1), ratio
+    with pytest.raises(ValueError, match="ratio"):
+        fixed_point_bias(w, d, d, pull=0.1, ratio=0.0)
     unbiased = fixed_point_bias(w, xi[0], xi[1], pull=0.1)  # W is the fixed point: drift ~ 0
     assert unbiased["drift"] < 0.01 and unbiased["bias_deg"] < 6
     assert "bias_deg" not in fixed_point_bias(w, d, d, pull=0.0)

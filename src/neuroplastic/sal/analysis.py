@@ -17,12 +17,17 @@ independent spikes, the pull from one phase started off ``W``, and the angle of 
 
     neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0 --bias --nets 32 128
 
+``--bias-at trained`` measures it from ``B = rW``, ``r`` the trained ``B``'s norm over ``W``'s per layer: where a run
+that held ``B`` at its initial norm (``sal_bnorm="initial"``) learns.
+
 Whatever is asked, the summary also gives the run's own bound: from the estimate noise each of its training phases
 logged (``sal_noise/i`` / ``sal_pull/i`` of its ``history.json``), the smallest angle any schedule of SAL rates could
 have reached with those phases had ``W`` stood still (:func:`~neuroplastic.sal.rule.averaging_bound`;
 ``run_bound_deg/<layer>``), and how many phases' worth of such samples a 10° angle needs
 (``phases_for_10deg/<layer>``): more than the run had means no rate schedule reaches 10° with its phases. With
-``--phases 0`` and no ``--bias`` that is all it does (no simulation)::
+``--phases 0`` and no ``--bias`` that, and what held its angles where they ended (:func:`run_movement`: the angle
+right after each phase, against the angle at the end of its epoch and against the phase's noise floor at the norm
+the run kept ``B`` at), is all it does (no simulation)::
 
     neuroplastic analyze sal RUN_FOLDER --out OUT --phases 0
 
@@ -44,26 +49,27 @@ from typing import Any
 import torch
 
 from .neurons import check_refractory
-from .rule import averaging_bound, fixed_point_bias, noise_floor
+from .rule import averaging_bound, fixed_point_bias, noise_floor, relaxation_floor
 
-__all__ = ["bias_study", "floor_study", "main", "report", "run_bound"]
+__all__ = ["bias_study", "floor_study", "main", "report", "run_bound", "run_movement"]
 
 STARTS = ("trained", "transpose")
+BIAS_AT = ("w", "trained")
 
 
 @contextlib.contextmanager
 def _restored(learner: Any) -> Iterator[list[torch.Tensor]]:
-    """Extra phases on ``learner`` inside: its dense layers' ``B`` (yielded: the trained ones), its networks per
-    phase and its phase log are as before on exit."""
+    """Extra phases on ``learner`` inside: its dense layers' ``B`` (yielded: the trained ones), its phase settings
+    and its phase log are as before on exit."""
     dense = learner._dense()
     trained = [m.B.clone() for m in dense]
-    saved_nets, saved_log = learner.sal_cfg["nets"], learner.phase_log
+    saved_cfg, saved_log = dict(learner.sal_cfg), learner.phase_log
     try:
         yield trained
     finally:
         for m, b in zip(dense, trained):
             m.B.copy_(b)
-        learner.sal_cfg["nets"], learner.phase_log = saved_nets, saved_log
+        learner.sal_cfg, learner.phase_log = saved_cfg, saved_log
 
 
 @torch.no_grad()
@@ -106,24 +112,35 @@ def floor_study(learner: Any, phases: int, nets: list[int], starts: list[str], s
 
 
 @torch.no_grad()
-def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5) -> list[dict[str, Any]]:
-    """Per network count, three phases at fixed ``W``: two from ``B = W`` (independent spikes: seeds ``seed`` and
-    ``seed + 1``) and one from ``B = W + E`` (``E`` Gaussian with :math:`\\lVert E\\rVert` = ``offset``
-    :math:`\\lVert W\\rVert`, seeded), then per dense layer :func:`~neuroplastic.sal.rule.fixed_point_bias` of the
-    first two with the third's pull (:func:`~neuroplastic.sal.rule.noise_floor`). The learner's ``B`` and phase
-    settings are restored afterwards. One row per count: ``{"nets", "layers", "bias": {"<key>/<layer>": value}}``."""
+def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5,
+               at: str = "w") -> list[dict[str, Any]]:
+    r"""Per network count, three phases at fixed ``W``: two from ``B = rW`` (independent spikes: seeds ``seed`` and
+    ``seed + 1``) and one from ``B = r(W + E)`` (``E`` Gaussian with :math:`\lVert E\rVert` = ``offset``
+    :math:`\lVert W\rVert`, seeded), then per dense layer :func:`~neuroplastic.sal.rule.fixed_point_bias` of the
+    first two with the third's pull (:func:`~neuroplastic.sal.rule.noise_floor`). ``at``: ``"w"``, :math:`r = 1`;
+    ``"trained"``, per layer :math:`r = \lVert B\rVert / \lVert W\rVert` of the trained ``B`` (a run that held
+    ``B`` at its initial norm, ``sal_bnorm="initial"``, learns at that scale, where the phase's bias may differ).
+    The phases' raw SAL updates are measured: ``B``'s norm is not held during them. The learner's ``B`` and phase
+    settings are restored afterwards. One row per count: ``{"nets", "at", "layers", "ratio", "bias":
+    {"<key>/<layer>": value}}``."""
     if not nets or any(n < 2 for n in nets):
         raise ValueError(f"nets must be integers >= 2, got {nets}")
     if not offset > 0:
         raise ValueError(f"offset must be > 0, got {offset}")
+    if at not in BIAS_AT:
+        raise ValueError(f"unknown bias start {at!r}; allowed: {', '.join(BIAS_AT)}")
     dense = learner._dense()
     layers = learner.dense_index()
     weights = [m.weight.detach().clone() for m in dense]
+    ratios = [float(m.B.detach().norm()) / float(w.norm()) if at == "trained" else 1.0
+              for m, w in zip(dense, weights)]
+    if any(not r > 0 for r in ratios):
+        raise ValueError("bias at the trained B needs a non-zero B and W in every dense layer")
     g = torch.Generator().manual_seed(seed + 0xB1A5)
-    away = []
-    for w in weights:
+    starts, away = [w * r for w, r in zip(weights, ratios)], []
+    for w, r in zip(weights, ratios):
         e = torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device)
-        away.append(w + e * (offset * float(w.norm()) / float(e.norm())))
+        away.append(r * (w + e * (offset * float(w.norm()) / float(e.norm()))))
 
     def phase(start: list[torch.Tensor], phase_seed: int) -> list[torch.Tensor]:
         for m, b in zip(dense, start):
@@ -134,14 +151,16 @@ def bias_study(learner: Any, nets: list[int], seed: int = 0, offset: float = 0.5
 
     rows = []
     with _restored(learner):
+        learner.sal_cfg["bnorm"] = "free"  # the raw update (restored on exit)
         for r in nets:
             learner.sal_cfg["nets"] = int(r)
-            u_a, u_b, u_c = phase(weights, seed), phase(weights, seed + 1), phase(away, seed + 2)
+            u_a, u_b, u_c = phase(starts, seed), phase(starts, seed + 1), phase(away, seed + 2)
             bias = {}
-            for i, w, a, b, c, s in zip(layers, weights, u_a, u_b, u_c, away):
+            for i, w, a, b, c, s, ratio in zip(layers, weights, u_a, u_b, u_c, away, ratios):
                 pull = noise_floor(s, s + c, w, 0.0)["pull"]
-                bias.update({f"{k}/{i}": v for k, v in {**fixed_point_bias(w, a, b, pull), "pull": pull}.items()})
-            rows.append({"nets": int(r), "layers": layers, "bias": bias})
+                bias.update({f"{k}/{i}": v for k, v in
+                             {**fixed_point_bias(w, a, b, pull, ratio), "pull": pull}.items()})
+            rows.append({"nets": int(r), "at": at, "layers": layers, "ratio": ratios, "bias": bias})
     return rows
 
 
@@ -159,6 +178,48 @@ def run_bound(history: list[dict[str, Any]], layers: list[int]) -> dict[str, flo
             info = sum(e ** -2 for e in est) / len(est)
             out.update({f"run_bound_deg/{i}": averaging_bound(est), f"run_phases/{i}": float(len(est)),
                         f"phases_for_10deg/{i}": 1 / (math.tan(math.radians(10)) ** 2 * info)})
+    return out
+
+
+def run_movement(history: list[dict[str, Any]], phase_angles: list[list[float]], layers: list[int],
+                 last: int = 5, held: bool = False) -> dict[str, float]:
+    r"""What held a run's angles where they ended: per dense layer ``i`` of ``layers`` (``j``-th, the column of
+    ``phase_angles``, the angle(B, W) right after each epoch's phase: :attr:`SALNet.phase_log`), means over the last
+    ``last`` epochs of
+
+    - ``after_phase_deg/i``, the angle right after the phase;
+    - ``movement_deg/i``, (angle at the end of the epoch, ``angle_deg/i`` of ``history``) − (angle after its
+      phase): what SGD's change of ``W`` in the epoch added, :math:`\theta(B_k, W_{k+1}) - \theta(B_k, W_k)`;
+    - ``floor_deg/i``, the phase's noise floor from its logged ``sal_noise/i`` and ``sal_pull/i``
+      (:func:`~neuroplastic.sal.rule.relaxation_floor`; ``held``: the run rescaled ``B`` to its initial norm after
+      every phase, ``sal_bnorm="initial"``, so at the ratio :math:`\lVert B\rVert/\lVert W\rVert` the phase
+      started from, ``norm_ratio/i`` of the epoch before), and ``excess_deg/i`` = after-phase angle − floor.
+
+    An angle above its floor with a small movement is held there by the phase itself (a bias), not by ``W`` moving
+    away between phases. Empty when the log and the history do not cover the same epochs (a log from before it
+    existed)."""
+    if last < 1:
+        raise ValueError(f"last must be >= 1, got {last}")
+    if not phase_angles or len(phase_angles) != len(history):
+        return {}
+    out: dict[str, float] = {}
+    first = max(len(history) - last, 0)
+    for j, i in enumerate(layers):
+        pairs = [(history[k][f"angle_deg/{i}"], phase_angles[k][j]) for k in range(first, len(history))
+                 if f"angle_deg/{i}" in history[k] and phase_angles[k][j] >= 0]
+        if not pairs:
+            continue
+        out[f"after_phase_deg/{i}"] = sum(a for _, a in pairs) / len(pairs)
+        out[f"movement_deg/{i}"] = sum(e - a for e, a in pairs) / len(pairs)
+        floors = []
+        for k in range(first, len(history)):
+            noise, pull = history[k].get(f"sal_noise/{i}"), history[k].get(f"sal_pull/{i}")
+            ratio = history[k - 1].get(f"norm_ratio/{i}") if held and k > 0 else (None if held else 1.0)
+            if noise is not None and pull is not None and 0 < pull < 1 and ratio is not None and ratio > 0:
+                floors.append(relaxation_floor(noise, pull, ratio))
+        if floors:
+            out[f"floor_deg/{i}"] = sum(floors) / len(floors)
+            out[f"excess_deg/{i}"] = out[f"after_phase_deg/{i}"] - out[f"floor_deg/{i}"]
     return out
 
 
@@ -194,13 +255,14 @@ def figure(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[int] | None = None,
            starts: list[str] | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
-           bias: bool = False, refractory: int | None = None) -> dict[str, Any]:
+           bias: bool = False, refractory: int | None = None, bias_at: str = "w") -> dict[str, Any]:
     """Load a trained ``sal`` run folder, run :func:`floor_study` (unless ``phases`` is 0) and, with ``bias``,
     :func:`bias_study`; write ``sal_floor.png`` (with the floor study) and ``summary.json`` to ``out_dir``; returns
     the summary (the rows; per row and layer the last angle and floor; ``bias/<nets>/<key>/<layer>``; the run's own
     bound from its ``history.json``, :func:`run_bound`).
     ``refractory``: the phases' neurons stay silent this many steps after a spike instead of the run's setting
-    (:class:`~neuroplastic.sal.neurons.SpikingNet`), to compare the two conventions on the same trained weights."""
+    (:class:`~neuroplastic.sal.neurons.SpikingNet`), to compare the two conventions on the same trained weights.
+    ``bias_at``: :func:`bias_study`'s ``at``, where the bias is measured."""
     from ..experiment import ConfigError, load_trained, write_json_atomic
 
     if phases < 0:
@@ -215,7 +277,7 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
             raise ConfigError(f"--{e}") from None
     nets = nets or [learner.sal_cfg["nets"]]
     rows = floor_study(learner, phases, nets, starts or list(STARTS), seed, progress) if phases else []
-    bias_rows = bias_study(learner, nets, seed) if bias else []
+    bias_rows = bias_study(learner, nets, seed, at=bias_at) if bias else []
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if rows:
@@ -224,9 +286,13 @@ def report(model: str | Path, out_dir: str | Path, phases: int = 6, nets: list[i
     last.update({f"bias/{row['nets']}/{key}": v for row in bias_rows for key, v in row["bias"].items()})
     history_file = Path(model) / "history.json"
     if history_file.is_file():
-        last.update(run_bound(json.loads(history_file.read_text()), learner.dense_index()))
+        history = json.loads(history_file.read_text())
+        layers = learner.dense_index()
+        last.update(run_bound(history, layers))
+        last.update(run_movement(history, learner.phase_log[:, :len(layers)].tolist(), layers,
+                                 held=learner.sal_cfg["bnorm"] == "initial"))
     summary = {"model": str(model), "phases": phases, "seed": seed, "refractory": learner.sal_cfg["refractory"],
-               "last": last, "rows": rows, "bias": bias_rows}
+               "bias_at": bias_at if bias else None, "last": last, "rows": rows, "bias": bias_rows}
     write_json_atomic(summary, out / "summary.json")
     return summary
 
@@ -245,11 +311,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
                     help="trained: from the run's B; transpose: from B = W")
     ap.add_argument("--seed", type=int, default=0, help="seed of the phases' spikes")
-    ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W and the angle of the "
+    ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W (or see --bias-at) and the angle of the "
                     "phase's noise-free fixed point (three phases per network count)")
+    ap.add_argument("--bias-at", choices=BIAS_AT, default="w", help="with --bias: measure it at B = W (w) or at "
+                    "B = r W with r the trained B's norm ratio per layer (trained: where a run that held B's norm "
+                    "learns)")
     ap.add_argument("--refractory", type=int, help="steps without a spike after one in the phases' neurons (default: "
                     "the run's, tau_ref unless it set another)")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args(argv)
-    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device, bias=a.bias, refractory=a.refractory)
+    s = report(a.model, a.out, a.phases, a.nets, a.starts, a.seed, a.device, bias=a.bias, refractory=a.refractory,
+               bias_at=a.bias_at)
     print(json.dumps(s["last"], indent=1))

@@ -58,7 +58,8 @@ the copy's rates stay in range, but weaker synapses shape the spike timing less,
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
-(:func:`~neuroplastic.sal.rule.noise_floor`): logged per dense layer ``i`` (the alignment keys' index) as
+(:func:`~neuroplastic.sal.rule.noise_floor`; with ``sal_bnorm="initial"`` that of ``B`` held at its norm,
+:func:`~neuroplastic.sal.rule.relaxation_floor`, higher the further that norm is below ``W``'s): logged per dense layer ``i`` (the alignment keys' index) as
 ``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update itself is the same sum. ``sal_estimate/i`` is the
 noise of the phase's estimate of ``W`` (noise / pull, whatever the rate), and ``sal_bound_deg/i`` the smallest angle
 the run's phases so far could have reached under any schedule of SAL rates had ``W`` stood still
@@ -305,7 +306,8 @@ class SALNet(SupervisedNet):
         if len(halves) == 2:
             for l, m in enumerate(dense):
                 out.update({f"sal_{k}/{index[l]}": v for k, v in
-                            noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l]).items()})
+                            noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l],
+                                        held=cfg["bnorm"] == "initial").items()})
         if cfg["bnorm"] == "initial":  # SAL's direction, B's initial norm (module docstring)
             for l, m in enumerate(dense):
                 now = float(m.B.detach().double().norm())

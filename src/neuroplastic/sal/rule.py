@@ -40,7 +40,7 @@ import math
 import torch
 
 __all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "averaging_bound", "fixed_point_bias", "noise_floor",
-           "phase_noise", "plasticity_noise", "sal_block", "sal_pairs", "sal_step"]
+           "phase_noise", "plasticity_noise", "relaxation_floor", "sal_block", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -240,7 +240,8 @@ def phase_noise(sum_a: torch.Tensor, sum_b: torch.Tensor, n: tuple[int, int]) ->
     return float(diff.pow(2).sum()) * n_a * n_b / (n_a + n_b) ** 2
 
 
-def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull: float) -> dict[str, float]:
+def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull: float,
+                     ratio: float = 1.0) -> dict[str, float]:
     r"""How far from ``W`` the noise-free fixed point of a SAL phase lies (Gierlich et al. 2025 claim
     :math:`B \to W`). ``u_a``, ``u_b``: the updates of two phases with independent spikes, both started at
     :math:`B = W`; each is :math:`u = d + \xi` with :math:`d` the expected update there (the drift: zero exactly when
@@ -260,23 +261,54 @@ def fixed_point_bias(w: torch.Tensor, u_a: torch.Tensor, u_b: torch.Tensor, pull
       :math:`\operatorname{atan2}(d_\perp/\kappa,\ 1 + d_\parallel/\kappa)` with :math:`d_\parallel` = ``drift_along``
       and :math:`d_\perp = \sqrt{\max(\text{drift}^2 - d_\parallel^2, 0)}`, present when :math:`\kappa > 0`.
 
-    A bias above the target angle cannot be averaged away by more networks or steps per phase."""
+    A bias above the target angle cannot be averaged away by more networks or steps per phase.
+
+    ``ratio`` :math:`r`: the phases started at :math:`B = rW` instead (a ``B`` held at its norm,
+    ``sal_bnorm="initial"``, sits at :math:`r = \lVert B\rVert/\lVert W\rVert`); their expected update is then
+    :math:`\kappa(1-r)W + d`, the pull is taken off ``drift_along`` (``drift`` is :math:`\lVert d\rVert`), and the
+    fixed point of ``B`` held at that norm, :math:`B^* \parallel (1-\kappa)B^* + \kappa W + d`, lies at the same
+    angle to first order: :math:`\tan\theta = d_\perp / (\kappa + d_\parallel)`."""
     scale = float(w.norm())
     if scale == 0:
         raise ValueError("fixed_point_bias needs a non-zero W")
+    if not ratio > 0:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
     ab = float((u_a * u_b).sum())
     aa, bb = float(u_a.pow(2).sum()), float(u_b.pow(2).sum())
-    drift = math.sqrt(max(ab, 0.0)) / scale
-    along = float(((u_a + u_b) * w).sum()) / 2 / scale**2
-    out = {"drift": drift, "drift_along": along, "noise": math.sqrt(max((aa + bb) / 2 - ab, 0.0)) / scale,
+    total = math.sqrt(max(ab, 0.0)) / scale
+    along_total = float(((u_a + u_b) * w).sum()) / 2 / scale**2
+    across = math.sqrt(max(total**2 - along_total**2, 0.0))
+    along = along_total - pull * (1 - ratio)  # the pull towards W from B = rW is not a bias
+    out = {"drift": math.sqrt(max(total**2 - along_total**2 + along**2, 0.0)), "drift_along": along,
+           "noise": math.sqrt(max((aa + bb) / 2 - ab, 0.0)) / scale,
            "corr": ab / math.sqrt(aa * bb) if aa * bb > 0 else float("nan")}
     if pull > 0:
-        across = math.sqrt(max(drift**2 - along**2, 0.0))
         out["bias_deg"] = math.degrees(math.atan2(across / pull, 1 + along / pull))
     return out
 
 
-def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noise_sq: float) -> dict[str, float]:
+def relaxation_floor(noise: float, kappa: float, ratio: float = 1.0) -> float:
+    r"""The stationary angle(B, W) in degrees of the noisy relaxation of a SAL phase (Gierlich et al. 2025),
+    :math:`B' = B + \kappa (W - B) + \xi` with :math:`\lVert\xi\rVert` = ``noise`` :math:`\lVert W\rVert`, when
+    ``B`` is held at ``ratio`` :math:`= \lVert B\rVert / \lVert W\rVert` after every phase (``sal_bnorm``
+    "initial"; 1: the paper's rule, whose ``B`` settles at ``W``'s norm). Linearised in the angle: the part of ``B``
+    off ``W`` shrinks by :math:`\rho = (1-\kappa) r / P` per phase, :math:`P = (1-\kappa) r + \kappa` the part
+    along it, and each phase adds :math:`\xi / P`, so
+
+    .. math::  \tan\theta = \frac{\text{noise}}{P\sqrt{1-\rho^2}}
+               = \frac{\text{noise}}{\sqrt{\kappa^2 + 2\kappa(1-\kappa)\,r}},
+
+    which at :math:`r = 1` is :math:`\text{noise} / \sqrt{\kappa(2-\kappa)}`. A ``B`` held well below ``W``'s
+    norm sees the same noise against a smaller signal: a higher floor. Needs :math:`0 < \kappa < 1`, ``ratio`` > 0."""
+    if not 0 < kappa < 1:
+        raise ValueError(f"kappa must be in (0, 1), got {kappa}")
+    if not ratio > 0:
+        raise ValueError(f"ratio must be > 0, got {ratio}")
+    return math.degrees(math.atan(noise / math.sqrt(kappa ** 2 + 2 * kappa * (1 - kappa) * ratio)))
+
+
+def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noise_sq: float,
+                held: bool = False) -> dict[str, float]:
     r"""How close a noisy relaxation ``B → W`` (a SAL phase: Gierlich et al. 2025) can bring ``B``. Modelled per
     phase as :math:`B' = B + \kappa (W - B) + \xi` with :math:`\mathbb{E}\lVert\xi\rVert^2` = ``noise_sq``
     (:func:`phase_noise`, summed over the phase's blocks):
@@ -287,7 +319,9 @@ def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noi
       high dimension);
     - ``floor_deg``: the stationary angle of that process, :math:`\arctan\big(\text{noise} /
       \sqrt{\kappa(2 - \kappa)}\big)` (the stationary :math:`\lVert B - W\rVert^2 = \mathbb{E}\lVert\xi\rVert^2 /
-      (1 - (1-\kappa)^2)`), present only when :math:`0 < \hat\kappa < 1`.
+      (1 - (1-\kappa)^2)`), present only when :math:`0 < \hat\kappa < 1`; with ``held`` (``B`` rescaled back to
+      its norm after the phase, ``sal_bnorm`` "initial") that of :func:`relaxation_floor` at
+      :math:`r = \lVert B\rVert / \lVert W\rVert` of ``b_start``.
 
     - ``estimate`` :math:`= \text{noise}/\hat\kappa`, present when :math:`\hat\kappa > 0`: the noise, relative to
       ``W``, of the estimate of ``W`` the phase makes, :math:`\hat W = B + (B' - B)/\kappa = W + \xi/\kappa`; it is
@@ -307,7 +341,9 @@ def noise_floor(b_start: torch.Tensor, b_end: torch.Tensor, w: torch.Tensor, noi
         if kappa > 0:
             out["estimate"] = out["noise"] / kappa
         if 0 < kappa < 1 and scale > 0:
-            out["floor_deg"] = math.degrees(math.atan(out["noise"] / math.sqrt(kappa * (2 - kappa))))
+            ratio = float(b_start.norm()) / scale if held else 1.0
+            if ratio > 0:
+                out["floor_deg"] = relaxation_floor(out["noise"], kappa, ratio)
     return out
 
 

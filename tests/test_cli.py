@@ -205,7 +205,8 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     layers = s["rows"][0]["layers"]  # the run's own phase: its bound, from its history.json
     assert {f"run_bound_deg/{i}" for i in layers} <= set(s["last"]), s["last"]
     assert {f"movement_deg/{i}" for i in layers} <= set(s["last"]), s["last"]  # its phase log against its epochs
-    assert all(f"sal_bound_deg/{i}" in s["rows"][0]["phases"][1] for i in layers)  # each row's own phases (from B = W: no pull)
+    # each row's own phases (the trained start's: from B = W there is no pull)
+    assert all(f"sal_bound_deg/{i}" in s["rows"][0]["phases"][1] for i in layers)
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "bias"), "--phases", "0", "--bias", "--nets",
                  "4"]) == 0
     s = json.loads((tmp_path / "bias" / "summary.json").read_text())
@@ -230,8 +231,9 @@ def test_analyze_sal_runs_phases_at_fixed_w_from_a_train_output_folder(tmp_path,
     assert "--refractory must be" in capsys.readouterr().err and not (tmp_path / "bias8").exists()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an0"), "--phases", "0"]) == 0
     s0 = json.loads((tmp_path / "an0" / "summary.json").read_text())  # no phases: the run's own bound and movement
-    assert s0["rows"] == s0["bias"] == [] and s0["last"] == {k: v for k, v in s["last"].items() if k.startswith(
-        ("run_", "phases_for", "after_phase", "movement", "floor_deg", "excess"))} and not (tmp_path / "an0" / "sal_floor.png").exists()
+    own = ("run_", "phases_for", "after_phase", "movement", "floor_deg", "excess")
+    assert s0["rows"] == s0["bias"] == [] and s0["last"] == {k: v for k, v in s["last"].items() if k.startswith(own)}
+    assert not (tmp_path / "an0" / "sal_floor.png").exists()
     assert main(["analyze", "sal", str(out), "--out", str(tmp_path / "an"), "--phases", "-1"]) != 0
     assert "phases must be >= 0" in capsys.readouterr().err
     fa = tmp_path / "fa"

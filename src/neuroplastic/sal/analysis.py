@@ -305,14 +305,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", help="a run folder of learner sal (the --out folder of `neuroplastic train`, or "
                     "results/runs/<hash> of a bench run)")
     ap.add_argument("--out", required=True, help="output folder for sal_floor.png and summary.json")
-    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count (0: none; then only "
-                    "the run's own bound, and with --bias the bias)")
+    ap.add_argument("--phases", type=int, default=6, help="extra phases per start and network count (0: none; "
+                    "then only the run's own bound and movement, and with --bias the bias)")
     ap.add_argument("--nets", type=int, nargs="+", help="networks per phase (default: the run's)")
     ap.add_argument("--starts", nargs="+", choices=STARTS, default=list(STARTS),
                     help="trained: from the run's B; transpose: from B = W")
     ap.add_argument("--seed", type=int, default=0, help="seed of the phases' spikes")
-    ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W (or see --bias-at) and the angle of the "
-                    "phase's noise-free fixed point (three phases per network count)")
+    ap.add_argument("--bias", action="store_true", help="also measure the drift at B = W (or see --bias-at) and "
+                    "the angle of the phase's noise-free fixed point (three phases per network count)")
     ap.add_argument("--bias-at", choices=BIAS_AT, default="w", help="with --bias: measure it at B = W (w) or at "
                     "B = r W with r the trained B's norm ratio per layer (trained: where a run that held B's norm "
                     "learns)")

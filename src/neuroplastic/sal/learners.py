@@ -59,11 +59,12 @@ Each phase also measures how far it can align ``B``: the networks run in two hal
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
 (:func:`~neuroplastic.sal.rule.noise_floor`; with ``sal_bnorm="initial"`` that of ``B`` held at its norm,
-:func:`~neuroplastic.sal.rule.relaxation_floor`, higher the further that norm is below ``W``'s): logged per dense layer ``i`` (the alignment keys' index) as
-``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update itself is the same sum. ``sal_estimate/i`` is the
-noise of the phase's estimate of ``W`` (noise / pull, whatever the rate), and ``sal_bound_deg/i`` the smallest angle
-the run's phases so far could have reached under any schedule of SAL rates had ``W`` stood still
-(:func:`~neuroplastic.sal.rule.averaging_bound`): an angle near it needs more samples per phase, not another rate.
+:func:`~neuroplastic.sal.rule.relaxation_floor`, higher the further that norm is below ``W``'s): logged per dense
+layer ``i`` (the alignment keys' index) as ``sal_noise/i``, ``sal_pull/i`` and ``sal_floor_deg/i``. The update
+itself is the same sum. ``sal_estimate/i`` is the noise of the phase's estimate of ``W`` (noise / pull, whatever the
+rate), and ``sal_bound_deg/i`` the smallest angle the run's phases so far could have reached under any schedule of
+SAL rates had ``W`` stood still (:func:`~neuroplastic.sal.rule.averaging_bound`): an angle near it needs more
+samples per phase, not another rate.
 """
 
 from __future__ import annotations

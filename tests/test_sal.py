@@ -655,6 +655,31 @@ def test_sal_lr_per_dense_layer_moves_each_B_by_its_own_rate():
         _small_sal(sal_lr=[0.1, 0.2, 0.3])
 
 
+def test_sal_lr_decay_falls_as_robbins_monro_from_the_phase_log():
+    """Phase n runs at sal_lr / (1 + d (n - 1)); the phase number is the phase log's length (it travels with
+    the weights), so a net whose log holds two phases moves B by a third of the first phase's update with d =
+    1 (the same spikes: one block, the rate does not touch it); d = 0 is the constant rate; a negative d is
+    refused."""
+    def update(decay, done):
+        m = _small_sal(sal_nets=4, sal_blocks=1, sal_block_steps=200, sal_lr=0.6, sal_lr_decay=decay)
+        m.configure(1, 10)
+        m.phase_log = torch.zeros(done, 3 * len(m._dense()), dtype=torch.float64)
+        before = [x.B.clone() for x in m._dense()]
+        m.sal_phase()
+        return [x.B - b for x, b in zip(m._dense(), before)], m
+
+    first, m = update(1.0, 0)
+    third, _ = update(1.0, 2)
+    assert m.phase_rates(1) == [0.6, 0.6] and m.phase_rates(3) == pytest.approx([0.2, 0.2], rel=1e-12)
+    for a, b in zip(first, third):
+        torch.testing.assert_close(b, a / 3, rtol=1e-5, atol=1e-7)
+    flat, _ = update(0.0, 2)
+    for a, b in zip(first, flat):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="sal_lr_decay"):
+        _small_sal(sal_lr_decay=-0.1)
+
+
 def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_with_it():
     """The same phase (same seed, same spikes: the rescaling comes after the last block) gives ``B`` the direction of
     the paper's rule and the Frobenius norm ``B`` had at initialisation; the gain is logged; the norms travel with

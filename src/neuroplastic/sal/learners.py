@@ -12,11 +12,17 @@ block every ``B_l`` moves by
 with :math:`\\Delta P_l` the block's summed SAL update of the feedback projection (pre = layer ``l``'s units, post =
 its inputs; :func:`~neuroplastic.sal.rule.sal_pairs`), normalised by the phase length in refractory periods (the
 authors' code divides by 20 whatever the block length; ``η_SAL = 0.4`` with our normalisation equals their 0.04 with
-theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as the authors' code allows: each layer's
-``B`` follows its ``W`` with its own speed and noise). The convolutions use fixed random feedback (``conv_mode``, as
-in every non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per synapse and
-direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate from the
-network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
+theirs at 200·τ_ref steps; ``sal_lr`` is one rate or one per dense layer, as the authors' code allows: each
+layer's ``B`` follows its ``W`` with its own speed and noise). ``sal_lr_decay`` ``d`` (not in the paper; 0,
+the default, is its constant rate): phase ``n`` runs at
+:math:`\\eta_n = \\eta_\\text{SAL} / (1 + d\\,(n - 1))`, Robbins and Monro's falling rate, so late phases
+average the earlier phases' estimates of ``W`` rather than replace them; from a rate whose first phase closes
+most of the distance to ``W`` and with ``d`` near that fraction, ``B`` tends to the mean of all phases'
+estimates, whose noise falls as :math:`1/\\sqrt n`, while a constant rate's stays at its floor
+(:func:`~neuroplastic.sal.rule.averaging_bound`). The convolutions use fixed random feedback (``conv_mode``,
+as in every non-BP method of the paper's comparison). ``plasticity_noise``: fixed amplitudes ``1 + ε`` per
+synapse and direction (ε ~ N(0, σ) truncated at ±1.5σ); ``synaptic_noise``: the spiking copy's weights deviate
+from the network's by fresh Gaussian noise of σ times each matrix's standard deviation at every phase.
 ``loss="double_softmax"``: the authors' code's loss (softmax before the cross-entropy,
 :class:`~neuroplastic.learners.backprop.SupervisedNet`), a labelled variant; the default is the plain
 cross-entropy.
@@ -126,10 +132,11 @@ class SALNet(SupervisedNet):
                  sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
-                 refractory: int | None = None, seed: int = 0) -> None:
+                 refractory: int | None = None, sal_lr_decay: float = 0.0, seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
+        check_range("sal_lr_decay", sal_lr_decay, 0, 1e6)
         check_range("sal_blocks", sal_blocks, 0, 1000)
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
@@ -152,7 +159,7 @@ class SALNet(SupervisedNet):
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
-                        "refractory": refractory}
+                        "refractory": refractory, "lr_decay": float(sal_lr_decay)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -273,6 +280,7 @@ class SALNet(SupervisedNet):
         halves = [slice(0, r // 2), slice(r // 2, r)] if r > 1 else [slice(0, r)]
         counts = tuple(h.stop - h.start for h in halves)
         b_before = [m.B.detach().clone() for m in dense]
+        rates = self.phase_rates(len(self.phase_log) + 1)
         noise_sq = [0.0] * len(dense)
         fired = [torch.zeros(r, n, device=dev) for n in sizes]  # spikes per network and unit over the phase
         for _ in range(cfg["blocks"]):
@@ -296,11 +304,11 @@ class SALNet(SupervisedNet):
                         dP[l - 1][k] += sal_pairs(s[l][:, h], s[l - 1][:, h], x[l][:, h], x[l - 1][:, h],
                                                   amplitude=self.rule.amplitude, noise=noise)
             for l, m in enumerate(dense):
-                step = cfg["lr"][l] * sum(dP[l]).t() / norm  # in the copy's units: Δ(s_l B_l)
+                step = rates[l] * sum(dP[l]).t() / norm  # in the copy's units: Δ(s_l B_l)
                 m.B.add_(step, alpha=1 / scales[l])
                 feedback[l].add_(step)
                 if len(halves) == 2:
-                    noise_sq[l] += phase_noise(*(cfg["lr"][l] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
+                    noise_sq[l] += phase_noise(*(rates[l] * d.t() * tau / cfg["block_steps"] for d in dP[l]),
                                                counts) / scales[l] ** 2
         out: dict[str, float] = {}
         index = self.dense_index()
@@ -332,6 +340,13 @@ class SALNet(SupervisedNet):
         spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
         return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}
+
+    def phase_rates(self, phase: int) -> list[float]:
+        r"""The SAL rate of every dense layer in phase ``phase`` (1 = the first), falling as Robbins and
+        Monro's :math:`\eta_n = \eta / (1 + d\,(n - 1))` with ``sal_lr_decay`` ``d`` (0, the default and the
+        paper's: constant). The phase number is the length of the phase log, which travels with the weights: a
+        resumed run goes on at the rate it stopped at."""
+        return [lr / (1 + self.sal_cfg["lr_decay"] * (phase - 1)) for lr in self.sal_cfg["lr"]]
 
     def phase_bound(self, layer: int, phases: int) -> float:
         """:func:`~neuroplastic.sal.rule.averaging_bound` of dense layer ``layer``'s estimate noises over the first

@@ -1,5 +1,6 @@
 """Build hook for the optional native kernels (everything else is in pyproject.toml). Without a C compiler the
-extension is skipped and the library takes its torch route (``neuroplastic.boltzmann.native``)."""
+extension is skipped and the library takes its torch route (``neuroplastic.boltzmann.native``,
+``neuroplastic.sal.native``)."""
 
 import sys
 
@@ -7,4 +8,6 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"],
                              extra_compile_args=["-O3"], libraries=["dl"] if sys.platform.startswith("linux") else [],
-                             optional=True)])
+                             optional=True),
+                   Extension("neuroplastic.sal._native", ["src/neuroplastic/sal/_native.c"],
+                             extra_compile_args=["-O3"], optional=True)])

@@ -709,3 +709,40 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
     _small_sal(sal_bnorm="initial").load_state_dict(old)
     with pytest.raises(ValueError, match="sal_bnorm"):
         _small_sal(sal_bnorm="weight")
+
+
+@pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
+                    reason="the native SAL kernel is not built")
+@pytest.mark.parametrize("kw", [{}, {"sal_pairing": "nearest"}, {"sal_window": "triangular"},
+                                {"plasticity_noise": 0.05}, {"refractory": 9}, {"sal_nets": 5}])
+def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monkeypatch, kw):
+    """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms give the same
+    spikes (the same spike count, to the last spike) and the same B after two blocks, up to the order of float sums;
+    the noise estimate of the two halves agrees too. Strong forward weights make the copy fire and SAL move B."""
+    def phase(flag):
+        monkeypatch.setenv("NEUROPLASTIC_NATIVE", flag)
+        m = _small_sal(sal_blocks=2, sal_block_steps=400, **kw)
+        m.configure(1, 10)
+        with torch.no_grad():
+            for layer in m._dense():
+                layer.weight.mul_(3)
+        assert m.native_route() == (flag == "1")
+        before = [x.B.clone() for x in m._dense()]
+        return m, before, m.sal_phase()
+
+    (t, before, out_t), (n, _, out_n) = phase("0"), phase("1")
+    assert out_t["sal_rate"] == out_n["sal_rate"] > 0.01
+    for a, b, b0 in zip(t._dense(), n._dense(), before):
+        assert (a.B - b0).abs().max() > 0.01  # SAL moved B
+        torch.testing.assert_close(b.B, a.B, rtol=0, atol=1e-5 * float(a.B.abs().max()))
+    for i in t.dense_index():
+        assert out_n[f"sal_noise/{i}"] == pytest.approx(out_t[f"sal_noise/{i}"], rel=1e-4)
+
+
+def test_native_sal_route_steps_aside_for_the_operation_counter():
+    """The energy model's counter must see the phase's work: under it the phase takes the torch route."""
+    from neuroplastic.energy import OpCounter
+
+    m = _small_sal()
+    with OpCounter():
+        assert not m.native_route()

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["DEFAULT_ENERGY", "EnergyModel", "OpCount", "OpCounter", "count_run", "energy_pj"]
+__all__ = ["DEFAULT_ENERGY", "EnergyModel", "OpCount", "OpCounter", "count_run", "energy_pj", "ops_watched"]
 
 _aten = torch.ops.aten
 
@@ -93,6 +93,14 @@ class OpCount:
     def energy_pj(self, model: EnergyModel = DEFAULT_ENERGY) -> float:
         r""":math:`n_\text{MAC} E_\text{MAC} + n_\text{AC} E_\text{AC} + n_\text{read} E_\text{read}` (pJ)."""
         return energy_pj(self.mac, self.ac, self.reads, model)
+
+
+def ops_watched() -> bool:
+    """Whether a torch dispatch mode (:class:`OpCounter`) watches the ops now: native kernels, whose work it cannot
+    see, then leave it to their torch routes."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+    return _get_current_dispatch_mode() is not None
 
 
 def energy_pj(mac: float, ac: float, reads: float, model: EnergyModel = DEFAULT_ENERGY) -> float:

@@ -33,6 +33,8 @@ import threading
 
 import torch
 
+from ..energy import ops_watched
+
 _ABI = 5  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
@@ -50,15 +52,6 @@ _local = threading.local()
 def available() -> bool:
     """Whether the native kernels are built and not turned off by ``NEUROPLASTIC_NATIVE=0``."""
     return _native is not None and os.environ.get("NEUROPLASTIC_NATIVE", "1") != "0"
-
-
-def _dispatch_mode_active() -> bool:
-    """Whether a torch dispatch mode (the energy model's operation counter) watches the ops: it must see them."""
-    try:
-        from torch.utils._python_dispatch import _get_current_dispatch_mode
-    except ImportError:
-        return True
-    return _get_current_dispatch_mode() is not None
 
 
 def sgd_rate(rbm, sampler, optimizer, v: torch.Tensor | None, sparsity) -> float | None:
@@ -83,7 +76,7 @@ def sgd_rate(rbm, sampler, optimizer, v: torch.Tensor | None, sparsity) -> float
     g = optimizer.param_groups[0]
     if g["momentum"] != 0 or g["weight_decay"] != 0 or g.get("nesterov") or g.get("maximize"):
         return None
-    if {id(p) for p in g["params"]} != {id(rbm.W), id(rbm.b), id(rbm.c)} or _dispatch_mode_active():
+    if {id(p) for p in g["params"]} != {id(rbm.W), id(rbm.b), id(rbm.c)} or ops_watched():
         return None
     return float(g["lr"])
 

@@ -61,6 +61,10 @@ W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; P
 the copy's rates stay in range, but weaker synapses shape the spike timing less, so a phase's noise relative to
 ``W`` grows. Logged as ``sal_scale/i``.
 
+On the CPU the phase runs on the native route when it is built (:mod:`neuroplastic.sal.native`: the same uniforms,
+spikes and sums, event by event in C; about twice as fast as the torch route's dense products); elsewhere, or with
+``NEUROPLASTIC_NATIVE=0``, on the torch route.
+
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
@@ -82,10 +86,12 @@ from typing import Any
 
 import torch
 
+from ..energy import ops_watched
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
 from ..nn.feedback import FeedbackLinear, feedback_layers, feedback_stats
+from . import native as sal_native
 from .neurons import SpikingNet, check_refractory
 from .rule import (
     PAIRINGS,
@@ -282,10 +288,25 @@ class SALNet(SupervisedNet):
         b_before = [m.B.detach().clone() for m in dense]
         rates = self.phase_rates(len(self.phase_log) + 1)
         noise_sq = [0.0] * len(dense)
-        fired = [torch.zeros(r, n, device=dev) for n in sizes]  # spikes per network and unit over the phase
+        fired_all = torch.zeros(r, sum(sizes), device=dev)  # spikes per network and unit over the phase
+        fired = [fired_all[:, a:b] for a, b in itertools.pairwise(itertools.accumulate(sizes, initial=0))]
+        native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
+            if self.native_route() else None
         for _ in range(cfg["blocks"]):
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
-            for start in range(0, cfg["block_steps"], chunk):
+            if native is not None:  # the same sums, event by event in C (sal.native)
+                hebb = [[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
+                anti = [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
+                for start in range(0, cfg["block_steps"], chunk):
+                    native.run(min(chunk, cfg["block_steps"] - start), hebb, anti, fired_all)
+                for l in range(len(dense)):
+                    nz = (getattr(self, f"noise_hebb_{l}"), getattr(self, f"noise_anti_{l}"))
+                    for k in range(len(halves)):
+                        h, a = hebb[l][k].t(), anti[l][k]
+                        if nz[0] is not None:
+                            h, a = h * nz[0].t(), a * nz[1].t()
+                        dP[l][k] = self.rule.amplitude * (h - a)
+            for start in range(0, cfg["block_steps"] if native is None else 0, chunk):
                 s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
                 for f, sp in zip(fired, s):
                     f += sp.sum(0)
@@ -340,6 +361,12 @@ class SALNet(SupervisedNet):
         spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
         return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}
+
+    def native_route(self) -> bool:
+        """Whether the phase runs on the native CPU route (:mod:`neuroplastic.sal.native`: the same spikes and
+        sums, event by event): built, not turned off by ``NEUROPLASTIC_NATIVE=0``, the net on the CPU, and no
+        operation counter watching (:func:`~neuroplastic.energy.ops_watched`: it must see the phase's work)."""
+        return sal_native.available() and self._dense()[0].weight.device.type == "cpu" and not ops_watched()
 
     def phase_rates(self, phase: int) -> list[float]:
         r"""The SAL rate of every dense layer in phase ``phase`` (1 = the first), falling as Robbins and

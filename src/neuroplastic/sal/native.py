@@ -1,0 +1,99 @@
+r"""The native CPU route of a SAL phase (Gierlich et al. 2025): the same spikes and the same SAL sums as the torch
+route of :class:`~neuroplastic.learners.SALNet`'s phase (:meth:`SpikingNet.run
+<neuroplastic.sal.neurons.SpikingNet.run>` with :meth:`SALTrace.block_terms <neuroplastic.sal.rule.SALTrace.
+block_terms>` and :func:`~neuroplastic.sal.rule.sal_block`, or :func:`~neuroplastic.sal.rule.sal_pairs`), computed
+event by event in C (``_native.c``, built by ``setup.py`` when a C compiler is present).
+
+The potentials :math:`u = b + \sum_\text{pre} P z` change only where a PSP starts (a spike) or ends ``τ_ref`` steps
+later, so each step adds or subtracts the fan-out row of those few units instead of multiplying every PSP by every
+weight; at a firing rate ρ per step that is about :math:`2\rho` of the dense product's work. The SAL terms of a
+feedback projection ``l → l-1`` are summed at the spikes too: a spike of unit ``k`` of layer ``l`` at step ``t``
+adds the trace :math:`x_{l-1}(t) = \sum_{d=1}^{\text{cut}} k(d)\, s_{l-1}(t-d)` to row ``k`` of the anti-causal
+sum ``H_l`` (pairs +A), a spike of unit ``i`` of layer ``l-1`` adds :math:`x_l(t)` to row ``i`` of the causal sum
+``C_l`` (pairs −A), so that
+
+.. math::  \Delta P_l = A\,(H_l^\top \circ (1 + \varepsilon^+) - C_l \circ (1 + \varepsilon^-)),
+
+the update :func:`~neuroplastic.sal.rule.sal_pairs` sums (its ``hebb`` and ``anti``). Traces come from each unit's
+last ``⌈cut / (refractory + 1)⌉`` spikes' ages (no unit fires more often), so they are exact (nearest-spike
+pairing: the last one only). The uniforms are the torch route's (one block of ``[steps, R, ΣN]`` from the phase's generator),
+so the two routes draw the same spikes but where a potential summed in another order lands within rounding of a
+uniform. ``NEUROPLASTIC_NATIVE=0`` turns the route off.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from .neurons import SpikingNet
+from .rule import SALRule
+
+_ABI = 2  # the interface of _native.c this module calls (its NATIVE_ABI)
+
+try:
+    from . import _native
+except ImportError:  # built without a C compiler: the torch route
+    _native = None
+if getattr(_native, "ABI", None) != _ABI:  # a stale build (a rebuild failed): the torch route
+    _native = None
+
+__all__ = ["NativePhase", "available"]
+
+
+def available() -> bool:
+    """Whether the native kernel is built and not turned off by ``NEUROPLASTIC_NATIVE=0``."""
+    return _native is not None and os.environ.get("NEUROPLASTIC_NATIVE", "1") != "0"
+
+
+class NativePhase:
+    """The state of one phase on the native route: a chain ``net`` of populations ``0 … L`` whose projections are
+    ``(l-1, l)`` = ``weights[l-1]`` (``W_l`` ``[n_l, n_{l-1}]``) and ``(l, l-1)`` = ``feedback[l-1].t()`` (``B_l``
+    ``[n_l, n_{l-1}]``, read as it is when each chunk starts) and the ages of each unit's last spikes.
+
+    :meth:`run` advances ``steps`` steps and adds each feedback projection's anti-causal and causal SAL sums
+    (module docstring) to ``hebb[l][h]`` ``[n_l, n_{l-1}]`` and ``anti[l][h]`` ``[n_{l-1}, n_l]`` for the networks
+    of half ``h`` (networks ``< split`` and the rest), and every unit's spike count to ``fired`` ``[R, ΣN]``."""
+
+    def __init__(self, net: SpikingNet, weights: list[torch.Tensor], feedback: list[torch.Tensor], rule: SALRule,
+                 split: int) -> None:
+        if not available():
+            raise RuntimeError("the native SAL kernel is not built (or NEUROPLASTIC_NATIVE=0)")
+        n = len(weights)
+        expected = {(l - 1, l) for l in range(1, n + 1)} | {(l, l - 1) for l in range(1, n + 1)}
+        if set(net.projections) != expected or any(p.dim() != 2 for p in net.projections.values()) \
+                or net.device.type != "cpu":
+            raise ValueError("the native SAL route runs a chain of 2-D projections l-1 <-> l on the CPU only")
+        self.net, self.weights, self.feedback, self.rule, self.split = net, weights, feedback, rule, int(split)
+        self.m = 1 if rule.pairing == "nearest" else math.ceil(rule.cut / (net.refractory + 1))
+        zero = torch.zeros(1)
+        self.table = torch.cat([zero, rule.kernel("cpu", torch.float32), zero]).contiguous()  # k(d) at d, 0 outside
+        self.sizes = torch.tensor(net.sizes, dtype=torch.int64)
+        total = sum(net.sizes)
+        self.ages = torch.full((net.n_nets, self.m, total), rule.cut + 1, dtype=torch.int16)  # cut + 1: no spike
+
+    def run(self, steps: int, hebb: list[list[torch.Tensor]], anti: list[list[torch.Tensor]],
+            fired: torch.Tensor) -> None:
+        """``steps`` free-running steps (no input); the sums as in the class docstring (added, not overwritten)."""
+        net = self.net
+        n = len(self.weights)
+        shape = (steps, net.n_nets, net._count.shape[1])
+        if net._uni is None or net._uni.shape != shape:
+            net._uni = torch.empty(shape)
+        uni = net._uni.uniform_(generator=net.generator)  # the same block SpikingNet.run draws
+        net._z = net._z.contiguous().clone()
+        net.potentials()  # u from the PSPs now and the weights as they are (B changes between blocks)
+        fwd = [w.t().contiguous() for w in self.weights]
+        back = [b.contiguous() for b in self.feedback]
+        tensors = [*fwd, *back, *(h[0] for h in hebb), *(h[1] for h in hebb), *(a[0] for a in anti),
+                   *(a[1] for a in anti)]
+        for x in (*tensors, fired):
+            if x.dtype != torch.float32 or not x.is_contiguous():
+                raise ValueError("native SAL: every array must be contiguous float32")
+        ptrs = torch.tensor([x.data_ptr() for x in tensors], dtype=torch.int64)  # unsigned in C: the same bits
+        _native.run(steps, net.n_nets, n, self.split, self.m, self.rule.cut, int(self.rule.pairing == "nearest"),
+                    net.refractory, net._psp_above, net._log_tau, self.sizes.data_ptr(), ptrs.data_ptr(),
+                    self.table.data_ptr(), uni.data_ptr(), net._u.data_ptr(), fired.data_ptr(),
+                    net._count.data_ptr(), net._z.data_ptr(), self.ages.data_ptr())

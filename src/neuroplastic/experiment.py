@@ -508,13 +508,15 @@ def cpu_name() -> str:
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Commit, torch version, CPU and the vector instruction set torch uses on it (``cpu_isa``: timings from an
     AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process, and
-    whether the native kernels are on (``native``: they draw other random numbers than the torch route,
-    :mod:`~neuroplastic.boltzmann.native`)."""
+    whether the native kernels are on (``native``: the RBM's step, :mod:`~neuroplastic.boltzmann.native`, which
+    draws other random numbers than the torch route, and the SAL phase, :mod:`~neuroplastic.sal.native`, which
+    runs faster; ``setup.py`` builds both and ``NEUROPLASTIC_NATIVE=0`` turns both off)."""
     from .boltzmann import native
+    from .sal import native as sal_native
 
     env = {"commit": git_commit(), "torch": torch.__version__, "cpu": cpu_name(),
            "cpu_isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-           "python": platform.python_version(), "native": native.available()}
+           "python": platform.python_version(), "native": native.available() and sal_native.available()}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return env

@@ -746,3 +746,16 @@ def test_native_sal_route_steps_aside_for_the_operation_counter():
     m = _small_sal()
     with OpCounter():
         assert not m.native_route()
+
+
+def test_analysis_phases_run_at_the_rate_the_run_had_reached():
+    """Extra phases of ``analyze sal`` on a run with a falling SAL rate go on at its next phase's rate (not the
+    first phase's, though each study empties the phase log), and the settings are the run's again afterwards."""
+    from neuroplastic.sal.analysis import _restored
+
+    m = _small_sal(sal_lr=0.6, sal_lr_decay=1.0)
+    m.phase_log = torch.zeros(2, 3 * len(m._dense()), dtype=torch.float64)
+    with _restored(m):
+        m.phase_log = m.phase_log[:0]
+        assert m.phase_rates(1) == pytest.approx([0.2, 0.2], rel=1e-12)
+    assert m.sal_cfg["lr"] == [0.6, 0.6] and m.sal_cfg["lr_decay"] == 1.0 and len(m.phase_log) == 2

@@ -60,10 +60,12 @@ BIAS_AT = ("w", "trained")
 @contextlib.contextmanager
 def _restored(learner: Any) -> Iterator[list[torch.Tensor]]:
     """Extra phases on ``learner`` inside: its dense layers' ``B`` (yielded: the trained ones), its phase settings
-    and its phase log are as before on exit."""
+    and its phase log are as before on exit. Inside, every phase runs at the rate the run's next phase would have
+    had (``sal_lr_decay`` held there), whatever the phase log then holds."""
     dense = learner._dense()
     trained = [m.B.clone() for m in dense]
     saved_cfg, saved_log = dict(learner.sal_cfg), learner.phase_log
+    learner.sal_cfg = {**saved_cfg, "lr": learner.phase_rates(len(saved_log) + 1), "lr_decay": 0.0}
     try:
         yield trained
     finally:

@@ -66,7 +66,8 @@ class NativePhase:
         if set(net.projections) != expected or any(p.dim() != 2 for p in net.projections.values()) \
                 or net.device.type != "cpu":
             raise ValueError("the native SAL route runs a chain of 2-D projections l-1 <-> l on the CPU only")
-        self.net, self.weights, self.feedback, self.rule, self.split = net, weights, feedback, rule, int(split)
+        self.net, self.feedback, self.rule, self.split = net, feedback, rule, int(split)
+        self.fwd = [w.t().contiguous() for w in weights]  # fan-out rows; W is fixed during a phase
         self.m = 1 if rule.pairing == "nearest" else math.ceil(rule.cut / (net.refractory + 1))
         zero = torch.zeros(1)
         self.table = torch.cat([zero, rule.kernel("cpu", torch.float32), zero]).contiguous()  # k(d) at d, 0 outside
@@ -78,16 +79,15 @@ class NativePhase:
             fired: torch.Tensor) -> None:
         """``steps`` free-running steps (no input); the sums as in the class docstring (added, not overwritten)."""
         net = self.net
-        n = len(self.weights)
+        n = len(self.fwd)
         shape = (steps, net.n_nets, net._count.shape[1])
         if net._uni is None or net._uni.shape != shape:
             net._uni = torch.empty(shape)
         uni = net._uni.uniform_(generator=net.generator)  # the same block SpikingNet.run draws
         net._z = net._z.contiguous().clone()
         net.potentials()  # u from the PSPs now and the weights as they are (B changes between blocks)
-        fwd = [w.t().contiguous() for w in self.weights]
         back = [b.contiguous() for b in self.feedback]
-        tensors = [*fwd, *back, *(h[0] for h in hebb), *(h[1] for h in hebb), *(a[0] for a in anti),
+        tensors = [*self.fwd, *back, *(h[0] for h in hebb), *(h[1] for h in hebb), *(a[0] for a in anti),
                    *(a[1] for a in anti)]
         for x in (*tensors, fired):
             if x.dtype != torch.float32 or not x.is_contiguous():

@@ -680,6 +680,28 @@ def test_sal_lr_decay_falls_as_robbins_monro_from_the_phase_log():
         _small_sal(sal_lr_decay=-0.1)
 
 
+def test_sal_ideal_pull_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weight_transport():
+    """The diagnostic stand-in for the phase: B <- B + q (W - B) exactly in every dense layer (q = 1: B = W, angle 0),
+    one phase-log row per phase without a floor or estimate (-1), no spikes drawn; its locality is C1 ✘ while SAL's
+    is C1 ✓; q outside (0, 1] and a held norm are refused."""
+    half = _small_sal(sal_ideal_pull=0.5)
+    half.configure(1, 10)
+    before = [(x.B.clone(), x.weight.detach().clone()) for x in half._dense()]
+    half.sal_phase()
+    for x, (b, w) in zip(half._dense(), before):
+        torch.testing.assert_close(x.B, (b + w) / 2, rtol=0, atol=1e-7)
+    assert half.phase_log.shape == (1, 3 * len(half._dense()))
+    assert half.phase_log[0, len(half._dense()):].tolist() == [-1.0] * (2 * len(half._dense()))
+    full = _small_sal(sal_ideal_pull=1.0)
+    full.configure(1, 10)
+    full.sal_phase()
+    assert max(full.dense_angles()) < 1e-3
+    assert not full.locality.c1 and _small_sal().locality.c1
+    for bad in ({"sal_ideal_pull": 0.0}, {"sal_ideal_pull": 1.5}, {"sal_ideal_pull": 0.5, "sal_bnorm": "initial"}):
+        with pytest.raises(ValueError, match="sal_ideal_pull"):
+            _small_sal(**bad)
+
+
 def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_with_it():
     """The same phase (same seed, same spikes: the rescaling comes after the last block) gives ``B`` the direction of
     the paper's rule and the Frobenius norm ``B`` had at initialisation; the gain is logged; the norms travel with

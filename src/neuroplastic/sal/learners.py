@@ -61,6 +61,17 @@ W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; P
 the copy's rates stay in range, but weaker synapses shape the spike timing less, so a phase's noise relative to
 ``W`` grows. Logged as ``sal_scale/i``.
 
+``sal_ideal_pull`` q (a diagnostic, not SAL, and not local; ``None``, the default, runs the spiking phase): the phase
+is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and
+its fixed point at ``B = W``,
+
+.. math::  B_l \\leftarrow B_l + q\\,(W_l - B_l) ,
+
+copied from ``W`` (weight transport, so the run's locality is declared C1 ✘). With q = 1 it is backprop with the
+feedback a once-per-epoch copy of the weights. It isolates what once-per-epoch alignment costs when ``W`` moves
+between phases (the lag: an angle of about the movement per epoch over q) from the phase's sampling noise and
+bias (suite sal-cifar10-lag).
+
 On the CPU the phase runs on the native route when it is built (:mod:`neuroplastic.sal.native`: the same uniforms,
 spikes and sums, event by event in C; about twice as fast as the torch route's dense products); elsewhere, or with
 ``NEUROPLASTIC_NATIVE=0``, on the torch route.
@@ -115,6 +126,10 @@ _LOCALITY = Locality(True, False, False, "B is never copied from W: each feedbac
                      "timing of the two units it joins; but SGD still routes the output error down through B "
                      "in a separate backward phase (C2 ✘, C3 ✘ as for FA)")
 
+#: the locality of ``sal_ideal_pull``'s diagnostic runs: B is pulled towards a copy of W
+_IDEAL_LOCALITY = Locality(False, False, False, "sal_ideal_pull (a diagnostic): B is pulled towards a copy of W once "
+                           "per epoch (weight transport), and SGD routes the output error down through B (C2 ✘, C3 ✘)")
+
 
 class SALNet(SupervisedNet):
     """A feed-forward classifier whose dense layers send errors back through ``B`` learned by SAL phases.
@@ -138,7 +153,8 @@ class SALNet(SupervisedNet):
                  sal_nets: int = 32, tau_ref: int = 10, sal_window: str = "exponential", sal_pairing: str = "all",
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
-                 refractory: int | None = None, sal_lr_decay: float = 0.0, seed: int = 0) -> None:
+                 refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
+                 seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -152,6 +168,10 @@ class SALNet(SupervisedNet):
         check_range("synaptic_noise", synaptic_noise, 0, 10)
         if sal_max_gain is not None:
             check_range("sal_max_gain", sal_max_gain, 1e-6, 1e6)
+        if sal_ideal_pull is not None:
+            check_range("sal_ideal_pull", sal_ideal_pull, 1e-6, 1)
+            if sal_bnorm != "free":
+                raise ValueError("sal_ideal_pull replaces the spiking phase: it needs sal_bnorm='free'")
         if sal_bnorm not in BNORMS:
             raise ValueError(f"sal_bnorm must be one of {', '.join(BNORMS)}, got {sal_bnorm!r}")
         if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
@@ -160,12 +180,14 @@ class SALNet(SupervisedNet):
         super().__init__(in_shape, n_classes, arch=arch, mode="sal", hidden=hidden, act=act, channels=channels,
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          feedback_scale=feedback_scale, conv_mode=conv_mode, loss=loss, seed=seed)
-        self.name, self.paper, self.locality = "sal", SALNet.paper, _LOCALITY
+        self.name, self.paper = "sal", SALNet.paper
+        self.locality = _LOCALITY if sal_ideal_pull is None else _IDEAL_LOCALITY
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
-                        "refractory": refractory, "lr_decay": float(sal_lr_decay)}
+                        "refractory": refractory, "lr_decay": float(sal_lr_decay),
+                        "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -251,6 +273,8 @@ class SALNet(SupervisedNet):
         for the first dense layer's inputs."""
         t0 = time.perf_counter()
         cfg = self.sal_cfg
+        if cfg["ideal_pull"] is not None:
+            return self._ideal_phase(t0)
         dense = self._dense()
         dev = dense[0].weight.device
         sizes = [dense[0].in_features] + [m.out_features for m in dense]
@@ -361,6 +385,16 @@ class SALNet(SupervisedNet):
         spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
         return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}
+
+    def _ideal_phase(self, t0: float) -> dict[str, float]:
+        r"""``sal_ideal_pull`` q's stand-in for the phase (module docstring): :math:`B_l \leftarrow B_l + q\,(W_l -
+        B_l)` in every dense layer, logged in the phase log like a phase (no noise floor or estimate: -1)."""
+        n = len(self._dense())
+        for m in self._dense():
+            m.B.add_(m.weight.detach() - m.B.detach(), alpha=self.sal_cfg["ideal_pull"])
+        self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + [-1.0] * (2 * n)],
+                                                                 dtype=torch.float64)])
+        return {"sal_phase_seconds": time.perf_counter() - t0}
 
     def native_route(self) -> bool:
         """Whether the phase runs on the native CPU route (:mod:`neuroplastic.sal.native`: the same spikes and

@@ -682,8 +682,8 @@ def test_sal_lr_decay_falls_as_robbins_monro_from_the_phase_log():
 
 def test_sal_ideal_pull_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weight_transport():
     """The diagnostic stand-in for the phase: B <- B + q (W - B) exactly in every dense layer (q = 1: B = W, angle 0),
-    one phase-log row per phase without a floor or estimate (-1), no spikes drawn; its locality is C1 ✘ while SAL's
-    is C1 ✓; q outside (0, 1] and a held norm are refused."""
+    one phase-log row per phase without a floor or estimate (-1), no spikes drawn; with a held norm W's direction at
+    B's initial norm; its locality is C1 ✘ while SAL's is C1 ✓; q outside (0, 1] is refused."""
     half = _small_sal(sal_ideal_pull=0.5)
     half.configure(1, 10)
     before = [(x.B.clone(), x.weight.detach().clone()) for x in half._dense()]
@@ -697,7 +697,14 @@ def test_sal_ideal_pull_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weig
     full.sal_phase()
     assert max(full.dense_angles()) < 1e-3
     assert not full.locality.c1 and _small_sal().locality.c1
-    for bad in ({"sal_ideal_pull": 0.0}, {"sal_ideal_pull": 1.5}, {"sal_ideal_pull": 0.5, "sal_bnorm": "initial"}):
+    held = _small_sal(sal_ideal_pull=1.0, sal_bnorm="initial")  # W's direction at B's initial norm
+    held.configure(1, 10)
+    out = held.sal_phase()
+    assert max(held.dense_angles()) < 1e-3
+    for x, n0, i in zip(held._dense(), held.b_norm0.tolist(), held.dense_index()):
+        torch.testing.assert_close(float(x.B.norm()), n0, rtol=1e-5, atol=0)
+        assert out[f"sal_bnorm_gain/{i}"] == pytest.approx(n0 / float(x.weight.norm()), rel=1e-5)
+    for bad in ({"sal_ideal_pull": 0.0}, {"sal_ideal_pull": 1.5}):
         with pytest.raises(ValueError, match="sal_ideal_pull"):
             _small_sal(**bad)
 

@@ -67,8 +67,9 @@ its fixed point at ``B = W``,
 
 .. math::  B_l \\leftarrow B_l + q\\,(W_l - B_l) ,
 
-copied from ``W`` (weight transport, so the run's locality is declared C1 ✘). With q = 1 it is backprop with the
-feedback a once-per-epoch copy of the weights. It isolates what once-per-epoch alignment costs when ``W`` moves
+copied from ``W`` (weight transport, so the run's locality is declared C1 ✘), then, with ``sal_bnorm="initial"``,
+rescaled to ``B``'s initial norm. With q = 1 and the norm free it is backprop with the feedback a once-per-epoch
+copy of the weights. It isolates what once-per-epoch alignment costs when ``W`` moves
 between phases (the lag: an angle of about the movement per epoch over q) from the phase's sampling noise and
 bias (suite sal-cifar10-lag).
 
@@ -170,8 +171,6 @@ class SALNet(SupervisedNet):
             check_range("sal_max_gain", sal_max_gain, 1e-6, 1e6)
         if sal_ideal_pull is not None:
             check_range("sal_ideal_pull", sal_ideal_pull, 1e-6, 1)
-            if sal_bnorm != "free":
-                raise ValueError("sal_ideal_pull replaces the spiking phase: it needs sal_bnorm='free'")
         if sal_bnorm not in BNORMS:
             raise ValueError(f"sal_bnorm must be one of {', '.join(BNORMS)}, got {sal_bnorm!r}")
         if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
@@ -362,12 +361,7 @@ class SALNet(SupervisedNet):
                 out.update({f"sal_{k}/{index[l]}": v for k, v in
                             noise_floor(b_before[l], m.B.detach(), m.weight.detach(), noise_sq[l],
                                         held=cfg["bnorm"] == "initial").items()})
-        if cfg["bnorm"] == "initial":  # SAL's direction, B's initial norm (module docstring)
-            for l, m in enumerate(dense):
-                now = float(m.B.detach().double().norm())
-                gain = float(self.b_norm0[l]) / now if now > 0 else 1.0
-                m.B.mul_(gain)
-                out[f"sal_bnorm_gain/{index[l]}"] = gain
+        out.update(self._hold_norms())
         floors = [out.get(f"sal_floor_deg/{i}", -1.0) for i in index]
         estimates = [out.get(f"sal_estimate/{i}", -1.0) for i in index]
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + floors + estimates],
@@ -392,9 +386,24 @@ class SALNet(SupervisedNet):
         n = len(self._dense())
         for m in self._dense():
             m.B.add_(m.weight.detach() - m.B.detach(), alpha=self.sal_cfg["ideal_pull"])
+        out = self._hold_norms()
         self.phase_log = torch.cat([self.phase_log, torch.tensor([self.dense_angles() + [-1.0] * (2 * n)],
                                                                  dtype=torch.float64)])
-        return {"sal_phase_seconds": time.perf_counter() - t0}
+        return {**out, "sal_phase_seconds": time.perf_counter() - t0}
+
+    def _hold_norms(self) -> dict[str, float]:
+        r"""With ``sal_bnorm="initial"``, every dense layer's ``B`` rescaled to its initial Frobenius norm,
+        :math:`B_l \leftarrow B_l \lVert B_l^{(0)}\rVert_F / \lVert B_l\rVert_F` (module docstring); the gains
+        as ``sal_bnorm_gain/i``. Nothing with ``"free"``, the paper's rule."""
+        if self.sal_cfg["bnorm"] != "initial":
+            return {}
+        out = {}
+        for l, (m, i) in enumerate(zip(self._dense(), self.dense_index())):
+            now = float(m.B.detach().double().norm())
+            gain = float(self.b_norm0[l]) / now if now > 0 else 1.0
+            m.B.mul_(gain)
+            out[f"sal_bnorm_gain/{i}"] = gain
+        return out
 
     def native_route(self) -> bool:
         """Whether the phase runs on the native CPU route (:mod:`neuroplastic.sal.native`: the same spikes and

@@ -680,11 +680,22 @@ def test_sal_lr_decay_falls_as_robbins_monro_from_the_phase_log():
         _small_sal(sal_lr_decay=-0.1)
 
 
-def test_sal_ideal_pull_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weight_transport():
-    """The diagnostic stand-in for the phase: B <- B + q (W - B) exactly in every dense layer (q = 1: B = W, angle 0),
-    one phase-log row per phase without a floor or estimate (-1), no spikes drawn; with a held norm W's direction at
-    B's initial norm; its locality is C1 ✘ while SAL's is C1 ✓; q outside (0, 1] is refused."""
-    half = _small_sal(sal_ideal_pull=0.5)
+def _small_ideal(**kw):
+    from neuroplastic import learners
+
+    torch.manual_seed(0)
+    return learners.get("sal-ideal", **{"in_shape": (1, 8, 8), "n_classes": 10, "arch": "mlp", "hidden": (16,),
+                                        "seed": 0, **kw})
+
+
+def test_sal_ideal_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weight_transport():
+    """The diagnostic learner sal-ideal: its phase is B <- B + q (W - B) exactly in every dense layer (q = 1: B = W,
+    angle 0), one phase-log row per phase without a floor or estimate (-1), no spikes drawn; with a held norm W's
+    direction at B's initial norm; it is registered apart, C1 ✘, while SAL (C1 ✓) refuses the option; q outside
+    (0, 1] is refused."""
+    from neuroplastic import learners
+
+    half = _small_ideal(sal_ideal_pull=0.5)
     half.configure(1, 10)
     before = [(x.B.clone(), x.weight.detach().clone()) for x in half._dense()]
     half.sal_phase()
@@ -692,21 +703,24 @@ def test_sal_ideal_pull_moves_B_the_fraction_q_of_the_way_to_W_and_declares_weig
         torch.testing.assert_close(x.B, (b + w) / 2, rtol=0, atol=1e-7)
     assert half.phase_log.shape == (1, 3 * len(half._dense()))
     assert half.phase_log[0, len(half._dense()):].tolist() == [-1.0] * (2 * len(half._dense()))
-    full = _small_sal(sal_ideal_pull=1.0)
+    full = _small_ideal(sal_ideal_pull=1.0)
     full.configure(1, 10)
     full.sal_phase()
     assert max(full.dense_angles()) < 1e-3
-    assert not full.locality.c1 and _small_sal().locality.c1
-    held = _small_sal(sal_ideal_pull=1.0, sal_bnorm="initial")  # W's direction at B's initial norm
+    held = _small_ideal(sal_ideal_pull=1.0, sal_bnorm="initial")  # W's direction at B's initial norm
     held.configure(1, 10)
     out = held.sal_phase()
     assert max(held.dense_angles()) < 1e-3
     for x, n0, i in zip(held._dense(), held.b_norm0.tolist(), held.dense_index()):
         torch.testing.assert_close(float(x.B.norm()), n0, rtol=1e-5, atol=0)
-        assert out[f"sal_bnorm_gain/{i}"] == pytest.approx(n0 / float(x.weight.norm()), rel=1e-5)
-    for bad in ({"sal_ideal_pull": 0.0}, {"sal_ideal_pull": 1.5}):
+        assert out[f"sal_bnorm_gain/{i}"] == pytest.approx(n0 / float(x.weight.detach().norm()), rel=1e-5)
+    assert not learners.entry("sal-ideal").locality.c1 and learners.entry("sal").locality.c1
+    assert full.name == "sal-ideal" and not full.locality.c1
+    with pytest.raises(ValueError, match="sal_ideal_pull"):
+        _small_sal(sal_ideal_pull=0.5)
+    for bad in (0.0, 1.5):
         with pytest.raises(ValueError, match="sal_ideal_pull"):
-            _small_sal(**bad)
+            _small_ideal(sal_ideal_pull=bad)
 
 
 def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_with_it():

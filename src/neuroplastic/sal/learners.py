@@ -61,13 +61,13 @@ W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; P
 the copy's rates stay in range, but weaker synapses shape the spike timing less, so a phase's noise relative to
 ``W`` grows. Logged as ``sal_scale/i``.
 
-``sal_ideal_pull`` q (a diagnostic, not SAL, and not local; ``None``, the default, runs the spiking phase): the phase
+``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and
 its fixed point at ``B = W``,
 
 .. math::  B_l \\leftarrow B_l + q\\,(W_l - B_l) ,
 
-copied from ``W`` (weight transport, so the run's locality is declared C1 ✘), then, with ``sal_bnorm="initial"``,
+copied from ``W`` (weight transport, so its locality is declared C1 ✘), then, with ``sal_bnorm="initial"``,
 rescaled to ``B``'s initial norm. With q = 1 and the norm free it is backprop with the feedback a once-per-epoch
 copy of the weights. It isolates what once-per-epoch alignment costs when ``W`` moves
 between phases (the lag: an angle of about the movement per epoch over q) from the phase's sampling noise and
@@ -118,7 +118,7 @@ from .rule import (
 )
 from .rule import plasticity_noise as draw_plasticity_noise
 
-__all__ = ["BNORMS", "SALNet"]
+__all__ = ["BNORMS", "SALIdeal", "SALNet"]
 
 #: what happens to ``B``'s norm after a phase: ``free`` (the paper's rule) or ``initial`` (held at its initial norm)
 BNORMS = ("free", "initial")
@@ -179,8 +179,7 @@ class SALNet(SupervisedNet):
         super().__init__(in_shape, n_classes, arch=arch, mode="sal", hidden=hidden, act=act, channels=channels,
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          feedback_scale=feedback_scale, conv_mode=conv_mode, loss=loss, seed=seed)
-        self.name, self.paper = "sal", SALNet.paper
-        self.locality = _LOCALITY if sal_ideal_pull is None else _IDEAL_LOCALITY
+        self.name, self.paper, self.locality = type(self).name, SALNet.paper, type(self).locality
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
@@ -491,9 +490,34 @@ class SALNet(SupervisedNet):
         return out
 
 
+class SALIdeal(SALNet):
+    r"""SAL's phase replaced by its noise-free, bias-free limit :math:`B_l \leftarrow B_l + q\,(W_l - B_l)` before
+    every SGD epoch (``sal_ideal_pull`` q; with ``sal_bnorm="initial"`` then rescaled to ``B``'s initial norm): a
+    diagnostic with weight transport, not a local rule (C1 ✘). It measures what once-per-epoch alignment costs
+    when ``W`` moves between phases, apart from a phase's sampling noise and bias (module docstring; suite
+    sal-cifar10-lag). Gierlich et al. 2025's deep-net protocol otherwise (SGD lr 0.01, momentum 0.9, conv layers
+    with fixed random feedback)."""
+
+    name = "sal-ideal"
+    locality = _IDEAL_LOCALITY
+    extra_modes = ("sal",)
+
+    def __init__(self, in_shape: tuple[int, ...], n_classes: int, sal_ideal_pull: float = 1.0,
+                 sal_bnorm: str = "free", arch: str = "sal_cnn", hidden: tuple[int, ...] = (256,),
+                 act: str | None = None, channels: tuple[int, ...] | None = None, conv_mode: str = "fa",
+                 optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, weight_decay: float | None = None,
+                 schedule: str = "none", feedback_scale: float | None = None, loss: str = "ce", seed: int = 0) -> None:
+        super().__init__(in_shape, n_classes, arch=arch, hidden=hidden, act=act, channels=channels,
+                         conv_mode=conv_mode, optimizer=optimizer, lr=lr, momentum=momentum,
+                         weight_decay=weight_decay, schedule=schedule, feedback_scale=feedback_scale, loss=loss,
+                         sal_bnorm=sal_bnorm, sal_ideal_pull=sal_ideal_pull, seed=seed)
+
+
 register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "
          "in phases before every SGD epoch (conv layers: fixed random feedback)",
          quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [64], "sal_nets": 8,
                                                 "sal_blocks": 2, "sal_block_steps": 200},
-                "epochs": 3, "batch_size": 32})
+                "epochs": 3, "batch_size": 32}, sal_ideal_pull=None)
+register("sal-ideal", SALIdeal, summary="a diagnostic: SAL's phase replaced by B <- B + q (W - B) once per epoch "
+         "(weight transport), the noise-free limit of a phase")
 

@@ -127,8 +127,8 @@ _LOCALITY = Locality(True, False, False, "B is never copied from W: each feedbac
                      "timing of the two units it joins; but SGD still routes the output error down through B "
                      "in a separate backward phase (C2 ✘, C3 ✘ as for FA)")
 
-#: the locality of ``sal_ideal_pull``'s diagnostic runs: B is pulled towards a copy of W
-_IDEAL_LOCALITY = Locality(False, False, False, "sal_ideal_pull (a diagnostic): B is pulled towards a copy of W once "
+#: the locality of the diagnostic :class:`SALIdeal`: B is pulled towards a copy of W
+_IDEAL_LOCALITY = Locality(False, False, False, "sal-ideal (a diagnostic): B is pulled towards a copy of W once "
                            "per epoch (weight transport), and SGD routes the output error down through B (C2 ✘, C3 ✘)")
 
 
@@ -500,7 +500,6 @@ class SALIdeal(SALNet):
 
     name = "sal-ideal"
     locality = _IDEAL_LOCALITY
-    extra_modes = ("sal",)
 
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, sal_ideal_pull: float = 1.0,
                  sal_bnorm: str = "free", arch: str = "sal_cnn", hidden: tuple[int, ...] = (256,),

@@ -338,6 +338,48 @@ def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     assert len(files) >= 4 and not list((tmp_path / "rep").glob("*.tmp*"))
 
 
+def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_path):
+    from neuroplastic.bench import store
+    from neuroplastic.learners.backprop import SupervisedNet
+
+    class _Diverges(SupervisedNet):
+        """Test-only learner: its loss is inf from the first step of epoch 3."""
+
+        def configure(self, epochs, steps_per_epoch):
+            super().configure(epochs, steps_per_epoch)
+            self.steps, self.per_epoch = 0, steps_per_epoch
+
+        def train_step(self, x, y):
+            self.steps += 1
+            out = super().train_step(x, y)
+            return {**out, "loss": float("inf")} if self.steps > 2 * self.per_epoch else out
+
+    learners.register("zz-diverges", _Diverges, mode="bp")
+    try:
+        spec = {"name": "diverges", "grid": {"learner": ["zz-diverges", "bp"]}, "base": {**TINY, "epochs": 4}}
+        counts = _bench(tmp_path, spec, report=False, max_attempts=1)
+    finally:
+        learners._REGISTRY.pop("zz-diverges")
+    assert counts["done"] == 1 and counts["failed"] == 1
+    db = ResultsDB(tmp_path / "r.db")
+    bad = next(r for r in db.runs("diverges") if r["status"] == "failed")
+    assert "loss is inf at epoch 3 step 1" in bad["error"]
+    assert [h["epoch"] for h in bad["history"]] == [1, 2]  # the curve up to the divergence
+    saved = json.loads((tmp_path / "res" / "runs" / bad["hash"] / "history.json").read_text())
+    assert saved == bad["history"]
+    recs = store.suite_records(db, "diverges")
+    assert [r["status"] for r in recs] == ["done", "failed"]
+    rec = recs[1]
+    assert rec["epochs_done"] == 2 and rec["last_epoch"]["epoch"] == 2
+    assert rec["last_epoch"]["test_acc"] == bad["history"][-1]["test_acc"] and rec["test_acc"] is None
+    assert rec["error"].startswith("NonFiniteError: ") and "\n" not in rec["error"]
+    md = store.render(store.sections(db))
+    assert "Failed runs:" in md and "| zz-diverges | digits |" in md and "| 2/4 |" in md
+    assert f"| {100 * rec['last_epoch']['test_acc']:.2f} |" in md
+    # the finished run's tables ignore the failed one
+    assert store.measured(recs, {"learner": "zz-diverges"}) == "not recorded"
+
+
 def test_summary_mean_std_over_seeds_and_variants():
     def row(seed, acc, lr=0.1):
         cfg = experiment.validate({**TINY, "seed": seed, "params": {"hidden": [16], "lr": lr}})

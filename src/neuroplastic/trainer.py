@@ -264,7 +264,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
       (``FitResult.status == "budget"``); ``log(row)`` is a shorthand for :class:`LogRows`.
     - ``hflip``: random horizontal flips of training images (:func:`hflip_batch`, own seeded generator).
     - NaN/Inf in the loss (every step) or in any parameter (every ``check_every`` steps and at epoch
-      end) raises :class:`NonFiniteError` naming the tensor and the step; the last good checkpoint stays.
+      end) raises :class:`NonFiniteError` naming the tensor and the step, with the finished epochs' rows as its
+      ``history``; the last good checkpoint stays.
     - Unsupervised learners (``learner.supervised is False``) train with ``y=None``; then a linear probe
       is fitted on cached frozen features (:func:`neuroplastic.probe.fit_probe`, options ``probe``), and one
       more per count of ``labels_per_class`` (``FitResult.label_runs``).
@@ -327,81 +328,85 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
                      "wall_seconds": st.wall_seconds, "meta": dict(checkpoint_meta or {}), **extra}, ckpt_path)
 
     x_train, y_train = bundle.train.x, bundle.train.y
-    for epoch in range(start_epoch, epochs if stopped is None else start_epoch):
-        learner.train()
-        st.epoch = epoch
-        if start_step and epoch_rng is not None:
-            gen.set_state(epoch_rng)  # replay this epoch's shuffle order, then skip the finished steps
-        epoch_rng = gen.get_state()
-        order = torch.randperm(n_train, generator=gen).to(x_train.device)  # as data.batches(shuffle=True)
-        t0 = time.perf_counter()
-        sums: dict[str, float] = dict(sums0) if start_step else {}
-        epoch_secs = epoch_secs0 if start_step else 0.0
-        nsteps = start_step
-        bar = tqdm(range(start_step, steps_per_epoch), total=steps_per_epoch, initial=start_step,
-                   desc=f"{learner.name} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False,
-                   file=sys.stderr)
-        start_step = 0
-        for step in bar:
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if aug is not None:
-                xb = hflip_batch(xb, aug)
-            learner.reset_state()
-            try:
-                metrics = learner.train_step(xb, yb if learner.supervised else None)
-            except NonFiniteError as e:  # a learner's own check: say where in the run it happened
-                raise NonFiniteError(f"{e} (at epoch {epoch + 1} step {nsteps + 1})") from None
-            nsteps += 1
-            st.step = nsteps
-            where = f"at epoch {epoch + 1} step {nsteps}"
-            if "loss" in metrics:
-                check_loss(metrics["loss"], learner.name, where)
-            if nsteps % check_every == 0:
-                learner.check_finite(where)
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            if progress and "loss" in metrics and nsteps % 10 == 0:
-                bar.set_postfix(loss=f"{sums['loss'] / nsteps:.4f}")
+    try:
+        for epoch in range(start_epoch, epochs if stopped is None else start_epoch):
+            learner.train()
+            st.epoch = epoch
+            if start_step and epoch_rng is not None:
+                gen.set_state(epoch_rng)  # replay this epoch's shuffle order, then skip the finished steps
+            epoch_rng = gen.get_state()
+            order = torch.randperm(n_train, generator=gen).to(x_train.device)  # as data.batches(shuffle=True)
+            t0 = time.perf_counter()
+            sums: dict[str, float] = dict(sums0) if start_step else {}
+            epoch_secs = epoch_secs0 if start_step else 0.0
+            nsteps = start_step
+            bar = tqdm(range(start_step, steps_per_epoch), total=steps_per_epoch, initial=start_step,
+                       desc=f"{learner.name} epoch {epoch + 1}/{epochs}", disable=not progress, leave=False,
+                       file=sys.stderr)
+            start_step = 0
+            for step in bar:
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                if aug is not None:
+                    xb = hflip_batch(xb, aug)
+                learner.reset_state()
+                try:
+                    metrics = learner.train_step(xb, yb if learner.supervised else None)
+                except NonFiniteError as e:  # a learner's own check: say where in the run it happened
+                    raise NonFiniteError(f"{e} (at epoch {epoch + 1} step {nsteps + 1})") from None
+                nsteps += 1
+                st.step = nsteps
+                where = f"at epoch {epoch + 1} step {nsteps}"
+                if "loss" in metrics:
+                    check_loss(metrics["loss"], learner.name, where)
+                if nsteps % check_every == 0:
+                    learner.check_finite(where)
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                if progress and "loss" in metrics and nsteps % 10 == 0:
+                    bar.set_postfix(loss=f"{sums['loss'] / nsteps:.4f}")
+                for cb in callbacks:
+                    cb.on_step(st)
+                if checkpoint_every and nsteps % checkpoint_every == 0 and nsteps < steps_per_epoch:
+                    learner.check_finite(where)
+                    now = time.perf_counter() - t0
+                    st.train_seconds += now
+                    st.wall_seconds += now
+                    epoch_secs += now
+                    t0 = time.perf_counter()
+                    save(epoch, step=nsteps, epoch_rng=epoch_rng, sums=sums, epoch_seconds=epoch_secs)
+            learner.check_finite(f"at the end of epoch {epoch + 1}")
+            diag = learner.end_epoch(epoch)
+            seconds = time.perf_counter() - t0
+            st.train_seconds += seconds
+            st.wall_seconds += seconds
+            epoch_secs += seconds
             for cb in callbacks:
-                cb.on_step(st)
-            if checkpoint_every and nsteps % checkpoint_every == 0 and nsteps < steps_per_epoch:
-                learner.check_finite(where)
-                now = time.perf_counter() - t0
-                st.train_seconds += now
-                st.wall_seconds += now
-                epoch_secs += now
-                t0 = time.perf_counter()
-                save(epoch, step=nsteps, epoch_rng=epoch_rng, sums=sums, epoch_seconds=epoch_secs)
-        learner.check_finite(f"at the end of epoch {epoch + 1}")
-        diag = learner.end_epoch(epoch)
-        seconds = time.perf_counter() - t0
-        st.train_seconds += seconds
-        st.wall_seconds += seconds
-        epoch_secs += seconds
-        for cb in callbacks:
-            cb.on_epoch_trained(st)
-        t1 = time.perf_counter()
-        row: dict[str, float] = {"epoch": epoch + 1, "seconds": epoch_secs, "samples_per_s": n_train / epoch_secs}
-        row.update({f"train_{k}": v / max(nsteps, 1) for k, v in sums.items()})
-        if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs or st.stop:
-            if learner.supervised:
-                row.update(_split_metrics(learner, bundle, eval_batch_size,
-                                          ("train", "val", "test") if eval_train else ("val", "test")))
-            else:
-                was = learner.training
-                learner.eval()
-                row.update(learner.monitor(bundle))
-                learner.train(was)
-        row.update(diag)
-        history.append(row)
-        st.wall_seconds += time.perf_counter() - t1
-        save(epoch + 1, stopped=st.stop)
-        for cb in callbacks:
-            cb.on_epoch_end(st, row)
-        if st.stop:
-            stopped = st.stop
-            break
+                cb.on_epoch_trained(st)
+            t1 = time.perf_counter()
+            row: dict[str, float] = {"epoch": epoch + 1, "seconds": epoch_secs, "samples_per_s": n_train / epoch_secs}
+            row.update({f"train_{k}": v / max(nsteps, 1) for k, v in sums.items()})
+            if (epoch + 1) % eval_every == 0 or epoch + 1 == epochs or st.stop:
+                if learner.supervised:
+                    row.update(_split_metrics(learner, bundle, eval_batch_size,
+                                              ("train", "val", "test") if eval_train else ("val", "test")))
+                else:
+                    was = learner.training
+                    learner.eval()
+                    row.update(learner.monitor(bundle))
+                    learner.train(was)
+            row.update(diag)
+            history.append(row)
+            st.wall_seconds += time.perf_counter() - t1
+            save(epoch + 1, stopped=st.stop)
+            for cb in callbacks:
+                cb.on_epoch_end(st, row)
+            if st.stop:
+                stopped = st.stop
+                break
+    except NonFiniteError as err:  # the run diverged: its finished epochs travel with the error
+        err.history = [dict(r) for r in history]
+        raise
 
     final = dict(history[-1]) if history else {}
     label_runs: list[dict[str, Any]] = []

@@ -309,13 +309,15 @@ class ResultsDB:
         return out
 
     def fail(self, h: str, error: str, *, env: dict | None = None, command: str = "",
-             pid: int | None = None) -> bool:
-        """Mark a claimed run ``failed`` with its error text."""
+             pid: int | None = None, history: list | None = None) -> bool:
+        """Mark a claimed run ``failed`` with its error text and the ``history`` of the epochs it finished (a run
+        that diverged keeps its curve)."""
         pid = os.getpid() if pid is None else pid
         with self._tx() as c:
-            cur = c.execute("UPDATE runs SET status='failed', finished=?, error=?, env=?, command=?, lease=NULL "
-                            "WHERE hash=? AND status='running' AND pid=? AND host=?",
-                            (time.time(), error, json.dumps(env or {}, default=str), command, h, pid, self.host))
+            cur = c.execute("UPDATE runs SET status='failed', finished=?, error=?, env=?, command=?, history=?, "
+                            "lease=NULL WHERE hash=? AND status='running' AND pid=? AND host=?",
+                            (time.time(), error, json.dumps(env or {}, default=str), command,
+                             json.dumps(history or [], default=str), h, pid, self.host))
             return cur.rowcount == 1
 
     def release(self, h: str, reason: str = "interrupted", pid: int | None = None) -> bool:

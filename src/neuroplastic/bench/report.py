@@ -411,16 +411,24 @@ def html_table(head: list[str], cells: list[list[Any]], anchors: set[str] | froz
 # records
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
     """The standard run record of a DB row: the stored one for finished runs, else one built from the
-    config with ``test_acc`` None and the error text."""
+    config with ``test_acc`` None and the error text; a failed run that finished epochs before it failed (a
+    divergence) adds ``epochs_done`` and ``last_epoch``, the finite numbers of its last finished epoch."""
     if row["status"] == "done" and row.get("record"):
         return dict(row["record"])
     cfg, env = row["config"], row.get("env") or {}
-    return {"learner": cfg["learner"], "dataset": cfg["dataset"], "preset": preset_of(cfg), "seed": cfg["seed"],
-            "epochs": cfg["epochs"], "status": row["status"], "test_acc": None, "val_acc": None,
-            "train_seconds": row.get("train_seconds"), "commit": env.get("commit"), "cpu": env.get("cpu"),
-            "torch": env.get("torch"), "native": env.get("native"), "device": cfg.get("device"),
-            "command": row.get("command") or "", "hash": row["hash"], "params": cfg.get("params", {}),
-            "batch_size": cfg.get("batch_size"), "error": row.get("error")}
+    rec = {"learner": cfg["learner"], "dataset": cfg["dataset"], "preset": preset_of(cfg), "seed": cfg["seed"],
+           "epochs": cfg["epochs"], "status": row["status"], "test_acc": None, "val_acc": None,
+           "train_seconds": row.get("train_seconds"), "commit": env.get("commit"), "cpu": env.get("cpu"),
+           "cpu_isa": env.get("cpu_isa"), "gpu": env.get("gpu"), "torch": env.get("torch"),
+           "native": env.get("native"), "device": cfg.get("device"), "command": row.get("command") or "",
+           "hash": row["hash"], "params": cfg.get("params", {}), "batch_size": cfg.get("batch_size"),
+           "error": row.get("error")}
+    epochs = [h for h in row.get("history") or [] if h.get("stage") != "probe"]
+    if row["status"] == "failed" and epochs:
+        rec["epochs_done"] = len(epochs)
+        rec["last_epoch"] = {k: v for k, v in epochs[-1].items() if isinstance(v, (int, float))
+                             and not isinstance(v, bool) and math.isfinite(v)}
+    return rec
 
 
 def imported_rows(db: ResultsDB, known: set[str] = frozenset()) -> list[dict[str, Any]]:

@@ -44,7 +44,8 @@ def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, pro
             ) -> dict[str, Any]:
     """Train one run in ``results_dir/runs/<hash>`` (resuming its checkpoint) and return its outcome, touching no
     database: ``{"status": "done", "metrics", "history", "env", "train_seconds", "wall_seconds", "records"}`` or
-    ``{"status": "failed", "error", "env"}``. KeyboardInterrupt propagates. The same function runs in a local worker
+    ``{"status": "failed", "error", "env"}`` (and ``history``, the finished epochs of a run that diverged).
+    KeyboardInterrupt propagates. The same function runs in a local worker
     and in a Ray task (:mod:`neuroplastic.bench.ray_backend`), whose outcome the head process stores."""
     from .. import experiment
 
@@ -65,7 +66,12 @@ def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, pro
             error = f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=8)}"
             with contextlib.suppress(OSError):
                 (run_dir / "error.log").write_text(error)
-        return {"status": "failed", "error": error, "env": experiment.environment(cfg.get("device", "cpu"))}
+        outcome = {"status": "failed", "error": error, "env": experiment.environment(cfg.get("device", "cpu"))}
+        history = getattr(e, "history", None)  # a diverged run (NonFiniteError) keeps its finished epochs
+        if history:
+            experiment.write_json_atomic(history, run_dir / "history.json")
+            outcome["history"] = history
+        return outcome
     recs = experiment.records(out, command=command)
     experiment.write_json_atomic(recs, run_dir / "records.json")
     experiment.write_json_atomic(out.history, run_dir / "history.json")
@@ -81,7 +87,7 @@ def store_outcome(db: ResultsDB, h: str, outcome: dict[str, Any], *, command: st
                   train_seconds=outcome["train_seconds"], wall_seconds=outcome["wall_seconds"],
                   record=outcome["records"][0], records=outcome["records"], command=command, pid=pid)
         return "done"
-    db.fail(h, outcome["error"], env=outcome.get("env"), command=command, pid=pid)
+    db.fail(h, outcome["error"], env=outcome.get("env"), command=command, pid=pid, history=outcome.get("history"))
     return "failed"
 
 

@@ -110,10 +110,18 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
 # --------------------------------------------------------------------------------------------------
 # sections
 def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
-    """Every record of a suite's finished runs (one per label count), in suite order. A main record made before
-    ``last5_test_acc`` existed gets it from the run's stored history (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
+    """Every record of a suite's finished runs (one per label count), then one per failed run (status ``failed``,
+    its error's first line, and for a run that diverged the epochs it finished and its last finished epoch:
+    :func:`~neuroplastic.bench.report.to_record`), in suite order. A main record made before ``last5_test_acc``
+    existed gets it from the run's stored history (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
     from ..experiment import last_epochs_mean
+    from .report import to_record
 
+    failed = []
+    for r in db.runs(suite, status="failed"):
+        rec = dict(to_record(r), suite=suite)
+        rec["error"] = (rec.get("error") or "").strip().split("\n")[0]
+        failed.append(rec)
     out = []
     for r in db.runs(suite, status="done"):
         recs = [dict(x, suite=suite) for x in r.get("records") or ([r["record"]] if r.get("record") else [])]
@@ -122,7 +130,7 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
             if last is not None:
                 recs[0]["last5_test_acc"] = last
         out += recs
-    return out
+    return out + failed
 
 
 def sections(db: ResultsDB, include: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -325,6 +333,25 @@ def accuracy_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def failed_table(records: list[dict[str, Any]]) -> str:
+    """Markdown table of the failed runs among ``records``: configuration, the epochs finished before the failure
+    with the test accuracy of the last of them (a run that diverged), the error and the machine."""
+    rs = [r for r in records if r.get("status") == "failed"]
+    if not rs:
+        return ""
+    rows = []
+    for r in rs:
+        last = r.get("last_epoch") or {}
+        params = ", ".join(f"{k}={v}" for k, v in sorted((r.get("params") or {}).items()))
+        acc = last.get("test_acc")
+        rows.append([str(r.get("learner")), str(r.get("dataset")), params, str(r.get("seed")),
+                     f"{r.get('epochs_done', 0)}/{r.get('epochs')}",
+                     f"{100 * acc:.2f}" if isinstance(acc, (int, float)) else "—",
+                     (r.get("error") or "").strip()[:200], device(r)])
+    return "Failed runs:\n\n" + _md_table(["learner", "dataset", "parameters", "seed", "epochs finished",
+                                            "test % at the last finished epoch", "error", "device"], rows)
+
+
 def timing_table(records: list[dict[str, Any]]) -> str:
     """Markdown table of timing records (``status: "timing"``, columns from their ``table_keys``), and of the
     cost metrics a suite's runs report (``train_over_forward``, ``forward_epoch_seconds``, ``samples_per_s``)."""
@@ -387,6 +414,8 @@ def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if s["meta"].get("kind") == "earlier":
             continue
         for r in s["records"]:
+            if not isinstance(r.get("test_acc"), (int, float)):  # a failed run has nothing to compare
+                continue
             for sec, old in earlier.get(_key(r), []):
                 out.append({"suite": s["section"], "record": r, "earlier_section": sec, "earlier": old})
     return out
@@ -497,11 +526,11 @@ def render(secs: list[dict[str, Any]]) -> str:
             out += [("#" + line) if line.startswith("#") else line for line in text]
             out += ["", f"(Imported from `{m.get('source_file')}`.)", ""]
             continue
-        acc, tim = accuracy_table(recs), timing_table(recs)
+        acc, tim, fail = accuracy_table(recs), timing_table(recs), failed_table(recs)
         rel = reliability_table(recs)
         if rel:
             acc, tim = rel, ""
-        if not (acc or tim or m.get("targets") or m.get("note")):  # a study's section: targets or a note, no table
+        if not (acc or tim or fail or m.get("targets") or m.get("note")):  # a study's section: targets or a note, no table
             continue
         title = f"## {s['section']}" + {"earlier": "", "campaign": f" (`neuroplastic {s['section']}`)"}.get(
             m.get("kind"), " (suite `neuroplastic bench " + s["section"] + "`)")
@@ -517,7 +546,7 @@ def render(secs: list[dict[str, Any]]) -> str:
                      target_metric(t), measured_target(recs, t),
                      str(t["target"]), str(t.get("paper", ""))] for t in m["targets"]]
             out += [_md_table(["runs", "metric", "measured", "target", "paper"], rows), ""]
-        out += [t + "\n" for t in (acc, tim) if t]
+        out += [t + "\n" for t in (acc, tim, fail) if t]
         cmds = sorted({r.get("command", "") for r in recs if r.get("command")})
         commits = sorted({str(r.get("commit", "")) for r in recs})
         torch_v = sorted({str(r.get("torch", "")) for r in recs})

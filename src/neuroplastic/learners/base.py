@@ -50,7 +50,13 @@ class Locality:
 
 
 class NonFiniteError(FloatingPointError):
-    """Raised when a loss or a parameter becomes NaN/Inf during training."""
+    """Raised when a loss or a parameter becomes NaN/Inf during training. ``history``: the rows of the epochs
+    finished before it (set by :func:`neuroplastic.trainer.fit`; empty when raised elsewhere), so a diverged run
+    keeps its curve."""
+
+    def __init__(self, *args: object, history: list[dict[str, float]] | None = None) -> None:
+        super().__init__(*args)
+        self.history = list(history or [])
 
 
 class Learner(nn.Module):

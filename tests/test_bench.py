@@ -378,6 +378,11 @@ def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_
     assert f"| {100 * rec['last_epoch']['test_acc']:.2f} |" in md
     # the finished run's tables ignore the failed one
     assert store.measured(recs, {"learner": "zz-diverges"}) == "not recorded"
+    # the report draws the diverged run's curve, labelled
+    groups = report.summarize(db.runs("diverges"))
+    figs = {slug: png for slug, _, png in report.learning_curve_figures(groups)}
+    assert figs["curves-digits"][:4] == b"\x89PNG"
+    assert [r["hash"] for g in groups for r in report._diverged(g)] == [bad["hash"]]
 
 
 def test_summary_mean_std_over_seeds_and_variants():

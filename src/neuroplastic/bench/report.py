@@ -507,23 +507,27 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
 
     out = []
     for ds in sorted({g["dataset"] for g in groups}):
-        gs = [g for g in groups if g["dataset"] == ds and g["n_done"]]
+        gs = [g for g in groups if g["dataset"] == ds and (g["n_done"] or _diverged(g))]
         fig = Figure(figsize=(14, 4.2))
         axes = fig.subplots(1, 2)
         drawn = 0
         for i, g in enumerate(gs):
             done = [r for r in g["rows"] if r["status"] == "done"]
-            for ax, key in zip(axes, ("val_acc", "test_acc")):
-                stage, series = None, _series(done, key, None)
-                if not series:
-                    stage, series = "probe", _series(done, key, "probe")
-                if not series:
-                    continue
-                xs = sorted(series)
-                ys = [100 * statistics.fmean(series[x]) for x in xs]
-                ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, **_style(i),
-                        label=_label(g) + (" (probe)" if stage == "probe" else ""))
-                drawn += 1
+            parts = ([(done, _label(g), {})] if done else []) + [
+                ([r], f"{_label(g)} (failed after epoch {len(r['history'])})", {"linestyle": ":"})
+                for r in _diverged(g)]
+            for rows_, label, style in parts:
+                for ax, key in zip(axes, ("val_acc", "test_acc")):
+                    stage, series = None, _series(rows_, key, None)
+                    if not series:
+                        stage, series = "probe", _series(rows_, key, "probe")
+                    if not series:
+                        continue
+                    xs = sorted(series)
+                    ys = [100 * statistics.fmean(series[x]) for x in xs]
+                    ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, **{**_style(i), **style},
+                            label=label + (" (probe)" if stage == "probe" else ""))
+                    drawn += 1
         if not drawn:
             continue
         for ax, name in zip(axes, ("validation", "test")):
@@ -535,6 +539,11 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
         fig.suptitle(title)
         out.append((f"curves-{ds}", title, _png(fig)))
     return out
+
+
+def _diverged(g: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failed runs of a group that finished epochs before failing (a divergence: their curve is kept)."""
+    return [r for r in g["rows"] if r["status"] == "failed" and r.get("history")]
 
 
 def _style(i: int) -> dict[str, Any]:
@@ -574,21 +583,25 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
             if g["dataset"] != ds:
                 continue
             done = [r for r in g["rows"] if r["status"] == "done"]
-            keys = sorted({k for r in done for h in r.get("history") or [] for k in h
-                           if k.startswith("angle_deg") and h.get("stage") is None})
-            if "angle_deg_mean" in keys:  # the per-layer angles would crowd the plot
-                keys = ["angle_deg_mean"]
-            for k in keys:
-                s = _series(done, k, None)
-                if s:
-                    lines.append((f"{_label(g)}: {k}", s))
+            parts = ([(done, _label(g), "-")] if done else []) + [
+                ([r], f"{_label(g)} (failed after epoch {len(r['history'])})", ":") for r in _diverged(g)]
+            for rows_, name, ls in parts:
+                keys = sorted({k for r in rows_ for h in r.get("history") or [] for k in h
+                               if k.startswith("angle_deg") and h.get("stage") is None})
+                if "angle_deg_mean" in keys:  # the per-layer angles would crowd the plot
+                    keys = ["angle_deg_mean"]
+                for k in keys:
+                    s = _series(rows_, k, None)
+                    if s:
+                        lines.append((f"{name}: {k}", s, ls))
         if not lines:
             continue
         fig = Figure(figsize=(11, 4.2))
         ax = fig.subplots()
-        for i, (label, s) in enumerate(lines):
+        for i, (label, s, ls) in enumerate(lines):
             xs = sorted(s)
-            ax.plot(xs, [statistics.fmean(s[x]) for x in xs], label=label, **_style(i))
+            ax.plot(xs, [statistics.fmean(s[x]) for x in xs], label=label,
+                    **{**_style(i), **({"linestyle": ls} if ls != "-" else {})})
         ax.axhline(90, color="gray", lw=0.8, ls="--")
         ax.set_ylim(bottom=0)
         out.append(_finish(fig, ax, f"angles-{ds}", "epoch", "angle to the backprop gradient (°)",

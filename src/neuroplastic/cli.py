@@ -102,9 +102,11 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
 # commands
 def cmd_train(a: argparse.Namespace, command: str) -> int:
     """Train one config; write ``records.json``, ``history.json``, ``config.yaml``, checkpoints and the trained
-    model to --out, and the run into the results store (``--db``, suite ``train``) beside ``bench``'s runs."""
+    model to --out, and the run into the results store (``--db``, suite ``train``) beside ``bench``'s runs. A run
+    that diverges leaves its last good checkpoint and the ``history.json`` of the epochs it finished."""
     from . import experiment
     from .bench.suite import set_dotted
+    from .learners import NonFiniteError
 
     cfg = load_config(a.config)
     for flag in ("learner", "dataset", "preset", "epochs", "seed", "batch_size"):
@@ -149,6 +151,12 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
     try:
         res = experiment.run(cfg, checkpoint_dir=out_dir, resume=a.resume,
                              progress=not a.quiet and sys.stderr.isatty(), log=log)
+    except NonFiniteError as e:  # diverged: the finished epochs' curve goes beside the last good checkpoint
+        if not e.history:
+            raise
+        experiment.write_json_atomic(e.history, out_dir / "history.json")
+        raise NonFiniteError(f"{e}; the curve of the {len(e.history)} finished epochs is in "
+                             f"{out_dir / 'history.json'}", history=e.history) from None
     except BaseException:
         if created and not ckpt.exists():  # failed before the first epoch: leave nothing behind
             (out_dir / "config.yaml").unlink(missing_ok=True)

@@ -383,6 +383,8 @@ def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_
     figs = {slug: png for slug, _, png in report.learning_curve_figures(groups)}
     assert figs["curves-digits"][:4] == b"\x89PNG"
     assert [r["hash"] for g in groups for r in report._diverged(g)] == [bad["hash"]]
+    report.write_report(tmp_path / "r.db", tmp_path / "rep", ("md",), suite="diverges")
+    assert f"| {bad['hash']} | zz-diverges | digits | 0 | 1 | 2/4 |" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_summary_mean_std_over_seeds_and_variants():

@@ -423,7 +423,7 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
            "native": env.get("native"), "device": cfg.get("device"), "command": row.get("command") or "",
            "hash": row["hash"], "params": cfg.get("params", {}), "batch_size": cfg.get("batch_size"),
            "error": row.get("error")}
-    epochs = [h for h in row.get("history") or [] if h.get("stage") != "probe"]
+    epochs = _epochs(row)
     if row["status"] == "failed" and epochs:
         rec["epochs_done"] = len(epochs)
         rec["last_epoch"] = {k: v for k, v in epochs[-1].items() if isinstance(v, (int, float))
@@ -514,7 +514,7 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
         for i, g in enumerate(gs):
             done = [r for r in g["rows"] if r["status"] == "done"]
             parts = ([(done, _label(g), {})] if done else []) + [
-                ([r], f"{_label(g)} (failed after epoch {len(r['history'])})", {"linestyle": ":"})
+                ([r], f"{_label(g)} (failed after epoch {len(_epochs(r))})", {"linestyle": ":"})
                 for r in _diverged(g)]
             for rows_, label, style in parts:
                 for ax, key in zip(axes, ("val_acc", "test_acc")):
@@ -541,9 +541,14 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
     return out
 
 
+def _epochs(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training epochs of a run's history (not its probe epochs)."""
+    return [h for h in row.get("history") or [] if h.get("stage") != "probe"]
+
+
 def _diverged(g: dict[str, Any]) -> list[dict[str, Any]]:
     """The failed runs of a group that finished epochs before failing (a divergence: their curve is kept)."""
-    return [r for r in g["rows"] if r["status"] == "failed" and r.get("history")]
+    return [r for r in g["rows"] if r["status"] == "failed" and _epochs(r)]
 
 
 def _style(i: int) -> dict[str, Any]:
@@ -584,7 +589,7 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
                 continue
             done = [r for r in g["rows"] if r["status"] == "done"]
             parts = ([(done, _label(g), "-")] if done else []) + [
-                ([r], f"{_label(g)} (failed after epoch {len(r['history'])})", ":") for r in _diverged(g)]
+                ([r], f"{_label(g)} (failed after epoch {len(_epochs(r))})", ":") for r in _diverged(g)]
             for rows_, name, ls in parts:
                 keys = sorted({k for r in rows_ for h in r.get("history") or [] for k in h
                                if k.startswith("angle_deg") and h.get("stage") is None})
@@ -800,10 +805,11 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     run_groups = summarize(rows)
     figs = learning_curve_figures(run_groups) + angle_figures(run_groups) + sweep_figures(groups)
     failed = [r for r in all_rows if r["status"] == "failed"]
-    fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "error"],
+    fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "epochs finished", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),
-                   str(r.get("attempts")), (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error")
-                   else ""] for r in failed])
+                   str(r.get("attempts")), f"{len(_epochs(r))}/{r['config'].get('epochs')}",
+                   (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error") else ""]
+                  for r in failed])
     meta = _meta(rows, suite, db_path) + ([("imported records", (f"{sum(len(r['records']) for r in extra)} in "
                                                                 f"{len(extra)} runs"))] if extra else [])
     pictures = run_pictures(rows, db_path.parent / "runs")

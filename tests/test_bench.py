@@ -338,28 +338,12 @@ def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     assert len(files) >= 4 and not list((tmp_path / "rep").glob("*.tmp*"))
 
 
-def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_path):
+def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_path, diverging_learner):
     from neuroplastic.bench import store
-    from neuroplastic.learners.backprop import SupervisedNet
 
-    class _Diverges(SupervisedNet):
-        """Test-only learner: its loss is inf from the first step of epoch 3."""
-
-        def configure(self, epochs, steps_per_epoch):
-            super().configure(epochs, steps_per_epoch)
-            self.steps, self.per_epoch = 0, steps_per_epoch
-
-        def train_step(self, x, y):
-            self.steps += 1
-            out = super().train_step(x, y)
-            return {**out, "loss": float("inf")} if self.steps > 2 * self.per_epoch else out
-
-    learners.register("zz-diverges", _Diverges, mode="bp")
-    try:
-        spec = {"name": "diverges", "grid": {"learner": ["zz-diverges", "bp"]}, "base": {**TINY, "epochs": 4}}
-        counts = _bench(tmp_path, spec, report=False, max_attempts=1)
-    finally:
-        learners._REGISTRY.pop("zz-diverges")
+    diverging_learner("zz-diverges", epoch=3)
+    spec = {"name": "diverges", "grid": {"learner": ["zz-diverges", "bp"]}, "base": {**TINY, "epochs": 4}}
+    counts = _bench(tmp_path, spec, report=False, max_attempts=1)
     assert counts["done"] == 1 and counts["failed"] == 1
     db = ResultsDB(tmp_path / "r.db")
     bad = next(r for r in db.runs("diverges") if r["status"] == "failed")

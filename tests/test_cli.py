@@ -106,29 +106,11 @@ def test_train_writes_record_and_history_and_resumes(capsys, tmp_path, monkeypat
     assert json.loads((out / "history.json").read_text()) == hist
 
 
-def test_train_that_diverges_keeps_its_curve(capsys, tmp_path, monkeypatch):
-    from neuroplastic import learners
-    from neuroplastic.learners.backprop import SupervisedNet
-
-    class _Diverges(SupervisedNet):
-        """Test-only learner: its loss is inf from the first step of epoch 2."""
-
-        def configure(self, epochs, steps_per_epoch):
-            super().configure(epochs, steps_per_epoch)
-            self.steps, self.per_epoch = 0, steps_per_epoch
-
-        def train_step(self, x, y):
-            self.steps += 1
-            out = super().train_step(x, y)
-            return {**out, "loss": float("nan")} if self.steps > self.per_epoch else out
-
+def test_train_that_diverges_keeps_its_curve(capsys, tmp_path, monkeypatch, diverging_learner):
     monkeypatch.chdir(tmp_path)
-    learners.register("zz-diverges-cli", _Diverges, mode="bp")
-    try:
-        assert cli.main(["train", "--learner", "zz-diverges-cli", "--dataset", "digits", "--epochs", "3",
-                         "--out", "o", "-q"]) == 1
-    finally:
-        learners._REGISTRY.pop("zz-diverges-cli")
+    diverging_learner("zz-diverges-cli", epoch=2, value=float("nan"))
+    assert cli.main(["train", "--learner", "zz-diverges-cli", "--dataset", "digits", "--epochs", "3",
+                     "--out", "o", "-q"]) == 1
     err = capsys.readouterr().err
     assert "run stopped" in err and "loss is nan at epoch 2 step 1" in err and "1 finished epochs" in err
     assert [h["epoch"] for h in json.loads((tmp_path / "o" / "history.json").read_text())] == [1]

@@ -512,11 +512,7 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
         axes = fig.subplots(1, 2)
         drawn = 0
         for i, g in enumerate(gs):
-            done = [r for r in g["rows"] if r["status"] == "done"]
-            parts = ([(done, _label(g), {})] if done else []) + [
-                ([r], f"{_label(g)} (failed after epoch {len(_epochs(r))})", {"linestyle": ":"})
-                for r in _diverged(g)]
-            for rows_, label, style in parts:
+            for rows_, label, style in _curve_sets(g):
                 for ax, key in zip(axes, ("val_acc", "test_acc")):
                     stage, series = None, _series(rows_, key, None)
                     if not series:
@@ -549,6 +545,14 @@ def _epochs(row: dict[str, Any]) -> list[dict[str, Any]]:
 def _diverged(g: dict[str, Any]) -> list[dict[str, Any]]:
     """The failed runs of a group that finished epochs before failing (a divergence: their curve is kept)."""
     return [r for r in g["rows"] if r["status"] == "failed" and _epochs(r)]
+
+
+def _curve_sets(g: dict[str, Any]) -> list[tuple[list[dict[str, Any]], str, dict[str, Any]]]:
+    """What a group's curves are drawn from: its finished runs (one line, mean over seeds), then each run that
+    diverged on its own, dotted and labelled with the epochs it finished; ``(rows, label, line style)``."""
+    done = [r for r in g["rows"] if r["status"] == "done"]
+    return ([(done, _label(g), {})] if done else []) + [
+        ([r], f"{_label(g)} (failed after epoch {len(_epochs(r))})", {"linestyle": ":"}) for r in _diverged(g)]
 
 
 def _style(i: int) -> dict[str, Any]:
@@ -587,10 +591,7 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
         for g in groups:
             if g["dataset"] != ds:
                 continue
-            done = [r for r in g["rows"] if r["status"] == "done"]
-            parts = ([(done, _label(g), "-")] if done else []) + [
-                ([r], f"{_label(g)} (failed after epoch {len(_epochs(r))})", ":") for r in _diverged(g)]
-            for rows_, name, ls in parts:
+            for rows_, name, style in _curve_sets(g):
                 keys = sorted({k for r in rows_ for h in r.get("history") or [] for k in h
                                if k.startswith("angle_deg") and h.get("stage") is None})
                 if "angle_deg_mean" in keys:  # the per-layer angles would crowd the plot
@@ -598,15 +599,14 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
                 for k in keys:
                     s = _series(rows_, k, None)
                     if s:
-                        lines.append((f"{name}: {k}", s, ls))
+                        lines.append((f"{name}: {k}", s, style))
         if not lines:
             continue
         fig = Figure(figsize=(11, 4.2))
         ax = fig.subplots()
-        for i, (label, s, ls) in enumerate(lines):
+        for i, (label, s, style) in enumerate(lines):
             xs = sorted(s)
-            ax.plot(xs, [statistics.fmean(s[x]) for x in xs], label=label,
-                    **{**_style(i), **({"linestyle": ls} if ls != "-" else {})})
+            ax.plot(xs, [statistics.fmean(s[x]) for x in xs], label=label, **{**_style(i), **style})
         ax.axhline(90, color="gray", lw=0.8, ls="--")
         ax.set_ylim(bottom=0)
         out.append(_finish(fig, ax, f"angles-{ds}", "epoch", "angle to the backprop gradient (°)",

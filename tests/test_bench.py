@@ -21,6 +21,7 @@ import yaml
 from neuroplastic import experiment, learners
 from neuroplastic.bench import report, runner, suite
 from neuroplastic.bench.db import ResultsDB
+from neuroplastic.errors import InputError
 
 REQUIRED = ("learner", "dataset", "preset", "seed", "epochs", "status", "test_acc", "train_seconds", "commit",
             "cpu", "torch", "native", "command")
@@ -369,6 +370,38 @@ def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_
     assert [r["hash"] for g in groups for r in report._diverged(g)] == [bad["hash"]]
     report.write_report(tmp_path / "r.db", tmp_path / "rep", ("md",), suite="diverges")
     assert f"| {bad['hash']} | zz-diverges | digits | 0 | 1 | 2/4 |" in (tmp_path / "rep" / "report.md").read_text()
+    # an export keeps both runs' curves: a fresh checkout's store gives them back to the report
+    store.export(db, tmp_path / "pub")
+    fresh = ResultsDB(tmp_path / "fresh.db")
+    store.import_files(fresh, [tmp_path / "pub" / "results" / "diverges.json"])
+    rows = {r["hash"]: r for r in report.imported_rows(fresh)}
+    for r in db.runs("diverges"):
+        got = rows[r["hash"]]["history"]
+        assert [h["epoch"] for h in got] == [h["epoch"] for h in r["history"]] and got
+        assert got[-1]["test_acc"] == pytest.approx(r["history"][-1]["test_acc"], rel=1e-5)
+    assert [r["hash"] for g in report.summarize(list(rows.values())) for r in report._diverged(g)] == [bad["hash"]]
+    # `report --suite` takes a published suite imported into a store with no runs of it, and draws its curves
+    report.write_report(tmp_path / "fresh.db", tmp_path / "rep2", ("md",), suite="diverges")
+    assert (tmp_path / "rep2" / "figures" / "curves-digits.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InputError, match="not in"):
+        report.write_report(tmp_path / "fresh.db", tmp_path / "rep3", ("md",), suite="nothing-like-it")
+
+
+def test_per_layer_angle_figure_draws_each_layer_for_a_few_groups_only():
+    """A panel per ``angle_deg/i`` with a line per group (SAL's targets are per layer); none when the runs log no
+    per-layer angle or when more groups than ``max_groups`` would crowd it."""
+    def row(lr, layers):
+        cfg = experiment.validate({**TINY, "params": {"hidden": [16], "lr": lr}})
+        hist = [{"epoch": e, **{f"angle_deg/{i}": 90.0 / e for i in layers}, "angle_deg_mean": 45.0}
+                for e in (1, 2, 3)]
+        return {"config": cfg, "status": "done", "metrics": {"test_acc": 0.5}, "train_seconds": 1.0,
+                "hash": f"{lr}", "history": hist}
+
+    groups = report.summarize([row(0.1, (0, 1)), row(0.01, (1, 2))])
+    (slug, title, png), = report.layer_angle_figures(groups)
+    assert slug == "angles-layers-digits" and png[:4] == b"\x89PNG" and "per layer" in title
+    assert report.layer_angle_figures(groups, max_groups=1) == []
+    assert report.layer_angle_figures(report.summarize([row(0.1, ())])) == []
 
 
 def test_summary_mean_std_over_seeds_and_variants():

@@ -347,6 +347,32 @@ def test_gap_closure_targets_pair_seeds_and_render_in_results(tmp_path):
         expand(spec)
 
 
+def test_a_target_over_two_cells_is_measured_once_per_cell():
+    """A target whose ``where`` matches runs of two configurations (two SAL rates) gets one row per cell, its
+    runs narrowed by the parameter that differs, never one mean of both; seeds of one cell stay one row; the
+    gap closure is per cell against the same two ends; a failed run makes no cell."""
+    from neuroplastic.bench import store
+
+    def rec(learner, seed, acc, status="done", **params):
+        return {"learner": learner, "dataset": "cifar-10", "preset": "sal_cnn", "seed": seed, "epochs": 4,
+                "status": status, "test_acc": acc, "angle_deg/2": 40 * acc, "params": {"lr": 0.01, **params}}
+
+    recs = [rec("sal", 0, 0.25, sal_lr=1.0), rec("sal", 1, 0.75, sal_lr=1.0), rec("sal", 0, 0.5, sal_lr=1.5),
+            rec("sal", 0, 0.1, status="failed", sal_lr=2.0), rec("fa", 0, 0.0), rec("bp", 0, 1.0, conv_mode="fa")]
+    angle = {"where": {"learner": "sal"}, "metric": "angle_deg/2", "target": "< 10"}
+    cells = store.target_cells(recs, angle)
+    assert [c["where"] for c in cells] == [{"learner": "sal", "params.sal_lr": 1.0},
+                                           {"learner": "sal", "params.sal_lr": 1.5}]
+    assert [store.measured_target(recs, c) for c in cells] == ["20 ± 14 (n=2)", "20 (n=1)"]
+    closes = {"where": {"learner": "sal"}, "closes": {"from": {"learner": "fa"},
+                                                      "to": {"learner": "bp", "params.conv_mode": "fa"}}}
+    assert [store.measured_target(recs, c) for c in store.target_cells(recs, closes)] == [
+        "25 % (25.00 from 0.00 to 100.00 %; seed 0)", "50 % (50.00 from 0.00 to 100.00 %; seed 0)"]
+    assert store.target_cells(recs, {"where": {"learner": "fa"}}) == [{"where": {"learner": "fa"}}]
+    rows = store.headlines([{"section": "x", "meta": {"title": "t", "targets": [angle]}, "records": recs}])
+    assert [r[1] for r in rows] == ["t — learner=sal, params.sal_lr=1.0", "t — learner=sal, params.sal_lr=1.5"]
+
+
 def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():
     """`bench --where`: a run whose config lacks a filtered key does not match (the bound's `params.conv_mode=fa`
     among plain BP and SAL runs); a key no run has and a filter that keeps nothing are one-line errors."""

@@ -431,13 +431,23 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
     return rec
 
 
-def imported_rows(db: ResultsDB, known: set[str] = frozenset()) -> list[dict[str, Any]]:
+def curve_of(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """A run's training epochs as an exported record carries them (``curve``, the form the retired benchmark
+    scripts' records already had), so that a fresh checkout's store can draw the run's learning and alignment
+    curves: one row per epoch, its finite numbers to 6 significant digits; probe epochs left out."""
+    return [{k: float(f"{v:.6g}") for k, v in h.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+            for h in history if h.get("stage") != "probe"]
+
+
+def imported_rows(db: ResultsDB, known: set[str] = frozenset(), section: str | None = None) -> list[dict[str, Any]]:
     """The store's imported records (recorded before the store existed, or exported from another store) as run rows
-    the report can group: one row per run, its label-count records attached as ``records``. Records without learner
+    the report can group: one row per run, its label-count records attached as ``records`` and its history the
+    main record's ``curve`` (:func:`curve_of`; none for records exported without one). Records without learner
     or dataset (cost tables, campaigns) and runs whose hash is in ``known`` (already a run of the store) are left
-    out."""
+    out. ``section``: that section's records only."""
     out: dict[tuple, dict[str, Any]] = {}
-    for sec, recs in db.imported().items():
+    for sec, recs in db.imported(section).items():
         for i, rec in enumerate(recs):
             if not rec.get("learner") or not rec.get("dataset"):
                 continue
@@ -462,6 +472,7 @@ def imported_rows(db: ResultsDB, known: set[str] = frozenset()) -> list[dict[str
             if lpc in (None, "all"):
                 row["record"], row["metrics"] = rec, {k: v for k, v in rec.items()
                                                      if isinstance(v, (int, float)) and not isinstance(v, bool)}
+                row["history"] = [h for h in rec.get("curve") or [] if isinstance(h, dict)]
     return list(out.values())
 
 
@@ -614,6 +625,59 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     return out
 
 
+def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8) -> list[tuple[str, str, bytes]]:
+    """One figure per dataset with a panel per layer ``i``: the angle ``angle_deg/i`` between the feedback the layer
+    sends and ``Wᵀ`` per group over training (mean over seeds; a diverged run dotted), where a target is per layer
+    (Gierlich et al. 2025: every FC layer below 10°, dashed). Datasets whose runs log no per-layer angle, or whose
+    figure would hold more than ``max_groups`` groups, get none (:func:`angle_figures` draws their mean)."""
+    from matplotlib.figure import Figure
+
+    def layer(k: str) -> int | None:
+        head, _, idx = k.partition("/")
+        return int(idx) if head == "angle_deg" and idx.isdigit() else None
+
+    out = []
+    for ds in sorted({g["dataset"] for g in groups}):
+        sets = [(i, cs) for i, g in enumerate(g for g in groups if g["dataset"] == ds) for cs in _curve_sets(g)]
+        layers = sorted({layer(k) for _, (rows_, _, _) in sets for r in rows_ for h in _epochs(r) for k in h
+                         if layer(k) is not None})
+        drawn_groups = {i for i, (rows_, _, _) in sets if any(layer(k) is not None for r in rows_
+                                                                for h in _epochs(r) for k in h)}
+        if not layers or len(drawn_groups) > max_groups:
+            continue
+        cols = min(len(layers), 3)
+        n_rows = -(-len(layers) // cols)
+        fig = Figure(figsize=(4.2 * cols + 3.2, 3.2 * n_rows))
+        axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
+        for ax, li in zip(axes, layers):
+            for i, (rows_, label, style) in sets:
+                series = _series(rows_, f"angle_deg/{li}", None)
+                if series:
+                    xs = sorted(series)
+                    ax.plot(xs, [statistics.fmean(series[x]) for x in xs], label=label, **{**_style(i), **style})
+            ax.axhline(10, color="gray", lw=0.8, ls="--")
+            ax.set_ylim(0, 95)
+            ax.set_title(f"layer {li}", fontsize=9)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("angle(B, Wᵀ) (°)")
+            ax.grid(alpha=0.3)
+        for ax in axes[len(layers):]:
+            ax.set_visible(False)
+        handles, labels = axes[0].get_legend_handles_labels()
+        for ax in axes[1:len(layers)]:  # a group may log some layers only
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
+        w = fig.get_figwidth()
+        fig.subplots_adjust(left=0.6 / w, right=1 - 3.3 / w, hspace=0.45, wspace=0.3, top=0.86)
+        title = f"Alignment angle per layer on {ds} (mean over seeds; dashed: 10°)"
+        fig.suptitle(title)
+        out.append((f"angles-layers-{ds}", title, _png(fig)))
+    return out
+
+
 def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, Any]]:
     """One-parameter sweeps among ``groups`` (of :func:`summarize`): groups of one learner, dataset and preset whose
     configs differ in a single numeric key that takes at least ``min_points`` values, every other key equal (a
@@ -750,17 +814,19 @@ _DECISION_NOTES = (
 
 
 def open_store(db_path: str | os.PathLike, suite: str | None = None) -> ResultsDB:
-    """The results store at ``db_path`` for reading, checked first: a missing file or a suite it does not hold is an
-    error naming them."""
+    """The results store at ``db_path`` for reading, checked first: a missing file or a suite it holds neither runs
+    nor imported records of (a published suite imported by ``neuroplastic results import``) is an error naming
+    them."""
     db_path = Path(db_path)
     if not db_path.exists():
         raise FileNotFoundError(f"results database {str(db_path)!r} not found; run `neuroplastic bench` first "
                                 f"or pass --db")
     db = ResultsDB(db_path)
-    if suite is not None and suite not in db.suites():
+    if suite is not None and suite not in db.suites() and not db.imported(suite):
         names = ", ".join(db.suites()) or "none"
         db.close()
-        raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {names}")
+        raise InputError(f"suite {suite!r} is not in {str(db_path)!r}; suites there: {names} (and the sections "
+                         f"imported by `neuroplastic results import`)")
     return db
 
 
@@ -774,7 +840,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     decision tables (:func:`decision_rows`), label efficiency, robustness and the reproduction table; then every
     configuration, locality, curves and the pictures of each run (linked from the decision rows). ``energy``: an
     :class:`~neuroplastic.energy.EnergyModel` (default: the 45 nm figures). ``imported``: also the store's imported
-    records (default: when no suite is chosen).
+    records (default: when no suite is chosen). A chosen ``suite`` covers its runs and its imported records (a fresh
+    checkout's store: ``neuroplastic results import benchmarks/results/*.json``), whose curves it draws.
     """
     from ..energy import DEFAULT_ENERGY
     from .papers import reproduction_rows
@@ -785,6 +852,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     db_path = Path(db_path)
     db = open_store(db_path, suite)
     rows = db.runs(suite)
+    if suite is not None:  # a published suite imported into this store: its records are its runs, curves and all
+        rows += imported_rows(db, {r["hash"] for r in rows}, section=suite)
     extra = imported_rows(db, {r["hash"] for r in rows}) if (suite is None if imported is None else imported) else []
     db.close()
     out = Path(out)
@@ -803,7 +872,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     repro = reproduction_rows(groups)
     label_figs = label_efficiency_figures(all_rows)
     run_groups = summarize(rows)
-    figs = learning_curve_figures(run_groups) + angle_figures(run_groups) + sweep_figures(groups)
+    figs = (learning_curve_figures(run_groups) + angle_figures(run_groups) + layer_angle_figures(run_groups)
+            + sweep_figures(groups))
     failed = [r for r in all_rows if r["status"] == "failed"]
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "epochs finished", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),

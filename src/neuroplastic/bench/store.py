@@ -112,15 +112,19 @@ def import_files(db: ResultsDB, paths: list[Path], *, notes: Path | None = None,
 def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
     """Every record of a suite's finished runs (one per label count), then one per failed run (status ``failed``,
     its error's first line, and for a run that diverged the epochs it finished and its last finished epoch:
-    :func:`~neuroplastic.bench.report.to_record`), in suite order. A main record made before ``last5_test_acc``
-    existed gets it from the run's stored history (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
+    :func:`~neuroplastic.bench.report.to_record`), in suite order. A run's main record carries its epochs as
+    ``curve`` (:func:`~neuroplastic.bench.report.curve_of`), so an export keeps the curves. A main record made
+    before ``last5_test_acc`` existed gets it from the run's stored history
+    (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
     from ..experiment import last_epochs_mean
-    from .report import to_record
+    from .report import curve_of, to_record
 
     failed = []
     for r in db.runs(suite, status="failed"):
         rec = dict(to_record(r), suite=suite)
         rec["error"] = (rec.get("error") or "").strip().split("\n")[0]
+        if r.get("history"):
+            rec["curve"] = curve_of(r["history"])
         failed.append(rec)
     out = []
     for r in db.runs(suite, status="done"):
@@ -129,6 +133,8 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
             last = last_epochs_mean(r.get("history") or [], "test_acc")
             if last is not None:
                 recs[0]["last5_test_acc"] = last
+        if recs and r.get("history"):
+            recs[0]["curve"] = curve_of(r["history"])
         out += recs
     return out + failed
 
@@ -209,15 +215,21 @@ def _missing(records: list[dict[str, Any]], where: dict[str, Any]) -> str:
     return "not recorded" if any(matches(r, where) for r in records) else "not run"
 
 
-def _finished_values(records: list[dict[str, Any]], where: dict[str, Any], metric: str) -> dict[Any, list[float]]:
-    """``metric`` of the finished records matching ``where``, by seed."""
-    out: dict[Any, list[float]] = defaultdict(list)
+def _finished_records(records: list[dict[str, Any]], where: dict[str, Any],
+                      metric: str = "test_acc") -> dict[Any, list[dict[str, Any]]]:
+    """The finished records matching ``where`` that have a number for ``metric``, by seed."""
+    out: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         v = r.get(metric)
         if r.get("status", "done") in ("done", "budget", "timing") and isinstance(v, (int, float)) \
                 and not isinstance(v, bool) and matches(r, where):
-            out[r.get("seed")].append(float(v))
+            out[r.get("seed")].append(r)
     return out
+
+
+def _finished_values(records: list[dict[str, Any]], where: dict[str, Any], metric: str) -> dict[Any, list[float]]:
+    """``metric`` of the finished records matching ``where``, by seed."""
+    return {seed: [float(r[metric]) for r in rs] for seed, rs in _finished_records(records, where, metric).items()}
 
 
 def gap_closure(records: list[dict[str, Any]], where: dict[str, Any], low: dict[str, Any], high: dict[str, Any],
@@ -237,6 +249,31 @@ def gap_closure(records: list[dict[str, Any]], where: dict[str, Any], low: dict[
     if hi == lo:
         return None
     return {"closure": (x - lo) / (hi - lo), "seeds": seeds, "x": x, "low": lo, "high": hi}
+
+
+def differing_params(records: list[dict[str, Any]]) -> list[str]:
+    """The parameter names whose values differ between ``records`` (sorted): what tells their configurations
+    apart."""
+    keys = set().union(*(set(r.get("params") or {}) for r in records)) if records else set()
+    return sorted(k for k in keys if len({json.dumps((r.get("params") or {}).get(k), sort_keys=True, default=str)
+                                          for r in records}) > 1)
+
+
+def target_cells(records: list[dict[str, Any]], t: dict[str, Any]) -> list[dict[str, Any]]:
+    """The suite target ``t`` once per cell it covers: when the finished runs matching its ``where`` differ in
+    parameters (two SAL rates, say), one copy per set of values, its ``where`` narrowed by ``params.KEY: value``,
+    so that runs of other configurations are never averaged into one value; else ``[t]``. Runs of one
+    configuration over seeds stay one cell (their mean ± std)."""
+    where = dict(t.get("where") or {})
+    rs = [r for vs in _finished_records(records, where, t.get("metric", "test_acc")).values() for r in vs]
+    keys = differing_params(rs)
+    if not keys:
+        return [t]
+    cells: dict[str, dict[str, Any]] = {}
+    for r in rs:
+        narrow = {f"params.{k}": (r.get("params") or {}).get(k) for k in keys}
+        cells.setdefault(json.dumps(narrow, sort_keys=True, default=str), {**t, "where": {**where, **narrow}})
+    return list(cells.values())
 
 
 def target_metric(t: dict[str, Any]) -> str:
@@ -307,11 +344,8 @@ def accuracy_table(records: list[dict[str, Any]]) -> str:
     by_base: dict[tuple, list[dict]] = defaultdict(list)
     for r in ok:
         by_base[base(r)].append(r)
-    differ: dict[tuple, list[str]] = {}
-    for b, rs in by_base.items():
-        keys = set().union(*(set(x.get("params") or {}) for x in rs)) - {"lr", "n_modes", "update_dtype"}
-        differ[b] = sorted(k for k in keys if len({json.dumps((x.get("params") or {}).get(k), sort_keys=True,
-                                                              default=str) for x in rs}) > 1)
+    differ = {b: [k for k in differing_params(rs) if k not in ("lr", "n_modes", "update_dtype")]
+              for b, rs in by_base.items()}
     for r in ok:  # runs of other lengths are other configurations too (the epochs column tells them apart)
         v = " ".join([_variant(r)] + [f"{k}={(r.get('params') or {}).get(k)}" for k in differ[base(r)]]).strip()
         groups[(r.get("learner", "?"), r.get("dataset", "?"), str(r.get("preset")) + (f" [{v}]" if v else ""),
@@ -452,7 +486,7 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
         m, recs = s["meta"], s["records"]
         items = m.get("headline") or [{"system": m.get("system", s["section"]), "benchmark": m.get("title", ""),
                                        **t} for t in m.get("targets") or []]
-        for h in items:
+        for h in [c for i in items for c in target_cells(recs, i)]:
             where = dict(h.get("where") or {})
             metric = target_metric(h)
             # the machines of the runs the value rests on (a gap closure: its two ends' runs too)
@@ -544,7 +578,8 @@ def render(secs: list[dict[str, Any]]) -> str:
         if m.get("targets"):
             rows = [[", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items()) or "all",
                      target_metric(t), measured_target(recs, t),
-                     str(t["target"]), str(t.get("paper", ""))] for t in m["targets"]]
+                     str(t["target"]), str(t.get("paper", ""))]
+                    for t in [c for i in m["targets"] for c in target_cells(recs, i)]]
             out += [_md_table(["runs", "metric", "measured", "target", "paper"], rows), ""]
         out += [t + "\n" for t in (acc, tim, fail) if t]
         cmds = sorted({r.get("command", "") for r in recs if r.get("command")})

@@ -369,7 +369,8 @@ def test_diverged_run_keeps_its_finished_epochs_in_the_store_and_in_results(tmp_
     assert figs["curves-digits"][:4] == b"\x89PNG"
     assert [r["hash"] for g in groups for r in report._diverged(g)] == [bad["hash"]]
     report.write_report(tmp_path / "r.db", tmp_path / "rep", ("md",), suite="diverges")
-    assert f"| {bad['hash']} | zz-diverges | digits | 0 | 1 | 2/4 |" in (tmp_path / "rep" / "report.md").read_text()
+    rep_md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"| {bad['hash']} | zz-diverges | digits | 0 | 1 | 2/4 | {rec['error']} |" in rep_md  # RESULTS.md's line
     # an export keeps both runs' curves: a fresh checkout's store gives them back to the report
     store.export(db, tmp_path / "pub")
     fresh = ResultsDB(tmp_path / "fresh.db")

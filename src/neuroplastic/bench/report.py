@@ -409,6 +409,13 @@ def html_table(head: list[str], cells: list[list[Any]], anchors: set[str] | froz
 
 # --------------------------------------------------------------------------------------------------
 # records
+def error_line(text: str | None) -> str:
+    """A failed run's error in one line, as the tables show it: the first line of the stored text (the exception and
+    its message; the traceback below it stays in the store and the run's log)."""
+    lines = (text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def to_record(row: dict[str, Any]) -> dict[str, Any]:
     """The standard run record of a DB row: the stored one for finished runs, else one built from the
     config with ``test_acc`` None and the error text; a failed run that finished epochs before it failed (a
@@ -878,7 +885,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     fail_rows = (["hash", "learner", "dataset", "seed", "attempts", "epochs finished", "error"],
                  [[r["hash"], r["config"]["learner"], r["config"]["dataset"], str(r["config"]["seed"]),
                    str(r.get("attempts")), f"{len(_epochs(r))}/{r['config'].get('epochs')}",
-                   (r.get("error") or "").strip().splitlines()[-1][:200] if r.get("error") else ""]
+                   error_line(r.get("error"))[:200]]
                   for r in failed])
     meta = _meta(rows, suite, db_path) + ([("imported records", (f"{sum(len(r['records']) for r in extra)} in "
                                                                 f"{len(extra)} runs"))] if extra else [])

@@ -117,12 +117,12 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
     before ``last5_test_acc`` existed gets it from the run's stored history
     (:func:`~neuroplastic.experiment.last_epochs_mean`)."""
     from ..experiment import last_epochs_mean
-    from .report import curve_of, to_record
+    from .report import curve_of, error_line, to_record
 
     failed = []
     for r in db.runs(suite, status="failed"):
         rec = dict(to_record(r), suite=suite)
-        rec["error"] = (rec.get("error") or "").strip().split("\n")[0]
+        rec["error"] = error_line(rec.get("error"))
         if r.get("history"):
             rec["curve"] = curve_of(r["history"])
         failed.append(rec)

@@ -433,18 +433,20 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
     epochs = _epochs(row)
     if row["status"] == "failed" and epochs:
         rec["epochs_done"] = len(epochs)
-        rec["last_epoch"] = {k: v for k, v in epochs[-1].items() if isinstance(v, (int, float))
-                             and not isinstance(v, bool) and math.isfinite(v)}
+        rec["last_epoch"] = _finite(epochs[-1])
     return rec
 
 
-def curve_of(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+def _finite(h: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers of a history row (no flags, no text, no NaN or infinity)."""
+    return {k: v for k, v in h.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def curve_of(row: dict[str, Any]) -> list[dict[str, float]]:
     """A run's training epochs as an exported record carries them (``curve``, the form the retired benchmark
     scripts' records already had), so that a fresh checkout's store can draw the run's learning and alignment
-    curves: one row per epoch, its finite numbers to 6 significant digits; probe epochs left out."""
-    return [{k: float(f"{v:.6g}") for k, v in h.items()
-             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-            for h in history if h.get("stage") != "probe"]
+    curves: one row per epoch (:func:`_epochs`), its finite numbers to 6 significant digits."""
+    return [{k: float(f"{v:.6g}") for k, v in _finite(h).items()} for h in _epochs(row)]
 
 
 def imported_rows(db: ResultsDB, known: set[str] = frozenset(), section: str | None = None) -> list[dict[str, Any]]:
@@ -646,11 +648,11 @@ def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8) -> li
     out = []
     for ds in sorted({g["dataset"] for g in groups}):
         sets = [(i, cs) for i, g in enumerate(g for g in groups if g["dataset"] == ds) for cs in _curve_sets(g)]
-        layers = sorted({layer(k) for _, (rows_, _, _) in sets for r in rows_ for h in _epochs(r) for k in h
-                         if layer(k) is not None})
-        drawn_groups = {i for i, (rows_, _, _) in sets if any(layer(k) is not None for r in rows_
-                                                                for h in _epochs(r) for k in h)}
-        if not layers or len(drawn_groups) > max_groups:
+        logged: dict[int, set[int]] = defaultdict(set)  # per group, the layers its runs log
+        for i, (rows_, _, _) in sets:
+            logged[i] |= {layer(k) for r in rows_ for h in _epochs(r) for k in h} - {None}
+        layers = sorted(set().union(*logged.values()))
+        if not layers or sum(bool(v) for v in logged.values()) > max_groups:
             continue
         cols = min(len(layers), 3)
         n_rows = -(-len(layers) // cols)
@@ -670,13 +672,12 @@ def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8) -> li
             ax.grid(alpha=0.3)
         for ax in axes[len(layers):]:
             ax.set_visible(False)
-        handles, labels = axes[0].get_legend_handles_labels()
-        for ax in axes[1:len(layers)]:  # a group may log some layers only
+        legend: dict[str, Any] = {}  # every group once, from whichever panels it is in
+        for ax in axes[:len(layers)]:
             for h, lab in zip(*ax.get_legend_handles_labels()):
-                if lab not in labels:
-                    handles.append(h)
-                    labels.append(lab)
-        fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
+                legend.setdefault(lab, h)
+        fig.legend(list(legend.values()), list(legend), fontsize=7, loc="upper left",
+                   bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
         w = fig.get_figwidth()
         fig.subplots_adjust(left=0.6 / w, right=1 - 3.3 / w, hspace=0.45, wspace=0.3, top=0.86)
         title = f"Alignment angle per layer on {ds} (mean over seeds; dashed: 10°)"

@@ -124,7 +124,7 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
         rec = dict(to_record(r), suite=suite)
         rec["error"] = error_line(rec.get("error"))
         if r.get("history"):
-            rec["curve"] = curve_of(r["history"])
+            rec["curve"] = curve_of(r)
         failed.append(rec)
     out = []
     for r in db.runs(suite, status="done"):
@@ -134,7 +134,7 @@ def suite_records(db: ResultsDB, suite: str) -> list[dict[str, Any]]:
             if last is not None:
                 recs[0]["last5_test_acc"] = last
         if recs and r.get("history"):
-            recs[0]["curve"] = curve_of(r["history"])
+            recs[0]["curve"] = curve_of(r)
         out += recs
     return out + failed
 

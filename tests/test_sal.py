@@ -102,6 +102,54 @@ def test_a_block_run_is_the_steps_it_replaces():
     assert 0 < float(got[0].mean()) < 1
 
 
+def test_the_cuda_graph_route_is_taken_on_cuda_only_and_can_be_turned_off(monkeypatch):
+    """run() replays CUDA graphs on a CUDA device unless NEUROPLASTIC_CUDA_GRAPH=0; never on the CPU, where a block
+    runs step by step whatever the setting (so CPU runs stay as they were)."""
+    from neuroplastic.sal.neurons import cuda_graphs
+
+    monkeypatch.delenv("NEUROPLASTIC_CUDA_GRAPH", raising=False)
+    assert cuda_graphs("cuda") and cuda_graphs("cuda:1") and not cuda_graphs("cpu")
+    monkeypatch.setenv("NEUROPLASTIC_CUDA_GRAPH", "0")
+    assert not cuda_graphs("cuda")
+    monkeypatch.setenv("NEUROPLASTIC_CUDA_GRAPH", "1")
+    net = SpikingNet([3, 2], {(0, 1): torch.ones(2, 3)}, [None, None], n_nets=2, tau_ref=2)
+    assert not net.graphs and net._graph_key(5) is None
+
+
+def _graph_pair(monkeypatch, graphs: bool) -> SpikingNet:
+    monkeypatch.setenv("NEUROPLASTIC_CUDA_GRAPH", "1" if graphs else "0")
+    g = torch.Generator(device="cuda").manual_seed(5)
+    sizes = [40, 16, 4]
+    proj = {}
+    for l in (1, 2):
+        proj[l - 1, l] = torch.randn(sizes[l], sizes[l - 1], device="cuda", generator=g)
+        proj[l, l - 1] = torch.randn(sizes[l], sizes[l - 1], device="cuda", generator=g).t()
+    biases = [None, torch.randn(16, device="cuda", generator=g), torch.zeros(24, 4, device="cuda")]
+    return SpikingNet(sizes, proj, biases, n_nets=24, tau_ref=3, refractory=3, device="cuda",
+                      generator=torch.Generator(device="cuda").manual_seed(8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_replayed_cuda_graphs_give_the_spikes_of_step_by_step_launches(monkeypatch):
+    """The graph route (capture on the second block of a shape, replays after) draws the same spikes as the
+    step-by-step route, across in-place changes of a projection and of a bias between blocks (the phase's B
+    update), a step() outside the graph, and a block of another length (a new capture)."""
+    nets = [_graph_pair(monkeypatch, False), _graph_pair(monkeypatch, True)]
+    assert not nets[0].graphs and nets[1].graphs
+    for k, steps in enumerate([30, 30, 30, 30, 7, 7, 30, 30]):
+        if k == 3:
+            for net in nets:
+                net.projections[2, 1].mul_(-0.5)
+                net.biases[1].add_(0.7)
+        if k == 5:
+            for net in nets:
+                net.step()
+        got = [torch.cat(net.run(steps), 2).clone() for net in nets]
+        assert torch.equal(got[0], got[1]), f"block {k}"
+        assert 0 < float(got[0].mean()) < 1
+    assert nets[1]._graph is not None and nets[0]._graph is None
+
+
 def test_the_window_sign_is_pinned():
     """pre before post (causal) depresses, post before pre (anti-causal) potentiates; same step: nothing."""
     rule = SALRule(amplitude=1.0, tau=10.0, cut=20)

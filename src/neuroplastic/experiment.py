@@ -510,15 +510,19 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process, and
     whether the native kernels are on (``native``: the RBM's step, :mod:`~neuroplastic.boltzmann.native`, which
     draws other random numbers than the torch route, and the SAL phase, :mod:`~neuroplastic.sal.native`, which
-    runs faster; ``setup.py`` builds both and ``NEUROPLASTIC_NATIVE=0`` turns both off)."""
+    runs faster; ``setup.py`` builds both and ``NEUROPLASTIC_NATIVE=0`` turns both off) and, on a GPU, whether the
+    SAL phase replays CUDA graphs (``cuda_graphs``: :mod:`~neuroplastic.sal.neurons`, the same spikes, faster;
+    ``NEUROPLASTIC_CUDA_GRAPH=0`` turns it off)."""
     from .boltzmann import native
     from .sal import native as sal_native
+    from .sal.neurons import cuda_graphs
 
     env = {"commit": git_commit(), "torch": torch.__version__, "cpu": cpu_name(),
            "cpu_isa": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
            "python": platform.python_version(), "native": native.available() and sal_native.available()}
     if device.startswith("cuda") and torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda_graphs"] = cuda_graphs(device)
     return env
 
 
@@ -845,6 +849,8 @@ def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[s
         "device": cfg["device"], "gpu": out.env.get("gpu"), "command": command, "hash": out.hash,
         "params": cfg["params"], "batch_size": cfg["batch_size"], "date": time.strftime("%Y-%m-%d"),
     }
+    if out.env.get("cuda_graphs") is not None:
+        rec["cuda_graphs"] = out.env["cuda_graphs"]
     if (last := last_epochs_mean(out.history, "test_acc")) is not None:
         rec["last5_test_acc"] = last
     if cfg.get("recipe"):

@@ -20,18 +20,24 @@ A :class:`SpikingNet` is populations joined by projections (``P`` of shape ``[N_
 one per group of ``R / G`` consecutive networks, replicas that share their weights), simulated for ``R``
 parallel networks at once, its randomness drawn from an explicit generator. Nothing of the run is kept
 but the current state: the caller sees each step's spikes (``step``) and keeps what it needs.
+
+**The CUDA route.** On a GPU a step is about twenty small kernels, most of them shorter than their launch from
+Python, so :meth:`SpikingNet.run` records a block's steps once as a CUDA graph and replays it, the uniforms drawn
+before each replay from the same generator in the same order: the same kernels on the same numbers, so the same
+spikes as step-by-step launches. ``NEUROPLASTIC_CUDA_GRAPH=0`` turns it off; the CPU route is unchanged.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import torch
 
 from ..boltzmann.machines import enumerate_states
 
-__all__ = ["SpikingNet", "check_refractory", "firing_probability"]
+__all__ = ["SpikingNet", "check_refractory", "cuda_graphs", "firing_probability"]
 
 _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most this many pre units is tabulated
 
@@ -39,6 +45,12 @@ _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most thi
 def firing_probability(u: torch.Tensor, tau_ref: int) -> torch.Tensor:
     r""":math:`\varphi(u) = \sigma(u - \ln \tau_\text{ref})`: the spike probability per step of a free unit."""
     return torch.sigmoid(u - math.log(tau_ref))
+
+
+def cuda_graphs(device: torch.device | str) -> bool:
+    """Whether :meth:`SpikingNet.run` replays CUDA graphs on ``device``: a CUDA device, and not turned off by
+    ``NEUROPLASTIC_CUDA_GRAPH=0`` (module docstring)."""
+    return torch.device(device).type == "cuda" and os.environ.get("NEUROPLASTIC_CUDA_GRAPH", "1") != "0"
 
 
 def check_refractory(refractory: int | None, tau_ref: int) -> int:
@@ -97,6 +109,10 @@ class SpikingNet:
         self._pow2 = 2.0 ** torch.arange(_TABLE_MAX_PRE, device=device)  # a 0/1 state's number, exact in floats
         self._tables: dict[tuple[int, int], tuple[tuple[int, int], torch.Tensor]] = {}
         self._rows: dict[tuple[int, int], torch.Tensor] = {}
+        #: the CUDA route (module docstring): :meth:`run` replays CUDA graphs
+        self.graphs = cuda_graphs(self.device)
+        self._graph: tuple | None = None  # (key, graph, uniforms, spikes, PSP state) of the captured block
+        self._seen: tuple | None = None  # the last key run() saw: a block runs eagerly once before its capture
 
     def psp(self) -> list[torch.Tensor]:
         """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 for ``τ_ref`` steps from a spike on; views of a
@@ -107,8 +123,7 @@ class SpikingNet:
         """``u = b + Σ_pre z_pre Pᵀ (+ input)`` per population, from the current PSPs (views of one buffer that the
         next call overwrites). Biases and projections are read now, so a caller may change them between steps."""
         z, u = self._z, self._u
-        for b, sl in zip(self.biases, self._spans):
-            u[:, sl].copy_(b.expand(self.n_nets, -1))
+        torch.cat([b.expand(self.n_nets, -1) for b in self.biases], dim=1, out=u)  # one copy of every bias
         for (a, b), p in self.projections.items():
             za, ub = z[:, self._spans[a]], u[:, self._spans[b]]
             if p.dim() == 3 and p.shape[0] < self.n_nets and p.shape[2] <= _TABLE_MAX_PRE:
@@ -177,15 +192,65 @@ class SpikingNet:
         return spikes
 
     def run(self, steps: int) -> list[torch.Tensor]:
-        """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]``. The uniform
-        draws of the whole block are made at once, for all populations in one call (not the order :meth:`step`
-        draws them in: the same distribution, another stream)."""
+        """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]`` (valid until the next
+        call: the CUDA route returns its graph's buffer). The uniform draws of the whole block are made at once, for
+        all populations in one call (not the order :meth:`step` draws them in: the same distribution, another
+        stream). On the CUDA route (module docstring) the second block of a shape is captured as a graph and every
+        later one replays it; the first runs step by step, which also warms the kernels the capture records."""
         shape = (steps, self.n_nets, self._count.shape[1])
+        key = self._graph_key(steps)
+        if key is not None and key == self._seen:
+            return self._replay(key, shape)
+        self._seen = key
         if self._uni is None or self._uni.shape != shape:  # reused: no fresh pages every block
             self._uni = torch.empty(shape, device=self.device)
         uni = self._uni.uniform_(generator=self.generator)
-        out = torch.empty(steps, self.n_nets, self._count.shape[1], device=self.device)
+        out = torch.empty(shape, device=self.device)
         for t in range(steps):
             self.potentials()
             out[t] = self._fire(uni[t])
         return [out[:, :, sl] for sl in self._spans]
+
+    def _graph_key(self, steps: int) -> tuple | None:
+        """What a captured block depends on beyond the values it reads (the step count, every projection's and
+        bias's storage and strides): ``None`` off the CUDA graph route, or where a projection is tabulated (its
+        table is rebuilt in Python when it changes)."""
+        if not self.graphs or torch.cuda.is_current_stream_capturing():
+            return None
+        tensors = []
+        for p in self.projections.values():
+            if p.dim() == 3 and p.shape[0] < self.n_nets and p.shape[2] <= _TABLE_MAX_PRE:
+                return None
+            tensors.append(p)
+        tensors += self.biases
+        return (steps, *((t.data_ptr(), tuple(t.shape), t.stride()) for t in tensors))
+
+    def _replay(self, key: tuple, shape: tuple[int, int, int]) -> list[torch.Tensor]:
+        """One block on the CUDA graph of ``key`` (captured now if it is not the current one): the uniforms drawn
+        into its buffer, the graph replayed."""
+        if self._graph is None or self._graph[0] != key:
+            self._graph = None  # the old graph's memory goes first
+            self._graph = self._capture(key, shape)
+        _, graph, uni, out, z = self._graph
+        if self._z is not z:  # a step outside the graph moved the PSPs: the graph reads them from z
+            z.copy_(self._z)
+            self._z = z
+        uni.uniform_(generator=self.generator)
+        graph.replay()
+        return [out[:, :, sl] for sl in self._spans]
+
+    def _capture(self, key: tuple, shape: tuple[int, int, int]) -> tuple:
+        """Record ``shape[0]`` steps as a CUDA graph (nothing runs: :meth:`_replay` replays it). The state it
+        updates in place (countdown, potentials) and the uniforms, spikes and PSPs it reads and writes live in
+        buffers that outlast the capture; the PSPs of the last step are copied to where the first step reads them."""
+        uni = torch.empty(shape, device=self.device)
+        out = torch.empty(shape, device=self.device)
+        z = self._z
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for t in range(shape[0]):
+                self.potentials()
+                out[t] = self._fire(uni[t])
+            z.copy_(self._z)
+        self._z = z
+        return key, graph, uni, out, z

@@ -45,6 +45,42 @@ def test_binary_inputs_are_counted_as_accumulates_from_their_nonzeros():
     assert c.mac == 3 * 2  # the hidden layer is not binary
 
 
+def test_products_written_in_place_or_into_out_are_counted_like_plain_ones():
+    a, b, c = torch.rand(3, 4), torch.rand(4, 5), torch.zeros(3, 5)
+    spikes = torch.tensor([[1.0, 0, 1, 0], [0, 0, 0, 1], [1, 1, 0, 0]])
+    with OpCounter() as k:
+        c.addmm_(a, b)
+        torch.mm(a, b, out=c)
+        c.addmm_(spikes, b)
+        torch.bmm(a[None], b[None], out=c[None])
+        torch.zeros(3).addmv_(a, b[:, 0])
+    assert k.count.mac == 3 * 3 * 4 * 5 + 3 * 4 and k.count.ac == 5 * 5
+
+
+def test_every_step_of_a_spiking_run_is_counted():
+    """A spiking copy's potentials u += z Pᵀ (in place, every step of SpikingNet.run) are products the energy
+    model counts: ACs from the PSPs' non-zeros times the targets, a step with no PSP on as dense MACs."""
+    from neuroplastic.sal import SpikingNet
+
+    g = torch.Generator().manual_seed(3)
+    proj = {(0, 1): torch.randn(3, 6, generator=g) * 2, (1, 0): torch.randn(6, 3, generator=g)}
+
+    def net():
+        return SpikingNet([6, 3], proj, [None, None], n_nets=4, tau_ref=3, generator=torch.Generator().manual_seed(9))
+
+    with OpCounter() as k:
+        net().run(40)
+    b, uni = net(), torch.rand(40, 4, 9, generator=torch.Generator().manual_seed(9))  # run()'s draws, step by step
+    ac = mac = 0
+    for t in range(40):
+        z = b.psp()
+        for (pre, _), p in proj.items():
+            nnz = int(z[pre].count_nonzero())
+            ac, mac = (ac + nnz * p.shape[0], mac) if nnz else (ac, mac + 4 * p.shape[1] * p.shape[0])
+        b.step(uniforms=uni[t])
+    assert ac > 0 and (k.count.ac, k.count.mac) == (ac, mac)
+
+
 def test_training_is_counted_on_a_copy():
     m = _mlp()
     before = {k: v.clone() for k, v in m.state_dict().items()}

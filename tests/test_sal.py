@@ -805,7 +805,8 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
 @pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
                     reason="the native SAL kernel is not built")
 @pytest.mark.parametrize("kw", [{}, {"sal_pairing": "nearest"}, {"sal_window": "triangular"},
-                                {"plasticity_noise": 0.05}, {"refractory": 9}, {"sal_nets": 5}])
+                                {"plasticity_noise": 0.05}, {"refractory": 9}, {"sal_nets": 5},
+                                {"sal_burn_in": 250}, {"sal_burn_in": 30, "sal_pairing": "nearest"}])
 def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monkeypatch, kw):
     """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms give the same
     spikes (the same spike count, to the last spike) and the same B after two blocks, up to the order of float sums;
@@ -828,6 +829,30 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
         torch.testing.assert_close(b.B, a.B, rtol=0, atol=1e-5 * float(a.B.abs().max()))
     for i in t.dense_index():
         assert out_n[f"sal_noise/{i}"] == pytest.approx(out_t[f"sal_noise/{i}"], rel=1e-4)
+
+
+def test_a_burn_in_advances_the_copy_but_enters_no_sum(monkeypatch):
+    """sal_burn_in steps run before the first block: they draw uniforms (so the blocks see other spikes) but their
+    spikes count neither in B's update nor in the phase's rate; a copy started from rest fires in bursts on the
+    refractory clock, and the burn-in is what the blocks then skip. 0 is the paper's phase; negative is refused."""
+    monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")
+
+    def phase(burn):
+        m = _small_sal(sal_blocks=1, sal_block_steps=40, sal_burn_in=burn)
+        m.configure(1, 10)
+        with torch.no_grad():
+            for layer in m._dense():
+                layer.weight.mul_(3)
+        before = [x.B.clone() for x in m._dense()]
+        out = m.sal_phase()
+        return out, [x.B - b for x, b in zip(m._dense(), before)], m
+
+    (_, d_plain, m), (burnt, d_burnt, _) = phase(0), phase(200)
+    assert any(not torch.equal(a, b) for a, b in zip(d_plain, d_burnt))
+    # the rate counts the block's 40 steps only: at most one spike per refractory + 1 steps
+    assert 0 < burnt["sal_rate"] <= 1 / (m.sal_cfg["refractory"] + 1)
+    with pytest.raises(ValueError, match="sal_burn_in"):
+        _small_sal(sal_burn_in=-1)
 
 
 def test_native_sal_route_steps_aside_for_the_operation_counter():

@@ -161,13 +161,14 @@ class OpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func in (_aten.mm.default, _aten.bmm.default):
+        op = func.overloadpacket  # every overload of a product counts: ``out=`` and in place (``addmm_``) too
+        if op in (_aten.mm, _aten.bmm):
             self._product(args[0], args[1])
-        elif func in (_aten.addmm.default, _aten.baddbmm.default):
+        elif op in (_aten.addmm, _aten.addmm_, _aten.baddbmm, _aten.baddbmm_):
             self._product(args[1], args[2])
-        elif func is _aten.mv.default:
+        elif op is _aten.mv:
             self._product(args[0], args[1].unsqueeze(-1))
-        elif func is _aten.addmv.default:
+        elif op in (_aten.addmv, _aten.addmv_):
             self._product(args[1], args[2].unsqueeze(-1))
         elif func is _aten.dot.default:
             self._product(args[0].unsqueeze(0), args[1].unsqueeze(-1))

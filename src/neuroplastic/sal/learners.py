@@ -63,6 +63,13 @@ W_l\\rVert_F / \\sqrt{n_\\text{out}}` (the RMS norm of a unit's input weights; P
 the copy's rates stay in range, but weaker synapses shape the spike timing less, so a phase's noise relative to
 ``W`` grows. Logged as ``sal_scale/i``.
 
+``sal_burn_in`` (not in the paper; 0, the default, is its phase, which sums from the copy's first step): the copy
+first runs this many steps that advance its state and the SAL traces but enter no sum (a pair whose later spike
+falls in the first block counts there, as at any block boundary). Each phase starts the copy at rest (every unit
+free, no PSP); the sums of a long chain (the paper's 10,000 steps per network) hardly see that start, those of a
+short one do: with 3,200 networks of 1,000 steps each (the same samples as 320 × 10,000) the MNIST run diverged
+where 320 × 10,000 aligned (suites sal-mnist-wide and sal-mnist-many).
+
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and
 its fixed point at ``B = W``,
@@ -140,7 +147,8 @@ class SALNet(SupervisedNet):
     Defaults follow the paper's deep-network study: ``arch="sal_cnn"``, SGD lr 0.01 with momentum 0.9, conv
     layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
     (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
-    cut at 2τ_ref, all-pairs. Logs per dense layer the feedback family's alignment keys and the phase's rate.
+    cut at 2τ_ref, all-pairs, no burn-in (``sal_burn_in``: steps run first and summed nowhere; module
+    docstring). Logs per dense layer the feedback family's alignment keys and the phase's rate.
     """
 
     name = "sal"
@@ -157,13 +165,14 @@ class SALNet(SupervisedNet):
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
                  refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
-                 seed: int = 0) -> None:
+                 sal_burn_in: int = 0, seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
         check_range("sal_lr_decay", sal_lr_decay, 0, 1e6)
         check_range("sal_blocks", sal_blocks, 0, 1000)
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
+        check_range("sal_burn_in", sal_burn_in, 0, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
         check_range("tau_ref", tau_ref, 1, 1000)
         refractory = check_refractory(refractory, tau_ref)
@@ -187,7 +196,8 @@ class SALNet(SupervisedNet):
                         "nets": int(sal_nets), "tau_ref": int(tau_ref), "synaptic_noise": float(synaptic_noise),
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
                         "refractory": refractory, "lr_decay": float(sal_lr_decay),
-                        "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull)}
+                        "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull),
+                        "burn_in": int(sal_burn_in)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -316,6 +326,15 @@ class SALNet(SupervisedNet):
         fired = [fired_all[:, a:b] for a, b in itertools.pairwise(itertools.accumulate(sizes, initial=0))]
         native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
             if self.native_route() else None
+        for start in range(0, cfg["burn_in"], chunk):  # steps that advance the copy and its traces, summed nowhere
+            steps = min(chunk, cfg["burn_in"] - start)
+            if native is not None:
+                hebb = [[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
+                anti = [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
+                native.run(steps, hebb, anti, torch.zeros_like(fired_all))
+                continue
+            for tr, sp in zip(traces, net.run(steps)):
+                tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)
         for _ in range(cfg["blocks"]):
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
             if native is not None:  # the same sums, event by event in C (sal.native)

@@ -36,6 +36,7 @@ import os
 import torch
 
 from ..boltzmann.machines import enumerate_states
+from ..energy import ops_watched
 
 __all__ = ["SpikingNet", "check_refractory", "cuda_graphs", "firing_probability"]
 
@@ -213,9 +214,10 @@ class SpikingNet:
 
     def _graph_key(self, steps: int) -> tuple | None:
         """What a captured block depends on beyond the values it reads (the step count, every projection's and
-        bias's storage and strides): ``None`` off the CUDA graph route, or where a projection is tabulated (its
-        table is rebuilt in Python when it changes)."""
-        if not self.graphs or torch.cuda.is_current_stream_capturing():
+        bias's storage and strides): ``None`` off the CUDA graph route, where a projection is tabulated (its
+        table is rebuilt in Python when it changes), or while an operation counter watches (it must see every step:
+        :func:`~neuroplastic.energy.ops_watched`)."""
+        if not self.graphs or ops_watched() or torch.cuda.is_current_stream_capturing():
             return None
         tensors = []
         for p in self.projections.values():

@@ -68,7 +68,8 @@ first runs this many steps that advance its state and the SAL traces but enter n
 falls in the first block counts there, as at any block boundary). Each phase starts the copy at rest (every unit
 free, no PSP); the sums of a long chain (the paper's 10,000 steps per network) hardly see that start, those of a
 short one do: with 3,200 networks of 1,000 steps each (the same samples as 320 × 10,000) the MNIST run diverged
-where 320 × 10,000 aligned (suites sal-mnist-wide and sal-mnist-many).
+where 320 × 10,000 aligned (suites sal-mnist-wide and sal-mnist-many), and a burn-in of 100 steps narrowed that
+difference without closing it (sal-mnist-wide's note): the start of the chain is not the whole cause.
 
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and

@@ -194,7 +194,7 @@ class SpikingNet:
 
     def run(self, steps: int) -> list[torch.Tensor]:
         """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]`` (valid until the next
-        call: the CUDA route returns its graph's buffer). The uniform draws of the whole block are made at once, for
+        call: on the CUDA route they are its graph's buffer, and so are the PSPs :meth:`psp` shows after it). The uniform draws of the whole block are made at once, for
         all populations in one call (not the order :meth:`step` draws them in: the same distribution, another
         stream). On the CUDA route (module docstring) the second block of a shape is captured as a graph and every
         later one replays it; the first runs step by step, which also warms the kernels the capture records."""

@@ -327,20 +327,24 @@ class SALNet(SupervisedNet):
         fired = [fired_all[:, a:b] for a, b in itertools.pairwise(itertools.accumulate(sizes, initial=0))]
         native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
             if self.native_route() else None
+
+        def native_sums() -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+            """Zeroed anti-causal and causal sums of every feedback projection, per half (NativePhase.run)."""
+            pairs = list(itertools.pairwise(sizes))
+            return ([[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in pairs],
+                    [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in pairs])
+
         for start in range(0, cfg["burn_in"], chunk):  # steps that advance the copy and its traces, summed nowhere
             steps = min(chunk, cfg["burn_in"] - start)
             if native is not None:
-                hebb = [[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
-                anti = [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
-                native.run(steps, hebb, anti, torch.zeros_like(fired_all))
+                native.run(steps, *native_sums(), torch.zeros_like(fired_all))
                 continue
             for tr, sp in zip(traces, net.run(steps)):
                 tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)
         for _ in range(cfg["blocks"]):
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
             if native is not None:  # the same sums, event by event in C (sal.native)
-                hebb = [[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
-                anti = [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in itertools.pairwise(sizes)]
+                hebb, anti = native_sums()
                 for start in range(0, cfg["block_steps"], chunk):
                     native.run(min(chunk, cfg["block_steps"] - start), hebb, anti, fired_all)
                 for l in range(len(dense)):

@@ -194,10 +194,11 @@ class SpikingNet:
 
     def run(self, steps: int) -> list[torch.Tensor]:
         """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]`` (valid until the next
-        call: on the CUDA route they are its graph's buffer, and so are the PSPs :meth:`psp` shows after it). The uniform draws of the whole block are made at once, for
-        all populations in one call (not the order :meth:`step` draws them in: the same distribution, another
-        stream). On the CUDA route (module docstring) the second block of a shape is captured as a graph and every
-        later one replays it; the first runs step by step, which also warms the kernels the capture records."""
+        call: on the CUDA route they are its graph's buffer, and so are the PSPs :meth:`psp` shows after it). The
+        uniform draws of the whole block are made at once, for all populations in one call (not the order
+        :meth:`step` draws them in: the same distribution, another stream). On the CUDA route (module docstring) the
+        second block of a shape is captured as a graph and every later one replays it; the first runs step by step,
+        which also warms the kernels the capture records."""
         shape = (steps, self.n_nets, self._count.shape[1])
         key = self._graph_key(steps)
         if key is not None and key == self._seen:
@@ -205,12 +206,15 @@ class SpikingNet:
         self._seen = key
         if self._uni is None or self._uni.shape != shape:  # reused: no fresh pages every block
             self._uni = torch.empty(shape, device=self.device)
-        uni = self._uni.uniform_(generator=self.generator)
         out = torch.empty(shape, device=self.device)
-        for t in range(steps):
+        self._steps(self._uni.uniform_(generator=self.generator), out)
+        return [out[:, :, sl] for sl in self._spans]
+
+    def _steps(self, uni: torch.Tensor, out: torch.Tensor) -> None:
+        """The steps of a block: the potentials, then the spikes drawn with ``uni[t]`` into ``out[t]``."""
+        for t in range(len(uni)):
             self.potentials()
             out[t] = self._fire(uni[t])
-        return [out[:, :, sl] for sl in self._spans]
 
     def _graph_key(self, steps: int) -> tuple | None:
         """What a captured block depends on beyond the values it reads (the step count, every projection's and
@@ -244,15 +248,12 @@ class SpikingNet:
     def _capture(self, key: tuple, shape: tuple[int, int, int]) -> tuple:
         """Record ``shape[0]`` steps as a CUDA graph (nothing runs: :meth:`_replay` replays it). The state it
         updates in place (countdown, potentials) and the uniforms, spikes and PSPs it reads and writes live in
-        buffers that outlast the capture; the PSPs of the last step are copied to where the first step reads them."""
-        uni = torch.empty(shape, device=self.device)
-        out = torch.empty(shape, device=self.device)
-        z = self._z
+        buffers that outlast the capture (the uniforms' is the one the block before, of the same shape, drew into);
+        the PSPs of the last step are copied to where the first step reads them."""
+        uni, out, z = self._uni, torch.empty(shape, device=self.device), self._z
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            for t in range(shape[0]):
-                self.potentials()
-                out[t] = self._fire(uni[t])
+            self._steps(uni, out)
             z.copy_(self._z)
         self._z = z
         return key, graph, uni, out, z

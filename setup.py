@@ -6,8 +6,10 @@ import sys
 
 from setuptools import Extension, setup
 
+DL = ["dl"] if sys.platform.startswith("linux") else []  # the thread team finds torch's OpenMP runtime (_team.h)
+TEAM = ["src/neuroplastic/_team.h"]
+
 setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"],
-                             extra_compile_args=["-O3"], libraries=["dl"] if sys.platform.startswith("linux") else [],
-                             optional=True),
+                             extra_compile_args=["-O3"], libraries=DL, depends=TEAM, optional=True),
                    Extension("neuroplastic.sal._native", ["src/neuroplastic/sal/_native.c"],
-                             extra_compile_args=["-O3"], optional=True)])
+                             extra_compile_args=["-O3"], libraries=DL, depends=TEAM, optional=True)])

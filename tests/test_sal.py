@@ -831,6 +831,32 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
         assert out_n[f"sal_noise/{i}"] == pytest.approx(out_t[f"sal_noise/{i}"], rel=1e-4)
 
 
+@pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
+                    reason="the native SAL kernel is not built")
+@pytest.mark.parametrize("nets", [6, 37])
+def test_native_sal_phase_does_not_depend_on_the_thread_count(nets):
+    """The native route runs the two halves of the networks on up to two threads: one thread and two give the same
+    B to the last bit (each sum is added in one order), for halves of equal and of unequal size."""
+    def phase(threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            m = _small_sal(sal_nets=nets, sal_blocks=2, sal_block_steps=150)
+            m.configure(1, 10)
+            with torch.no_grad():
+                for layer in m._dense():
+                    layer.weight.mul_(3)
+            out = m.sal_phase()
+        finally:
+            torch.set_num_threads(before)
+        return [x.B.detach().clone() for x in m._dense()], out
+
+    (one, out1), (two, out2) = phase(1), phase(2)
+    assert out1["sal_rate"] == out2["sal_rate"] > 0.01
+    for a, b in zip(one, two):
+        assert torch.equal(a, b)
+
+
 def test_a_burn_in_advances_the_copy_but_enters_no_sum(monkeypatch):
     """sal_burn_in steps run before the first block: they draw uniforms (so the blocks see other spikes) but their
     spikes count neither in B's update nor in the phase's rate; a copy started from rest fires in bursts on the

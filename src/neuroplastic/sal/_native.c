@@ -8,7 +8,10 @@
  * the all-pairs (or nearest-spike) SAL terms of every feedback projection from the ages of each unit's recent spikes.
  *
  * All arrays are C-contiguous float32 (int16 countdowns and spike ages); pointers arrive as Python ints from
- * tensors the caller owns and keeps alive. One thread; the networks in groups of GROUP, each group step by step.
+ * tensors the caller owns and keeps alive. The networks run in two fixed slices, the phase's two halves (each half has
+ * sums of its own), on up to two threads of torch's OpenMP team (_team.h); within a slice in groups of GROUP, each
+ * group step by step. Every value is summed in one order whatever the number of threads, so the result does not
+ * depend on it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -17,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define NATIVE_ABI 2
+#include "../_team.h"
+
+#define NATIVE_ABI 3
 #define MAX_LAYERS 16
 #define GROUP 16 /* networks run together, step by step */
 
@@ -168,16 +173,47 @@ static void apply_events(const phase_t *p, const int32_t *events, int64_t n_even
     }
 }
 
+/* one slice of the networks, [lo, hi), with its own scratch buffers */
+typedef struct {
+    int64_t lo, hi;
+    int32_t *spiked, *events, *first, *order;
+    float *xbuf;
+} slice_t;
+
+typedef struct {
+    const phase_t *p;
+    slice_t slice[2];
+} run_t;
+
+/* the slices tid, tid + nt, ... of a run: every step of each of their groups of networks */
+static void run_task(void *ctx, int tid, int nt)
+{
+    run_t *job = ctx;
+    const phase_t *p = job->p;
+    for (int k = tid; k < 2; k += nt) {
+        slice_t *c = &job->slice[k];
+        for (int64_t r0 = c->lo; r0 < c->hi; r0 += GROUP) /* a group's potentials stay in the core's cache */
+            for (int64_t s = 0; s < p->steps; ++s) {
+                int64_t n_events = 0;
+                for (int64_t r = r0; r < c->hi && r < r0 + GROUP; ++r)
+                    n_events += step_net(p, s, r, c->spiked, c->events + 2 * n_events, c->xbuf);
+                apply_events(p, c->events, n_events, c->first, c->order);
+            }
+    }
+}
+
 static PyObject *py_run(PyObject *self, PyObject *args)
 {
     (void)self;
     phase_t p;
+    int threads;
     unsigned long long sizes, ptrs, table, uniforms, u, fired, count, z, ages;
-    if (!PyArg_ParseTuple(args, "LLLLLLLLLfKKKKKKKKK", &p.steps, &p.nets, &p.layers, &p.split, &p.m, &p.cut,
+    if (!PyArg_ParseTuple(args, "LLLLLLLLLfKKKKKKKKKi", &p.steps, &p.nets, &p.layers, &p.split, &p.m, &p.cut,
                           &p.nearest, &p.refractory, &p.psp_above, &p.log_tau, &sizes, &ptrs, &table, &uniforms, &u,
-                          &fired, &count, &z, &ages))
+                          &fired, &count, &z, &ages, &threads))
         return NULL;
-    if (p.layers < 1 || p.layers > MAX_LAYERS || p.m < 1 || p.cut < 1 || p.cut > 30000) {
+    if (p.layers < 1 || p.layers > MAX_LAYERS || p.m < 1 || p.cut < 1 || p.cut > 30000 || p.split < 0
+        || p.split > p.nets) {
         PyErr_SetString(PyExc_ValueError, "sal native: bad shapes");
         return NULL;
     }
@@ -207,32 +243,34 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     p.count = (int16_t *)(uintptr_t)count;
     p.z = (float *)(uintptr_t)z;
     p.ages = (int16_t *)(uintptr_t)ages;
-    size_t tot = (size_t)p.total, nets = (size_t)p.nets;
-    int32_t *spiked = malloc(tot * sizeof *spiked), *events = malloc(2 * tot * nets * sizeof *events),
-            *first = malloc((tot + 1) * sizeof *first), *order = malloc(tot * nets * sizeof *order);
-    float *xbuf = malloc(tot * sizeof *xbuf);
-    if (!spiked || !events || !first || !order || !xbuf) {
-        free(spiked);
-        free(events);
-        free(first);
-        free(order);
-        free(xbuf);
-        return PyErr_NoMemory();
+    size_t tot = (size_t)p.total;
+    run_t job = {&p, {{0, p.split, NULL, NULL, NULL, NULL, NULL}, {p.split, p.nets, NULL, NULL, NULL, NULL, NULL}}};
+    int ok = 1;
+    for (int k = 0; k < 2; ++k) { /* a group's events: at most one per unit and network */
+        slice_t *c = &job.slice[k];
+        c->spiked = malloc(tot * sizeof *c->spiked);
+        c->events = malloc(2 * tot * GROUP * sizeof *c->events);
+        c->first = malloc((tot + 1) * sizeof *c->first);
+        c->order = malloc(tot * GROUP * sizeof *c->order);
+        c->xbuf = malloc(tot * sizeof *c->xbuf);
+        ok = ok && c->spiked && c->events && c->first && c->order && c->xbuf;
     }
-    Py_BEGIN_ALLOW_THREADS
-    for (int64_t r0 = 0; r0 < p.nets; r0 += GROUP) /* a group's potentials stay in the core's cache */
-        for (int64_t s = 0; s < p.steps; ++s) {
-            int64_t n_events = 0;
-            for (int64_t r = r0; r < p.nets && r < r0 + GROUP; ++r)
-                n_events += step_net(&p, s, r, spiked, events + 2 * n_events, xbuf);
-            apply_events(&p, events, n_events, first, order);
-        }
-    Py_END_ALLOW_THREADS
-    free(spiked);
-    free(events);
-    free(first);
-    free(order);
-    free(xbuf);
+    if (ok) {
+        int nt = threads < 1 ? 1 : threads > 2 ? 2 : threads;
+        omp_found();
+        Py_BEGIN_ALLOW_THREADS
+        team_run(run_task, &job, nt);
+        Py_END_ALLOW_THREADS
+    }
+    for (int k = 0; k < 2; ++k) {
+        free(job.slice[k].spiked);
+        free(job.slice[k].events);
+        free(job.slice[k].first);
+        free(job.slice[k].order);
+        free(job.slice[k].xbuf);
+    }
+    if (!ok)
+        return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 

@@ -87,19 +87,22 @@ def test_the_one_product_block_update_equals_the_explicit_pairwise_sum_block_by_
 
 def test_a_block_run_is_the_steps_it_replaces():
     """SpikingNet.run(T) draws one block of uniforms and steps through it: the same spikes as T calls of step() with
-    those uniforms."""
+    those uniforms, block after block, whether a block is shorter or longer than the one before (its buffer is the
+    leading steps of one reused buffer)."""
     g = torch.Generator().manual_seed(3)
     proj = {(0, 1): torch.randn(3, 6, generator=g), (1, 0): torch.randn(6, 3, generator=g) * 0.5,
             (1, 2): torch.randn(2, 3, generator=g)}
     biases = [torch.randn(6, generator=g), None, torch.zeros(2)]
     a = SpikingNet([6, 3, 2], proj, biases, n_nets=4, tau_ref=3, generator=torch.Generator().manual_seed(9))
     b = SpikingNet([6, 3, 2], proj, biases, n_nets=4, tau_ref=3, generator=torch.Generator().manual_seed(9))
-    got = a.run(50)
-    uni = torch.rand(50, 4, 11, generator=torch.Generator().manual_seed(9))
-    want = [torch.stack(x) for x in zip(*[b.step(uniforms=uni[t]) for t in range(50)])]
-    for x, y in zip(got, want):
-        assert torch.equal(x, y)
-    assert 0 < float(got[0].mean()) < 1
+    draws = torch.Generator().manual_seed(9)
+    for steps in (50, 20, 50, 70):
+        got = a.run(steps)
+        uni = torch.rand(steps, 4, 11, generator=draws)
+        want = [torch.stack(x) for x in zip(*[b.step(uniforms=uni[t]) for t in range(steps)])]
+        for x, y in zip(got, want):
+            assert torch.equal(x, y)
+        assert 0 < float(got[0].mean()) < 1
 
 
 def test_the_cuda_graph_route_is_taken_on_cuda_only_and_can_be_turned_off(monkeypatch):
@@ -133,10 +136,11 @@ def _graph_pair(monkeypatch, graphs: bool) -> SpikingNet:
 def test_replayed_cuda_graphs_give_the_spikes_of_step_by_step_launches(monkeypatch):
     """The graph route (capture on the second block of a shape, replays after) draws the same spikes as the
     step-by-step route, across in-place changes of a projection and of a bias between blocks (the phase's B
-    update), a step() outside the graph, and a block of another length (a new capture)."""
+    update), a step() outside the graph, blocks of another length (a second graph) and blocks of the two lengths
+    alternating (a phase's settling steps and blocks: each length replays its own graph)."""
     nets = [_graph_pair(monkeypatch, False), _graph_pair(monkeypatch, True)]
     assert not nets[0].graphs and nets[1].graphs
-    for k, steps in enumerate([30, 30, 30, 30, 7, 7, 30, 30]):
+    for k, steps in enumerate([30, 30, 30, 30, 7, 7, 30, 30, 7, 30, 7, 30, 50, 7]):
         if k == 3:
             for net in nets:
                 net.projections[2, 1].mul_(-0.5)
@@ -147,7 +151,7 @@ def test_replayed_cuda_graphs_give_the_spikes_of_step_by_step_launches(monkeypat
         got = [torch.cat(net.run(steps), 2).clone() for net in nets]
         assert torch.equal(got[0], got[1]), f"block {k}"
         assert 0 < float(got[0].mean()) < 1
-    assert nets[1]._graph is not None and nets[0]._graph is None
+    assert len(nets[1]._graphs) == 2 and not nets[0]._graphs  # 7 and 30 steps; 50 was seen once, not captured
 
 
 def test_the_window_sign_is_pinned():
@@ -806,7 +810,8 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
                     reason="the native SAL kernel is not built")
 @pytest.mark.parametrize("kw", [{}, {"sal_pairing": "nearest"}, {"sal_window": "triangular"},
                                 {"plasticity_noise": 0.05}, {"refractory": 9}, {"sal_nets": 5},
-                                {"sal_burn_in": 250}, {"sal_burn_in": 30, "sal_pairing": "nearest"}])
+                                {"sal_burn_in": 250}, {"sal_burn_in": 30, "sal_pairing": "nearest"},
+                                {"sal_settle": 25}])
 def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monkeypatch, kw):
     """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms give the same
     spikes (the same spike count, to the last spike) and the same B after two blocks, up to the order of float sums;
@@ -879,6 +884,30 @@ def test_a_burn_in_advances_the_copy_but_enters_no_sum(monkeypatch):
     assert 0 < burnt["sal_rate"] <= 1 / (m.sal_cfg["refractory"] + 1)
     with pytest.raises(ValueError, match="sal_burn_in"):
         _small_sal(sal_burn_in=-1)
+
+
+def test_settling_steps_run_after_every_update_of_b_and_enter_no_sum(monkeypatch):
+    """sal_settle steps run between two blocks, after B has moved (none before the first block): with one block
+    they change nothing, with two they do (the second block sees other spikes), and the phase's rate counts the
+    blocks' steps only. 0 is the paper's phase; negative is refused."""
+    monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")
+
+    def phase(blocks, settle):
+        m = _small_sal(sal_blocks=blocks, sal_block_steps=40, sal_settle=settle)
+        m.configure(1, 10)
+        with torch.no_grad():
+            for layer in m._dense():
+                layer.weight.mul_(3)
+        out = m.sal_phase()
+        return out, [x.B.detach().clone() for x in m._dense()], m
+
+    (_, one, _), (_, one_settled, _) = phase(1, 0), phase(1, 300)
+    assert all(torch.equal(a, b) for a, b in zip(one, one_settled))
+    (_, two, _), (settled, two_settled, m) = phase(2, 0), phase(2, 300)
+    assert any(not torch.equal(a, b) for a, b in zip(two, two_settled))
+    assert 0 < settled["sal_rate"] <= 1 / (m.sal_cfg["refractory"] + 1)
+    with pytest.raises(ValueError, match="sal_settle"):
+        _small_sal(sal_settle=-1)
 
 
 def test_native_sal_route_steps_aside_for_the_operation_counter():

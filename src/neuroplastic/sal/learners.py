@@ -71,6 +71,17 @@ short one do: with 3,200 networks of 1,000 steps each (the same samples as 320 �
 where 320 × 10,000 aligned (suites sal-mnist-wide and sal-mnist-many), and a burn-in of 100 steps narrowed that
 difference without closing it (sal-mnist-wide's note): the start of the chain is not the whole cause.
 
+``sal_settle`` (not in the paper; 0, the default, is its phase): after every update of ``B`` inside a phase (between
+two blocks) the copy runs this many steps that advance its state and the SAL traces but enter no sum, as the
+burn-in does before the first block. Why: a move of ``B`` changes every unit's input at once, the copy's rates relax
+to the new weights over two or three refractory periods, and SAL's sums over those steps sample the rates' change
+rather than the weights. Measured from the state where sal-mnist-wide's phase stalled (a fresh MNIST net after
+three of its 200-step blocks, 3,200 networks, ``B`` then held): in the first 10 steps after the move fc1's update
+was 9 times the size of a stationary 10-step window's (its pull towards ``W`` 4.0 against 0.19), in steps 10-20
+twice, from step 30 on the same as ever; chains restarted from rest showed a smaller start transient and no
+dependence on their age from 200 steps on (sal-mnist-wide's note). A 2,000-step block dilutes those steps tenfold
+against a 200-step one, which is why 320 × 2,000 aligned where 3,200 × 200 did not.
+
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and
 its fixed point at ``B = W``,
@@ -149,7 +160,7 @@ class SALNet(SupervisedNet):
     layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
     (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
     cut at 2τ_ref, all-pairs, no burn-in (``sal_burn_in``: steps run first and summed nowhere; module
-    docstring). Logs per dense layer the feedback family's alignment keys and the phase's rate.
+    docstring) and no settling steps after each update of ``B`` (``sal_settle``). Logs per dense layer the feedback family's alignment keys and the phase's rate.
     """
 
     name = "sal"
@@ -166,7 +177,7 @@ class SALNet(SupervisedNet):
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
                  refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
-                 sal_burn_in: int = 0, seed: int = 0) -> None:
+                 sal_burn_in: int = 0, sal_settle: int = 0, seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -174,6 +185,7 @@ class SALNet(SupervisedNet):
         check_range("sal_blocks", sal_blocks, 0, 1000)
         check_range("sal_block_steps", sal_block_steps, 1, 1_000_000)
         check_range("sal_burn_in", sal_burn_in, 0, 1_000_000)
+        check_range("sal_settle", sal_settle, 0, 1_000_000)
         check_range("sal_nets", sal_nets, 1, 4096)
         check_range("tau_ref", tau_ref, 1, 1000)
         refractory = check_refractory(refractory, tau_ref)
@@ -198,7 +210,7 @@ class SALNet(SupervisedNet):
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
                         "refractory": refractory, "lr_decay": float(sal_lr_decay),
                         "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull),
-                        "burn_in": int(sal_burn_in)}
+                        "burn_in": int(sal_burn_in), "settle": int(sal_settle)}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -334,14 +346,20 @@ class SALNet(SupervisedNet):
             return ([[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in pairs],
                     [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in pairs])
 
-        for start in range(0, cfg["burn_in"], chunk):  # steps that advance the copy and its traces, summed nowhere
-            steps = min(chunk, cfg["burn_in"] - start)
-            if native is not None:
-                native.run(steps, *native_sums(), torch.zeros_like(fired_all))
-                continue
-            for tr, sp in zip(traces, net.run(steps)):
-                tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)
-        for _ in range(cfg["blocks"]):
+        def advance(total: int) -> None:
+            """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
+            for start in range(0, total, chunk):
+                steps = min(chunk, total - start)
+                if native is not None:
+                    native.run(steps, *native_sums(), torch.zeros_like(fired_all))
+                    continue
+                for tr, sp in zip(traces, net.run(steps)):
+                    tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)
+
+        advance(cfg["burn_in"])
+        for block in range(cfg["blocks"]):
+            if block:  # B has just moved: the copy's rates relax first (module docstring)
+                advance(cfg["settle"])
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
             if native is not None:  # the same sums, event by event in C (sal.native)
                 hebb, anti = native_sums()

@@ -91,10 +91,7 @@ class NativePhase:
         """``steps`` free-running steps (no input); the sums as in the class docstring (added, not overwritten)."""
         net = self.net
         n = len(self.fwd)
-        shape = (steps, net.n_nets, net._count.shape[1])
-        if net._uni is None or net._uni.shape != shape:
-            net._uni = torch.empty(shape)
-        uni = net._uni.uniform_(generator=net.generator)  # the same block SpikingNet.run draws
+        uni = net.uniforms(steps).uniform_(generator=net.generator)  # the same block SpikingNet.run draws
         net._z = net._z.contiguous().clone()
         net.potentials()  # u from the PSPs now and the weights as they are (B changes between blocks)
         back = [b.contiguous() for b in self.feedback]

@@ -41,6 +41,7 @@ from ..energy import ops_watched
 __all__ = ["SpikingNet", "check_refractory", "cuda_graphs", "firing_probability"]
 
 _TABLE_MAX_PRE = 8  # a projection shared by groups of networks with at most this many pre units is tabulated
+_GRAPHS = 4  # captured CUDA graphs kept per SpikingNet (one per block length: a phase's blocks, settling, burn-in)
 
 
 def firing_probability(u: torch.Tensor, tau_ref: int) -> torch.Tensor:
@@ -105,15 +106,16 @@ class SpikingNet:
         self._psp_above = refractory + 1 - tau_ref
         self._z = torch.zeros(n_nets, ends[-1], device=device)  # the PSPs (count > 0) as floats, set by _fire
         self._u = torch.empty(n_nets, ends[-1], device=device)
-        self._uni: torch.Tensor | None = None  # run()'s block of uniforms, reused from block to block
+        self._uni: torch.Tensor | None = None  # run()'s blocks of uniforms: views of one buffer (_uniforms)
         self._log_tau = math.log(tau_ref)
         self._pow2 = 2.0 ** torch.arange(_TABLE_MAX_PRE, device=device)  # a 0/1 state's number, exact in floats
         self._tables: dict[tuple[int, int], tuple[tuple[int, int], torch.Tensor]] = {}
         self._rows: dict[tuple[int, int], torch.Tensor] = {}
         #: the CUDA route (module docstring): :meth:`run` replays CUDA graphs
         self.graphs = cuda_graphs(self.device)
-        self._graph: tuple | None = None  # (key, graph, uniforms, spikes, PSP state) of the captured block
-        self._seen: tuple | None = None  # the last key run() saw: a block runs eagerly once before its capture
+        #: the captured blocks, key -> (graph, uniforms, spikes, PSP state), at most _GRAPHS of them (oldest out)
+        self._graphs: dict[tuple, tuple] = {}
+        self._seen: set[tuple] = set()  # the keys run() has seen: a block runs eagerly once before its capture
 
     def psp(self) -> list[torch.Tensor]:
         """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 for ``τ_ref`` steps from a spike on; views of a
@@ -197,18 +199,26 @@ class SpikingNet:
         call: on the CUDA route they are its graph's buffer, and so are the PSPs :meth:`psp` shows after it). The
         uniform draws of the whole block are made at once, for all populations in one call (not the order
         :meth:`step` draws them in: the same distribution, another stream). On the CUDA route (module docstring) the
-        second block of a shape is captured as a graph and every later one replays it; the first runs step by step,
-        which also warms the kernels the capture records."""
+        second block of a shape is captured as a graph and every later one replays it (a graph per block length, so
+        blocks of two lengths may alternate); the first runs step by step, which also warms the kernels the capture
+        records."""
         shape = (steps, self.n_nets, self._count.shape[1])
         key = self._graph_key(steps)
-        if key is not None and key == self._seen:
+        if key is not None and key in self._seen:
             return self._replay(key, shape)
-        self._seen = key
-        if self._uni is None or self._uni.shape != shape:  # reused: no fresh pages every block
-            self._uni = torch.empty(shape, device=self.device)
+        if key is not None:
+            self._seen.add(key)
         out = torch.empty(shape, device=self.device)
-        self._steps(self._uni.uniform_(generator=self.generator), out)
+        self._steps(self.uniforms(steps).uniform_(generator=self.generator), out)
         return [out[:, :, sl] for sl in self._spans]
+
+    def uniforms(self, steps: int) -> torch.Tensor:
+        """A buffer ``[steps, R, ΣN]`` for a block's uniform draws: the leading steps of one buffer as long as the
+        longest block so far, so blocks of any length reuse its pages (a fresh one every block would cost a page
+        fault per 4 KiB)."""
+        if self._uni is None or len(self._uni) < steps:
+            self._uni = torch.empty((steps, self.n_nets, self._count.shape[1]), device=self.device)
+        return self._uni[:steps]
 
     def _steps(self, uni: torch.Tensor, out: torch.Tensor) -> None:
         """The steps of a block: the potentials, then the spikes drawn with ``uni[t]`` into ``out[t]``."""
@@ -232,12 +242,13 @@ class SpikingNet:
         return (steps, *((t.data_ptr(), tuple(t.shape), t.stride()) for t in tensors))
 
     def _replay(self, key: tuple, shape: tuple[int, int, int]) -> list[torch.Tensor]:
-        """One block on the CUDA graph of ``key`` (captured now if it is not the current one): the uniforms drawn
-        into its buffer, the graph replayed."""
-        if self._graph is None or self._graph[0] != key:
-            self._graph = None  # the old graph's memory goes first
-            self._graph = self._capture(key, shape)
-        _, graph, uni, out, z = self._graph
+        """One block on the CUDA graph of ``key`` (captured now if there is none): the uniforms drawn into its buffer,
+        the graph replayed."""
+        if key not in self._graphs:
+            while len(self._graphs) >= _GRAPHS:  # the oldest graph's memory goes first
+                del self._graphs[next(iter(self._graphs))]
+            self._graphs[key] = self._capture(shape)
+        graph, uni, out, z = self._graphs[key]
         if self._z is not z:  # a step outside the graph moved the PSPs: the graph reads them from z
             z.copy_(self._z)
             self._z = z
@@ -245,15 +256,16 @@ class SpikingNet:
         graph.replay()
         return [out[:, :, sl] for sl in self._spans]
 
-    def _capture(self, key: tuple, shape: tuple[int, int, int]) -> tuple:
+    def _capture(self, shape: tuple[int, int, int]) -> tuple:
         """Record ``shape[0]`` steps as a CUDA graph (nothing runs: :meth:`_replay` replays it). The state it
         updates in place (countdown, potentials) and the uniforms, spikes and PSPs it reads and writes live in
-        buffers that outlast the capture (the uniforms' is the one the block before, of the same shape, drew into);
-        the PSPs of the last step are copied to where the first step reads them."""
-        uni, out, z = self._uni, torch.empty(shape, device=self.device), self._z
+        buffers that outlast the capture (the uniforms' is :meth:`uniforms`' view, shared by the graphs: they replay
+        one at a time, each after its draw); the PSPs of the last step are copied to where the first step reads
+        them."""
+        uni, out, z = self.uniforms(shape[0]), torch.empty(shape, device=self.device), self._z
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
             self._steps(uni, out)
             z.copy_(self._z)
         self._z = z
-        return key, graph, uni, out, z
+        return graph, uni, out, z

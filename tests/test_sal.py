@@ -311,12 +311,19 @@ def _small_sal(**kw):
     return learners.get("sal", **args)
 
 
-def test_sal_phase_aligns_feedback_with_the_forward_weights():
-    m = _small_sal(sal_nets=16, sal_blocks=4, sal_block_steps=1000)
+def _driven_sal(gain: float = 3.0, **kw):
+    """:func:`_small_sal`, configured, with its forward weights times ``gain``: synapses strong enough to make the
+    copy fire and SAL move B."""
+    m = _small_sal(**kw)
     m.configure(1, 10)
     with torch.no_grad():
         for layer in m._dense():
-            layer.weight.mul_(4)  # synapses strong enough to shape the spike timing
+            layer.weight.mul_(gain)
+    return m
+
+
+def test_sal_phase_aligns_feedback_with_the_forward_weights():
+    m = _driven_sal(4, sal_nets=16, sal_blocks=4, sal_block_steps=1000)
     angles = [m.diagnostics()["angle_deg_mean"]]
     for _ in range(3):
         m.sal_phase()
@@ -611,11 +618,7 @@ def test_sal_net_runs_its_copy_with_its_refractory_period():
 def test_sal_phase_logs_its_noise_floor_which_falls_with_more_networks():
     noise = {}
     for nets in (8, 32):
-        m = _small_sal(sal_nets=nets, sal_blocks=2, sal_block_steps=1000)
-        m.configure(1, 10)
-        with torch.no_grad():
-            for layer in m._dense():
-                layer.weight.mul_(4)
+        m = _driven_sal(4, sal_nets=nets, sal_blocks=2, sal_block_steps=1000)
         out = m.sal_phase()
         assert {"sal_noise/0", "sal_pull/0", "sal_noise/1", "sal_pull/1"} <= set(out), out
         for i in (0, 1):  # one phase: its bound is that of its own estimate
@@ -780,11 +783,8 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
     the paper's rule and the Frobenius norm ``B`` had at initialisation; the gain is logged; the norms travel with
     the state dict (a net loaded from it rescales to them), and weights saved before they existed still load."""
     def phased(bnorm):
-        m = _small_sal(sal_nets=4, sal_blocks=2, sal_block_steps=200, sal_lr=20.0, sal_bnorm=bnorm)
-        m.configure(1, 10)
-        with torch.no_grad():
-            for layer in m._dense():
-                layer.weight.mul_(4)  # strong synapses: SAL changes B's norm noticeably in one phase
+        # strong synapses: SAL changes B's norm noticeably in one phase
+        m = _driven_sal(4, sal_nets=4, sal_blocks=2, sal_block_steps=200, sal_lr=20.0, sal_bnorm=bnorm)
         start = [float(x.B.norm()) for x in m._dense()]
         return m, start, m.sal_phase()
 
@@ -818,11 +818,7 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
     the noise estimate of the two halves agrees too. Strong forward weights make the copy fire and SAL move B."""
     def phase(flag):
         monkeypatch.setenv("NEUROPLASTIC_NATIVE", flag)
-        m = _small_sal(sal_blocks=2, sal_block_steps=400, **kw)
-        m.configure(1, 10)
-        with torch.no_grad():
-            for layer in m._dense():
-                layer.weight.mul_(3)
+        m = _driven_sal(3, sal_blocks=2, sal_block_steps=400, **kw)
         assert m.native_route() == (flag == "1")
         before = [x.B.clone() for x in m._dense()]
         return m, before, m.sal_phase()
@@ -846,11 +842,7 @@ def test_native_sal_phase_does_not_depend_on_the_thread_count(nets):
         before = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            m = _small_sal(sal_nets=nets, sal_blocks=2, sal_block_steps=150)
-            m.configure(1, 10)
-            with torch.no_grad():
-                for layer in m._dense():
-                    layer.weight.mul_(3)
+            m = _driven_sal(3, sal_nets=nets, sal_blocks=2, sal_block_steps=150)
             out = m.sal_phase()
         finally:
             torch.set_num_threads(before)
@@ -869,11 +861,7 @@ def test_a_burn_in_advances_the_copy_but_enters_no_sum(monkeypatch):
     monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")
 
     def phase(burn):
-        m = _small_sal(sal_blocks=1, sal_block_steps=40, sal_burn_in=burn)
-        m.configure(1, 10)
-        with torch.no_grad():
-            for layer in m._dense():
-                layer.weight.mul_(3)
+        m = _driven_sal(3, sal_blocks=1, sal_block_steps=40, sal_burn_in=burn)
         before = [x.B.clone() for x in m._dense()]
         out = m.sal_phase()
         return out, [x.B - b for x, b in zip(m._dense(), before)], m
@@ -893,11 +881,7 @@ def test_settling_steps_run_after_every_update_of_b_and_enter_no_sum(monkeypatch
     monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")
 
     def phase(blocks, settle):
-        m = _small_sal(sal_blocks=blocks, sal_block_steps=40, sal_settle=settle)
-        m.configure(1, 10)
-        with torch.no_grad():
-            for layer in m._dense():
-                layer.weight.mul_(3)
+        m = _driven_sal(3, sal_blocks=blocks, sal_block_steps=40, sal_settle=settle)
         out = m.sal_phase()
         return out, [x.B.detach().clone() for x in m._dense()], m
 

@@ -80,7 +80,8 @@ three of its 200-step blocks, 3,200 networks, ``B`` then held): in the first 10 
 was 9 times the size of a stationary 10-step window's (its pull towards ``W`` 4.0 against 0.19), in steps 10-20
 twice, from step 30 on the same as ever; chains restarted from rest showed a smaller start transient and no
 dependence on their age from 200 steps on (sal-mnist-wide's note). A 2,000-step block dilutes those steps tenfold
-against a 200-step one, which is why 320 × 2,000 aligned where 3,200 × 200 did not.
+against a 200-step one; with 30 settling steps (and 30 of burn-in) 3,200 × 200 tracked 320 × 2,000 within a degree
+over a first phase and three epochs, where without them it stalled (the same note; suite sal-mnist-wide-settle).
 
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and

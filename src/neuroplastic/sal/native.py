@@ -22,9 +22,8 @@ rounding of a uniform. ``NEUROPLASTIC_NATIVE=0`` turns the route off.
 
 The networks run in two fixed slices, the phase's two halves (each has sums of its own), on up to two of torch's
 OpenMP threads (:func:`threads`; the team of ``_team.h``, as the RBM's native step): each value is summed in one
-order whatever their number, so the result does not depend on it. On a 2-core AMD EPYC (AVX2) the phase ran 1.1
-(MNIST, 32 networks), 1.5 (CIFAR-10, 32) and 1.8 (MNIST, 320) times as fast on two threads as on one, with the
-same test accuracy (suite sal-cost-many's note).
+order whatever their number, so the result does not depend on it. On a 2-core AMD EPYC (AVX2) the phase ran 1.5-1.6
+times as fast on two threads as on one (MNIST, 32 and 320 networks; suite sal-cost-many's note).
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ falls in the first block counts there, as at any block boundary). Each phase sta
 free, no PSP); the sums of a long chain (the paper's 10,000 steps per network) hardly see that start, those of a
 short one do: with 3,200 networks of 1,000 steps each (the same samples as 320 × 10,000) the MNIST run diverged
 where 320 × 10,000 aligned (suites sal-mnist-wide and sal-mnist-many), and a burn-in of 100 steps narrowed that
-difference without closing it (sal-mnist-wide's note): the start of the chain is not the whole cause.
+difference without closing it (sal-mnist-wide's note): the main cause was the steps after each move of ``B``
+(``sal_settle``).
 
 ``sal_settle`` (not in the paper; 0, the default, is its phase): after every update of ``B`` inside a phase (between
 two blocks) the copy runs this many steps that advance its state and the SAL traces but enter no sum, as the
@@ -161,7 +162,8 @@ class SALNet(SupervisedNet):
     layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
     (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
     cut at 2τ_ref, all-pairs, no burn-in (``sal_burn_in``: steps run first and summed nowhere; module
-    docstring) and no settling steps after each update of ``B`` (``sal_settle``). Logs per dense layer the feedback family's alignment keys and the phase's rate.
+    docstring) and no settling steps after each update of ``B`` (``sal_settle``). Logs per dense layer the
+    feedback family's alignment keys and the phase's rate.
     """
 
     name = "sal"
@@ -349,10 +351,11 @@ class SALNet(SupervisedNet):
 
         def advance(total: int) -> None:
             """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
+            discard = (*native_sums(), torch.zeros_like(fired_all)) if native is not None and total else None
             for start in range(0, total, chunk):
                 steps = min(chunk, total - start)
-                if native is not None:
-                    native.run(steps, *native_sums(), torch.zeros_like(fired_all))
+                if discard is not None:
+                    native.run(steps, *discard)
                     continue
                 for tr, sp in zip(traces, net.run(steps)):
                     tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)

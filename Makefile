@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test setup lint clean
 
 $(STAMP): pyproject.toml setup.py src/neuroplastic/boltzmann/_native.c src/neuroplastic/sal/_native.c \
-		src/neuroplastic/_team.h
+		src/neuroplastic/_team.h src/neuroplastic/_stream.h
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_PIN)"

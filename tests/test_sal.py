@@ -813,9 +813,16 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
                                 {"sal_burn_in": 250}, {"sal_burn_in": 30, "sal_pairing": "nearest"},
                                 {"sal_settle": 25}])
 def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monkeypatch, kw):
-    """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms give the same
-    spikes (the same spike count, to the last spike) and the same B after two blocks, up to the order of float sums;
-    the noise estimate of the two halves agrees too. Strong forward weights make the copy fire and SAL move B."""
+    """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms (the native
+    route's, one key per chunk, fed to the torch route's draws) give the same spikes (the same spike
+    count, to the last spike) and the same B after two blocks, up to the order of float sums; the noise estimate of
+    the two halves agrees too. Strong forward weights make the copy fire and SAL move B."""
+    from neuroplastic.sal import native
+    from neuroplastic.sal.neurons import SpikingNet
+
+    monkeypatch.setattr(SpikingNet, "draw", lambda self, steps: native.chunk_uniforms(
+        native.chunk_key(self.generator), steps, self.n_nets, sum(self.sizes)))
+
     def phase(flag):
         monkeypatch.setenv("NEUROPLASTIC_NATIVE", flag)
         m = _driven_sal(3, sal_blocks=2, sal_block_steps=400, **kw)
@@ -830,6 +837,59 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
         torch.testing.assert_close(b.B, a.B, rtol=0, atol=1e-5 * float(a.B.abs().max()))
     for i in t.dense_index():
         assert out_n[f"sal_noise/{i}"] == pytest.approx(out_t[f"sal_noise/{i}"], rel=1e-4)
+
+
+def _xoshiro_lanes(key: int, r: int, steps: int, units: int) -> list[list[float]]:
+    """The native route's uniforms of network r written out: eight xoshiro128++ lanes, lane word j (= 8 w + q) seeded
+    with the top 32 bits of SplitMix64's finaliser of key + (32 r + j + 1) * golden; unit g from lane g mod 8."""
+    mask64, mask32, golden = (1 << 64) - 1, (1 << 32) - 1, 0x9E3779B97F4A7C15
+
+    def mix(z: int) -> int:
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+        return z ^ (z >> 31)
+
+    def rotl(v: int, k: int) -> int:
+        return ((v << k) | (v >> (32 - k))) & mask32
+
+    seed = (key + r * 32 * golden) & mask64
+    lanes = [[mix((seed + (w * 8 + q + 1) * golden) & mask64) >> 32 for w in range(4)] for q in range(8)]
+    out = []
+    for _ in range(steps):
+        row = []
+        for _ in range(0, units, 8):
+            for s in lanes:
+                row.append((((rotl((s[0] + s[3]) & mask32, 7) + s[0]) & mask32) >> 8) / 2**24)
+                t = (s[1] << 9) & mask32
+                s[2] ^= s[0]
+                s[3] ^= s[1]
+                s[1] ^= s[2]
+                s[0] ^= s[3]
+                s[2] ^= t
+                s[3] = rotl(s[3], 11)
+        out.append(row[:units])
+    return out
+
+
+@pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
+                    reason="the native SAL kernel is not built")
+def test_native_sal_uniforms_are_the_documented_stream():
+    """chunk_uniforms (what the kernel compares with its units' firing probabilities) is the documented generator, to
+    the bit: per network, per key; and it looks uniform: mean, variance, neighbours and networks uncorrelated."""
+    from neuroplastic.sal import native
+
+    key = 0x1234_5678_9ABC
+    u = native.chunk_uniforms(key, 3, 2, 13)
+    for r in range(2):
+        assert u[:, r].tolist() == _xoshiro_lanes(key, r, 3, 13)
+    assert torch.equal(u, native.chunk_uniforms(key, 3, 2, 13))
+    assert not torch.equal(u, native.chunk_uniforms(key + 1, 3, 2, 13))
+    big = native.chunk_uniforms(native.chunk_key(torch.Generator().manual_seed(0)), 200, 4, 1000).double()
+    assert abs(float(big.mean()) - 0.5) < 0.002 and abs(float(big.var()) - 1 / 12) < 0.001
+    assert float(big.min()) >= 0 and float(big.max()) < 1
+    c = big - 0.5
+    for a, b in ((c[:, :, :-1], c[:, :, 1:]), (c[:-1], c[1:]), (c[:, 0], c[:, 1])):  # units, steps, networks
+        assert abs(float((a * b).mean()) * 12) < 0.01
 
 
 @pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),

@@ -6,14 +6,15 @@
  * is fixed by the shapes alone and each value is summed in one order, so the result does not depend on the number
  * of threads.
  *
- * Random numbers: counter-based, u_i = top 24 bits of SplitMix64's finaliser of key + (i + 1) * golden ratio, divided
- * by 2^24 (Steele, Lea & Flood 2014) - the same u_i for the same key on every machine and in any order of work.
+ * Random numbers: the counter-based stream of _stream.h - the same u_i for the same key on every machine and in any
+ * order of work.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "../_stream.h"
 #include "../_team.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
@@ -23,41 +24,6 @@
 #endif
 
 typedef float v16 __attribute__((vector_size(64)));
-
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static inline float uniform24(uint64_t key, uint64_t i)
-{
-    return (float)(mix64(key + (i + 1) * 0x9E3779B97F4A7C15ULL) >> 40) * 0x1p-24f;
-}
-
-/* exp(x) for x in [-87, 87] (clamped), relative error ~2e-7: x = n ln2 + r, |r| <= ln2/2, exp(r) by its degree-6
- * Taylor polynomial, 2^n through the exponent bits. Written out so that loops over it vectorise. */
-static inline float exp_approx(float x)
-{
-    x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
-    float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f + r * (0.008333334f
-              + r * 0.0013888889f)))));
-    union { int32_t i; float f; } scale = {((int32_t)n + 127) << 23};
-    return p * scale.f;
-}
-
-static inline float sigmoid(float a) { return 1.0f / (1.0f + exp_approx(-a)); }
-
-/* the samples of the stream: [u_i < p], and [u_i < sigmoid(a)] written as u_i (1 + e^{-a}) < 1 */
-static inline uint8_t draw(uint64_t key, uint64_t i, float p) { return uniform24(key, i) < p; }
-
-static inline uint8_t draw_logit(uint64_t key, uint64_t i, float a)
-{
-    return uniform24(key, i) * (1.0f + exp_approx(-a)) < 1.0f;
-}
 
 /* s_i = draw(key, i, p_i) */
 CLONES static void bernoulli_kernel(const float *p, int64_t n, uint64_t key, uint8_t *s)

@@ -7,6 +7,10 @@
  * adding (PSP on) or subtracting (PSP off) the presynaptic unit's row of fan-out weights. At the same time it sums
  * the all-pairs (or nearest-spike) SAL terms of every feedback projection from the ages of each unit's recent spikes.
  *
+ * Random numbers: every network has eight xoshiro128++ lanes of its own (_stream.h), seeded from the call's key and
+ * its index and drawn in a fixed order (step by step, unit g from lane g mod 8), so the draws do not depend on the
+ * order of the networks' work or the number of threads.
+ *
  * All arrays are C-contiguous float32 (int16 countdowns and spike ages); pointers arrive as Python ints from
  * tensors the caller owns and keeps alive. The networks run in two fixed slices, the phase's two halves (each half has
  * sums of its own), on up to two threads of torch's OpenMP team (_team.h); within a slice in groups of GROUP, each
@@ -20,11 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../_stream.h"
 #include "../_team.h"
 
-#define NATIVE_ABI 3
+#define NATIVE_ABI 4
 #define MAX_LAYERS 16
-#define GROUP 16 /* networks run together, step by step */
+#define GROUP 32 /* networks run together, step by step */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
@@ -48,6 +53,7 @@ CLONES static void add(float *restrict y, const float *restrict x, int64_t n)
 
 typedef struct {
     int64_t steps, nets, layers, split, m, cut, nearest, refractory, psp_above;
+    uint64_t key;
     float log_tau;
     int64_t size[MAX_LAYERS + 1], start[MAX_LAYERS + 2], total; /* start[L + 1] = total */
     const float *fwd[MAX_LAYERS]; /* layer l (1..L): W_l^T [n_{l-1}, n_l], row j = unit j's fan-out */
@@ -55,7 +61,7 @@ typedef struct {
     float *hebb[MAX_LAYERS][2]; /* layer l, half h: [n_l, n_{l-1}], += x_{l-1}(t) at a spike of unit k of layer l */
     float *anti[MAX_LAYERS][2]; /* layer l, half h: [n_{l-1}, n_l], += x_l(t) at a spike of unit i of layer l-1 */
     const float *table; /* [cut + 2]: 0, k(1) .. k(cut), 0 */
-    const float *uniforms; /* [steps, R, total] */
+    xoshiro8_t *gen; /* [R]: network r's generators (seed_net) */
     float *u, *fired; /* [R, total] */
     int16_t *count; /* [R, total] */
     float *z; /* [R, total] */
@@ -81,68 +87,131 @@ CLONES static void trace(const int16_t *restrict a, int64_t m, int64_t stride, i
             x[j] += table[a[q * stride + j]];
 }
 
-/* step s of network r: its spikes from the potentials of the PSPs so far, its SAL sums, and its PSPs that start or
- * end appended to events (unit g, network r, on/off); returns the number of events appended */
-static int64_t step_net(const phase_t *p, int64_t s, int64_t r, int32_t *spiked, int32_t *events, float *xbuf)
+/* one network's draws: t[g] = u_g (1 + e^{ln tau_ref - u[g]}), u_g the next number of lane g mod 8 of the network's
+ * generators (_stream.h; every unit draws, the refractory ones' draws unused, so the loops vectorise); then a unit
+ * free at this step (its countdown reaching 0) fires if t[g] < 1, a spike with probability sigmoid(u - ln tau_ref).
+ * A spike restarts the countdown at refractory + 1; the PSP is on while the countdown is above `above`. flag[g]: 1 for
+ * a spike, + 2 where the PSP starts or ends. t has room for n rounded up to 8. */
+CLONES static void draws(const float *restrict u, float *restrict t, int64_t n, xoshiro8_t *restrict gen,
+                         float log_tau)
+{
+    typedef int32_t i32x8 __attribute__((vector_size(32)));
+    typedef float f32x8 __attribute__((vector_size(32)));
+    for (int64_t g = 0; g < n; g += 8) {
+        f32x8 v = __builtin_convertvector((i32x8)(xoshiro8_next(gen) >> 8), f32x8) * 0x1p-24f;
+        memcpy(t + g, &v, sizeof v);
+    }
+    for (int64_t g = 0; g < n; ++g)
+        t[g] *= 1.0f + exp_approx(log_tau - u[g]);
+}
+
+/* (the second loop of a network's draws, above) */
+CLONES static void fire(const float *restrict t, int16_t *restrict cnt, float *restrict z, uint8_t *restrict flag,
+                        int64_t n, int16_t restart, int16_t above)
+{
+    for (int64_t g = 0; g < n; ++g) {
+        int16_t c0 = cnt[g];
+        int16_t c = (int16_t)(c0 - (c0 > 0));
+        int16_t f = (int16_t)((c == 0) & (t[g] < 1.0f));
+        c = f ? restart : c;
+        cnt[g] = c;
+        float was = z[g], on = c > above ? 1.0f : 0.0f;
+        flag[g] = (uint8_t)(f | ((on != was) << 1));
+        z[g] = on;
+    }
+}
+
+/* network r's generators for a call with key `key`: lane word j of network r from SplitMix64 of key + (32 r + j + 1)
+ * times the golden ratio (_stream.h), so every network of every call has its own numbers */
+static void seed_net(xoshiro8_t *gen, uint64_t key, int64_t r)
+{
+    xoshiro8_seed(gen, key + (uint64_t)r * 32 * 0x9E3779B97F4A7C15ULL);
+}
+
+/* a step of network r: its spikes from the potentials of the PSPs so far, appended to spikes (unit g, network r), with
+ * the traces they pair with (x, ΣN + 8 floats, from the spike ages before this step's spikes enter), and its PSPs
+ * that start or end appended to events (unit g, network r, on/off); returns the number of events appended */
+static int64_t step_net(const phase_t *p, int64_t r, float *x, uint8_t *flags, int32_t *spikes,
+                        int64_t *n_spikes, int32_t *events)
 {
     int64_t tot = p->total, L = p->layers;
     float *u = p->u + r * tot, *z = p->z + r * tot, *fired = p->fired + r * tot;
     int16_t *cnt = p->count + r * tot;
     int16_t *ages = p->ages + r * tot * p->m;
-    const float *uni = p->uniforms + (s * p->nets + r) * tot;
     age(ages, tot * p->m, (int16_t)(p->cut + 1));
-    int half = r >= p->split;
+    /* the step's draws (into x, free until the traces), then its spikes and PSP starts and ends */
+    draws(u, x, tot, p->gen + r, p->log_tau);
+    fire(x, cnt, z, flags, tot, (int16_t)(p->refractory + 1), (int16_t)p->psp_above);
     int64_t n_spiked = 0, n_events = 0;
-    /* a free unit (its countdown reaching 0) fires if its uniform < phi(u) = sigmoid(u - ln tau_ref) */
-    for (int64_t g = 0; g < tot; ++g) {
-        int c = cnt[g] > 0 ? cnt[g] - 1 : 0;
-        if (c == 0 && uni[g] < 1.0f / (1.0f + expf(p->log_tau - u[g]))) {
-            c = (int)p->refractory + 1;
-            spiked[n_spiked++] = (int32_t)g;
-            fired[g] += 1.0f;
-        }
-        cnt[g] = (int16_t)c;
-        float on = c > p->psp_above ? 1.0f : 0.0f;
-        if (on != z[g]) {
-            events[2 * n_events] = (int32_t)g;
-            events[2 * n_events + 1] = (int32_t)(on > z[g] ? r + 1 : -r - 1);
-            ++n_events;
-            z[g] = on;
-        }
-    }
-    if (!n_spiked)
-        return n_events;
-    /* SAL: each spike pairs with the earlier spikes of the layers it joins through a feedback projection */
-    float *xs[MAX_LAYERS + 1];
+    int32_t *spiked = spikes + 2 * *n_spikes;
     int any[MAX_LAYERS + 1] = {0};
-    for (int64_t l = 0, off = 0; l <= L; off += p->size[l], ++l)
-        xs[l] = xbuf + off;
-    for (int64_t i = 0; i < n_spiked; ++i) {
-        int64_t l = 0;
-        while (spiked[i] >= p->start[l + 1])
-            ++l;
-        any[l] = 1;
+    for (int64_t g0 = 0, l = 0; g0 < tot; g0 += 8) {
+        uint64_t w;
+        memcpy(&w, flags + g0, 8);
+        if (!w) /* no spike and no PSP edge among these 8 units (the usual case) */
+            continue;
+        for (int64_t g = g0; g < g0 + 8; ++g) {
+            if (flags[g] & 1) {
+                spiked[2 * n_spiked] = (int32_t)g;
+                spiked[2 * n_spiked + 1] = (int32_t)r;
+                ++n_spiked;
+                fired[g] += 1.0f;
+                while (g >= p->start[l + 1])
+                    ++l;
+                any[l] = 1;
+            }
+            if (flags[g] & 2) {
+                events[2 * n_events] = (int32_t)g;
+                events[2 * n_events + 1] = (int32_t)(z[g] > 0.0f ? r + 1 : -r - 1);
+                ++n_events;
+            }
+        }
     }
+    *n_spikes += n_spiked;
+    /* the traces of the layers a spike joins through a feedback projection */
     for (int64_t l = 0; l <= L; ++l)
         if ((l > 0 && any[l - 1]) || (l < L && any[l + 1]))
-            trace(ages + p->start[l], p->nearest ? 1 : p->m, tot, p->size[l], p->table, xs[l]);
-    for (int64_t i = 0; i < n_spiked; ++i) {
-        int64_t g = spiked[i], l = 0;
-        while (g >= p->start[l + 1])
-            ++l;
-        int64_t k = g - p->start[l];
-        if (l > 0) /* pre of feedback projection l: pairs with layer l-1's earlier spikes (+A) */
-            add(p->hebb[l][half] + k * p->size[l - 1], xs[l - 1], p->size[l - 1]);
-        if (l < L) /* post of feedback projection l+1: pairs with layer l+1's earlier spikes (-A) */
-            add(p->anti[l + 1][half] + k * p->size[l + 1], xs[l + 1], p->size[l + 1]);
-    }
+            trace(ages + p->start[l], p->nearest ? 1 : p->m, tot, p->size[l], p->table, x + p->start[l]);
     for (int64_t i = 0; i < n_spiked; ++i) { /* the spike enters slot 0, the older ones move down */
-        int16_t *a = ages + spiked[i];
+        int16_t *a = ages + spiked[2 * i];
         for (int64_t q = p->m - 1; q > 0; --q)
             a[q * tot] = a[(q - 1) * tot];
         a[0] = 0;
     }
     return n_events;
+}
+
+/* stable counting sort of n (unit, network) pairs by unit: order lists their indices, unit by unit */
+static void sort_by_unit(const int32_t *pairs, int64_t n, int64_t tot, int32_t *first, int32_t *order)
+{
+    memset(first, 0, (size_t)(tot + 1) * sizeof *first);
+    for (int64_t i = 0; i < n; ++i)
+        ++first[pairs[2 * i] + 1];
+    for (int64_t g = 0; g < tot; ++g)
+        first[g + 1] += first[g];
+    for (int64_t i = 0; i < n; ++i)
+        order[first[pairs[2 * i]]++] = (int32_t)i;
+}
+
+/* SAL: each spike of a group's step (networks r0 ...; their traces x, ΣN + 8 floats apart) pairs with the earlier
+ * spikes of the layers it joins through a feedback projection. Sorted by unit, so each row of a sum is read once per
+ * step for every network whose unit fired (in network order, as one network after another would add them). */
+static void sal_sums(const phase_t *p, int half, const int32_t *spikes, int64_t n, const float *x, int64_t r0,
+                     int32_t *first, int32_t *order)
+{
+    int64_t tot = p->total, L = p->layers;
+    sort_by_unit(spikes, n, tot, first, order);
+    for (int64_t i = 0, l = 0; i < n; ++i) {
+        int64_t g = spikes[2 * order[i]], r = spikes[2 * order[i] + 1];
+        const float *xr = x + (r - r0) * (tot + 8);
+        while (g >= p->start[l + 1]) /* units ascend */
+            ++l;
+        int64_t k = g - p->start[l];
+        if (l > 0) /* pre of feedback projection l: pairs with layer l-1's earlier spikes (+A) */
+            add(p->hebb[l][half] + k * p->size[l - 1], xr + p->start[l - 1], p->size[l - 1]);
+        if (l < L) /* post of feedback projection l+1: pairs with layer l+1's earlier spikes (-A) */
+            add(p->anti[l + 1][half] + k * p->size[l + 1], xr + p->start[l + 1], p->size[l + 1]);
+    }
 }
 
 /* the potentials of the next step: every PSP that started adds its unit's fan-out rows to its network's potentials,
@@ -151,13 +220,7 @@ static int64_t step_net(const phase_t *p, int64_t s, int64_t r, int32_t *spiked,
 static void apply_events(const phase_t *p, const int32_t *events, int64_t n_events, int32_t *first, int32_t *order)
 {
     int64_t tot = p->total, L = p->layers;
-    memset(first, 0, (size_t)(tot + 1) * sizeof *first);
-    for (int64_t i = 0; i < n_events; ++i)
-        ++first[events[2 * i] + 1];
-    for (int64_t g = 0; g < tot; ++g)
-        first[g + 1] += first[g];
-    for (int64_t i = 0; i < n_events; ++i)
-        order[first[events[2 * i]]++] = (int32_t)i;
+    sort_by_unit(events, n_events, tot, first, order);
     for (int64_t i = 0, l = 0; i < n_events; ++i) {
         int64_t g = events[2 * order[i]], e = events[2 * order[i] + 1];
         int64_t r = (e > 0 ? e : -e) - 1;
@@ -176,8 +239,9 @@ static void apply_events(const phase_t *p, const int32_t *events, int64_t n_even
 /* one slice of the networks, [lo, hi), with its own scratch buffers */
 typedef struct {
     int64_t lo, hi;
-    int32_t *spiked, *events, *first, *order;
-    float *xbuf;
+    int32_t *spikes, *events, *first, *order;
+    float *x; /* the group's traces (and draws), ΣN + 8 floats per network */
+    uint8_t *flags;
 } slice_t;
 
 typedef struct {
@@ -194,9 +258,11 @@ static void run_task(void *ctx, int tid, int nt)
         slice_t *c = &job->slice[k];
         for (int64_t r0 = c->lo; r0 < c->hi; r0 += GROUP) /* a group's potentials stay in the core's cache */
             for (int64_t s = 0; s < p->steps; ++s) {
-                int64_t n_events = 0;
+                int64_t n_events = 0, n_spikes = 0;
                 for (int64_t r = r0; r < c->hi && r < r0 + GROUP; ++r)
-                    n_events += step_net(p, s, r, c->spiked, c->events + 2 * n_events, c->xbuf);
+                    n_events += step_net(p, r, c->x + (r - r0) * (p->total + 8), c->flags, c->spikes, &n_spikes,
+                                         c->events + 2 * n_events);
+                sal_sums(p, r0 >= p->split, c->spikes, n_spikes, c->x, r0, c->first, c->order);
                 apply_events(p, c->events, n_events, c->first, c->order);
             }
     }
@@ -207,9 +273,9 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     (void)self;
     phase_t p;
     int threads;
-    unsigned long long sizes, ptrs, table, uniforms, u, fired, count, z, ages;
+    unsigned long long sizes, ptrs, table, key, u, fired, count, z, ages;
     if (!PyArg_ParseTuple(args, "LLLLLLLLLfKKKKKKKKKi", &p.steps, &p.nets, &p.layers, &p.split, &p.m, &p.cut,
-                          &p.nearest, &p.refractory, &p.psp_above, &p.log_tau, &sizes, &ptrs, &table, &uniforms, &u,
+                          &p.nearest, &p.refractory, &p.psp_above, &p.log_tau, &sizes, &ptrs, &table, &key, &u,
                           &fired, &count, &z, &ages, &threads))
         return NULL;
     if (p.layers < 1 || p.layers > MAX_LAYERS || p.m < 1 || p.cut < 1 || p.cut > 30000 || p.split < 0
@@ -237,23 +303,28 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         p.anti[l][1] = (float *)(uintptr_t)pt[5 * L + l - 1];
     }
     p.table = (const float *)(uintptr_t)table;
-    p.uniforms = (const float *)(uintptr_t)uniforms;
+    p.key = (uint64_t)key;
     p.u = (float *)(uintptr_t)u;
     p.fired = (float *)(uintptr_t)fired;
     p.count = (int16_t *)(uintptr_t)count;
     p.z = (float *)(uintptr_t)z;
     p.ages = (int16_t *)(uintptr_t)ages;
     size_t tot = (size_t)p.total;
-    run_t job = {&p, {{0, p.split, NULL, NULL, NULL, NULL, NULL}, {p.split, p.nets, NULL, NULL, NULL, NULL, NULL}}};
-    int ok = 1;
+    run_t job = {&p, {{0, p.split, NULL, NULL, NULL, NULL, NULL, NULL},
+                      {p.split, p.nets, NULL, NULL, NULL, NULL, NULL, NULL}}};
+    p.gen = aligned_alloc(64, (size_t)p.nets * sizeof *p.gen);
+    int ok = p.gen != NULL;
+    for (int64_t r = 0; ok && r < p.nets; ++r)
+        seed_net(p.gen + r, p.key, r);
     for (int k = 0; k < 2; ++k) { /* a group's events: at most one per unit and network */
         slice_t *c = &job.slice[k];
-        c->spiked = malloc(tot * sizeof *c->spiked);
+        c->spikes = malloc(2 * tot * GROUP * sizeof *c->spikes);
         c->events = malloc(2 * tot * GROUP * sizeof *c->events);
         c->first = malloc((tot + 1) * sizeof *c->first);
         c->order = malloc(tot * GROUP * sizeof *c->order);
-        c->xbuf = malloc(tot * sizeof *c->xbuf);
-        ok = ok && c->spiked && c->events && c->first && c->order && c->xbuf;
+        c->x = malloc((tot + 8) * GROUP * sizeof *c->x);
+        c->flags = calloc(tot + 8, 1); /* read 8 at a time: the tail stays 0 */
+        ok = ok && c->spikes && c->events && c->first && c->order && c->x && c->flags;
     }
     if (ok) {
         int nt = threads < 1 ? 1 : threads > 2 ? 2 : threads;
@@ -263,19 +334,59 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         Py_END_ALLOW_THREADS
     }
     for (int k = 0; k < 2; ++k) {
-        free(job.slice[k].spiked);
+        free(job.slice[k].spikes);
         free(job.slice[k].events);
         free(job.slice[k].first);
         free(job.slice[k].order);
-        free(job.slice[k].xbuf);
+        free(job.slice[k].x);
+        free(job.slice[k].flags);
     }
+    free(p.gen);
     if (!ok)
         return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
+/* uniforms(key, steps, nets, units, out): out [steps, nets, units] (float32), the numbers run() compares with the
+ * firing probabilities in a call with key `key` */
+static PyObject *py_uniforms(PyObject *self, PyObject *args)
+{
+    (void)self;
+    unsigned long long key, out;
+    long long steps, nets, units;
+    if (!PyArg_ParseTuple(args, "KLLLK", &key, &steps, &nets, &units, &out))
+        return NULL;
+    if (steps < 0 || nets < 0 || units < 0) {
+        PyErr_SetString(PyExc_ValueError, "sal native: bad shapes");
+        return NULL;
+    }
+    float *x = (float *)(uintptr_t)out, *t = malloc(((size_t)units + 8) * sizeof *t);
+    xoshiro8_t *gen = aligned_alloc(64, sizeof *gen);
+    if (!t || !gen) {
+        free(t);
+        free(gen);
+        return PyErr_NoMemory();
+    }
+    for (int64_t r = 0; r < nets; ++r) {
+        seed_net(gen, (uint64_t)key, r);
+        for (int64_t s = 0; s < steps; ++s) {
+            for (int64_t g = 0; g < units; g += 8) {
+                lanes_t b = xoshiro8_next(gen) >> 8;
+                for (int q = 0; q < 8; ++q)
+                    t[g + q] = (float)(int32_t)b[q] * 0x1p-24f;
+            }
+            memcpy(x + (s * nets + r) * units, t, (size_t)units * sizeof *t);
+        }
+    }
+    free(t);
+    free(gen);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "Run a chunk of a SAL phase (see neuroplastic.sal.native)."},
+    {"uniforms", py_uniforms, METH_VARARGS,
+     "uniforms(key, steps, nets, units, out): the numbers run() draws in a call with this key (float32)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CPU kernel of a SAL phase.", -1,

@@ -96,8 +96,9 @@ copy of the weights. It isolates what once-per-epoch alignment costs when ``W`` 
 between phases (the lag: an angle of about the movement per epoch over q) from the phase's sampling noise and
 bias (suite sal-cifar10-lag).
 
-On the CPU the phase runs on the native route when it is built (:mod:`neuroplastic.sal.native`: the same uniforms,
-spikes and sums, event by event in C; about twice as fast as the torch route's dense products); elsewhere, or with
+On the CPU the phase runs on the native route when it is built (:mod:`neuroplastic.sal.native`: the same dynamics
+and sums, event by event in C, its uniforms from a counter stream; several times as fast as the torch route's dense
+products); elsewhere, or with
 ``NEUROPLASTIC_NATIVE=0``, on the torch route.
 
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed

@@ -1,4 +1,4 @@
-r"""The native CPU route of a SAL phase (Gierlich et al. 2025): the same spikes and the same SAL sums as the torch
+r"""The native CPU route of a SAL phase (Gierlich et al. 2025): the same dynamics and the same SAL sums as the torch
 route of :class:`~neuroplastic.learners.SALNet`'s phase (:meth:`SpikingNet.run
 <neuroplastic.sal.neurons.SpikingNet.run>` with :meth:`SALTrace.block_terms <neuroplastic.sal.rule.SALTrace.
 block_terms>` and :func:`~neuroplastic.sal.rule.sal_block`, or :func:`~neuroplastic.sal.rule.sal_pairs`), computed
@@ -16,9 +16,12 @@ sum ``H_l`` (pairs +A), a spike of unit ``i`` of layer ``l-1`` adds :math:`x_l(t
 
 the update :func:`~neuroplastic.sal.rule.sal_pairs` sums (its ``hebb`` and ``anti``). Traces come from each unit's
 last ``⌈cut / (refractory + 1)⌉`` spikes' ages (no unit fires more often), so they are exact (nearest-spike
-pairing: the last one only). The uniforms are the torch route's (one block of ``[steps, R, ΣN]`` from the phase's
-generator), so the two routes draw the same spikes but where a potential summed in another order lands within
-rounding of a uniform. ``NEUROPLASTIC_NATIVE=0`` turns the route off.
+pairing: the last one only). The kernel draws its uniforms as it goes (no ``[steps, R, ΣN]`` block to fill and
+hold): every network has generators of its own, seeded from one key per call (:func:`chunk_key`, from the phase's
+generator) and its index, so the draws do not depend on the order of work. Given those uniforms
+(:func:`chunk_uniforms`), the torch route draws the same spikes, but where a potential summed in another order (or
+the kernel's exponential, within 2e-7) lands within rounding of a uniform (tested). ``NEUROPLASTIC_NATIVE=0`` turns
+the route off.
 
 The networks run in two fixed slices, the phase's two halves (each has sums of its own), on up to two of torch's
 OpenMP threads (:func:`threads`; the team of ``_team.h``, as the RBM's native step): each value is summed in one
@@ -36,7 +39,7 @@ import torch
 from .neurons import SpikingNet
 from .rule import SALRule
 
-_ABI = 3  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 4  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -45,12 +48,30 @@ except ImportError:  # built without a C compiler: the torch route
 if getattr(_native, "ABI", None) != _ABI:  # a stale build (a rebuild failed): the torch route
     _native = None
 
-__all__ = ["NativePhase", "available", "threads"]
+__all__ = ["NativePhase", "available", "chunk_key", "chunk_uniforms", "threads"]
 
 
 def available() -> bool:
     """Whether the native kernel is built and not turned off by ``NEUROPLASTIC_NATIVE=0``."""
     return _native is not None and os.environ.get("NEUROPLASTIC_NATIVE", "1") != "0"
+
+
+def chunk_key(generator: torch.Generator) -> int:
+    """The key of one call's counter stream (:meth:`NativePhase.run`: one per chunk of steps), drawn from the phase's
+    ``generator`` (as the RBM's native step draws its keys, :func:`neuroplastic.boltzmann.native.step_keys`)."""
+    return int(torch.randint(0, 2**62, (1,), generator=generator))
+
+
+def chunk_uniforms(key: int, steps: int, nets: int, units: int) -> torch.Tensor:
+    """The uniforms ``[steps, R, ΣN]`` that :meth:`NativePhase.run` draws in a call with key ``key`` (``_native.c``:
+    every network's eight xoshiro128++ lanes, Blackman & Vigna 2021, seeded by SplitMix64 from the key and its index;
+    unit ``g`` from lane ``g mod 8``, step by step; the top 24 bits over :math:`2^{24}`). What the torch route
+    (:meth:`SpikingNet.draw <neuroplastic.sal.neurons.SpikingNet.draw>`) needs to draw the native route's spikes."""
+    if _native is None:
+        raise RuntimeError("the native SAL kernel is not built")
+    out = torch.empty((steps, nets, units), dtype=torch.float32)
+    _native.uniforms(key, steps, nets, units, out.data_ptr())
+    return out
 
 
 def threads() -> int:
@@ -91,7 +112,7 @@ class NativePhase:
         """``steps`` free-running steps (no input); the sums as in the class docstring (added, not overwritten)."""
         net = self.net
         n = len(self.fwd)
-        uni = net.uniforms(steps).uniform_(generator=net.generator)  # the same block SpikingNet.run draws
+        key = chunk_key(net.generator)
         net._z = net._z.contiguous().clone()
         net.potentials()  # u from the PSPs now and the weights as they are (B changes between blocks)
         back = [b.contiguous() for b in self.feedback]
@@ -103,5 +124,5 @@ class NativePhase:
         ptrs = torch.tensor([x.data_ptr() for x in tensors], dtype=torch.int64)  # unsigned in C: the same bits
         _native.run(steps, net.n_nets, n, self.split, self.m, self.rule.cut, int(self.rule.pairing == "nearest"),
                     net.refractory, net._psp_above, net._log_tau, self.sizes.data_ptr(), ptrs.data_ptr(),
-                    self.table.data_ptr(), uni.data_ptr(), net._u.data_ptr(), fired.data_ptr(),
+                    self.table.data_ptr(), key, net._u.data_ptr(), fired.data_ptr(),
                     net._count.data_ptr(), net._z.data_ptr(), self.ages.data_ptr(), threads())

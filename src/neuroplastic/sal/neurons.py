@@ -209,8 +209,13 @@ class SpikingNet:
         if key is not None:
             self._seen.add(key)
         out = torch.empty(shape, device=self.device)
-        self._steps(self.uniforms(steps).uniform_(generator=self.generator), out)
+        self._steps(self.draw(steps), out)
         return [out[:, :, sl] for sl in self._spans]
+
+    def draw(self, steps: int) -> torch.Tensor:
+        """A block's uniform draws ``[steps, R, ΣN]`` from :attr:`generator`, into :meth:`uniforms`' buffer: what
+        :meth:`run` compares with the block's firing probabilities."""
+        return self.uniforms(steps).uniform_(generator=self.generator)
 
     def uniforms(self, steps: int) -> torch.Tensor:
         """A buffer ``[steps, R, ΣN]`` for a block's uniform draws: the leading steps of one buffer as long as the
@@ -252,7 +257,7 @@ class SpikingNet:
         if self._z is not z:  # a step outside the graph moved the PSPs: the graph reads them from z
             z.copy_(self._z)
             self._z = z
-        uni.uniform_(generator=self.generator)
+        uni.uniform_(generator=self.generator)  # as draw(), into the buffer this graph reads
         graph.replay()
         return [out[:, :, sl] for sl in self._spans]
 

@@ -344,15 +344,9 @@ class SALNet(SupervisedNet):
         native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
             if self.native_route() else None
 
-        def native_sums() -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-            """Zeroed anti-causal and causal sums of every feedback projection, per half (NativePhase.run)."""
-            pairs = list(itertools.pairwise(sizes))
-            return ([[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in pairs],
-                    [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in pairs])
-
         def advance(total: int) -> None:
             """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
-            discard = (*native_sums(), torch.zeros_like(fired_all)) if native is not None and total else None
+            discard = (*native.sums(), torch.zeros_like(fired_all)) if native is not None and total else None
             for start in range(0, total, chunk):
                 steps = min(chunk, total - start)
                 if discard is not None:
@@ -367,7 +361,7 @@ class SALNet(SupervisedNet):
                 advance(cfg["settle"])
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
             if native is not None:  # the same sums, event by event in C (sal.native)
-                hebb, anti = native_sums()
+                hebb, anti = native.sums()
                 for start in range(0, cfg["block_steps"], chunk):
                     native.run(min(chunk, cfg["block_steps"] - start), hebb, anti, fired_all)
                 for l in range(len(dense)):

@@ -31,6 +31,7 @@ times as fast on two threads as on one (MNIST, 32 and 320 networks; suite sal-co
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 
@@ -106,6 +107,12 @@ class NativePhase:
         self.sizes = torch.tensor(net.sizes, dtype=torch.int64)
         total = sum(net.sizes)
         self.ages = torch.full((net.n_nets, self.m, total), rule.cut + 1, dtype=torch.int16)  # cut + 1: no spike
+
+    def sums(self) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+        """Zeroed anti-causal and causal sums of every feedback projection, per half: what :meth:`run` adds to."""
+        pairs = list(itertools.pairwise(self.net.sizes))
+        return ([[torch.zeros(n_up, n_lo) for _ in range(2)] for n_lo, n_up in pairs],
+                [[torch.zeros(n_lo, n_up) for _ in range(2)] for n_lo, n_up in pairs])
 
     def run(self, steps: int, hebb: list[list[torch.Tensor]], anti: list[list[torch.Tensor]],
             fired: torch.Tensor) -> None:

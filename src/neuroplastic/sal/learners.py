@@ -97,9 +97,8 @@ between phases (the lag: an angle of about the movement per epoch over q) from t
 bias (suite sal-cifar10-lag).
 
 On the CPU the phase runs on the native route when it is built (:mod:`neuroplastic.sal.native`: the same dynamics
-and sums, event by event in C, its uniforms from a counter stream; several times as fast as the torch route's dense
-products); elsewhere, or with
-``NEUROPLASTIC_NATIVE=0``, on the torch route.
+and sums, event by event in C, its uniforms drawn in C; about three times as fast as the torch route's dense products
+on a 2-core CPU); elsewhere, or with ``NEUROPLASTIC_NATIVE=0``, on the torch route.
 
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction

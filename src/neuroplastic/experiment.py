@@ -510,7 +510,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     AVX2 and an AVX512 host of the same name do not compare), thread count and accelerator of this process, and
     whether the native kernels are on (``native``: the RBM's step, :mod:`~neuroplastic.boltzmann.native`, which
     draws other random numbers than the torch route, and the SAL phase, :mod:`~neuroplastic.sal.native`, which
-    runs faster; ``setup.py`` builds both and ``NEUROPLASTIC_NATIVE=0`` turns both off) and, on a GPU, whether the
+    runs faster and also draws its own random numbers; ``setup.py`` builds both and ``NEUROPLASTIC_NATIVE=0`` turns both off) and, on a GPU, whether the
     SAL phase replays CUDA graphs (``cuda_graphs``: :mod:`~neuroplastic.sal.neurons`, the same spikes, faster;
     ``NEUROPLASTIC_CUDA_GRAPH=0`` turns it off)."""
     from .boltzmann import native

@@ -59,7 +59,7 @@ def available() -> bool:
 
 
 def chunk_key(generator: torch.Generator) -> int:
-    """The key of one call's counter stream (:meth:`NativePhase.run`: one per chunk of steps), drawn from the phase's
+    """The key of one call's draws (:meth:`NativePhase.run`: one per chunk of steps), drawn from the phase's
     ``generator`` (as the RBM's native step draws its keys, :func:`neuroplastic.boltzmann.native.step_keys`)."""
     return int(torch.randint(0, 2**62, (1,), generator=generator))
 

@@ -7,9 +7,9 @@ import sys
 from setuptools import Extension, setup
 
 DL = ["dl"] if sys.platform.startswith("linux") else []  # the thread team finds torch's OpenMP runtime (_team.h)
-TEAM = ["src/neuroplastic/_team.h", "src/neuroplastic/_stream.h"]  # headers both kernels include
+# both kernels: the headers they include; -fno-trapping-math lets comparisons of floats become vector selects
+COMMON = {"extra_compile_args": ["-O3", "-fno-trapping-math", "-Wno-psabi"], "libraries": DL, "optional": True,
+          "depends": ["src/neuroplastic/_team.h", "src/neuroplastic/_stream.h"]}
 
-setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"],
-                             extra_compile_args=["-O3", "-fno-trapping-math", "-Wno-psabi"], libraries=DL, depends=TEAM, optional=True),
-                   Extension("neuroplastic.sal._native", ["src/neuroplastic/sal/_native.c"],
-                             extra_compile_args=["-O3", "-fno-trapping-math", "-Wno-psabi"], libraries=DL, depends=TEAM, optional=True)])
+setup(ext_modules=[Extension("neuroplastic.boltzmann._native", ["src/neuroplastic/boltzmann/_native.c"], **COMMON),
+                   Extension("neuroplastic.sal._native", ["src/neuroplastic/sal/_native.c"], **COMMON)])

@@ -1,5 +1,6 @@
-/* Shared by the native kernels (boltzmann/_native.c, sal/_native.c; each includes it once): the counter-based
- * stream of uniform random numbers and the exponential their Bernoulli draws use.
+/* Shared by the native kernels (boltzmann/_native.c, sal/_native.c; each includes it once): their random numbers
+ * (a counter-based stream, and xoshiro lanes for a kernel that draws in a fixed order, below) and the exponential
+ * their Bernoulli draws use.
  *
  * u_i = top 24 bits of SplitMix64's finaliser of key + (i + 1) * golden ratio, divided by 2^24 (Steele, Lea & Flood
  * 2014): the same u_i for the same key on every machine and in any order of work, so a kernel may draw only the
@@ -8,6 +9,7 @@
 #define NEUROPLASTIC_STREAM_H
 
 #include <stdint.h>
+#include <string.h>
 
 static inline uint64_t mix64(uint64_t z)
 {
@@ -79,6 +81,17 @@ static inline lanes_t xoshiro8_next(xoshiro8_t *x)
     s[2] ^= t;
     s[3] = rotl8(s[3], 11);
     return out;
+}
+
+/* t[g] = u_g for g < n rounded up to 8: the next numbers of the lanes, unit g from lane g mod 8, top 24 bits / 2^24 */
+static inline __attribute__((always_inline)) void xoshiro8_uniforms(xoshiro8_t *x, float *t, int64_t n)
+{
+    typedef int32_t i32x8 __attribute__((vector_size(32)));
+    typedef float f32x8 __attribute__((vector_size(32)));
+    for (int64_t g = 0; g < n; g += 8) {
+        f32x8 v = __builtin_convertvector((i32x8)(xoshiro8_next(x) >> 8), f32x8) * 0x1p-24f;
+        memcpy(t + g, &v, sizeof v);
+    }
 }
 
 #endif

@@ -53,7 +53,6 @@ CLONES static void add(float *restrict y, const float *restrict x, int64_t n)
 
 typedef struct {
     int64_t steps, nets, layers, split, m, cut, nearest, refractory, psp_above;
-    uint64_t key;
     float log_tau;
     int64_t size[MAX_LAYERS + 1], start[MAX_LAYERS + 2], total; /* start[L + 1] = total */
     const float *fwd[MAX_LAYERS]; /* layer l (1..L): W_l^T [n_{l-1}, n_l], row j = unit j's fan-out */
@@ -95,12 +94,7 @@ CLONES static void trace(const int16_t *restrict a, int64_t m, int64_t stride, i
 CLONES static void draws(const float *restrict u, float *restrict t, int64_t n, xoshiro8_t *restrict gen,
                          float log_tau)
 {
-    typedef int32_t i32x8 __attribute__((vector_size(32)));
-    typedef float f32x8 __attribute__((vector_size(32)));
-    for (int64_t g = 0; g < n; g += 8) {
-        f32x8 v = __builtin_convertvector((i32x8)(xoshiro8_next(gen) >> 8), f32x8) * 0x1p-24f;
-        memcpy(t + g, &v, sizeof v);
-    }
+    xoshiro8_uniforms(gen, t, n);
     for (int64_t g = 0; g < n; ++g)
         t[g] *= 1.0f + exp_approx(log_tau - u[g]);
 }
@@ -303,7 +297,6 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         p.anti[l][1] = (float *)(uintptr_t)pt[5 * L + l - 1];
     }
     p.table = (const float *)(uintptr_t)table;
-    p.key = (uint64_t)key;
     p.u = (float *)(uintptr_t)u;
     p.fired = (float *)(uintptr_t)fired;
     p.count = (int16_t *)(uintptr_t)count;
@@ -315,7 +308,7 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     p.gen = aligned_alloc(64, (size_t)p.nets * sizeof *p.gen);
     int ok = p.gen != NULL;
     for (int64_t r = 0; ok && r < p.nets; ++r)
-        seed_net(p.gen + r, p.key, r);
+        seed_net(p.gen + r, (uint64_t)key, r);
     for (int k = 0; k < 2; ++k) { /* a group's events: at most one per unit and network */
         slice_t *c = &job.slice[k];
         c->spikes = malloc(2 * tot * GROUP * sizeof *c->spikes);
@@ -370,11 +363,7 @@ static PyObject *py_uniforms(PyObject *self, PyObject *args)
     for (int64_t r = 0; r < nets; ++r) {
         seed_net(gen, (uint64_t)key, r);
         for (int64_t s = 0; s < steps; ++s) {
-            for (int64_t g = 0; g < units; g += 8) {
-                lanes_t b = xoshiro8_next(gen) >> 8;
-                for (int q = 0; q < 8; ++q)
-                    t[g + q] = (float)(int32_t)b[q] * 0x1p-24f;
-            }
+            xoshiro8_uniforms(gen, t, units); /* as draws() */
             memcpy(x + (s * nets + r) * units, t, (size_t)units * sizeof *t);
         }
     }

@@ -447,9 +447,9 @@ class SALNet(SupervisedNet):
         return out
 
     def native_route(self) -> bool:
-        """Whether the phase runs on the native CPU route (:mod:`neuroplastic.sal.native`: the same dynamics
-        and sums, event by event, its own random numbers): built, not turned off by ``NEUROPLASTIC_NATIVE=0``, the net on the CPU, and no
-        operation counter watching (:func:`~neuroplastic.energy.ops_watched`: it must see the phase's work)."""
+        """Whether the phase runs on the native CPU route (:mod:`neuroplastic.sal.native`: the same dynamics and
+        sums, event by event, its own random numbers): built, not turned off by ``NEUROPLASTIC_NATIVE=0``, the net on
+        the CPU, and no operation counter watching (:func:`~neuroplastic.energy.ops_watched`: it must see the phase's work)."""
         return sal_native.available() and self._dense()[0].weight.device.type == "cpu" and not ops_watched()
 
     def phase_rates(self, phase: int) -> list[float]:

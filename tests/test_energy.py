@@ -187,6 +187,42 @@ def test_work_done_once_per_epoch_is_shared_over_the_epochs_samples():
     assert int(m.steps_done) == 0  # counted on a copy
 
 
+def test_a_sal_phase_reads_a_synapse_of_the_copy_per_event(monkeypatch):
+    """SAL's spiking copy runs on the net's own W and B: every product of the copy's potentials reads a stored weight
+    per AC or MAC, and nothing else in the phase (its sums multiply spikes and traces) reads one."""
+    import copy
+
+    from neuroplastic.energy import as_synapses, count_step
+    from neuroplastic.sal import learners as sal_learners
+    from neuroplastic.sal.neurons import SpikingNet
+
+    m = learners.get("sal", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=[16], sal_nets=4, sal_blocks=2,
+                     sal_block_steps=30)
+    m.configure(epochs=1, steps_per_epoch=10)
+    runs = OpCounter()  # the products of the copy's runs alone, counted beside the phase's counter
+    plain_run = SpikingNet.run
+
+    def run(self, *args, **kwargs):
+        with runs:
+            return plain_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(SpikingNet, "run", run)
+    twin = copy.deepcopy(m)
+    phase = count_step(twin, twin.sal_phase)
+    assert runs.count.ac > 0 and phase.reads == runs.count.ac + runs.count.mac
+    monkeypatch.setattr(sal_learners, "as_synapses", lambda *t: None)
+    twin = copy.deepcopy(m)
+    undeclared = count_step(twin, twin.sal_phase)
+    assert undeclared.reads == 0 and (undeclared.ac, undeclared.mac) == (phase.ac, phase.mac)
+    with OpCounter() as c:  # outside a learner: declared tensors and their views are read
+        w = torch.randn(4, 3)
+        as_synapses(w)
+        torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]) @ w.t()
+        torch.randn(2, 4) @ torch.randn(4, 3)
+    assert c.count.reads == c.count.ac > 0
+    as_synapses(torch.ones(2))  # no counter watching: nothing to declare to
+
+
 def test_a_reloaded_model_has_the_runs_schedule(tmp_path):
     import json
 

@@ -121,7 +121,7 @@ from typing import Any
 
 import torch
 
-from ..energy import ops_watched
+from ..energy import as_synapses, ops_watched
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
@@ -282,7 +282,8 @@ class SALNet(SupervisedNet):
 
     def count_training_ops(self, x: torch.Tensor, y: torch.Tensor):
         """Per training sample: one SGD step (mid-epoch, no phase) plus the epoch's SAL phase shared over the epoch's
-        ``steps_per_epoch × batch`` samples (its spikes counted as accumulates). Called on a copy."""
+        ``steps_per_epoch × batch`` samples (its spikes counted as accumulates, each reading a synapse of the copy:
+        :func:`~neuroplastic.energy.as_synapses`). Called on a copy."""
         from ..energy import OpCount, count_step
 
         phase = count_step(self, self.sal_phase) if self.sal_cfg["blocks"] > 0 else OpCount()
@@ -315,6 +316,7 @@ class SALNet(SupervisedNet):
         scales = [self.copy_scale(m) for m in dense]  # s_l: 1 unless sal_max_gain caps the layer's gain
         weights = [noisy(m.weight.detach()) * s for m, s in zip(dense, scales)]
         feedback = [noisy(m.B.detach()) * s for m, s in zip(dense, scales)]  # the copy's B: updated during the phase
+        as_synapses(*weights, *feedback)  # the copy is the net's synapses: every PSP event reads one (energy counts)
         projections: dict[tuple[int, int], torch.Tensor] = {}
         for l, (w, b) in enumerate(zip(weights, feedback), start=1):
             projections[(l - 1, l)] = w

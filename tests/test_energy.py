@@ -181,46 +181,67 @@ def test_work_done_once_per_epoch_is_shared_over_the_epochs_samples():
     mid.steps_done += 1  # inside the epoch: an SGD step only
     sgd = count_step(mid, mid.train_step, x, y).per(8)
     twin = copy.deepcopy(m)  # the phase of the epoch, from the same state as the counted copy
-    phase = count_step(twin, twin.sal_phase)
-    assert phase.ac > 0  # the phase's spikes are accumulates
-    assert own.mac == pytest.approx(sgd.mac + phase.mac / 80) and own.ac == pytest.approx(sgd.ac + phase.ac / 80)
+    phase = twin._phase()[1]  # counted from its spikes (test_a_sal_phase_is_counted_event_by_event)
+    assert phase.ac > 0 and phase.reads > 0
+    assert own.mac == pytest.approx(sgd.mac) and own.ac == pytest.approx(sgd.ac + phase.ac / 80)
+    assert own.reads == pytest.approx(sgd.reads + phase.reads / 80)
     assert int(m.steps_done) == 0  # counted on a copy
 
 
-def test_a_sal_phase_reads_a_synapse_of_the_copy_per_event(monkeypatch):
-    """SAL's spiking copy runs on the net's own W and B: every product of the copy's potentials reads a stored weight
-    per AC or MAC, and nothing else in the phase (its sums multiply spikes and traces) reads one."""
+@pytest.mark.parametrize("burn_in,settle", [(0, 0), (7, 5)])
+def test_a_sal_phase_is_counted_event_by_event(monkeypatch, burn_in, settle):
+    """The phase's count comes from its spikes: every spike of population a adds and later takes away its weights to
+    the N_b targets of each projection a -> b (2 S_a N_b accumulates, each reading a synapse), over all steps; the
+    SAL sums add S_pre N_post + S_post N_pre per feedback projection over the blocks' steps."""
     import copy
 
-    from neuroplastic.energy import as_synapses, count_step
-    from neuroplastic.sal import learners as sal_learners
     from neuroplastic.sal.neurons import SpikingNet
 
-    m = learners.get("sal", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=[16], sal_nets=4, sal_blocks=2,
-                     sal_block_steps=30)
+    monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")  # the torch route: its spikes can be watched step by step
+    m = learners.get("sal", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=[16, 12], sal_nets=4, sal_blocks=3,
+                     sal_block_steps=30, sal_burn_in=burn_in, sal_settle=settle)
     m.configure(epochs=1, steps_per_epoch=10)
-    runs = OpCounter()  # the products of the copy's runs alone, counted beside the phase's counter
+    runs: list[list[float]] = []  # spikes per population of every run() call
     plain_run = SpikingNet.run
 
-    def run(self, *args, **kwargs):
-        with runs:
-            return plain_run(self, *args, **kwargs)
+    def run(self, steps):
+        out = plain_run(self, steps)
+        runs.append([float(sp.sum()) for sp in out])
+        return out
 
     monkeypatch.setattr(SpikingNet, "run", run)
-    twin = copy.deepcopy(m)
-    phase = count_step(twin, twin.sal_phase)
-    assert runs.count.ac > 0 and phase.reads == runs.count.ac + runs.count.mac
-    monkeypatch.setattr(sal_learners, "as_synapses", lambda *t: None)
-    twin = copy.deepcopy(m)
-    undeclared = count_step(twin, twin.sal_phase)
-    assert undeclared.reads == 0 and (undeclared.ac, undeclared.mac) == (phase.ac, phase.mac)
-    with OpCounter() as c:  # outside a learner: declared tensors and their views are read
-        w = torch.randn(4, 3)
-        as_synapses(w)
-        torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]) @ w.t()
-        torch.randn(2, 4) @ torch.randn(4, 3)
-    assert c.count.reads == c.count.ac > 0
-    as_synapses(torch.ones(2))  # no counter watching: nothing to declare to
+    out, ops = copy.deepcopy(m)._phase()
+    sizes = [64, 16, 12, 10]
+    total = [sum(r[i] for r in runs) for i in range(4)]
+    psp = 2 * sum(total[l] * sizes[l + 1] + total[l + 1] * sizes[l] for l in range(3))
+    assert ops.mac == 0 and ops.reads == psp > 0
+    free_calls = {0, 2, 4} if burn_in else set()  # burn-in, block, settling, block, settling, block: one call each
+    block = [sum(r[i] for k, r in enumerate(runs) if k not in free_calls) for i in range(4)]
+    sums = sum(block[l + 1] * sizes[l] + block[l] * sizes[l + 1] for l in range(3))
+    assert ops.ac == pytest.approx(psp + sums, rel=1e-12)
+    assert out["sal_rate"] == pytest.approx(sum(block) / (sum(sizes) * 4 * 90), rel=1e-12)
+
+
+def test_the_native_phase_counts_the_spikes_of_its_burn_in_and_settling_too(monkeypatch):
+    """The native route draws other spikes (its own stream) of the same dynamics: its count, burn-in and settling
+    (300 of the 500 steps) included, agrees with the torch route's within sampling noise."""
+    import copy
+
+    from neuroplastic.sal import native
+
+    if not native.available():
+        pytest.skip("the native SAL kernel is not built")
+    m = learners.get("sal", in_shape=(1, 8, 8), n_classes=10, arch="mlp", hidden=[16], sal_nets=16, sal_blocks=2,
+                     sal_block_steps=100, sal_burn_in=200, sal_settle=100)
+    m.configure(epochs=1, steps_per_epoch=10)
+    ops = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("NEUROPLASTIC_NATIVE", flag)
+        twin = copy.deepcopy(m)
+        assert twin.native_route() == (flag == "1")
+        ops[flag] = twin._phase()[1]
+    assert ops["1"].reads == pytest.approx(ops["0"].reads, rel=0.05)
+    assert ops["1"].ac == pytest.approx(ops["0"].ac, rel=0.05)
 
 
 def test_a_reloaded_model_has_the_runs_schedule(tmp_path):

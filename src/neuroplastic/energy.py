@@ -10,14 +10,13 @@ hand-written update products of local rules alike — and counts
 - **ACs** (accumulates) where one operand is binary (spikes, binary units): an event-driven circuit adds a weight
   per non-zero entry and target, :math:`\mathrm{nnz}(A)\, m` for :math:`A\,B` with binary :math:`A`, and for a
   convolution of a binary input the exact number of (non-zero input, output) pairs;
-- **reads** of stored synaptic values (parameters and buffers of the learner, and what a learner declares as its
-  synapses while it is counted, :func:`as_synapses`: SAL's spiking copy, which hardware runs on the network's own
-  ``W`` and ``B``): one read per MAC or AC that uses a stored operand (batch-1 inference, no reuse across samples —
-  the accounting of event-driven hardware).
+- **reads** of stored synaptic values (parameters and buffers of the learner): one read per MAC or AC that uses a
+  stored operand (batch-1 inference, no reuse across samples — the accounting of event-driven hardware).
 
 A learner whose hardware mapping differs from the products its simulation runs gives its own count through
 :meth:`~neuroplastic.learners.base.Learner.count_inference_ops` (the spiking mode networks: spikes enter the mode space
-through the filter, :mod:`neuroplastic.spiking.energy`); everything else is counted here.
+through the filter, :mod:`neuroplastic.spiking.energy`) or ``count_training_ops`` (SAL's phase, event by event:
+:meth:`~neuroplastic.sal.learners.SALNet._phase`); everything else is counted here.
 
 Energy is :math:`E = n_\text{MAC} E_\text{MAC} + n_\text{AC} E_\text{AC} + n_\text{read} E_\text{read}` with the
 45 nm, 32-bit floating-point figures of Horowitz, "Computing's energy problem (and what we can do about it)",
@@ -37,8 +36,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["DEFAULT_ENERGY", "EnergyModel", "OpCount", "OpCounter", "as_synapses", "count_run", "energy_pj",
-           "ops_watched"]
+__all__ = ["DEFAULT_ENERGY", "EnergyModel", "OpCount", "OpCounter", "count_run", "energy_pj", "ops_watched"]
 
 _aten = torch.ops.aten
 
@@ -106,19 +104,6 @@ def ops_watched() -> bool:
     return _get_current_dispatch_mode() is not None
 
 
-def as_synapses(*tensors: torch.Tensor) -> None:
-    """Declare ``tensors`` synaptic memory to the :class:`OpCounter` watching now (nothing when none is): every
-    later product with one of them (or a view of it) reads a stored weight per MAC or AC. For the values a learner
-    computes from its parameters but that hardware would not hold apart from them — SAL's spiking copy of ``W`` and
-    ``B`` (Gierlich et al. 2025), whose every PSP event reads one synapse. They must live while the counter
-    counts (a freed storage's address could be reused)."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode
-
-    mode = _get_current_dispatch_mode()
-    if isinstance(mode, OpCounter):
-        mode.add_stored(tensors)
-
-
 def energy_pj(mac: float, ac: float, reads: float, model: EnergyModel = DEFAULT_ENERGY) -> float:
     """Energy in picojoules of the given operation counts under ``model``."""
     return mac * model.mac_pj + ac * model.ac_pj + reads * model.read_pj
@@ -140,12 +125,7 @@ class OpCounter(TorchDispatchMode):
     def __init__(self, stored: list[torch.Tensor] | tuple[torch.Tensor, ...] = ()) -> None:
         super().__init__()
         self.count = OpCount()
-        self._stored: set[int] = set()
-        self.add_stored(stored)
-
-    def add_stored(self, tensors: Any) -> None:
-        """Count reads of ``tensors`` (and of views of them) from now on (:func:`as_synapses`)."""
-        self._stored.update(t.untyped_storage().data_ptr() for t in tensors if t.numel())
+        self._stored = {t.untyped_storage().data_ptr() for t in stored if t.numel()}
 
     def _stored_in(self, *ts: torch.Tensor) -> bool:
         return any(isinstance(t, torch.Tensor) and t.numel() and t.untyped_storage().data_ptr() in self._stored

@@ -121,7 +121,7 @@ from typing import Any
 
 import torch
 
-from ..energy import as_synapses, ops_watched
+from ..energy import OpCount, ops_watched
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
 from ..learners.base import check_range
@@ -137,6 +137,7 @@ from .rule import (
     noise_floor,
     phase_noise,
     sal_block,
+    sal_event_ops,
     sal_pairs,
 )
 from .rule import plasticity_noise as draw_plasticity_noise
@@ -282,26 +283,33 @@ class SALNet(SupervisedNet):
 
     def count_training_ops(self, x: torch.Tensor, y: torch.Tensor):
         """Per training sample: one SGD step (mid-epoch, no phase) plus the epoch's SAL phase shared over the epoch's
-        ``steps_per_epoch × batch`` samples (its spikes counted as accumulates, each reading a synapse of the copy:
-        :func:`~neuroplastic.energy.as_synapses`). Called on a copy."""
-        from ..energy import OpCount, count_step
+        ``steps_per_epoch × batch`` samples. The phase is counted event by event, as the native route runs it and an
+        event-driven circuit would (:meth:`_phase`), not by the products of its simulation. Called on a copy."""
+        from ..energy import count_step
 
-        phase = count_step(self, self.sal_phase) if self.sal_cfg["blocks"] > 0 else OpCount()
+        phase = self._phase()[1] if self.sal_cfg["blocks"] > 0 else OpCount()
         if int(self.steps_done) % self.steps_per_epoch == 0:
             self.steps_done += 1  # a step inside the epoch: its phase is the one counted above
         return count_step(self, self.train_step, x, y).per(len(x)) + phase.per(self.steps_per_epoch * len(x))
 
-    @torch.no_grad()
     def sal_phase(self) -> dict[str, float]:
         r"""One SAL phase on the dense layers (see the module docstring); returns the mean firing rate per unit and
         step, the phase's wall time and, per population, the fraction of units (over all networks) that fire at
         :math:`\geq 0.9/(\text{refractory} + 1)`, at least 90 % of the refractory limit, where spike timing carries
         less of the weights' effect: ``sal_saturated/i`` for dense layer ``i``'s outputs, ``sal_saturated_input``
         for the first dense layer's inputs."""
+        return self._phase()[0]
+
+    @torch.no_grad()
+    def _phase(self) -> tuple[dict[str, float], OpCount]:
+        r""":meth:`sal_phase`'s log and the phase's operations, counted from its spikes as an event-driven circuit does
+        the work: the potentials' updates at every PSP's start and end (:meth:`SpikingNet.event_ops`, one stored
+        weight read per accumulate) over all steps, burn-in and settling included, and the SAL sums
+        (:func:`~neuroplastic.sal.rule.sal_event_ops`) over the blocks' steps."""
         t0 = time.perf_counter()
         cfg = self.sal_cfg
         if cfg["ideal_pull"] is not None:
-            return self._ideal_phase(t0)
+            return self._ideal_phase(t0), OpCount()
         dense = self._dense()
         dev = dense[0].weight.device
         sizes = [dense[0].in_features] + [m.out_features for m in dense]
@@ -316,7 +324,6 @@ class SALNet(SupervisedNet):
         scales = [self.copy_scale(m) for m in dense]  # s_l: 1 unless sal_max_gain caps the layer's gain
         weights = [noisy(m.weight.detach()) * s for m, s in zip(dense, scales)]
         feedback = [noisy(m.B.detach()) * s for m, s in zip(dense, scales)]  # the copy's B: updated during the phase
-        as_synapses(*weights, *feedback)  # the copy is the net's synapses: every PSP event reads one (energy counts)
         projections: dict[tuple[int, int], torch.Tensor] = {}
         for l, (w, b) in enumerate(zip(weights, feedback), start=1):
             projections[(l - 1, l)] = w
@@ -341,20 +348,23 @@ class SALNet(SupervisedNet):
         rates = self.phase_rates(len(self.phase_log) + 1)
         noise_sq = [0.0] * len(dense)
         fired_all = torch.zeros(r, sum(sizes), device=dev)  # spikes per network and unit over the phase
-        fired = [fired_all[:, a:b] for a, b in itertools.pairwise(itertools.accumulate(sizes, initial=0))]
+        free_all = torch.zeros_like(fired_all)  # the same over the steps summed nowhere (burn-in, settling)
+        spans = list(itertools.pairwise(itertools.accumulate(sizes, initial=0)))
+        fired, free = [fired_all[:, a:b] for a, b in spans], [free_all[:, a:b] for a, b in spans]
         native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
             if self.native_route() else None
 
         def advance(total: int) -> None:
             """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
-            discard = (*native.sums(), torch.zeros_like(fired_all)) if native is not None and total else None
+            discard = (*native.sums(), free_all) if native is not None and total else None
             for start in range(0, total, chunk):
                 steps = min(chunk, total - start)
                 if discard is not None:
                     native.run(steps, *discard)
                     continue
-                for tr, sp in zip(traces, net.run(steps)):
+                for tr, sp, f in zip(traces, net.run(steps), free):
                     tr.block_terms(sp, pre=False) if one_product else tr.traces(sp)
+                    f += sp.sum(0)
 
         advance(cfg["burn_in"])
         for block in range(cfg["blocks"]):
@@ -419,9 +429,12 @@ class SALNet(SupervisedNet):
                     **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
         if cfg["max_gain"] is not None:
             out.update({f"sal_scale/{index[l]}": s for l, s in enumerate(scales)})
-        spikes_total = sum(float(f.sum(dtype=torch.float64)) for f in fired)
-        return {**out, "sal_rate": spikes_total / max(sum(sizes) * r * steps, 1),
-                "sal_phase_seconds": time.perf_counter() - t0}
+        block = [float(f.sum(dtype=torch.float64)) for f in fired]
+        psp = net.event_ops([s + float(f.sum(dtype=torch.float64)) for s, f in zip(block, free)])
+        ops = OpCount(ac=psp + sum(sal_event_ops(block[l], block[l - 1], sizes[l], sizes[l - 1])
+                                   for l in range(1, len(sizes))), reads=psp)
+        return {**out, "sal_rate": sum(block) / max(sum(sizes) * r * steps, 1),
+                "sal_phase_seconds": time.perf_counter() - t0}, ops
 
     def _ideal_phase(self, t0: float) -> dict[str, float]:
         r"""``sal_ideal_pull`` q's stand-in for the phase (module docstring): :math:`B_l \leftarrow B_l + q\,(W_l -

@@ -117,6 +117,13 @@ class SpikingNet:
         self._graphs: dict[tuple, tuple] = {}
         self._seen: set[tuple] = set()  # the keys run() has seen: a block runs eagerly once before its capture
 
+    def event_ops(self, spikes: list[float]) -> float:
+        r"""Accumulates of the potentials kept event by event (the native route; an event-driven circuit): a spike's
+        rectangular PSP adds its unit's weights to its targets' potentials where it starts and takes them away
+        where it ends, :math:`2 \sum_{(a, b)} S_a N_b` over the projections ``a → b`` for ``spikes[a]`` spikes
+        of population ``a`` (over all networks and steps); each reads one stored weight."""
+        return 2.0 * sum(spikes[a] * self.sizes[b] for a, b in self.projections)
+
     def psp(self) -> list[torch.Tensor]:
         """The rectangular PSPs ``z`` ``[R, N]`` of every population (1 for ``τ_ref`` steps from a spike on; views of a
         tensor the next step replaces, not overwrites)."""

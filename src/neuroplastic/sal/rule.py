@@ -40,7 +40,7 @@ import math
 import torch
 
 __all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "averaging_bound", "fixed_point_bias", "noise_floor",
-           "phase_noise", "plasticity_noise", "relaxation_floor", "sal_block", "sal_pairs", "sal_step"]
+           "phase_noise", "plasticity_noise", "relaxation_floor", "sal_block", "sal_event_ops", "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -206,6 +206,18 @@ def sal_block(pre_y: torch.Tensor, post_hist: torch.Tensor, *, amplitude: float 
     :math:`S_\text{post}^\top X_\text{pre}` are two products over the block; this is one, over ``c`` more steps.
     Without plasticity noise only (its amplitudes weigh the two halves differently)."""
     return amplitude * (post_hist.flatten(0, 1).t() @ pre_y.flatten(0, 1))
+
+
+def sal_event_ops(pre_spikes: float, post_spikes: float, n_pre: int, n_post: int) -> float:
+    r"""Accumulates of the trace-based SAL rule on a projection ``pre → post`` run event by event (the native route's
+    sums; an on-chip STDP circuit's work): every pre spike adds the post population's traces to its column of the
+    anti-causal sum, every post spike the pre population's traces to its row of the causal sum,
+
+    .. math::  n_\text{AC} = S_\text{pre} N_\text{post} + S_\text{post} N_\text{pre}
+
+    for ``S`` spikes (over networks and steps) of populations of ``N`` units (Gierlich et al. 2025's pairing through
+    traces, :func:`sal_pairs`)."""
+    return pre_spikes * n_post + post_spikes * n_pre
 
 
 def sal_step(pre: torch.Tensor, post: torch.Tensor, pre_trace: SALTrace, post_trace: SALTrace, *,

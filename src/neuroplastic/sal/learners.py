@@ -429,11 +429,11 @@ class SALNet(SupervisedNet):
                     **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
         if cfg["max_gain"] is not None:
             out.update({f"sal_scale/{index[l]}": s for l, s in enumerate(scales)})
-        block = [float(f.sum(dtype=torch.float64)) for f in fired]
-        psp = net.event_ops([s + float(f.sum(dtype=torch.float64)) for s, f in zip(block, free)])
-        ops = OpCount(ac=psp + sum(sal_event_ops(block[l], block[l - 1], sizes[l], sizes[l - 1])
+        summed = [float(f.sum(dtype=torch.float64)) for f in fired]  # spikes per population in the blocks
+        psp = net.event_ops([s + float(f.sum(dtype=torch.float64)) for s, f in zip(summed, free)])
+        ops = OpCount(ac=psp + sum(sal_event_ops(summed[l], summed[l - 1], sizes[l], sizes[l - 1])
                                    for l in range(1, len(sizes))), reads=psp)
-        return {**out, "sal_rate": sum(block) / max(sum(sizes) * r * steps, 1),
+        return {**out, "sal_rate": sum(summed) / max(sum(sizes) * r * steps, 1),
                 "sal_phase_seconds": time.perf_counter() - t0}, ops
 
     def _ideal_phase(self, t0: float) -> dict[str, float]:

@@ -356,6 +356,23 @@ def test_sal_learner_runs_a_phase_before_every_epoch_and_sgd_leaves_B_alone(tmp_
     assert isinstance(cnn, SupervisedNet)
 
 
+def test_a_sal_phase_shows_its_blocks_in_the_training_progress(capsys):
+    """The phase runs inside the epoch's first step; the trainer's progress bar names the block it is in."""
+    from neuroplastic import data
+    from neuroplastic.learners.base import listening, say
+    from neuroplastic.trainer import fit
+
+    bundle = data.prepare("digits", val=0.1, seed=0)
+    small = data.DataBundle("digits", bundle.train.subset(torch.arange(64)), None, bundle.test, 10)
+    fit(_small_sal(sal_block_steps=20), small, epochs=1, batch_size=32, seed=0, progress=True)
+    assert "SAL phase: block 2/2 of 4 networks x 20 steps" in capsys.readouterr().err
+    heard = []
+    with listening(heard.append):
+        say("a")
+    say("b")  # nobody listening: nothing happens
+    assert heard == ["a"]
+
+
 def test_sal_learner_resumes_exactly(tmp_path):
     from neuroplastic import data
     from neuroplastic.trainer import fit

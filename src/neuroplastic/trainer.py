@@ -8,6 +8,7 @@ frozen features (:mod:`neuroplastic.probe`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import random
 import re
@@ -22,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import DataBundle, batches
-from .learners.base import Learner, NonFiniteError, check_loss
+from .learners.base import Learner, NonFiniteError, check_loss, listening
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -351,7 +352,8 @@ def fit(learner: Learner, bundle: DataBundle, *, epochs: int, batch_size: int, s
                     xb = hflip_batch(xb, aug)
                 learner.reset_state()
                 try:
-                    metrics = learner.train_step(xb, yb if learner.supervised else None)
+                    with listening(functools.partial(bar.set_postfix_str, refresh=True)):  # long work in a step
+                        metrics = learner.train_step(xb, yb if learner.supervised else None)
                 except NonFiniteError as e:  # a learner's own check: say where in the run it happened
                     raise NonFiniteError(f"{e} (at epoch {epoch + 1} step {nsteps + 1})") from None
                 nsteps += 1

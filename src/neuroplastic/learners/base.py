@@ -14,6 +14,8 @@ optimizer, and exposes one small protocol to the trainer and the bench harness:
     default uses :meth:`predict`. Sequence tasks override it (e.g. decision accuracy).
 ``features(x) -> Tensor``
     For unsupervised learners (``supervised = False``): the frozen representation a linear probe reads.
+``say(text)``
+    Long work inside a step (SAL's phase before an epoch) tells the trainer's progress display what it is doing.
 ``locality``
     Which of the criteria C1 (no weight symmetry), C2 (local error), C3 (single phase) of Lv et al.
     (ICML 2025) the rule meets, with a one-line reason.
@@ -23,8 +25,11 @@ The trainer never looks inside a learner; the harness never knows which rule it 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -214,6 +219,27 @@ class Learner(nn.Module):
     def n_params(self, trainable_only: bool = True) -> int:
         """Number of (trainable) parameters."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+_status: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar("status", default=None)
+
+
+def say(text: str) -> None:
+    """Tell the progress display of the training in progress what long work inside a step is doing (``text``: one
+    short line, e.g. ``"SAL phase: block 2/5"``); nothing when no display listens (:func:`listening`)."""
+    hook = _status.get()
+    if hook is not None:
+        hook(text)
+
+
+@contextlib.contextmanager
+def listening(hook: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, :func:`say` passes its text to ``hook`` (the trainer's progress bar)."""
+    token = _status.set(hook)
+    try:
+        yield
+    finally:
+        _status.reset(token)
 
 
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None, *,

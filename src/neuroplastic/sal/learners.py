@@ -124,7 +124,7 @@ import torch
 from ..energy import OpCount, ops_watched
 from ..learners import Locality, register
 from ..learners.backprop import SupervisedNet
-from ..learners.base import check_range
+from ..learners.base import check_range, say
 from ..nn.feedback import FeedbackLinear, feedback_layers, feedback_stats
 from . import native as sal_native
 from .neurons import SpikingNet, check_refractory
@@ -368,6 +368,7 @@ class SALNet(SupervisedNet):
 
         advance(cfg["burn_in"])
         for block in range(cfg["blocks"]):
+            say(f"SAL phase: block {block + 1}/{cfg['blocks']} of {r} networks x {cfg['block_steps']} steps")
             if block:  # B has just moved: the copy's rates relax first (module docstring)
                 advance(cfg["settle"])
             dP = [[torch.zeros(n_lo, n_up, device=dev) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]

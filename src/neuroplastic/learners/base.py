@@ -14,7 +14,7 @@ optimizer, and exposes one small protocol to the trainer and the bench harness:
     default uses :meth:`predict`. Sequence tasks override it (e.g. decision accuracy).
 ``features(x) -> Tensor``
     For unsupervised learners (``supervised = False``): the frozen representation a linear probe reads.
-``say(text)``
+:func:`say` (a function of this module, not a method)
     Long work inside a step (SAL's phase before an epoch) tells the trainer's progress display what it is doing.
 ``locality``
     Which of the criteria C1 (no weight symmetry), C2 (local error), C3 (single phase) of Lv et al.

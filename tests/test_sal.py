@@ -241,6 +241,36 @@ def test_psp_lasts_exactly_tau_ref_steps_and_the_refractory_period_is_kept(refra
         SpikingNet([1], {}, [None], tau_ref=4, refractory=2)  # shorter than the PSP: not a single countdown
 
 
+def test_a_chain_state_holds_all_a_net_needs_to_go_on():
+    """chain_state is the whole Markov state: a fresh net (the same weights) given it and the generator's state draws
+    the spikes the first net goes on to draw, step for step; from rest it draws others. A wrong shape or a countdown
+    out of range is refused."""
+    torch.manual_seed(0)
+    sizes = [6, 4]
+    proj = {(0, 1): torch.randn(4, 6) * 2, (1, 0): torch.randn(6, 4) * 2}
+
+    def make():
+        return SpikingNet(sizes, proj, [torch.full((6,), 0.5), None], n_nets=5, tau_ref=4,
+                          generator=torch.Generator().manual_seed(3))
+
+    first = make()
+    first.run(37)
+    state, gen = first.chain_state(), first.generator.get_state()
+    assert state.dtype == torch.int16 and int(state.max()) > 0
+    going_on = torch.cat(first.run(50), dim=2)
+    second = make()
+    second.generator.set_state(gen)
+    second.set_chain_state(state)
+    assert torch.equal(torch.cat(second.run(50), dim=2), going_on)
+    rest = make()
+    rest.generator.set_state(gen)
+    assert not torch.equal(torch.cat(rest.run(50), dim=2), going_on)
+    with pytest.raises(ValueError, match="shape"):
+        second.set_chain_state(state[:2])
+    with pytest.raises(ValueError, match="countdowns"):
+        second.set_chain_state(torch.full_like(state, 9))
+
+
 def test_symmetric_pair_stays_symmetric_without_noise_and_the_sum_is_kept():
     w = torch.full((16,), 0.5)
     out = two_neurons(w, w.clone(), both=True, blocks=30, block_steps=500, lr=0.1, lr_final=None, seed=1)
@@ -373,7 +403,8 @@ def test_a_sal_phase_shows_its_blocks_in_the_training_progress(capsys):
     assert heard == ["a"]
 
 
-def test_sal_learner_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("persist", [False, True])
+def test_sal_learner_resumes_exactly(tmp_path, persist):
     from neuroplastic import data
     from neuroplastic.trainer import fit
 
@@ -382,7 +413,7 @@ def test_sal_learner_resumes_exactly(tmp_path):
 
     def run(epochs, resume):
         torch.manual_seed(0)
-        m = _small_sal(plasticity_noise=0.05, synaptic_noise=0.1)
+        m = _small_sal(plasticity_noise=0.05, synaptic_noise=0.1, sal_persist=persist)
         fit(m, small, epochs=epochs, batch_size=32, seed=0, checkpoint_dir=tmp_path, resume=resume, progress=False)
         return m
 
@@ -392,6 +423,8 @@ def test_sal_learner_resumes_exactly(tmp_path):
     resumed = run(2, resume=True)
     for k, v in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
+    if persist:  # the chains travel with the checkpoint: the resumed run's second phase went on from them
+        assert torch.equal(resumed.chains, full.chains)
 
 
 @pytest.mark.parametrize("replicas, epochs", [(1, 120), (8, 40)])  # replicas: as many samples in fewer epochs
@@ -828,12 +861,13 @@ def test_sal_bnorm_initial_keeps_sals_direction_at_the_initial_norm_and_resumes_
 @pytest.mark.parametrize("kw", [{}, {"sal_pairing": "nearest"}, {"sal_window": "triangular"},
                                 {"plasticity_noise": 0.05}, {"refractory": 9}, {"sal_nets": 5},
                                 {"sal_burn_in": 250}, {"sal_burn_in": 30, "sal_pairing": "nearest"},
-                                {"sal_settle": 25}])
+                                {"sal_settle": 25}, {"sal_persist": True, "sal_burn_in": 20}])
 def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monkeypatch, kw):
     """The native route (events in C) and the torch route (dense products) of a phase: the same uniforms (the native
     route's, one key per chunk, fed to the torch route's draws) give the same spikes (the same spike
     count, to the last spike) and the same B after two blocks, up to the order of float sums; the noise estimate of
-    the two halves agrees too. Strong forward weights make the copy fire and SAL move B."""
+    the two halves agrees too (with ``sal_persist``, of a second phase going on from the first's chains). Strong
+    forward weights make the copy fire and SAL move B."""
     from neuroplastic.sal import native
     from neuroplastic.sal.neurons import SpikingNet
 
@@ -844,6 +878,8 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
         monkeypatch.setenv("NEUROPLASTIC_NATIVE", flag)
         m = _driven_sal(3, sal_blocks=2, sal_block_steps=400, **kw)
         assert m.native_route() == (flag == "1")
+        if kw.get("sal_persist"):
+            m.sal_phase()
         before = [x.B.clone() for x in m._dense()]
         return m, before, m.sal_phase()
 
@@ -969,6 +1005,37 @@ def test_settling_steps_run_after_every_update_of_b_and_enter_no_sum(monkeypatch
     assert 0 < settled["sal_rate"] <= 1 / (m.sal_cfg["refractory"] + 1)
     with pytest.raises(ValueError, match="sal_settle"):
         _small_sal(sal_settle=-1)
+
+
+def test_persistent_chains_go_on_from_where_the_last_phase_left(monkeypatch):
+    """sal_persist: the first phase is the paper's (from rest), the second goes on from the chain state the first
+    left (so it draws other spikes than from rest), and that state is kept after every phase; off, nothing is kept.
+    A phase of another number of networks starts from rest; a config's non-boolean is refused."""
+    monkeypatch.setenv("NEUROPLASTIC_NATIVE", "0")
+
+    def two_phases(persist, chains=None):
+        m = _driven_sal(3, sal_blocks=1, sal_block_steps=60, sal_persist=persist)
+        outs = []
+        for _ in range(2):
+            if chains is not None:
+                m.chains = chains
+            m.sal_phase()
+            outs.append([x.B.detach().clone() for x in m._dense()])
+        return outs, m
+
+    (off, m_off), (on, m_on) = two_phases(False), two_phases(True)
+    assert m_off.chains is None
+    assert tuple(m_on.chains.shape) == (4, 64 + 16 + 10)  # networks x units of the copy (8x8 inputs, 16, 10)
+    assert all(torch.equal(a, b) for a, b in zip(off[0], on[0]))  # the first phase starts from rest either way
+    assert any(not torch.equal(a, b) for a, b in zip(off[1], on[1]))  # the second goes on from the first's chains
+    assert m_on.chains.dtype == torch.int16 and int(m_on.chains.max()) > 0
+    # chains of another shape (another number of networks): the phase starts from rest, as without the option
+    (other, _) = two_phases(True, chains=torch.zeros(7, 3, dtype=torch.int16))
+    assert all(torch.equal(a, b) for a, b in zip(other[1], off[1]))
+    from neuroplastic import learners
+
+    with pytest.raises(ValueError, match="sal_persist"):
+        learners.check_params("sal", {"sal_persist": "yes"})
 
 
 def test_native_sal_route_steps_aside_for_the_operation_counter():

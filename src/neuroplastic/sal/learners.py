@@ -84,6 +84,18 @@ dependence on their age from 200 steps on (sal-mnist-wide's note). A 2,000-step 
 against a 200-step one; with 30 settling steps (and 30 of burn-in) 3,200 × 200 tracked 320 × 2,000 within a degree
 over a first phase and three epochs, where without them it stalled (the same note; suite sal-mnist-wide-settle).
 
+``sal_persist`` (not in the paper; ``False``, the default, is its phase, which starts every network at rest): each
+phase's copy goes on from the chain state the last phase left (:meth:`SpikingNet.chain_state`: every unit's
+refractory countdown, from which its PSP follows; the potentials are recomputed from the new weights), as persistent
+contrastive divergence keeps its Gibbs chains. Why: once ``B`` is aligned the copy's loops are near symmetric and
+relax from rest more slowly than a short burn-in (sal-mnist-wide-settle: from that run's final state fc1's pull
+towards ``W`` was 0.015 with 30 burn-in steps, 0.025 with 300 and 0.030 with 2,000-step chains), so the sums of
+short chains started from rest carry a bias that long ones dilute. The SAL traces are not carried over: pairs
+across two phases (whose weights differ by an epoch of SGD and a phase of SAL) are not counted, and the burn-in
+(best at least the window's cut) refills the traces and lets the rates settle to the moved weights. The chains
+travel with the training state (:meth:`training_state`), not with the weights; a phase of another number of
+networks starts from rest.
+
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and
 its fixed point at ``B = W``,
@@ -163,7 +175,8 @@ class SALNet(SupervisedNet):
     layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
     (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
     cut at 2τ_ref, all-pairs, no burn-in (``sal_burn_in``: steps run first and summed nowhere; module
-    docstring) and no settling steps after each update of ``B`` (``sal_settle``). Logs per dense layer the
+    docstring), no settling steps after each update of ``B`` (``sal_settle``) and every phase from rest
+    (``sal_persist``). Logs per dense layer the
     feedback family's alignment keys and the phase's rate.
     """
 
@@ -181,7 +194,7 @@ class SALNet(SupervisedNet):
                  sal_cut: int | None = None, plasticity_noise: float = 0.0, synaptic_noise: float = 0.0,
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
                  refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
-                 sal_burn_in: int = 0, sal_settle: int = 0, seed: int = 0) -> None:
+                 sal_burn_in: int = 0, sal_settle: int = 0, sal_persist: bool = False, seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -214,7 +227,7 @@ class SALNet(SupervisedNet):
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
                         "refractory": refractory, "lr_decay": float(sal_lr_decay),
                         "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull),
-                        "burn_in": int(sal_burn_in), "settle": int(sal_settle)}
+                        "burn_in": int(sal_burn_in), "settle": int(sal_settle), "persist": sal_persist}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -237,6 +250,8 @@ class SALNet(SupervisedNet):
         #: noises (:func:`~neuroplastic.sal.rule.noise_floor`; -1: none)
         self.phase_log = torch.zeros(0, 3 * len(self._dense()), dtype=torch.float64)
         self._sgd_seconds = 0.0  # wall time of this epoch's SGD steps (for sal_cost_ratio)
+        #: with ``sal_persist``, the copy's chain state at the end of the last phase (:meth:`SpikingNet.chain_state`)
+        self.chains: torch.Tensor | None = None
 
     @classmethod
     def choices(cls) -> dict[str, list[str]]:
@@ -336,6 +351,8 @@ class SALNet(SupervisedNet):
             int(torch.randint(0, 2**62, (1,), generator=self.sal_gen)))
         net = SpikingNet(sizes, projections, biases, n_nets=r, tau_ref=tau, refractory=cfg["refractory"],
                          generator=gen, device=dev)
+        if cfg["persist"] and self.chains is not None and tuple(self.chains.shape) == (r, sum(sizes)):
+            net.set_chain_state(self.chains.to(dev))  # the last phase's chains go on (module docstring)
         traces = [SALTrace(self.rule, (r, n), device=dev) for n in sizes]
         # all pairs without plasticity noise: each projection's update is one product (sal_block)
         one_product = self.rule.pairing == "all" and self.noise_hebb_0 is None
@@ -430,6 +447,8 @@ class SALNet(SupervisedNet):
                     **{f"sal_saturated/{index[l]}": v for l, v in enumerate(saturated[1:])}})
         if cfg["max_gain"] is not None:
             out.update({f"sal_scale/{index[l]}": s for l, s in enumerate(scales)})
+        if cfg["persist"]:
+            self.chains = net.chain_state()
         summed = [float(f.sum(dtype=torch.float64)) for f in fired]  # spikes per population in the blocks
         psp = net.event_ops([s + float(f.sum(dtype=torch.float64)) for s, f in zip(summed, free)])
         ops = OpCount(ac=psp + sum(sal_event_ops(summed[l], summed[l - 1], sizes[l], sizes[l - 1])
@@ -501,6 +520,19 @@ class SALNet(SupervisedNet):
         if "b_norm0" not in state_dict:
             state_dict = {**state_dict, "b_norm0": self.b_norm0.clone()}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def training_state(self) -> dict[str, Any]:
+        """As the supervised net's, plus the copy's chains (``sal_persist``; ``None`` without): a resumed run goes
+        on from the state the last phase left, as an uninterrupted one does. Not in the weights (``state_dict``): a
+        saved model's phases start from rest."""
+        return {**super().training_state(), "sal_chains": None if self.chains is None else self.chains.cpu()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`training_state`; a checkpoint without chains (saved before the option, or without it)
+        starts the next phase from rest."""
+        super().load_training_state(state)
+        chains = state.get("sal_chains")
+        self.chains = None if chains is None else chains.to(torch.int16)
 
     def figures(self, bundle: Any, out_dir: Any) -> list:
         """Beside ``feedback.png``: ``sal_alignment.png``, per dense layer the angle(B, W) after every phase

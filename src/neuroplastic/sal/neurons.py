@@ -117,6 +117,23 @@ class SpikingNet:
         self._graphs: dict[tuple, tuple] = {}
         self._seen: set[tuple] = set()  # the keys run() has seen: a block runs eagerly once before its capture
 
+    def chain_state(self) -> torch.Tensor:
+        """The chain's state: every unit's countdown ``[R, ΣN]`` (int16; its PSP and refractory clock follow from it,
+        and with the weights its potential). A copy: what :meth:`set_chain_state` takes to go on from here."""
+        return self._count.clone()
+
+    def set_chain_state(self, count: torch.Tensor) -> None:
+        """Go on from a state :meth:`chain_state` gave (of a net with the same sizes and networks; the weights may
+        differ): the countdowns copied in, the PSPs set from them. ``ValueError`` on another shape or a countdown
+        outside ``0 … refractory + 1``."""
+        if tuple(count.shape) != tuple(self._count.shape):
+            raise ValueError(f"a chain state of shape {tuple(self._count.shape)} is needed, got {tuple(count.shape)}")
+        if int(count.min()) < 0 or int(count.max()) > self.refractory + 1:
+            raise ValueError(f"a chain state's countdowns lie in 0 ... {self.refractory + 1}, got "
+                             f"{int(count.min())} ... {int(count.max())}")
+        self._count.copy_(count)
+        self._z = torch.gt(self._count, self._psp_above, out=torch.empty(self._count.shape, device=self.device))
+
     def event_ops(self, spikes: list[float]) -> float:
         r"""Accumulates of the potentials kept event by event (the native route; an event-driven circuit): a spike's
         rectangular PSP adds its unit's weights to its targets' potentials where it starts and takes them away

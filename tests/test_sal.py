@@ -136,8 +136,9 @@ def _graph_pair(monkeypatch, graphs: bool) -> SpikingNet:
 def test_replayed_cuda_graphs_give_the_spikes_of_step_by_step_launches(monkeypatch):
     """The graph route (capture on the second block of a shape, replays after) draws the same spikes as the
     step-by-step route, across in-place changes of a projection and of a bias between blocks (the phase's B
-    update), a step() outside the graph, blocks of another length (a second graph) and blocks of the two lengths
-    alternating (a phase's settling steps and blocks: each length replays its own graph)."""
+    update), a step() outside the graph, a chain state set between blocks (sal_persist), blocks of another length (a
+    second graph) and blocks of the two lengths alternating (a phase's settling steps and blocks: each length replays
+    its own graph)."""
     nets = [_graph_pair(monkeypatch, False), _graph_pair(monkeypatch, True)]
     assert not nets[0].graphs and nets[1].graphs
     for k, steps in enumerate([30, 30, 30, 30, 7, 7, 30, 30, 7, 30, 7, 30, 50, 7]):
@@ -148,6 +149,11 @@ def test_replayed_cuda_graphs_give_the_spikes_of_step_by_step_launches(monkeypat
         if k == 5:
             for net in nets:
                 net.step()
+        if k == 8:  # a chain state set between blocks (a persistent phase's start): half the networks at rest
+            state = nets[0].chain_state()
+            state[::2] = 0
+            for net in nets:
+                net.set_chain_state(state)
         got = [torch.cat(net.run(steps), 2).clone() for net in nets]
         assert torch.equal(got[0], got[1]), f"block {k}"
         assert 0 < float(got[0].mean()) < 1

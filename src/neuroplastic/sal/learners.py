@@ -533,8 +533,7 @@ class SALNet(SupervisedNet):
         """Inverse of :meth:`training_state`; a checkpoint without chains (saved before the option, or without it)
         starts the next phase from rest."""
         super().load_training_state(state)
-        chains = state.get("sal_chains")
-        self.chains = None if chains is None else chains.to(torch.int16)
+        self.chains = state.get("sal_chains")
 
     def figures(self, bundle: Any, out_dir: Any) -> list:
         """Beside ``feedback.png``: ``sal_alignment.png``, per dense layer the angle(B, W) after every phase

@@ -132,7 +132,7 @@ class SpikingNet:
             raise ValueError(f"a chain state's countdowns lie in 0 ... {self.refractory + 1}, got "
                              f"{int(count.min())} ... {int(count.max())}")
         self._count.copy_(count)
-        self._z = torch.gt(self._count, self._psp_above, out=torch.empty(self._count.shape, device=self.device))
+        self._set_psps()
 
     def event_ops(self, spikes: list[float]) -> float:
         r"""Accumulates of the potentials kept event by event (the native route; an event-driven circuit): a spike's
@@ -214,9 +214,14 @@ class SpikingNet:
         c = self._count.sub_(1).clamp_min_(0)
         spikes = (c == 0) & (r < self._u.sub_(self._log_tau).sigmoid_())
         c.masked_fill_(spikes, self.refractory + 1)
-        # a new tensor: psp()'s views stay
-        self._z = torch.gt(c, self._psp_above, out=torch.empty(c.shape, device=c.device))
+        self._set_psps()
         return spikes
+
+    def _set_psps(self) -> None:
+        """The PSPs from the countdowns: on (1.0) while a unit's countdown is above ``refractory + 1 − τ_ref``. A new
+        tensor, so the views :meth:`psp` gave stay as they were."""
+        c = self._count
+        self._z = torch.gt(c, self._psp_above, out=torch.empty(c.shape, device=c.device))
 
     def run(self, steps: int) -> list[torch.Tensor]:
         """``steps`` free-running steps (no input); every population's spikes ``[steps, R, N]`` (valid until the next

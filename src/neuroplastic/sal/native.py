@@ -27,7 +27,7 @@ The networks run in two fixed slices, the phase's two halves (each has sums of i
 OpenMP threads (:func:`threads`; the team of ``_team.h``, as the RBM's native step): each value is summed in one
 order whatever their number, so the result does not depend on it. On a 2-core AMD EPYC (AVX2), two threads, the
 paper's phase of a fresh MNIST net (32 networks, 10,000 steps) took 12.5 s here against 36.1 s on the torch route, and
-0.16 of an SGD epoch in a training run (suite sal-cost-many's note, which also has the profile).
+0.15-0.16 of an SGD epoch in training runs (suite sal-cost-many's note, which also has the profile).
 """
 
 from __future__ import annotations

@@ -95,8 +95,9 @@ across two phases (whose weights differ by an epoch of SGD and a phase of SAL) a
 (best at least the window's cut) refills the traces and lets the rates settle to the moved weights. The chains
 travel with the training state (:meth:`training_state`), not with the weights; a phase of another number of
 networks starts from rest. With them sal-mnist-wide-settle's phase brought every FC layer below 10° on MNIST (fc1 /
-fc2 / fc3 9.4 / 5.6 / 2.8°, seed 0 on the CPU; without them 12.8 / 7.5 / 2.6°), fc1's pull at the last phase 0.053
-(without 0.016; sal-mnist-many's 2,000-step chains 0.057) (suite sal-mnist-wide-persist).
+fc2 / fc3 8.9-9.4 / 5.5-5.6 / 2.0-2.8°, seeds 0-2 on the CPU; without them 12.8 / 7.5 / 2.6°, seed 0), fc1's pull at
+the last phase 0.053 in seed 0 (without 0.016; sal-mnist-many's 2,000-step chains 0.057) (suite
+sal-mnist-wide-persist).
 
 ``sal_ideal_pull`` q (learner ``sal-ideal``, :class:`SALIdeal`: a diagnostic, not SAL, and not local): the phase
 is replaced by its noise-free, bias-free limit, what a phase with pull q would do with infinitely many samples and

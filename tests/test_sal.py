@@ -563,6 +563,43 @@ def test_averaging_bound_is_reached_by_the_inverse_variance_average_and_not_beat
         assert feedback_stats(b, w)["angle_deg"] > bound, kappa
 
 
+def test_relaxation_angle_meets_its_closed_forms_and_a_simulated_relaxation():
+    """Pulls 1/k weigh every phase equally: equal estimates reach averaging_bound; a constant pull tends to
+    relaxation_floor at noise kappa s; no schedule beats the bound; a simulated relaxation B' = B + kappa (W_hat - B)
+    in 4,800 dimensions from a random start lands on the formula (40 degrees); bad input is refused."""
+    import random
+
+    from neuroplastic.nn.feedback import feedback_stats
+    from neuroplastic.sal.rule import averaging_bound, relaxation_angle, relaxation_floor
+
+    k = 25
+    assert relaxation_angle([1.5] * k, [1 / (n + 1) for n in range(k)], start=3.0) == pytest.approx(
+        averaging_bound([1.5] * k))
+    assert relaxation_angle([0.8] * 3000, [0.1] * 3000) == pytest.approx(relaxation_floor(0.08, 0.1))
+    rng = random.Random(4)
+    for _ in range(20):
+        s = [rng.uniform(0.3, 3.0) for _ in range(12)]
+        pulls = [rng.uniform(0.02, 1.0) for _ in range(12)]
+        assert relaxation_angle(s, pulls, start=0.0) >= averaging_bound(s) - 1e-9
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(80, 60, generator=g)
+    s = [2.0 - 0.1 * n for n in range(8)]
+    pulls = [0.4 / (1 + 0.75 * n) for n in range(8)]  # a falling rate's pulls, as learner sal's sal_lr_decay gives
+    scale = float(w.norm()) / math.sqrt(w.numel())
+    angles = []
+    for _ in range(4):
+        b = 1.5 * scale * torch.randn(80, 60, generator=g)  # few phases: the start still counts (34 deg without it)
+        for sk, kappa in zip(s, pulls):
+            b = b + kappa * (w + sk * scale * torch.randn(80, 60, generator=g) - b)
+        angles.append(feedback_stats(b, w)["angle_deg"])
+    assert sum(angles) / 4 == pytest.approx(relaxation_angle(s, pulls, start=1.5), rel=0.02)
+    for est, pul, start, match in (([1.0], [0.5, 0.5], 1.0, "one pull per estimate"), ([], [], 1.0, "one pull"),
+                                   ([0.0], [0.5], 1.0, "estimate noises"), ([1.0], [1.5], 1.0, "pulls"),
+                                   ([1.0], [0.0], 1.0, "pulls"), ([1.0], [0.5], -1.0, "start")):
+        with pytest.raises(ValueError, match=match):
+            relaxation_angle(est, pul, start=start)
+
+
 def test_run_bound_reads_a_runs_logged_phases():
     from neuroplastic.sal.analysis import run_bound
 

@@ -6,7 +6,7 @@ feedback weights learned from the spike timing of stochastic spiking neurons.
 - :mod:`~neuroplastic.sal.rule`: the SAL window and pairings (:func:`sal_step`, :func:`sal_pairs`,
   :class:`SALTrace`), plasticity noise, the noise floor of a phase and the bias of its fixed point
   (:func:`phase_noise`, :func:`noise_floor`, :func:`fixed_point_bias`) and the best angle a run's phases allow
-  (:func:`averaging_bound`);
+  (:func:`averaging_bound`), and the angle a schedule of phases reaches (:func:`relaxation_angle`);
 - :mod:`~neuroplastic.sal.studies`: the two-neuron study;
 - :mod:`~neuroplastic.sal.learners`: the deep network whose dense layers' feedback is learned by SAL phases
   (learner ``sal``).
@@ -26,11 +26,12 @@ from .rule import (
            noise_floor,
            phase_noise,
            plasticity_noise,
+           relaxation_angle,
            sal_pairs,
            sal_step,
 )
 from .studies import flow_field, two_neurons
 
 __all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "SpikingNet", "averaging_bound", "firing_probability",
-           "fixed_point_bias", "flow_field", "noise_floor", "phase_noise", "plasticity_noise", "sal_pairs", "sal_step",
-           "two_neurons"]
+           "fixed_point_bias", "flow_field", "noise_floor", "phase_noise", "plasticity_noise", "relaxation_angle",
+           "sal_pairs", "sal_step", "two_neurons"]

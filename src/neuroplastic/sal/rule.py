@@ -40,7 +40,8 @@ import math
 import torch
 
 __all__ = ["PAIRINGS", "WINDOWS", "SALRule", "SALTrace", "averaging_bound", "fixed_point_bias", "noise_floor",
-           "phase_noise", "plasticity_noise", "relaxation_floor", "sal_block", "sal_event_ops", "sal_pairs", "sal_step"]
+           "phase_noise", "plasticity_noise", "relaxation_angle", "relaxation_floor", "sal_block", "sal_event_ops",
+           "sal_pairs", "sal_step"]
 
 WINDOWS = ("exponential", "triangular")
 PAIRINGS = ("all", "nearest")
@@ -380,3 +381,36 @@ def averaging_bound(estimates: list[float]) -> float:
     if not estimates:
         return float("nan")
     return math.degrees(math.atan(sum(s ** -2 for s in estimates) ** -0.5))
+
+
+def relaxation_angle(estimates: list[float], pulls: list[float], start: float = 1.0) -> float:
+    r"""The expected angle(B, W) in degrees after SAL phases ``k = 1 … K`` (Gierlich et al. 2025's relaxation
+    :math:`B \to W`) with pulls :math:`\kappa_k` (``pulls``: the fraction of the distance to ``W`` each phase closes,
+    :func:`noise_floor`'s ``pull``; a rate schedule's pulls scale with its rates) and estimate noises :math:`s_k`
+    (``estimates``, relative to :math:`\lVert W\rVert`, :func:`noise_floor`'s ``estimate``), at fixed ``W``, from a
+    start ``B₀`` drawn independently of ``W`` with :math:`\lVert B_0\rVert` = ``start`` :math:`\lVert W\rVert`.
+    Each phase is :math:`B' = B + \kappa_k (\hat W_k - B)`, :math:`\hat W_k = W + \xi_k` with independent
+    :math:`\lVert\xi_k\rVert = s_k \lVert W\rVert`, so :math:`B_K = \pi_0 B_0 + \sum_k c_k \hat W_k` with
+    :math:`c_k = \kappa_k \prod_{j>k} (1 - \kappa_j)`, :math:`\pi_0 = \prod_k (1 - \kappa_k)`, and in high dimension
+    (noise and start almost all across ``W``)
+
+    .. math::  \tan\theta = \frac{\big(\sum_k c_k^2 s_k^2 + \pi_0^2\,\text{start}^2\big)^{1/2}}{\sum_k c_k}.
+
+    With :math:`\kappa_k = 1/k` every phase weighs :math:`1/K`: equal estimates reach :func:`averaging_bound`, which
+    no schedule beats; a constant :math:`\kappa` tends to :func:`relaxation_floor` at noise :math:`\kappa s`. What the
+    suites' predictions of a schedule's end angle come from (a moving ``W`` or a biased phase only raise it).
+    Needs as many pulls as estimates, pulls in (0, 1], estimates > 0 and ``start`` >= 0."""
+    if len(pulls) != len(estimates) or not estimates:
+        raise ValueError(f"need one pull per estimate and at least one phase, got {len(pulls)} and {len(estimates)}")
+    if any(not (math.isfinite(s) and s > 0) for s in estimates):
+        raise ValueError(f"estimate noises must be finite and > 0, got {estimates}")
+    if any(not (0 < k <= 1) for k in pulls):
+        raise ValueError(f"pulls must be in (0, 1], got {pulls}")
+    if not (math.isfinite(start) and start >= 0):
+        raise ValueError(f"start must be finite and >= 0, got {start}")
+    signal, var, rest = 0.0, 0.0, start
+    for s, kappa in zip(estimates, pulls):
+        signal = (1 - kappa) * signal + kappa
+        var = (1 - kappa) ** 2 * var + (kappa * s) ** 2
+        rest *= 1 - kappa
+    return math.degrees(math.atan2(math.sqrt(var + rest ** 2), signal))

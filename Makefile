@@ -8,6 +8,9 @@ BIN := $(VENV)/bin
 # unpinned torch would pull a multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# test processes (pytest-xdist), one torch thread each (tests/conftest.py); worksteal: an idle process takes
+# tests queued for a busy one, so one long test does not hold the other process idle
+TEST_WORKERS ?= 2
 
 .PHONY: run test setup lint clean
 
@@ -25,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/neuroplastic bench quick
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

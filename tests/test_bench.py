@@ -486,3 +486,16 @@ def test_report_finds_pictures_of_runs_stored_elsewhere_and_lists_only_learners_
     assert "## Pictures of trained learners" in md
     loc = md.split("## Locality criteria")[1]
     assert "| dbn |" in loc and "| bp |" not in loc and "| hebbian-cnn |" not in loc
+
+
+def test_a_run_records_the_commit_it_started_at(monkeypatch):
+    """A commit made while a run trains is not the code it ran: the record names the commit at the start."""
+    monkeypatch.setenv("NEUROPLASTIC_COMMIT", "startcommit")
+
+    def commit_meanwhile(row):
+        monkeypatch.setenv("NEUROPLASTIC_COMMIT", "latercommit")
+
+    cfg = {"learner": "bp", "dataset": "digits", "epochs": 2, "params": {"arch": "mlp", "hidden": [8]},
+           "protocol": {"energy": False}}
+    out = experiment.run(cfg, progress=False, log=commit_meanwhile)
+    assert out.env["commit"] == "startcommit"

@@ -658,6 +658,7 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
     if cfg.get("study") is not None:
         return _run_study(validate(cfg), figures_dir, t0)
     cfg, bundle, learner = build(cfg)
+    env = environment(cfg["device"])  # as the run starts: a commit made while it trains is not the one it ran
     proto = cfg["protocol"]
     cbs = list(callbacks) + ([TimeBudget(proto["budget_minutes"])] if proto["budget_minutes"] else [])
     counts = proto["labels_per_class"]
@@ -697,7 +698,7 @@ def run(cfg: dict[str, Any], *, checkpoint_dir: str | os.PathLike | None = None,
             metrics["figures_error"] = f"{type(e).__name__}: {e}"
             print(f"{cfg['learner']}: pictures not drawn: {metrics['figures_error']}", file=sys.stderr)
     history = res.history + [dict(r, stage="probe") for r in res.final.get("probe_history", [])]
-    return RunOutput(cfg, config_hash(cfg), metrics, history, environment(cfg["device"]), res.train_seconds,
+    return RunOutput(cfg, config_hash(cfg), metrics, history, env, res.train_seconds,
                      time.perf_counter() - t0, res.peak_memory_mb, learner.n_params(), res.status,
                      res.epochs_done, label_runs)
 
@@ -709,12 +710,13 @@ def _run_study(cfg: dict[str, Any], figures_dir: str | os.PathLike | None, t0: f
     from .trainer import peak_memory_mb, reset_peak_memory, seed_everything
 
     device = torch.device(cfg["device"])
+    env = environment(cfg["device"])
     seed_everything(cfg["seed"])
     reset_peak_memory(device)
     start = time.perf_counter()
     out = studies.run(cfg["study"], cfg["params"], cfg["seed"], figures_dir)
     seconds = time.perf_counter() - start
-    return RunOutput(cfg, config_hash(cfg), dict(out.metrics), list(out.history), environment(cfg["device"]), seconds,
+    return RunOutput(cfg, config_hash(cfg), dict(out.metrics), list(out.history), env, seconds,
                      time.perf_counter() - t0, peak_memory_mb(device), 0, "done", 0, [])
 
 

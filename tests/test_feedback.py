@@ -375,3 +375,50 @@ def test_double_softmax_loss_sends_the_closed_form_bounded_error_and_keeps_the_a
     assert plain.train_step(x, y)["loss"] == pytest.approx(F.cross_entropy(z.detach(), y).item(), rel=1e-6)
     with pytest.raises(ValueError, match="unknown loss 'mse'"):
         SupervisedNet((6,), 4, arch="mlp", loss="mse")
+
+
+@pytest.mark.parametrize("mode", ["bp", "fa", "kp", "sal"])
+def test_channels_last_changes_the_layout_and_only_the_rounding(mode):
+    """``channels_last=True`` holds the conv net's 4-D weights, feedback and activations in NHWC: the same
+    equations, so after three SGD steps on the same batch every parameter and buffer (B included) equals the NCHW
+    net's to rounding, and a state dict crosses between the layouts with the same outputs. In float64, where the
+    layouts' rounding (about 1e-16) cannot flip a near tie of a max-pool window or a ReLU as float32's can (that
+    flip routes a gradient elsewhere and the two runs part, as runs on two hosts do). SAL: without phases (they run in
+    float32); its B is a dense layer's, which the layout does not touch."""
+    from neuroplastic.sal.learners import SALNet
+
+    def make(layout):
+        torch.manual_seed(0)
+        kw = {"arch": "sal_cnn", "optimizer": "sgd", "lr": 0.05, "channels_last": layout}
+        if mode == "sal":
+            return SALNet((3, 20, 20), 10, sal_blocks=0, **kw).double()
+        return SupervisedNet((3, 20, 20), 10, mode=mode, conv_mode=None if mode == "bp" else "fa", **kw).double()
+
+    nchw, nhwc = make(False), make(True)
+    conv = nhwc.net[0]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    if mode != "bp":
+        assert conv.B.is_contiguous(memory_format=torch.channels_last) and not conv.B.is_contiguous()
+    assert nchw.net[0].weight.is_contiguous()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 3, 20, 20, generator=g, dtype=torch.float64), torch.randint(0, 10, (16,), generator=g)
+    for net in (nchw, nhwc):
+        net.configure(1, 1)
+        for _ in range(3):
+            net.train_step(x, y)
+    assert nhwc.net[0].weight.is_contiguous(memory_format=torch.channels_last)  # the optimizer kept the layout
+    a, b, start = nchw.state_dict(), nhwc.state_dict(), make(False).state_dict()
+    assert a.keys() == b.keys()
+    moved = 0.0
+    for k in a:
+        if a[k] is not None and a[k].is_floating_point() and a[k].numel():
+            assert torch.allclose(a[k], b[k], rtol=1e-9, atol=1e-11), k
+            moved = max(moved, float((a[k] - start[k]).abs().max()))
+    assert moved > 1e-3  # the steps did move the parameters: the comparison is not of two untouched nets
+    back = make(False)
+    back.load_state_dict(b)
+    for net in (back, nhwc):
+        net.eval()
+    assert torch.allclose(back.predict(x), nhwc.predict(x), rtol=1e-9, atol=1e-11)
+    with pytest.raises(TypeError, match="channels_last must be true or false"):
+        SupervisedNet((3, 20, 20), 10, arch="sal_cnn", channels_last="yes")

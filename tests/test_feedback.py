@@ -422,3 +422,75 @@ def test_channels_last_changes_the_layout_and_only_the_rounding(mode):
     assert torch.allclose(back.predict(x), nhwc.predict(x), rtol=1e-9, atol=1e-11)
     with pytest.raises(TypeError, match="channels_last must be true or false"):
         SupervisedNet((3, 20, 20), 10, arch="sal_cnn", channels_last="yes")
+
+
+
+@pytest.mark.parametrize("mode", STORED)
+def test_every_stored_mode_with_B_equal_W_is_backprop_under_autocast(mode):
+    """Inside ``torch.autocast`` (bfloat16) the one family keeps its contract in autocast's arithmetic: with
+    B = W every mode's gradients equal those autograd computes for the plain net under the same autocast, bit for
+    bit; and they differ from float32's, so the autocast did act on the feedback products."""
+    ref = _mixed()
+    net = convert(copy.deepcopy(ref), mode, seed=1)
+    with torch.no_grad():
+        for layer in feedback_layers(net):
+            layer.B.copy_(layer.weight)
+    x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gx_ref, g_ref = _grads(ref, x, y)
+        gx, g = _grads(net, x, y)
+    assert gx.dtype == torch.float32 and torch.equal(gx_ref, gx)
+    for name in g_ref:
+        assert g[name].dtype == torch.float32 and torch.equal(g_ref[name], g[name]), name
+    gx32, _ = _grads(net, x, y)
+    assert not torch.equal(gx, gx32)
+
+
+@pytest.mark.parametrize("mode", ["bp", "fa", "kp", "sal"])
+def test_bfloat16_precision_runs_the_passes_under_autocast_and_keeps_float32_state(mode):
+    """``precision="bfloat16"``: the net's output equals the float32 net's to bfloat16's rounding (the passes ran
+    under autocast: not bit for bit), the logits the loss sees are float32, and after an SGD step every parameter
+    and feedback matrix is still float32 and no state is bfloat16. SAL: without phases (they run in float32 on the
+    same B). Single gradients are not compared with float32's: rounding flips near ties of max-pool windows and
+    ReLUs, which moves the gradients of a random-init deep net by 10-20 % (the exact check is the test above)."""
+    from neuroplastic.sal.learners import SALNet
+
+    def make(precision):
+        torch.manual_seed(0)
+        kw = {"arch": "sal_cnn", "optimizer": "sgd", "lr": 0.05, "precision": precision}
+        if mode == "sal":
+            return SALNet((3, 20, 20), 10, sal_blocks=0, **kw)
+        return SupervisedNet((3, 20, 20), 10, mode=mode, conv_mode=None if mode == "bp" else "fa", **kw)
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 3, 20, 20, generator=g), torch.randint(0, 10, (32,), generator=g)
+    f32, b16 = make("float32"), make("bfloat16")
+    for net in (f32, b16):
+        net.eval()
+    with torch.no_grad():
+        z32, z16 = f32.predict(x), b16.predict(x)
+    assert z16.dtype == torch.float32
+    err = float((z32 - z16).norm() / z32.norm())
+    assert 1e-4 < err < 0.05, err
+    b16.train()
+    b16.configure(1, 1)
+    assert b16.train_step(x, y)["loss"] > 0
+    assert all(p.dtype == torch.float32 for p in b16.parameters())
+    assert not any(t.dtype == torch.bfloat16 for t in b16.state_dict().values() if torch.is_tensor(t))
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        SupervisedNet((3, 20, 20), 10, arch="sal_cnn", precision="half")
+
+def test_feedback_contract_holds_under_autocast():
+    """Inside ``torch.autocast`` the one family's contract is kept in autocast's dtype: ``grad_input ==
+    grad_output @ B`` with both rounded to bfloat16, the product computed in bfloat16 and returned as float32."""
+    torch.manual_seed(0)
+    layer = convert(nn.Sequential(nn.Linear(12, 7)), "fa", seed=3)[0]
+    x = torch.randn(5, 12, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    g = torch.randn(5, 7).bfloat16()
+    out.backward(g)
+    assert x.grad.dtype == torch.float32
+    assert torch.equal(x.grad, (g @ layer.B.bfloat16()).float())
+    assert not torch.equal(x.grad, g.float() @ layer.B)  # rounded: the float32 product differs

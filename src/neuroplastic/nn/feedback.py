@@ -169,6 +169,17 @@ def _uniform(shape: tuple[int, ...], bound: float, generator: torch.Generator) -
 
 # ------------------------------------------------------------------------------------------------------
 # autograd Functions
+def _autocast(x: torch.Tensor, *tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Inside ``torch.autocast`` for ``x``'s device: ``x`` and ``tensors`` (weight, bias, ``B``) in autocast's
+    dtype, as ``F.linear``/``F.conv2d`` would compute, so that the backward's products (``δ B``, ``δᵀx``) run in
+    that dtype too; the engine casts each gradient back to its parameter's dtype. Outside autocast: unchanged."""
+    dev = x.device.type
+    if not torch.is_autocast_enabled(dev):
+        return (x, *tensors)
+    dt = torch.get_autocast_dtype(dev)
+    return tuple(t if t is None or not t.is_floating_point() else t.to(dt) for t in (x, *tensors))
+
+
 def _dfa_grad_input(ctx_obj: FeedbackContext, is_output: bool, grad_output: torch.Tensor, B: torch.Tensor,
                     x_shape: torch.Size) -> torch.Tensor:
     """DFA: ``grad_input = e B_l`` reshaped to the input's shape; the output layer publishes ``e``."""
@@ -192,6 +203,7 @@ class _LinearFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, B, dfa, redraw, rule, sign):
+        x, weight, bias, B = _autocast(x, weight, bias, B)
         ctx.save_for_backward(x, weight, B)
         ctx.has_bias = bias is not None
         ctx.dfa = dfa  # None or (FeedbackContext, is_output)
@@ -236,6 +248,7 @@ class _Conv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, B, geom, dfa, redraw, rule, sign):
         stride, padding, dilation, groups, _ = geom
+        x, weight, bias, B = _autocast(x, weight, bias, B)
         ctx.save_for_backward(x, weight, B)
         ctx.geom = geom
         ctx.has_bias = bias is not None

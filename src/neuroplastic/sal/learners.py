@@ -198,7 +198,7 @@ class SALNet(SupervisedNet):
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
                  refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
                  sal_burn_in: int = 0, sal_settle: int = 0, sal_persist: bool = False, channels_last: bool = False,
-                 seed: int = 0) -> None:
+                 precision: str = "float32", seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -224,7 +224,7 @@ class SALNet(SupervisedNet):
         super().__init__(in_shape, n_classes, arch=arch, mode="sal", hidden=hidden, act=act, channels=channels,
                          optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
                          feedback_scale=feedback_scale, conv_mode=conv_mode, loss=loss, channels_last=channels_last,
-                         seed=seed)
+                         precision=precision, seed=seed)
         self.name, self.paper, self.locality = type(self).name, SALNet.paper, type(self).locality
         self.rule = SALRule(tau=float(tau_ref), cut=sal_cut or 2 * tau_ref, window=sal_window, pairing=sal_pairing)
         self.sal_cfg = {"blocks": int(sal_blocks), "block_steps": int(sal_block_steps),
@@ -600,11 +600,12 @@ class SALIdeal(SALNet):
                  act: str | None = None, channels: tuple[int, ...] | None = None, conv_mode: str = "fa",
                  optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9, weight_decay: float | None = None,
                  schedule: str = "none", feedback_scale: float | None = None, loss: str = "ce",
-                 channels_last: bool = False, seed: int = 0) -> None:
+                 channels_last: bool = False, precision: str = "float32", seed: int = 0) -> None:
         super().__init__(in_shape, n_classes, arch=arch, hidden=hidden, act=act, channels=channels,
                          conv_mode=conv_mode, optimizer=optimizer, lr=lr, momentum=momentum,
                          weight_decay=weight_decay, schedule=schedule, feedback_scale=feedback_scale, loss=loss,
-                         sal_bnorm=sal_bnorm, sal_ideal_pull=sal_ideal_pull, channels_last=channels_last, seed=seed)
+                         sal_bnorm=sal_bnorm, sal_ideal_pull=sal_ideal_pull, channels_last=channels_last,
+                         precision=precision, seed=seed)
 
 
 register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "

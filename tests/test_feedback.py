@@ -31,6 +31,16 @@ def _mixed(seed=0):
                          nn.Tanh(), nn.Flatten(), nn.Linear(4 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 5))
 
 
+def _with_B_equal_W(mode):
+    """:func:`_mixed` and a copy converted to ``mode`` whose every feedback matrix is set to its weight."""
+    ref = _mixed()
+    net = convert(copy.deepcopy(ref), mode, seed=1)
+    with torch.no_grad():
+        for layer in feedback_layers(net):
+            layer.B.copy_(layer.weight)
+    return ref, net
+
+
 def _grads(model, x, y):
     x = x.clone().requires_grad_(True)
     F.cross_entropy(model(x), y).backward()
@@ -54,11 +64,7 @@ def digits():
 # ------------------------------------------------------------------------------------------------------
 # gradient contracts
 def test_fa_with_B_equal_W_is_backprop_exactly():
-    ref = _mixed()
-    fa = convert(copy.deepcopy(ref), "fa", seed=1)
-    with torch.no_grad():
-        for layer in feedback_layers(fa):
-            layer.B.copy_(layer.weight)
+    ref, fa = _with_B_equal_W("fa")
     x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
     gx_ref, g_ref = _grads(ref, x, y)
     gx_fa, g_fa = _grads(fa, x, y)
@@ -76,11 +82,7 @@ def test_every_stored_mode_with_B_equal_W_is_backprop_and_sends_delta_through_B(
     """The one family's contract for every mode with a B of W's shape (FA, KP, DLL's Θ, SAL): B = W gives
     backprop's gradients exactly; otherwise grad_input = grad_output @ B (linear) and the weight gradients are
     backprop's; a learned B gets its rule's gradient and a fixed one none."""
-    ref = _mixed()
-    net = convert(copy.deepcopy(ref), mode, seed=1)
-    with torch.no_grad():
-        for layer in feedback_layers(net):
-            layer.B.copy_(layer.weight)
+    ref, net = _with_B_equal_W(mode)
     x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
     gx_ref, g_ref = _grads(ref, x, y)
     gx, g = _grads(net, x, y)
@@ -430,11 +432,7 @@ def test_every_stored_mode_with_B_equal_W_is_backprop_under_autocast(mode):
     """Inside ``torch.autocast`` (bfloat16) the one family keeps its contract in autocast's arithmetic: with
     B = W every mode's gradients equal those autograd computes for the plain net under the same autocast, bit for
     bit; and they differ from float32's, so the autocast did act on the feedback products."""
-    ref = _mixed()
-    net = convert(copy.deepcopy(ref), mode, seed=1)
-    with torch.no_grad():
-        for layer in feedback_layers(net):
-            layer.B.copy_(layer.weight)
+    ref, net = _with_B_equal_W(mode)
     x, y = torch.randn(7, 2, 8, 8), torch.randint(0, 5, (7,))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         gx_ref, g_ref = _grads(ref, x, y)

@@ -136,7 +136,8 @@ class SupervisedNet(Learner):
     every local rule stay float32 (mixed precision, Micikevicius et al. 2018). The equations are the same; each
     product is rounded to bfloat16 (relative error about 2⁻⁸). An FA epoch of SAL's deep net in NHWC took 11.6 s
     against 24.2 s on MNIST and 2 CIFAR-10 epochs 25.2 against 55.8 s (a 2-core Xeon with AMX; suite
-    sal-cost-precision); without AMX or AVX-512 BF16 it can be slower than float32. Default float32.
+    sal-cost-precision); the gain needs bfloat16 hardware (AMX, AVX-512 BF16, a recent GPU) and was not measured
+    elsewhere. Default float32.
     ``weight_decay``: default 0, except ``kp`` 1e-3 (Akrout et al. 2019, as in PAPERS.md); KP needs the
     decay to be decoupled so that ``W − B`` shrinks by ``(1 − lr·wd)`` every step, hence ``kp`` with
     ``optimizer="adam"`` runs AdamW (SGD's decay acts on ``W`` and ``B`` alike and also works).

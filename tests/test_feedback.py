@@ -426,7 +426,6 @@ def test_channels_last_changes_the_layout_and_only_the_rounding(mode):
         SupervisedNet((3, 20, 20), 10, arch="sal_cnn", channels_last="yes")
 
 
-
 @pytest.mark.parametrize("mode", STORED)
 def test_every_stored_mode_with_B_equal_W_is_backprop_under_autocast(mode):
     """Inside ``torch.autocast`` (bfloat16) the one family keeps its contract in autocast's arithmetic: with
@@ -477,6 +476,7 @@ def test_bfloat16_precision_runs_the_passes_under_autocast_and_keeps_float32_sta
     assert not any(t.dtype == torch.bfloat16 for t in b16.state_dict().values() if torch.is_tensor(t))
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         SupervisedNet((3, 20, 20), 10, arch="sal_cnn", precision="half")
+
 
 def test_feedback_contract_holds_under_autocast():
     """Inside ``torch.autocast`` the one family's contract is kept in autocast's dtype: ``grad_input ==

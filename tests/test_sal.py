@@ -935,6 +935,28 @@ def test_native_sal_phase_draws_the_same_spikes_and_sums_as_the_torch_route(monk
         assert out_n[f"sal_noise/{i}"] == pytest.approx(out_t[f"sal_noise/{i}"], rel=1e-4)
 
 
+@pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
+                    reason="the native SAL kernel is not built")
+def test_native_sal_span_does_not_change_a_bit(monkeypatch):
+    """The kernel's span (a group's SAL sums of several steps added together) orders its memory access, not its sums:
+    any span gives the same spikes and the same B to the bit, with two groups of networks in a half (35 = 32 + 3) and
+    a block's steps not a multiple of the span."""
+    from neuroplastic.sal.native import NativePhase
+
+    def phase(span):
+        monkeypatch.setattr(NativePhase, "span", span)
+        m = _driven_sal(3, sal_nets=70, sal_blocks=2, sal_block_steps=150)
+        out = m.sal_phase()
+        return [x.B.detach().clone() for x in m._dense()], out["sal_rate"]
+
+    plain, rate = phase(1)
+    assert rate > 0.01
+    for span in (2, 7, 64, None):
+        b, r = phase(span)
+        assert r == rate
+        assert all(torch.equal(x, y) for x, y in zip(b, plain)), span
+
+
 def _xoshiro_lanes(key: int, r: int, steps: int, units: int) -> list[list[float]]:
     """The native route's uniforms of network r written out: eight xoshiro128++ lanes, lane word j (= 8 w + q) seeded
     with the top 32 bits of SplitMix64's finaliser of key + (32 r + j + 1) * golden; unit g from lane g mod 8."""

@@ -16,6 +16,11 @@
  * sums of its own), on up to two threads of torch's OpenMP team (_team.h); within a slice in groups of GROUP, each
  * group step by step. Every value is summed in one order whatever the number of threads, so the result does not
  * depend on it.
+ *
+ * A group keeps its spikes and traces of `span` steps and adds their SAL sums after the last of them, sorted by unit
+ * and then by step and network: every sum is added in the order of span 1 (so the span does not change a result by a
+ * bit; tested), but each row of a sum is read and written once per span of steps instead of once per step (a half's
+ * sums are megabytes: they do not stay in the core's caches).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,7 +32,7 @@
 #include "../_stream.h"
 #include "../_team.h"
 
-#define NATIVE_ABI 4
+#define NATIVE_ABI 5
 #define MAX_LAYERS 16
 #define GROUP 32 /* networks run together, step by step */
 
@@ -122,10 +127,11 @@ static void seed_net(xoshiro8_t *gen, uint64_t key, int64_t r)
     xoshiro8_seed(gen, key + (uint64_t)r * 32 * 0x9E3779B97F4A7C15ULL);
 }
 
-/* a step of network r: its spikes from the potentials of the PSPs so far, appended to spikes (unit g, network r), with
- * the traces they pair with (x, ΣN + 8 floats, from the spike ages before this step's spikes enter), and its PSPs
+/* a step of network r: its spikes from the potentials of the PSPs so far, appended to spikes (unit g, slot: where its
+ * traces are in the group's buffer), with the traces they pair with (x, ΣN + 8 floats, from the spike ages before this
+ * step's spikes enter), and its PSPs
  * that start or end appended to events (unit g, network r, on/off); returns the number of events appended */
-static int64_t step_net(const phase_t *p, int64_t r, float *x, uint8_t *flags, int32_t *spikes,
+static int64_t step_net(const phase_t *p, int64_t r, int32_t slot, float *x, uint8_t *flags, int32_t *spikes,
                         int64_t *n_spikes, int32_t *events)
 {
     int64_t tot = p->total, L = p->layers;
@@ -147,7 +153,7 @@ static int64_t step_net(const phase_t *p, int64_t r, float *x, uint8_t *flags, i
         for (int64_t g = g0; g < g0 + 8; ++g) {
             if (flags[g] & 1) {
                 spiked[2 * n_spiked] = (int32_t)g;
-                spiked[2 * n_spiked + 1] = (int32_t)r;
+                spiked[2 * n_spiked + 1] = slot;
                 ++n_spiked;
                 fired[g] += 1.0f;
                 while (g >= p->start[l + 1])
@@ -187,17 +193,18 @@ static void sort_by_unit(const int32_t *pairs, int64_t n, int64_t tot, int32_t *
         order[first[pairs[2 * i]]++] = (int32_t)i;
 }
 
-/* SAL: each spike of a group's step (networks r0 ...; their traces x, ΣN + 8 floats apart) pairs with the earlier
- * spikes of the layers it joins through a feedback projection. Sorted by unit, so each row of a sum is read once per
- * step for every network whose unit fired (in network order, as one network after another would add them). */
-static void sal_sums(const phase_t *p, int half, const int32_t *spikes, int64_t n, const float *x, int64_t r0,
-                     int32_t *first, int32_t *order)
+/* SAL: each spike of a group's span of steps (its traces at slot (step - first step) * group + (network - r0) of x,
+ * ΣN + 8 floats apart) pairs with the earlier spikes of the layers it joins through a feedback projection. Sorted by
+ * unit (stable: then by step and network), so each row of a sum is read once per span for every spike of its unit, in
+ * the order in which one step after another, one network after another, would add them. */
+static void sal_sums(const phase_t *p, int half, const int32_t *spikes, int64_t n, const float *x, int32_t *first,
+                     int32_t *order)
 {
     int64_t tot = p->total, L = p->layers;
     sort_by_unit(spikes, n, tot, first, order);
     for (int64_t i = 0, l = 0; i < n; ++i) {
-        int64_t g = spikes[2 * order[i]], r = spikes[2 * order[i] + 1];
-        const float *xr = x + (r - r0) * (tot + 8);
+        int64_t g = spikes[2 * order[i]], slot = spikes[2 * order[i] + 1];
+        const float *xr = x + slot * (tot + 8);
         while (g >= p->start[l + 1]) /* units ascend */
             ++l;
         int64_t k = g - p->start[l];
@@ -234,12 +241,13 @@ static void apply_events(const phase_t *p, const int32_t *events, int64_t n_even
 typedef struct {
     int64_t lo, hi;
     int32_t *spikes, *events, *first, *order;
-    float *x; /* the group's traces (and draws), ΣN + 8 floats per network */
+    float *x; /* the group's traces (and draws) of a span of steps, ΣN + 8 floats per network and step */
     uint8_t *flags;
 } slice_t;
 
 typedef struct {
     const phase_t *p;
+    int64_t span; /* steps whose SAL sums a group adds together */
     slice_t slice[2];
 } run_t;
 
@@ -251,13 +259,18 @@ static void run_task(void *ctx, int tid, int nt)
     for (int k = tid; k < 2; k += nt) {
         slice_t *c = &job->slice[k];
         for (int64_t r0 = c->lo; r0 < c->hi; r0 += GROUP) /* a group's potentials stay in the core's cache */
-            for (int64_t s = 0; s < p->steps; ++s) {
-                int64_t n_events = 0, n_spikes = 0;
-                for (int64_t r = r0; r < c->hi && r < r0 + GROUP; ++r)
-                    n_events += step_net(p, r, c->x + (r - r0) * (p->total + 8), c->flags, c->spikes, &n_spikes,
-                                         c->events + 2 * n_events);
-                sal_sums(p, r0 >= p->split, c->spikes, n_spikes, c->x, r0, c->first, c->order);
-                apply_events(p, c->events, n_events, c->first, c->order);
+            for (int64_t s0 = 0; s0 < p->steps; s0 += job->span) {
+                int64_t n_spikes = 0;
+                for (int64_t s = s0; s < p->steps && s < s0 + job->span; ++s) {
+                    int64_t n_events = 0;
+                    for (int64_t r = r0; r < c->hi && r < r0 + GROUP; ++r) {
+                        int32_t slot = (int32_t)((s - s0) * GROUP + r - r0);
+                        n_events += step_net(p, r, slot, c->x + slot * (p->total + 8), c->flags, c->spikes,
+                                             &n_spikes, c->events + 2 * n_events);
+                    }
+                    apply_events(p, c->events, n_events, c->first, c->order);
+                }
+                sal_sums(p, r0 >= p->split, c->spikes, n_spikes, c->x, c->first, c->order);
             }
     }
 }
@@ -267,13 +280,14 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     (void)self;
     phase_t p;
     int threads;
+    long long span;
     unsigned long long sizes, ptrs, table, key, u, fired, count, z, ages;
-    if (!PyArg_ParseTuple(args, "LLLLLLLLLfKKKKKKKKKi", &p.steps, &p.nets, &p.layers, &p.split, &p.m, &p.cut,
+    if (!PyArg_ParseTuple(args, "LLLLLLLLLfKKKKKKKKKiL", &p.steps, &p.nets, &p.layers, &p.split, &p.m, &p.cut,
                           &p.nearest, &p.refractory, &p.psp_above, &p.log_tau, &sizes, &ptrs, &table, &key, &u,
-                          &fired, &count, &z, &ages, &threads))
+                          &fired, &count, &z, &ages, &threads, &span))
         return NULL;
     if (p.layers < 1 || p.layers > MAX_LAYERS || p.m < 1 || p.cut < 1 || p.cut > 30000 || p.split < 0
-        || p.split > p.nets) {
+        || p.split > p.nets || span < 1 || span > 1024) {
         PyErr_SetString(PyExc_ValueError, "sal native: bad shapes");
         return NULL;
     }
@@ -303,19 +317,19 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     p.z = (float *)(uintptr_t)z;
     p.ages = (int16_t *)(uintptr_t)ages;
     size_t tot = (size_t)p.total;
-    run_t job = {&p, {{0, p.split, NULL, NULL, NULL, NULL, NULL, NULL},
-                      {p.split, p.nets, NULL, NULL, NULL, NULL, NULL, NULL}}};
+    run_t job = {&p, span, {{.lo = 0, .hi = p.split}, {.lo = p.split, .hi = p.nets}}};
     p.gen = aligned_alloc(64, (size_t)p.nets * sizeof *p.gen);
     int ok = p.gen != NULL;
     for (int64_t r = 0; ok && r < p.nets; ++r)
         seed_net(p.gen + r, (uint64_t)key, r);
     for (int k = 0; k < 2; ++k) { /* a group's events: at most one per unit and network */
         slice_t *c = &job.slice[k];
-        c->spikes = malloc(2 * tot * GROUP * sizeof *c->spikes);
+        size_t span_n = (size_t)span * GROUP; /* a span's (step, network) pairs */
+        c->spikes = malloc(2 * tot * span_n * sizeof *c->spikes);
         c->events = malloc(2 * tot * GROUP * sizeof *c->events);
         c->first = malloc((tot + 1) * sizeof *c->first);
-        c->order = malloc(tot * GROUP * sizeof *c->order);
-        c->x = malloc((tot + 8) * GROUP * sizeof *c->x);
+        c->order = malloc(tot * span_n * sizeof *c->order);
+        c->x = malloc((tot + 8) * span_n * sizeof *c->x);
         c->flags = calloc(tot + 8, 1); /* read 8 at a time: the tail stays 0 */
         ok = ok && c->spikes && c->events && c->first && c->order && c->x && c->flags;
     }

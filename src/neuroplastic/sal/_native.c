@@ -120,6 +120,18 @@ CLONES static void fire(const float *restrict t, int16_t *restrict cnt, float *r
     }
 }
 
+/* the flags of 64 units (fire) as two bit masks: bit i of sp for a spike of unit i, of ev for a PSP edge */
+CLONES static void masks(const uint8_t *restrict flag, uint64_t *sp, uint64_t *ev)
+{
+    uint64_t a = 0, b = 0;
+    for (int i = 0; i < 64; ++i) {
+        a |= (uint64_t)(flag[i] & 1) << i;
+        b |= (uint64_t)((flag[i] >> 1) & 1) << i;
+    }
+    *sp = a;
+    *ev = b;
+}
+
 /* network r's generators for a call with key `key`: lane word j of network r from SplitMix64 of key + (32 r + j + 1)
  * times the golden ratio (_stream.h), so every network of every call has its own numbers */
 static void seed_net(xoshiro8_t *gen, uint64_t key, int64_t r)
@@ -145,26 +157,24 @@ static int64_t step_net(const phase_t *p, int64_t r, int32_t slot, float *x, uin
     int64_t n_spiked = 0, n_events = 0;
     int32_t *spiked = spikes + 2 * *n_spikes;
     int any[MAX_LAYERS + 1] = {0};
-    for (int64_t g0 = 0, l = 0; g0 < tot; g0 += 8) {
-        uint64_t w;
-        memcpy(&w, flags + g0, 8);
-        if (!w) /* no spike and no PSP edge among these 8 units (the usual case) */
-            continue;
-        for (int64_t g = g0; g < g0 + 8; ++g) {
-            if (flags[g] & 1) {
-                spiked[2 * n_spiked] = (int32_t)g;
-                spiked[2 * n_spiked + 1] = slot;
-                ++n_spiked;
-                fired[g] += 1.0f;
-                while (g >= p->start[l + 1])
-                    ++l;
-                any[l] = 1;
-            }
-            if (flags[g] & 2) {
-                events[2 * n_events] = (int32_t)g;
-                events[2 * n_events + 1] = (int32_t)(z[g] > 0.0f ? r + 1 : -r - 1);
-                ++n_events;
-            }
+    for (int64_t g0 = 0, l = 0; g0 < tot; g0 += 64) { /* 64 units at a time, their flags as bit masks */
+        uint64_t sp, ev;
+        masks(flags + g0, &sp, &ev);
+        for (; sp; sp &= sp - 1) { /* the spikes, in unit order */
+            int64_t g = g0 + __builtin_ctzll(sp);
+            spiked[2 * n_spiked] = (int32_t)g;
+            spiked[2 * n_spiked + 1] = slot;
+            ++n_spiked;
+            fired[g] += 1.0f;
+            while (g >= p->start[l + 1])
+                ++l;
+            any[l] = 1;
+        }
+        for (; ev; ev &= ev - 1) { /* the PSPs that start or end, in unit order */
+            int64_t g = g0 + __builtin_ctzll(ev);
+            events[2 * n_events] = (int32_t)g;
+            events[2 * n_events + 1] = (int32_t)(z[g] > 0.0f ? r + 1 : -r - 1);
+            ++n_events;
         }
     }
     *n_spikes += n_spiked;
@@ -330,7 +340,7 @@ static PyObject *py_run(PyObject *self, PyObject *args)
         c->first = malloc((tot + 1) * sizeof *c->first);
         c->order = malloc(tot * span_n * sizeof *c->order);
         c->x = malloc((tot + 8) * span_n * sizeof *c->x);
-        c->flags = calloc(tot + 8, 1); /* read 8 at a time: the tail stays 0 */
+        c->flags = calloc(tot + 64, 1); /* read 64 at a time: the tail stays 0 */
         ok = ok && c->spikes && c->events && c->first && c->order && c->x && c->flags;
     }
     if (ok) {

@@ -96,7 +96,9 @@ class NativePhase:
     instead of once per step. ``None``: as many steps as fit :attr:`SPAN_BYTES` of traces, at most 8. Any span gives
     the same result to the bit (tested). On a 2-core Intel Xeon (AVX-512, AMX), 2 threads, the phase of a fresh
     MNIST net of SAL's deep net took 6.8-7.0 s with 80 networks and the default (5 steps) against 7.3-7.5 s with span
-    1 (the kernel before it), and 2.9 s against 3.2 s with the paper's 32 networks (8 steps): 7-10 % less."""
+    1 (the kernel before it), and 2.9 s against 3.2 s with the paper's 32 networks (8 steps): 7-10 % less. Reading a
+    step's spikes and PSP edges from bit masks of 64 units, not unit by unit, took 3 % more off (7.5 s against
+    7.7-7.8 s with 80 networks, an hour later on the same host, slower by then)."""
 
     #: bytes of a group's buffered traces that choose the default span (half a 2 MB L2 cache)
     SPAN_BYTES = 1 << 20

@@ -32,9 +32,10 @@
 #include "../_stream.h"
 #include "../_team.h"
 
-#define NATIVE_ABI 5
+#define NATIVE_ABI 6
 #define MAX_LAYERS 16
 #define GROUP 32 /* networks run together, step by step */
+#define SPAN_BYTES (1 << 20) /* a group's traces of a span of steps, at most (span 0: the most steps that fit, <= 8) */
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
@@ -141,8 +142,8 @@ static void seed_net(xoshiro8_t *gen, uint64_t key, int64_t r)
 
 /* a step of network r: its spikes from the potentials of the PSPs so far, appended to spikes (unit g, slot: where its
  * traces are in the group's buffer), with the traces they pair with (x, ΣN + 8 floats, from the spike ages before this
- * step's spikes enter), and its PSPs
- * that start or end appended to events (unit g, network r, on/off); returns the number of events appended */
+ * step's spikes enter), and its PSPs that start or end appended to events (unit g, network r, on/off); returns the
+ * number of events appended */
 static int64_t step_net(const phase_t *p, int64_t r, int32_t slot, float *x, uint8_t *flags, int32_t *spikes,
                         int64_t *n_spikes, int32_t *events)
 {
@@ -297,7 +298,7 @@ static PyObject *py_run(PyObject *self, PyObject *args)
                           &fired, &count, &z, &ages, &threads, &span))
         return NULL;
     if (p.layers < 1 || p.layers > MAX_LAYERS || p.m < 1 || p.cut < 1 || p.cut > 30000 || p.split < 0
-        || p.split > p.nets || span < 1 || span > 1024) {
+        || p.split > p.nets || span < 0 || span > 1024) {
         PyErr_SetString(PyExc_ValueError, "sal native: bad shapes");
         return NULL;
     }
@@ -327,6 +328,10 @@ static PyObject *py_run(PyObject *self, PyObject *args)
     p.z = (float *)(uintptr_t)z;
     p.ages = (int16_t *)(uintptr_t)ages;
     size_t tot = (size_t)p.total;
+    if (span == 0) { /* half of a 2 MB L2 cache */
+        span = SPAN_BYTES / (GROUP * (p.total + 8) * 4);
+        span = span < 1 ? 1 : span > 8 ? 8 : span;
+    }
     run_t job = {&p, span, {{.lo = 0, .hi = p.split}, {.lo = p.split, .hi = p.nets}}};
     p.gen = aligned_alloc(64, (size_t)p.nets * sizeof *p.gen);
     int ok = p.gen != NULL;

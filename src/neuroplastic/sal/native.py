@@ -41,7 +41,7 @@ import torch
 from .neurons import SpikingNet
 from .rule import SALRule
 
-_ABI = 5  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 6  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -93,15 +93,13 @@ class NativePhase:
 
     ``span`` orders the kernel's memory access, not its sums (``_native.c``): a group of networks keeps the spikes
     and traces of ``span`` steps and adds their SAL sums together, each row of a sum read and written once per span
-    instead of once per step. ``None``: as many steps as fit :attr:`SPAN_BYTES` of traces, at most 8. Any span gives
+    instead of once per step. ``None`` (or 0): as many steps as fit 1 MiB of a group's traces, at most 8. Any span gives
     the same result to the bit (tested). On a 2-core Intel Xeon (AVX-512, AMX), 2 threads, the phase of a fresh
     MNIST net of SAL's deep net took 6.8-7.0 s with 80 networks and the default (5 steps) against 7.3-7.5 s with span
     1 (the kernel before it), and 2.9 s against 3.2 s with the paper's 32 networks (8 steps): 7-10 % less. Reading a
     step's spikes and PSP edges from bit masks of 64 units, not unit by unit, took 3 % more off (7.5 s against
     7.7-7.8 s with 80 networks, an hour later on the same host, slower by then)."""
 
-    #: bytes of a group's buffered traces that choose the default span (half a 2 MB L2 cache)
-    SPAN_BYTES = 1 << 20
     span: int | None = None
 
     def __init__(self, net: SpikingNet, weights: list[torch.Tensor], feedback: list[torch.Tensor], rule: SALRule,
@@ -146,11 +144,4 @@ class NativePhase:
         _native.run(steps, net.n_nets, n, self.split, self.m, self.rule.cut, int(self.rule.pairing == "nearest"),
                     net.refractory, net._psp_above, net._log_tau, self.sizes.data_ptr(), ptrs.data_ptr(),
                     self.table.data_ptr(), key, net._u.data_ptr(), fired.data_ptr(),
-                    net._count.data_ptr(), net._z.data_ptr(), self.ages.data_ptr(), threads(), self._span())
-
-    def _span(self) -> int:
-        """The span of steps whose SAL sums the kernel adds together (class docstring)."""
-        if self.span is not None:
-            return int(self.span)
-        per_step = 32 * (sum(self.net.sizes) + 8) * 4  # a group (GROUP in _native.c) of networks' traces
-        return max(1, min(8, self.SPAN_BYTES // per_step))
+                    net._count.data_ptr(), net._z.data_ptr(), self.ages.data_ptr(), threads(), int(self.span or 0))

@@ -387,3 +387,20 @@ def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():
         s.where([("params.no_such_option", 1)])
     with pytest.raises(suite.SuiteError, match="no run matches"):
         s.where([("learner", "sal"), ("params.conv_mode", "fa")])
+
+
+def test_a_run_on_part_of_the_data_is_not_the_reproduction_of_a_full_run():
+    """A record names its data limits, and the reproduction table pairs only runs of the same limits: a 5,000-image
+    cost run of a preset is not set beside the earlier full run of it (it once showed as -31 points)."""
+    from neuroplastic.bench import store
+
+    full = {"learner": "bp", "dataset": "mnist", "preset": "mlp", "seed": 0, "epochs": 1, "batch_size": 64,
+            "test_acc": 0.97, "params": {}}
+    part = dict(full, limit_train=5000, limit_test=1000, test_acc=0.48)
+    earlier = {"section": "old", "meta": {"kind": "earlier"}, "records": [full]}
+    assert store.reproductions([earlier, {"section": "cost", "meta": {}, "records": [part]}]) == []
+    rows = store.reproductions([earlier, {"section": "again", "meta": {}, "records": [dict(full, test_acc=0.96)]}])
+    assert [x["suite"] for x in rows] == ["again"]
+    limited = {"section": "old-part", "meta": {"kind": "earlier"}, "records": [part]}
+    assert [x["earlier_section"] for x in store.reproductions([limited, {"section": "cost", "meta": {},
+                                                                            "records": [part]}])] == ["old-part"]

@@ -205,6 +205,11 @@ def test_run_and_record_have_the_standard_keys():
                 "commit", "cpu", "torch", "command"):
         assert key in rec
     assert rec["preset"] == "mlp" and 0.0 <= rec["test_acc"] <= 1.0
+    assert "limit_train" not in rec and "limit_test" not in rec  # all the data
+    part = experiment.run({"learner": "bp", "preset": "mlp", "params": {"hidden": [16]}, "epochs": 1,
+                           "limit_train": 300, "limit_test": 100}, progress=False)
+    rec = experiment.record(part, command="pytest")
+    assert rec["limit_train"] == 300 and rec["limit_test"] == 100
 
 
 def test_batches_cover_every_sample_once():

@@ -834,8 +834,8 @@ def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[s
     Keys: ``learner, dataset, preset, seed, epochs, status`` (``done`` or ``budget``), ``epochs_done,
     test_acc`` (fraction, final epoch), ``last5_test_acc`` (the mean test accuracy of the last 5 epochs, as
     Gierlich et al. 2025 report theirs; only when the run tested every one of them), ``val_acc, train_seconds,
-    samples_per_s, commit, cpu, cpu_isa, threads, torch, command, hash, protocol`` plus every extra scalar metric
-    the run reported.
+    samples_per_s, commit, cpu, cpu_isa, threads, torch, command, hash, protocol``, ``limit_train`` and
+    ``limit_test`` where the run used part of the data, plus every extra scalar metric the run reported.
     """
     cfg = out.config
     preset = cfg.get("preset") or cfg["params"].get("preset") or cfg["params"].get("arch") or "default"
@@ -857,6 +857,9 @@ def record(out: RunOutput, *, command: str, status: str | None = None) -> dict[s
         rec["last5_test_acc"] = last
     if cfg.get("recipe"):
         rec["recipe"] = cfg["recipe"]
+    for k in ("limit_train", "limit_test"):  # a run on part of the data says so (full data: no key)
+        if cfg.get(k) is not None:
+            rec[k] = cfg[k]
     if cfg.get("protocol") not in (None, {}, PROTOCOL_DEFAULTS):
         rec["protocol"] = {k: v for k, v in cfg["protocol"].items() if v != PROTOCOL_DEFAULTS.get(k)}
     if out.label_runs:

@@ -430,12 +430,13 @@ def _norm_params(r: dict[str, Any]) -> dict[str, Any]:
 def _key(r: dict[str, Any]) -> tuple:
     return (r.get("learner"), r.get("dataset"), str(r.get("preset")), r.get("seed"), r.get("epochs"),
             r.get("batch_size"), str(r.get("labels_per_class") or "all"), r.get("variant"), r.get("rerun"),
-            json.dumps(_norm_params(r), sort_keys=True, default=str))
+            r.get("limit_train"), r.get("limit_test"), json.dumps(_norm_params(r), sort_keys=True, default=str))
 
 
 def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count,
-    labelled variant and non-default parameters) was recorded before, with both accuracies; sections whose code
+    labelled variant, data limits and non-default parameters) was recorded before, with both accuracies; a run
+    on part of the data is not the reproduction of a run on all of it; sections whose code
     defaults have since changed (meta ``superseded``) are not compared."""
     earlier: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)
     for s in secs:
@@ -546,7 +547,7 @@ def render(secs: list[dict[str, Any]]) -> str:
         out += ["## Reproduced through the suites", "",
                 "Cells of the shipped suites re-run with `neuroplastic bench SUITE --where ...`, beside the earlier",
                 "record of the same configuration (learner, data, preset, seed, epochs, batch size, label count,",
-                "parameters). CPU runs are deterministic: a difference on the same kind of machine means the code's",
+                "data limits, parameters). CPU runs are deterministic: a difference on the same kind of machine means the code's",
                 "arithmetic changed since the earlier record; runs first recorded on a GPU differ by seed noise.", "",
                 rep, ""]
     hl = headlines(secs)

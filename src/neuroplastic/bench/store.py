@@ -547,8 +547,9 @@ def render(secs: list[dict[str, Any]]) -> str:
         out += ["## Reproduced through the suites", "",
                 "Cells of the shipped suites re-run with `neuroplastic bench SUITE --where ...`, beside the earlier",
                 "record of the same configuration (learner, data, preset, seed, epochs, batch size, label count,",
-                "data limits, parameters). CPU runs are deterministic: a difference on the same kind of machine means the code's",
-                "arithmetic changed since the earlier record; runs first recorded on a GPU differ by seed noise.", "",
+                "data limits, parameters). CPU runs are deterministic: a difference on the same kind of machine",
+                "means the code's arithmetic changed since the earlier record; runs first recorded on a GPU differ",
+                "by seed noise.", "",
                 rep, ""]
     hl = headlines(secs)
     if hl:

@@ -9,7 +9,15 @@ import math
 import pytest
 import torch
 
-from neuroplastic.sal import SALRule, SALTrace, SpikingNet, firing_probability, plasticity_noise, sal_step
+from neuroplastic.sal import (
+    SALRule,
+    SALTrace,
+    SpikingNet,
+    firing_probability,
+    plasticity_noise,
+    sal_pairs,
+    sal_step,
+)
 from neuroplastic.sal.studies import block_rate, flow_field, two_neurons
 
 
@@ -409,8 +417,8 @@ def test_a_sal_phase_shows_its_blocks_in_the_training_progress(capsys):
     assert heard == ["a"]
 
 
-@pytest.mark.parametrize("persist", [False, True])
-def test_sal_learner_resumes_exactly(tmp_path, persist):
+@pytest.mark.parametrize("persist, dense", [(False, False), (True, False), (True, True)])
+def test_sal_learner_resumes_exactly(tmp_path, persist, dense):
     from neuroplastic import data
     from neuroplastic.trainer import fit
 
@@ -419,7 +427,10 @@ def test_sal_learner_resumes_exactly(tmp_path, persist):
 
     def run(epochs, resume):
         torch.manual_seed(0)
-        m = _small_sal(plasticity_noise=0.05, synaptic_noise=0.1, sal_persist=persist)
+        if dense and not __import__("neuroplastic.sal.native", fromlist=["available"]).available():
+            pytest.skip("the native SAL kernel is not built")
+        noise = {"sal_precision": "bfloat16"} if dense else {"plasticity_noise": 0.05}
+        m = _small_sal(synaptic_noise=0.1, sal_persist=persist, **noise)
         fit(m, small, epochs=epochs, batch_size=32, seed=0, checkpoint_dir=tmp_path, resume=resume, progress=False)
         return m
 
@@ -1123,3 +1134,126 @@ def test_analysis_phases_run_at_the_rate_the_run_had_reached():
         m.phase_log = m.phase_log[:0]
         assert m.phase_rates(1) == pytest.approx([0.2, 0.2], rel=1e-12)
     assert m.sal_cfg["lr"] == [0.6, 0.6] and m.sal_cfg["lr_decay"] == 1.0 and len(m.phase_log) == 2
+
+
+_NATIVE = pytest.mark.skipif(not __import__("neuroplastic.sal.native", fromlist=["available"]).available(),
+                             reason="the native SAL kernel is not built")
+
+
+def _dense_chain(sizes, nets, refractory=10, gain=2.5, seed=0):
+    """A chain ``SpikingNet`` as a phase builds it (``W_l`` forward, ``B_lᵀ`` back), weights and feedback drawn with a
+    gain that makes it fire, and the ``DensePhase`` pieces."""
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(b, a, generator=g) * gain / a**0.5 for a, b in itertools.pairwise(sizes)]
+    feedback = [torch.randn(b, a, generator=g) * gain / a**0.5 for a, b in itertools.pairwise(sizes)]
+    projections = {}
+    for l, (w, b) in enumerate(zip(weights, feedback), start=1):
+        projections[(l - 1, l)], projections[(l, l - 1)] = w, b.t()
+    biases = [torch.randn(n, generator=g) for n in sizes]
+    net = SpikingNet(sizes, projections, biases, n_nets=nets, tau_ref=10, refractory=refractory,
+                     generator=torch.Generator().manual_seed(seed + 1))
+    return net, weights, feedback
+
+
+@_NATIVE
+@pytest.mark.parametrize("refractory, nets, chunk, plan", [
+    (10, 6, 35, [(0, 40), (1, 100), (0, 15), (1, 70)]),  # burn-in, a block over chunks, settling, a short block
+    (9, 5, 200, [(1, 60), (1, 12), (0, 3), (1, 50)]),  # Buesing's refractory (more spikes in a window); odd halves
+])
+def test_dense_sal_sums_are_the_all_pairs_sums_of_its_own_spikes_block_by_block(refractory, nets, chunk, plan):
+    """The dense route's SAL sums (terms y written by the kernel from spike ages, one product per chunk of rows) are
+    the all-pairs sums of the spikes it drew (:func:`sal_pairs` over traces of the whole run), block by block: a pair
+    counts in the block of its later spike, pairs across a block's start or end and through settling steps included,
+    per half of the networks. Up to bfloat16's rounding of the terms (2^-9 relative); a pair missed or counted twice
+    would move a sum by a whole term."""
+    from neuroplastic.sal.native import DensePhase
+
+    sizes = [12, 9, 7, 3]
+    net, weights, feedback = _dense_chain(sizes, nets, refractory)
+    rule = SALRule(tau=10.0, cut=20)
+    split = nets // 2
+    recorded = []
+
+    class Recording(DensePhase):
+        def _shift(self, steps):
+            rows = []
+            for k, sl in self.where:
+                halves = [self.s[k][h][self.c: self.c + steps, :, sl].float() for h in (0, 1)]
+                rows.append(torch.cat(halves, dim=1))
+            recorded.append(rows)
+            super()._shift(steps)
+
+    phase = Recording(net, weights, feedback, rule, split, chunk)
+    fired = torch.zeros(nets, sum(sizes))
+    blocks, t = [], 0
+    for summed, steps in plan:
+        sums = [[torch.zeros(a, b) for _ in range(2)] for a, b in itertools.pairwise(sizes)] if summed else None
+        phase.run(steps, fired, sums)
+        if summed:
+            blocks.append((t, t + steps, sums))
+        t += steps
+    spikes = [torch.cat([r[p] for r in recorded]) for p in range(len(sizes))]  # [T, R, N] per population
+    assert spikes[0].shape[0] == t and float(sum(s.sum() for s in spikes)) == float(fired.sum())
+    assert all(s.mean() > 0.02 for s in spikes)
+    traces = [SALTrace(rule, (nets, n)).traces(s) for n, s in zip(sizes, spikes)]  # from the spikes before each step
+    halves = [slice(0, split), slice(split, nets)]
+    for b0, b1, sums in blocks:
+        for l in range(1, len(sizes)):
+            for h, part in enumerate(halves):
+                want = sal_pairs(spikes[l][b0:b1, part], spikes[l - 1][b0:b1, part], traces[l][b0:b1, part],
+                                 traces[l - 1][b0:b1, part])
+                assert want.abs().max() > 1
+                torch.testing.assert_close(sums[l - 1][h], want, rtol=0, atol=0.01 * float(want.abs().max()))
+
+
+@_NATIVE
+@pytest.mark.parametrize("bias", [-3.0, 0.0, 2.0])
+def test_dense_sal_units_fire_at_the_rate_of_their_probability_and_refractory_period(bias):
+    """Without input a unit of the dense route fires as a renewal process: a spike with probability
+    p = σ(b − ln τ_ref) at every free step, then ``refractory`` steps without, so its rate is p / (1 + refractory·p);
+    and its PSP lasts τ_ref steps (a spike's unit is on in the next τ_ref steps' PSPs, read back from the chain)."""
+    from neuroplastic.sal.native import DensePhase
+
+    sizes, nets, steps = [64, 64], 50, 400
+    net, weights, feedback = _dense_chain(sizes, nets, gain=0.0)
+    net.biases = [torch.full((n,), bias) for n in sizes]
+    phase = DensePhase(net, weights, feedback, SALRule(tau=10.0, cut=20), nets // 2, 100)
+    fired = torch.zeros(nets, sum(sizes))
+    phase.run(steps, fired)
+    p = float(firing_probability(torch.tensor(bias), 10))
+    want = p / (1 + 10 * p)
+    rate = float(fired.mean()) / steps
+    assert rate == pytest.approx(want, rel=0.05, abs=2e-4)
+    assert float(fired.max()) <= math.ceil(steps / 11)  # never two spikes within the refractory period
+    phase.store_state()
+    count = net.chain_state()
+    assert int(count.min()) >= 0 and int(count.max()) <= 11
+
+
+@_NATIVE
+def test_dense_sal_phase_aligns_B_as_the_float32_route_does(monkeypatch):
+    """A phase on the dense bfloat16 route pulls B towards W as the float32 route does: the same sampling noise and
+    pull of its two halves (logged per layer) within their spread over phases, and the angle falls phase by phase."""
+    def phases(precision):
+        m = _driven_sal(4, sal_nets=16, sal_blocks=4, sal_block_steps=500, sal_precision=precision)
+        outs, angles = [], [m.diagnostics()["angle_deg_mean"]]
+        for _ in range(3):
+            outs.append(m.sal_phase())
+            angles.append(m.diagnostics()["angle_deg_mean"])
+        return outs, angles
+
+    (o32, a32), (o16, a16) = phases("float32"), phases("bfloat16")
+    assert all(b < a for a, b in itertools.pairwise(a16)) and a16[-1] < a16[0] - 15, a16
+    assert abs(a16[-1] - a32[-1]) < 5, (a16, a32)
+    for key in [k for k in o32[0] if k.startswith(("sal_pull/", "sal_noise/"))]:
+        for x, y in zip(o32, o16):
+            assert y[key] == pytest.approx(x[key], rel=0.25), key
+    assert o16[0]["sal_rate"] == pytest.approx(o32[0]["sal_rate"], rel=0.05)
+
+
+def test_sal_precision_is_validated_before_work():
+    with pytest.raises(ValueError, match="sal_precision must be one of"):
+        _small_sal(sal_precision="float16")
+    for kw in ({"sal_pairing": "nearest"}, {"plasticity_noise": 0.05}):
+        with pytest.raises(ValueError, match="sal_precision bfloat16"):
+            _small_sal(sal_precision="bfloat16", **kw)

@@ -32,7 +32,7 @@
 #include "../_stream.h"
 #include "../_team.h"
 
-#define NATIVE_ABI 6
+#define NATIVE_ABI 7
 #define MAX_LAYERS 16
 #define GROUP 32 /* networks run together, step by step */
 #define SPAN_BYTES (1 << 20) /* a group's traces of a span of steps, at most (span 0: the most steps that fit, <= 8) */
@@ -401,10 +401,198 @@ static PyObject *py_uniforms(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- the dense bfloat16 route (neuroplastic.sal.native.DensePhase): torch computes a step's potentials as
+ * bfloat16 products (the chain is bipartite: one product for the even populations, one for the odd), and this draws
+ * the step's spikes as draws() and fire() above, from bfloat16 potentials, with bfloat16 PSPs and spikes (1.0 is
+ * 0x3F80), keeps the ages of each unit's last m spikes and writes the SAL terms y of the row c steps back:
+ *
+ *   y_j(i) = sum over unit j's spikes at steps s, 0 < |s - i| <= c, of  +k(s - i) (s > i)  or  -k(i - s) (s < i)
+ *
+ * so that a feedback projection's all-pairs update over the rows i is sum_i s_post(i)^T y_pre(i) (one product per
+ * chunk of rows, in torch). A pair counts in the block of its later spike: an anti-causal term (s > i) only where s is
+ * in the block (its age at most `e`, the steps of the block so far), a causal one (s < i) only where row i is in it
+ * (`causal`). The row lies `o` steps before the newest spikes: o = c while stepping; at a block's end its last c rows
+ * are written with o = c - 1 .. 0 (no step: fire = 0). */
+static inline float bf16_float(uint16_t h)
+{
+    union { uint32_t i; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+static inline uint16_t float_bf16(float x) /* round to nearest even (no NaNs here) */
+{
+    union { float f; uint32_t i; } v = {x};
+    return (uint16_t)((v.i + 0x7FFFu + ((v.i >> 16) & 1u)) >> 16);
+}
+
+CLONES static void fire_bf16(const uint16_t *restrict u, float *restrict t, int16_t *restrict cnt,
+                             uint16_t *restrict z, uint16_t *restrict out, float *restrict fired, int64_t n,
+                             xoshiro8_t *restrict gen, float log_tau, int16_t restart, int16_t above)
+{
+    xoshiro8_uniforms(gen, t, n);
+    for (int64_t g = 0; g < n; ++g) {
+        float q = t[g] * (1.0f + exp_approx(log_tau - bf16_float(u[g])));
+        int16_t c0 = cnt[g];
+        int16_t c = (int16_t)(c0 - (c0 > 0));
+        int16_t f = (int16_t)((c == 0) & (q < 1.0f));
+        c = f ? restart : c;
+        cnt[g] = c;
+        z[g] = c > above ? 0x3F80 : 0;
+        out[g] = f ? 0x3F80 : 0;
+        fired[g] += (float)f;
+    }
+}
+
+/* every spike age one step older (at most none), then the step's spikes (out) enter slot 0, the older ones move down */
+CLONES static void age_bf16(int16_t *restrict a, const uint16_t *restrict out, int64_t m, int64_t n, int16_t none)
+{
+    for (int64_t q = 0; q < m; ++q)
+        age(a + q * n, n, none);
+    for (int64_t q = m - 1; q > 0; --q)
+        for (int64_t g = 0; g < n; ++g)
+            a[q * n + g] = out[g] ? a[(q - 1) * n + g] : a[q * n + g];
+    for (int64_t g = 0; g < n; ++g)
+        a[g] = out[g] ? 0 : a[g];
+}
+
+/* y[g] = sum over slots q of tab[a_q[g]] (tab: the row's terms by spike age, 0 at none), rounded to bfloat16 */
+CLONES static void terms_bf16(const int16_t *restrict a, int64_t m, int64_t stride, int64_t n,
+                              const float *restrict tab, uint16_t *restrict y)
+{
+    for (int64_t g = 0; g < n; ++g) {
+        float v = tab[a[g]];
+        for (int64_t q = 1; q < m; ++q)
+            v += tab[a[q * stride + g]];
+        y[g] = float_bf16(v);
+    }
+}
+
+typedef struct {
+    int64_t nets, split, n[2], yfrom[2], m, fire, refractory, psp_above;
+    int16_t none;
+    float log_tau;
+    const uint16_t *u[2];
+    int16_t *count[2], *ages[2];
+    uint16_t *z[2], *s[2][2], *y[2][2]; /* s, y: [segment][half] -> [R_h, n] and [R_h, n - yfrom] (y: NULL for none) */
+    /* ages: [R, m, n - yfrom], the spike ages of the units with terms */
+    float *fired[2];
+    const float *tab;
+    xoshiro8_t *gen;
+    float *scratch[2]; /* per thread: a segment's draws */
+} dense_t;
+
+/* the networks of thread tid (the first half of them on thread 0, the rest on 1): the even segment then the odd */
+static void dense_task(void *ctx, int tid, int nt)
+{
+    const dense_t *d = ctx;
+    float *t = d->scratch[tid];
+    int64_t half = (d->nets + 1) / 2, lo = nt > 1 ? tid * half : 0, hi = nt > 1 && tid == 0 ? half : d->nets;
+    for (int64_t r = lo; r < hi; ++r) {
+        int h = r >= d->split;
+        int64_t rh = r - (h ? d->split : 0);
+        for (int k = 0; k < 2; ++k) {
+            int64_t n = d->n[k], o = r * n;
+            int64_t f0 = d->yfrom[k], ny = n - f0; /* the units with terms (pre of a feedback projection) */
+            int16_t *ages = d->ages[k] + r * ny * d->m;
+            if (d->fire) {
+                uint16_t *out = d->s[k][h] + rh * n;
+                fire_bf16(d->u[k] + o, t, d->count[k] + o, d->z[k] + o, out, d->fired[k] + o, n, d->gen + r,
+                          d->log_tau, (int16_t)(d->refractory + 1), (int16_t)d->psp_above);
+                if (ny > 0)
+                    age_bf16(ages, out + f0, d->m, ny, d->none);
+            }
+            if (d->y[k][h] && ny > 0)
+                terms_bf16(ages, d->m, ny, ny, d->tab, d->y[k][h] + rh * ny);
+        }
+    }
+}
+
+/* dense_step(nets, split, n_even, n_odd, yfrom_even, yfrom_odd, m, cut, fire, refractory, psp_above, log_tau,
+ * kernel, o, e, causal, u_even, u_odd, ptrs, gen, threads): a step (fire = 1) or a row of terms only (fire = 0).
+ * kernel: k(1..cut) (float32); u_even, u_odd: the step's potentials ([nets, n], bfloat16); ptrs (int64 [16]): per
+ * segment count, z, fired, ages (of the units from yfrom on), then s and y of both halves (0: no terms) */
+static PyObject *py_dense_step(PyObject *self, PyObject *args)
+{
+    (void)self;
+    dense_t d;
+    long long cut, o, e;
+    int causal, threads;
+    unsigned long long kernel, u_even, u_odd, ptrs, gen;
+    if (!PyArg_ParseTuple(args, "LLLLLLLLLLLfKLLiKKKKi", &d.nets, &d.split, &d.n[0], &d.n[1], &d.yfrom[0],
+                          &d.yfrom[1], &d.m, &cut, &d.fire, &d.refractory, &d.psp_above, &d.log_tau, &kernel, &o, &e,
+                          &causal, &u_even, &u_odd, &ptrs, &gen, &threads))
+        return NULL;
+    if (d.nets < 1 || d.n[0] < 1 || d.n[1] < 1 || d.m < 1 || cut < 1 || cut > 10000 || o < 0 || o > cut
+        || d.split < 0 || d.split > d.nets) {
+        PyErr_SetString(PyExc_ValueError, "sal native: bad shapes");
+        return NULL;
+    }
+    const unsigned long long *pt = (const unsigned long long *)(uintptr_t)ptrs;
+    d.u[0] = (const uint16_t *)(uintptr_t)u_even;
+    d.u[1] = (const uint16_t *)(uintptr_t)u_odd;
+    for (int k = 0; k < 2; ++k) {
+        const unsigned long long *q = pt + 8 * k;
+        d.count[k] = (int16_t *)(uintptr_t)q[0];
+        d.z[k] = (uint16_t *)(uintptr_t)q[1];
+        d.fired[k] = (float *)(uintptr_t)q[2];
+        d.ages[k] = (int16_t *)(uintptr_t)q[3];
+        for (int h = 0; h < 2; ++h) {
+            d.s[k][h] = (uint16_t *)(uintptr_t)q[4 + h];
+            d.y[k][h] = (uint16_t *)(uintptr_t)q[6 + h];
+        }
+    }
+    d.gen = (xoshiro8_t *)(uintptr_t)gen;
+    d.none = (int16_t)(2 * cut + 1);
+    /* the row's terms by spike age a (the spike o - a steps after the row): +k(o - a) for a < o, if a <= e; -k(a - o)
+     * for o < a <= o + cut, if causal; 0 otherwise (a = o: the row's own step; a = none: no spike) */
+    const float *k = (const float *)(uintptr_t)kernel;
+    float *tab = malloc((size_t)(2 * cut + 2) * sizeof *tab);
+    int64_t most = (d.n[0] > d.n[1] ? d.n[0] : d.n[1]) + 8;
+    d.scratch[0] = malloc((size_t)most * sizeof(float));
+    d.scratch[1] = malloc((size_t)most * sizeof(float));
+    int ok = tab && d.scratch[0] && d.scratch[1];
+    if (ok) {
+        for (int64_t a = 0; a <= 2 * cut + 1; ++a)
+            tab[a] = a < o ? (a <= e ? k[o - a - 1] : 0.0f) : (a > o && a - o <= cut && causal ? -k[a - o - 1] : 0.0f);
+        d.tab = tab;
+        int nt = threads < 1 ? 1 : threads > 2 ? 2 : threads;
+        omp_found();
+        Py_BEGIN_ALLOW_THREADS
+        team_run(dense_task, &d, nt);
+        Py_END_ALLOW_THREADS
+    }
+    free(tab);
+    free(d.scratch[0]);
+    free(d.scratch[1]);
+    if (!ok)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* dense_seed(key, nets, gen): every network's lanes as seed_net seeds them for a call with key `key` (gen: nets x
+ * 128 bytes, 32-byte aligned) */
+static PyObject *py_dense_seed(PyObject *self, PyObject *args)
+{
+    (void)self;
+    unsigned long long key, gen;
+    long long nets;
+    if (!PyArg_ParseTuple(args, "KLK", &key, &nets, &gen))
+        return NULL;
+    if ((gen & 31) != 0 || nets < 1) {
+        PyErr_SetString(PyExc_ValueError, "sal native: bad generator buffer");
+        return NULL;
+    }
+    for (int64_t r = 0; r < nets; ++r)
+        seed_net((xoshiro8_t *)(uintptr_t)gen + r, (uint64_t)key, r);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"run", py_run, METH_VARARGS, "Run a chunk of a SAL phase (see neuroplastic.sal.native)."},
     {"uniforms", py_uniforms, METH_VARARGS,
      "uniforms(key, steps, nets, units, out): the numbers run() draws in a call with this key (float32)"},
+    {"dense_step", py_dense_step, METH_VARARGS, "One step's spikes of the dense bfloat16 route (DensePhase)."},
+    {"dense_seed", py_dense_seed, METH_VARARGS, "Seed the dense route's generators (DensePhase)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "Native CPU kernel of a SAL phase.", -1,

@@ -115,6 +115,15 @@ On the CPU the phase runs on the native route when it is built (:mod:`neuroplast
 and sums, event by event in C, its uniforms drawn in C; about three times as fast as the torch route's dense products
 on a 2-core CPU); elsewhere, or with ``NEUROPLASTIC_NATIVE=0``, on the torch route.
 
+``sal_precision="bfloat16"`` (not in the paper; ``"float32"``, the default, is its arithmetic): the phase runs on the
+dense route (:class:`~neuroplastic.sal.native.DensePhase`, CPU and native kernel needed): every step's potentials are
+two dense products of bfloat16 operands (float32 accumulation, a bfloat16 result), the SAL sums one product per chunk
+of steps, the spikes drawn by the native kernel. Why: on a CPU with matrix units (AMX) dense bfloat16 products outrun
+the event-driven float32 route, whose work is already only that of the spikes; the issue's cost target (a phase at most
+half an SGD epoch) is out of reach of the float32 phase beside a bfloat16 SGD epoch (suite sal-mnist-100-bf16). The
+rounding (weights, potentials, the window's terms) changes which spikes are drawn, so it is a labelled option whose
+effect on alignment and accuracy is measured, not assumed. All-pairs only, without plasticity noise.
+
 Each phase also measures how far it can align ``B``: the networks run in two halves whose updates are summed
 apart, so the phase's sampling noise is known (:func:`~neuroplastic.sal.rule.phase_noise`), and with the fraction
 of the distance to ``W`` the phase closed it gives the stationary angle of the noisy relaxation
@@ -157,10 +166,12 @@ from .rule import (
 )
 from .rule import plasticity_noise as draw_plasticity_noise
 
-__all__ = ["BNORMS", "SALIdeal", "SALNet"]
+__all__ = ["BNORMS", "SAL_PRECISIONS", "SALIdeal", "SALNet"]
 
 #: what happens to ``B``'s norm after a phase: ``free`` (the paper's rule) or ``initial`` (held at its initial norm)
 BNORMS = ("free", "initial")
+#: the phase's arithmetic: ``float32`` (the native or torch route) or ``bfloat16`` (the dense route, a labelled option)
+SAL_PRECISIONS = ("float32", "bfloat16")
 
 _LOCALITY = Locality(True, False, False, "B is never copied from W: each feedback synapse learns from the spike "
                      "timing of the two units it joins; but SGD still routes the output error down through B "
@@ -178,8 +189,8 @@ class SALNet(SupervisedNet):
     layers with fixed random feedback; a phase of ``sal_blocks`` = 5 blocks of ``sal_block_steps`` = 2,000 steps
     (200·τ_ref) over ``sal_nets`` = 32 parallel networks before every epoch, ``τ_ref`` = 10, exponential window
     cut at 2τ_ref, all-pairs, no burn-in (``sal_burn_in``: steps run first and summed nowhere; module
-    docstring), no settling steps after each update of ``B`` (``sal_settle``) and every phase from rest
-    (``sal_persist``). Logs per dense layer the
+    docstring), no settling steps after each update of ``B`` (``sal_settle``), every phase from rest
+    (``sal_persist``) and float32 arithmetic (``sal_precision``). Logs per dense layer the
     feedback family's alignment keys and the phase's rate.
     """
 
@@ -198,7 +209,7 @@ class SALNet(SupervisedNet):
                  sal_max_gain: float | None = None, sal_bnorm: str = "free", loss: str = "ce",
                  refractory: int | None = None, sal_lr_decay: float = 0.0, sal_ideal_pull: float | None = None,
                  sal_burn_in: int = 0, sal_settle: int = 0, sal_persist: bool = False, channels_last: bool = False,
-                 precision: str = "float32", seed: int = 0) -> None:
+                 precision: str = "float32", sal_precision: str = "float32", seed: int = 0) -> None:
         rates = [float(sal_lr)] if isinstance(sal_lr, (int, float)) else [float(v) for v in sal_lr]
         for v in rates:
             check_range("sal_lr", v, 0)
@@ -218,6 +229,11 @@ class SALNet(SupervisedNet):
             check_range("sal_ideal_pull", sal_ideal_pull, 1e-6, 1)
         if sal_bnorm not in BNORMS:
             raise ValueError(f"sal_bnorm must be one of {', '.join(BNORMS)}, got {sal_bnorm!r}")
+        if sal_precision not in SAL_PRECISIONS:
+            raise ValueError(f"sal_precision must be one of {', '.join(SAL_PRECISIONS)}, got {sal_precision!r}")
+        if sal_precision == "bfloat16" and (sal_pairing != "all" or plasticity_noise > 0):
+            raise ValueError("sal_precision bfloat16 (the dense route) sums all pairs without plasticity noise: "
+                             f"got sal_pairing {sal_pairing!r}, plasticity_noise {plasticity_noise}")
         if sal_window not in WINDOWS or sal_pairing not in PAIRINGS:
             raise ValueError(f"sal_window must be one of {', '.join(WINDOWS)} and sal_pairing one of "
                              f"{', '.join(PAIRINGS)}, got {sal_window!r}, {sal_pairing!r}")
@@ -232,7 +248,8 @@ class SALNet(SupervisedNet):
                         "max_gain": None if sal_max_gain is None else float(sal_max_gain), "bnorm": sal_bnorm,
                         "refractory": refractory, "lr_decay": float(sal_lr_decay),
                         "ideal_pull": None if sal_ideal_pull is None else float(sal_ideal_pull),
-                        "burn_in": int(sal_burn_in), "settle": int(sal_settle), "persist": sal_persist}
+                        "burn_in": int(sal_burn_in), "settle": int(sal_settle), "persist": sal_persist,
+                        "precision": sal_precision}
         self.sal_gen = torch.Generator().manual_seed(seed + 0x5A1)
         if not self._dense():
             raise ValueError(f"arch {arch!r} has no dense layers for SAL to learn the feedback of")
@@ -262,7 +279,7 @@ class SALNet(SupervisedNet):
     def choices(cls) -> dict[str, list[str]]:
         """The supervised net's choices plus SAL's window, pairing and what happens to ``B``'s norm after a phase."""
         return {**super().choices(), "sal_window": list(WINDOWS), "sal_pairing": list(PAIRINGS),
-                "sal_bnorm": list(BNORMS)}
+                "sal_bnorm": list(BNORMS), "sal_precision": list(SAL_PRECISIONS)}
 
     def _dense(self) -> list[FeedbackLinear]:
         return [m for m in self.net.modules() if isinstance(m, FeedbackLinear) and m.mode == "sal"]
@@ -373,14 +390,22 @@ class SALNet(SupervisedNet):
         free_all = torch.zeros_like(fired_all)  # the same over the steps summed nowhere (burn-in, settling)
         spans = list(itertools.pairwise(itertools.accumulate(sizes, initial=0)))
         fired, free = [fired_all[:, a:b] for a, b in spans], [free_all[:, a:b] for a, b in spans]
+        dense_route = cfg["precision"] == "bfloat16"
+        if dense_route and not (sal_native.available() and dev.type == "cpu"):
+            raise RuntimeError("sal_precision bfloat16 needs the native SAL kernel and the CPU")
+        dense_phase = sal_native.DensePhase(net, weights, feedback, self.rule, halves[-1].start or r, chunk) \
+            if dense_route else None
         native = sal_native.NativePhase(net, weights, feedback, self.rule, halves[-1].start or r) \
-            if self.native_route() else None
+            if self.native_route() and not dense_route else None
 
         def advance(total: int) -> None:
             """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
             discard = (*native.sums(), free_all) if native is not None and total else None
             for start in range(0, total, chunk):
                 steps = min(chunk, total - start)
+                if dense_phase is not None:
+                    dense_phase.run(steps, free_all)
+                    continue
                 if discard is not None:
                     native.run(steps, *discard)
                     continue
@@ -405,7 +430,11 @@ class SALNet(SupervisedNet):
                         if nz[0] is not None:
                             h, a = h * nz[0].t(), a * nz[1].t()
                         dP[l][k] = self.rule.amplitude * (h - a)
-            for start in range(0, cfg["block_steps"] if native is None else 0, chunk):
+            if dense_phase is not None:  # the dense bfloat16 route (sal.native.DensePhase)
+                sums = [[torch.zeros(n_lo, n_up) for _ in halves] for n_lo, n_up in itertools.pairwise(sizes)]
+                dense_phase.run(cfg["block_steps"], fired_all, sums)
+                dP = [[self.rule.amplitude * d for d in per] for per in sums]
+            for start in range(0, cfg["block_steps"] if native is None and dense_phase is None else 0, chunk):
                 s = net.run(min(chunk, cfg["block_steps"] - start))  # [T, R, N] per population
                 for f, sp in zip(fired, s):
                     f += sp.sum(0)
@@ -453,6 +482,8 @@ class SALNet(SupervisedNet):
         if cfg["max_gain"] is not None:
             out.update({f"sal_scale/{index[l]}": s for l, s in enumerate(scales)})
         if cfg["persist"]:
+            if dense_phase is not None:
+                dense_phase.store_state()
             self.chains = net.chain_state()
         summed = [float(f.sum(dtype=torch.float64)) for f in fired]  # spikes per population in the blocks
         psp = net.event_ops([s + float(f.sum(dtype=torch.float64)) for s, f in zip(summed, free)])

@@ -28,6 +28,10 @@ OpenMP threads (:func:`threads`; the team of ``_team.h``, as the RBM's native st
 order whatever their number, so the result does not depend on it. On a 2-core AMD EPYC (AVX2), two threads, the
 paper's phase of a fresh MNIST net (32 networks, 10,000 steps) took 12.5 s here against 36.1 s on the torch route, and
 0.15-0.16 of an SGD epoch in training runs (suite sal-cost-many's note, which also has the profile).
+
+:class:`DensePhase` is the other native route, a labelled option (``sal_precision="bfloat16"``): dense bfloat16
+products for the potentials and the SAL sums (oneDNN, on AMX where the CPU has it), the kernel drawing the spikes and
+writing the window's terms.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 from .neurons import SpikingNet
 from .rule import SALRule
 
-_ABI = 6  # the interface of _native.c this module calls (its NATIVE_ABI)
+_ABI = 7  # the interface of _native.c this module calls (its NATIVE_ABI)
 
 try:
     from . import _native
@@ -50,7 +54,7 @@ except ImportError:  # built without a C compiler: the torch route
 if getattr(_native, "ABI", None) != _ABI:  # a stale build (a rebuild failed): the torch route
     _native = None
 
-__all__ = ["NativePhase", "available", "chunk_key", "chunk_uniforms", "threads"]
+__all__ = ["DensePhase", "NativePhase", "available", "chunk_key", "chunk_uniforms", "threads"]
 
 
 def available() -> bool:
@@ -143,3 +147,212 @@ class NativePhase:
                     net.refractory, net._psp_above, net._log_tau, self.sizes.data_ptr(), ptrs.data_ptr(),
                     self.table.data_ptr(), key, net._u.data_ptr(), fired.data_ptr(),
                     net._count.data_ptr(), net._z.data_ptr(), self.ages.data_ptr(), threads(), int(self.span or 0))
+
+
+_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+
+
+def _packed(mats: list[torch.Tensor], rows: int) -> list[torch.Tensor] | None:
+    """``mats`` (bfloat16 linear weights ``[out, in]``) packed in oneDNN's layout for products with ``rows`` rows
+    (torch's ``mkldnn._reorder_linear_weight``, as torch's compiler prepacks frozen weights), or ``None`` where torch
+    lacks the ops or the packed product differs from ``addmm``'s (checked once, on the first matrix)."""
+    global _LINEAR
+    if _LINEAR is None or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        packed = [torch.ops.mkldnn._reorder_linear_weight(m, rows) for m in mats]
+        if not _PACK_CHECKED:
+            x = (torch.arange(3 * mats[0].shape[1]).view(3, -1) % 3 == 0).to(torch.bfloat16)
+            bias = torch.zeros(mats[0].shape[0], dtype=torch.bfloat16)
+            want = torch.nn.functional.linear(x, mats[0], bias)
+            got = _LINEAR(x, torch.ops.mkldnn._reorder_linear_weight(mats[0], 3), bias, "none", [], "")
+            if not torch.equal(want, got):
+                raise RuntimeError("packed product differs")
+            _PACK_CHECKED.append(True)
+        return packed
+    except (RuntimeError, AttributeError):
+        _LINEAR = None
+        return None
+
+
+_PACK_CHECKED: list[bool] = []
+
+
+class DensePhase:
+    r"""A phase's chain ``net`` on the dense bfloat16 route (``sal_precision="bfloat16"``; a labelled option, not
+    the paper's arithmetic). Each step's potentials are two dense products with bfloat16 operands, float32
+    accumulation and a bfloat16 result, on the CPU's matrix units where it has them (AMX); the kernel
+    (``_native.c``'s ``dense_step``: the native route's uniforms, exponential and refractory clock) draws the step's
+    spikes from them. The chain is bipartite, the even populations ``0, 2, …`` receiving only from the odd ones and
+    the odd ones only from the even, so
+
+    .. math::  u_\text{even} = b_\text{even} + z_\text{odd} M_{oe}, \qquad
+               u_\text{odd} = b_\text{odd} + z_\text{even} M_{eo}
+
+    with ``M`` the projections' blocks (``W_lᵀ`` from ``l-1`` to ``l``, ``B_l`` from ``l`` to ``l-1``; zero between
+    populations that are not neighbours), rebuilt from ``weights`` and ``feedback`` at every block (``B`` moves
+    between blocks).
+
+    The SAL sums are products too. With the window's terms of a pre unit ``j`` at row (step) ``i``,
+
+    .. math::  y_j(i) = \sum_{s:\ 0 < |s - i| \le c} \operatorname{sign}(s - i)\, k(|s - i|)\,[\text{spike of } j
+               \text{ at } s],
+
+    the all-pairs update of the feedback projection ``l → l-1`` (pre = layer ``l``, post = layer ``l-1``) over a
+    block is :math:`\sum_i s_{l-1}(i)^\top y_l(i)` (the pairs :func:`~neuroplastic.sal.rule.sal_pairs` sums: +A for a
+    pre spike after the post spike, −A before), a pair counting in the block of its later spike, as on the other
+    routes. The kernel writes ``y`` of the row ``c`` steps back at every step (from the ages of each unit's last spikes),
+    and of the block's last ``c`` rows at its end; every chunk of rows is one product per projection and half of the
+    networks, added to float32 sums. All-pairs only, without plasticity noise.
+
+    What bfloat16 changes (8 bits of mantissa): the weights, the potentials (about 0.4 % of ``|u|``) and the terms
+    ``y`` are rounded, so a spike whose uniform lands within that rounding of its probability goes the other way, and
+    a chunk's sums carry a relative rounding of about 2^-9. The rounding does not favour ``B = W``; whether it changes
+    what SAL reaches is measured (suite sal-mnist-100-dense), not assumed. Without AMX (or AVX-512 BF16) bfloat16
+    products are slower than float32 ones."""
+
+    def __init__(self, net: SpikingNet, weights: list[torch.Tensor], feedback: list[torch.Tensor], rule: SALRule,
+                 split: int, chunk: int) -> None:
+        if not available():
+            raise RuntimeError("the native SAL kernel is not built (or NEUROPLASTIC_NATIVE=0)")
+        n = len(weights)
+        expected = {(l - 1, l) for l in range(1, n + 1)} | {(l, l - 1) for l in range(1, n + 1)}
+        if set(net.projections) != expected or any(p.dim() != 2 for p in net.projections.values()) \
+                or net.device.type != "cpu" or rule.pairing != "all":
+            raise ValueError("the dense SAL route runs a chain of 2-D projections l-1 <-> l on the CPU, all-pairs only")
+        self.net, self.weights, self.feedback, self.rule = net, weights, feedback, rule
+        r, c, bf = net.n_nets, rule.cut, torch.bfloat16
+        self.split, self.chunk, self.c = int(split), int(chunk), c
+        self.m = math.ceil((2 * c + 1) / (net.refractory + 1))  # spikes a unit can fire in 2c + 1 steps
+        offsets = [0, 0]
+        self.where: list[tuple[int, slice]] = []  # population -> (segment, its units there); population 0 first
+        for p, size in enumerate(net.sizes):
+            self.where.append((p % 2, slice(offsets[p % 2], offsets[p % 2] + size)))
+            offsets[p % 2] += size
+        self.n = offsets
+        self.yfrom = [net.sizes[0], 0]  # population 0 is pre of no feedback projection: no terms
+        self.u = [torch.empty(r, m, dtype=bf) for m in self.n]
+        self.z = [torch.zeros(r, m, dtype=bf) for m in self.n]
+        self.count = [torch.zeros(r, m, dtype=torch.int16) for m in self.n]
+        self.fired = [torch.zeros(r, m) for m in self.n]
+        self.ages = [torch.full((r, self.m, m - f), 2 * c + 1, dtype=torch.int16) for m, f in zip(self.n, self.yfrom)]
+        self.bias = [torch.zeros(m, dtype=bf) for m in self.n]
+        for p, b in enumerate(net.biases):
+            k, sl = self.where[p]
+            self.bias[k][sl] = b.to(bf)
+        # the products' weights as a linear layer's, [out, in]: odd -> even, even -> odd (packed for oneDNN if it can)
+        self.mat = [torch.zeros(self.n[k], self.n[1 - k], dtype=bf) for k in (0, 1)]
+        self.packed: list[torch.Tensor] | None = None
+        rows = [self.split, r - self.split]
+        # per segment and half: the spikes of c rows before a chunk and of the chunk, and the chunk's terms
+        self.s = [[torch.zeros(c + self.chunk, rh, m, dtype=bf) for rh in rows] for m in self.n]
+        self.y = [[torch.zeros(max(c, self.chunk), rh, m - f, dtype=bf) for rh in rows]
+                  for m, f in zip(self.n, self.yfrom)]
+        self.kernel = rule.kernel("cpu", torch.float32).contiguous()
+        self.gen = torch.empty(r * 128 + 32, dtype=torch.uint8)  # every network's lanes (128 bytes), 32-aligned
+        off = (-self.gen.data_ptr()) % 32
+        self.gen_view = self.gen[off: off + r * 128]
+        _native.dense_seed(chunk_key(net.generator), r, self.gen_view.data_ptr())
+        for p, cnt in enumerate(net.countdown):  # the chain's state (at rest, or the last phase's)
+            k, sl = self.where[p]
+            self.count[k][:, sl] = cnt
+            self.z[k][:, sl] = (cnt > net._psp_above).to(bf)
+
+    def store_state(self) -> None:
+        """The chain's countdowns back into ``net`` (for :meth:`SpikingNet.chain_state`), its PSPs set from them."""
+        for p, cnt in enumerate(self.net.countdown):
+            k, sl = self.where[p]
+            cnt.copy_(self.count[k][:, sl])
+        self.net._set_psps()
+
+    def _load_weights(self) -> None:
+        """The blocks of ``M`` from the weights and feedback as they are now (bfloat16), packed in oneDNN's layout
+        for the products where torch has oneDNN's linear op (the same products, without a repacking every step)."""
+        for l, (w, b) in enumerate(zip(self.weights, self.feedback), start=1):
+            (ka, sa), (kb, sb) = self.where[l - 1], self.where[l]  # l-1 -> l: W_l; l -> l-1: B_lᵀ
+            self.mat[kb][sb, sa] = w.to(torch.bfloat16)
+            self.mat[ka][sa, sb] = b.t().to(torch.bfloat16)
+        self.packed = _packed(self.mat, self.net.n_nets)
+
+    def _pointers(self, s_row: int, y_row: int | None, steps: int = 1) -> torch.Tensor:
+        """``dense_step``'s pointers for ``steps`` steps ``[steps, 16]``: per segment count, z, fired, ages, then the
+        spikes' rows ``s_row + t`` and the terms' rows ``y_row + t`` of both halves (0: none)."""
+        base, move = [], []
+        for k in (0, 1):
+            base += [self.count[k].data_ptr(), self.z[k].data_ptr(), self.fired[k].data_ptr(), self.ages[k].data_ptr()]
+            move += [0] * 4
+            for h in (0, 1):
+                b = self.s[k][h]
+                base.append(b[s_row].data_ptr() if b.numel() else 0)
+                move.append(b[0].numel() * 2 if b.numel() else 0)
+            for h in (0, 1):
+                b = self.y[k][h]
+                base.append(b[y_row].data_ptr() if y_row is not None and b.numel() else 0)
+                move.append(b[0].numel() * 2 if y_row is not None and b.numel() else 0)
+        t = torch.arange(steps, dtype=torch.int64)[:, None]
+        return torch.tensor(base, dtype=torch.int64) + t * torch.tensor(move, dtype=torch.int64)
+
+    def _call(self, ptrs: int, fire: bool, o: int, e: int, u: tuple[int, int] = (0, 0)) -> None:
+        net = self.net
+        _native.dense_step(net.n_nets, self.split, self.n[0], self.n[1], self.yfrom[0], self.yfrom[1], self.m, self.c,
+                           int(fire), net.refractory, net._psp_above, net._log_tau, self.kernel.data_ptr(), o, e,
+                           int(e >= o), u[0], u[1], ptrs, self.gen_view.data_ptr(), threads())
+
+    def _chunk(self, steps: int, first: int | None) -> None:
+        """``steps`` steps (at most a chunk); with ``first`` (the block's steps before this chunk) each step also
+        writes the terms of the row ``c`` steps back into row ``t`` of :attr:`y`."""
+        c = self.c
+        ptrs = self._pointers(c, None if first is None else 0, steps)
+        at, row = ptrs.data_ptr(), ptrs.shape[1] * 8
+        for t in range(steps):
+            if self.packed is not None:
+                u = (_LINEAR(self.z[1], self.packed[0], self.bias[0], "none", [], ""),
+                     _LINEAR(self.z[0], self.packed[1], self.bias[1], "none", [], ""))
+            else:
+                u = (torch.addmm(self.bias[0], self.z[1], self.mat[0].t(), out=self.u[0]),
+                     torch.addmm(self.bias[1], self.z[0], self.mat[1].t(), out=self.u[1]))
+            self._call(at + t * row, True, c, 0 if first is None else first + t, (u[0].data_ptr(), u[1].data_ptr()))
+
+    def _add_sums(self, sums: list[list[torch.Tensor]], s_rows: slice, y_rows: slice) -> None:
+        """Every feedback projection's ``Σ_i s_post(i)ᵀ y_pre(i)`` over the rows, per half, added to ``sums``."""
+        for l in range(1, len(self.net.sizes)):
+            (kp, sp), (kq, sq) = self.where[l - 1], self.where[l]
+            for h, total in enumerate(sums[l - 1]):
+                post = self.s[kp][h][s_rows, :, sp].flatten(0, 1)
+                pre = self.y[kq][h][y_rows, :, sq.start - self.yfrom[kq]: sq.stop - self.yfrom[kq]].flatten(0, 1)
+                total += (post.t() @ pre).float()
+
+    def _shift(self, steps: int) -> None:
+        """The last ``c`` rows of spikes become the next chunk's first."""
+        for per in self.s:
+            for buf in per:
+                buf[: self.c] = buf[steps: steps + self.c].clone()
+
+    def _settle_fired(self, fired: torch.Tensor) -> None:
+        for p, size in enumerate(self.net.sizes):
+            k, sl = self.where[p]
+            start = sum(self.net.sizes[:p])
+            fired[:, start: start + size] += self.fired[k][:, sl]
+        for f in self.fired:
+            f.zero_()
+
+    def run(self, steps: int, fired: torch.Tensor, sums: list[list[torch.Tensor]] | None = None) -> None:
+        """``steps`` free-running steps in chunks; every unit's spikes added to ``fired`` ``[R, ΣN]`` (the net's
+        order). With ``sums`` (one ``[n_{l-1}, n_l]`` per feedback projection and half of the networks) the steps
+        are a block: its all-pairs SAL sums ``Δ(B_lᵀ)`` (without ``A``) are added, its last ``c`` rows' terms written
+        at its end; without, they only advance the chain (burn-in, settling: summed nowhere)."""
+        self._load_weights()
+        c, done = self.c, 0
+        while done < steps:
+            n = min(self.chunk, steps - done)
+            self._chunk(n, None if sums is None else done)
+            if sums is not None:
+                self._add_sums(sums, slice(0, n), slice(0, n))
+                if done + n == steps:  # the block's last c rows: the terms of the spikes up to its end
+                    ptrs = self._pointers(0, 0, c)
+                    for q in range(c):
+                        self._call(ptrs[q].data_ptr(), False, c - 1 - q, steps - 1)
+                    self._add_sums(sums, slice(n, n + c), slice(0, c))
+            self._shift(n)
+            done += n
+        self._settle_fired(fired)

@@ -333,3 +333,33 @@ def test_peak_memory_is_measured_per_run_not_per_process():
     m = learners.get("bp", in_shape=b.in_shape, n_classes=10, arch="mlp", hidden=[16])
     res = trainer.fit(m, b, epochs=1, batch_size=64, progress=False)
     assert 0 < res.peak_memory_mb < 1200, res.peak_memory_mb  # the lifetime peak would be above 1.5 GB
+
+
+def test_a_few_labels_probe_standardises_with_every_training_images_features():
+    """A probe of one label per class reads features standardised with the statistics of every training image (their
+    labels unused): features that happen to be zero on the ten labelled images but active elsewhere would otherwise
+    be divided by σ = 1e-6 and drown the informative ones, leaving the probe at chance."""
+    from neuroplastic.data.core import ArrayDataset, DataBundle
+    from neuroplastic.probe import fit_probe, per_class_subset
+
+    g = torch.Generator().manual_seed(0)
+    n, classes = 600, 3
+    y = torch.arange(n) % classes
+    labelled = per_class_subset(y, 1, 0)
+    centres = 4.0 * torch.eye(classes)
+    informative = centres[y] + torch.randn(n, classes, generator=g)
+    sparse = torch.rand(n, 40, generator=g) * (torch.rand(n, 40, generator=g) < 0.2)  # active on a fifth
+    sparse[labelled] = 0.0  # ... but never on the labelled few
+    feats = torch.cat([informative, sparse], 1)
+
+    class Frozen(torch.nn.Module):  # its "images" are the row numbers; its features the table above
+        probe_epochs, probe_lr, probe_dropout, probe_batch_size = 30, 0.05, 0.0, 64
+
+        def features(self, x):
+            return feats[x[:, 0].long()]
+
+    rows = torch.arange(n, dtype=torch.float32)[:, None]
+    split = ArrayDataset(rows, y)
+    bundle = DataBundle("table", split, None, split, classes)
+    _, runs = fit_probe(Frozen(), bundle, labels_per_class=[1], min_steps=30, progress=False)
+    assert runs[0]["n_labels"] == classes and runs[0]["test_acc"] > 0.9, runs

@@ -208,7 +208,7 @@ class DensePhase:
     What bfloat16 changes (8 bits of mantissa): the weights, the potentials (about 0.4 % of ``|u|``) and the terms
     ``y`` are rounded, so a spike whose uniform lands within that rounding of its probability goes the other way, and
     a chunk's sums carry a relative rounding of about 2^-9. The rounding does not favour ``B = W``; whether it changes
-    what SAL reaches is measured (suite sal-mnist-100-dense), not assumed. Without AMX (or AVX-512 BF16) bfloat16
+    what SAL reaches is measured (suite sal-mnist-100-bf16's dense cell), not assumed. Without AMX (or AVX-512 BF16) bfloat16
     products are slower than float32 ones."""
 
     def __init__(self, net: SpikingNet, weights: list[torch.Tensor], feedback: list[torch.Tensor], rule: SALRule,

@@ -1156,17 +1156,23 @@ def _dense_chain(sizes, nets, refractory=10, gain=2.5, seed=0):
 
 
 @_NATIVE
-@pytest.mark.parametrize("refractory, nets, chunk, plan", [
-    (10, 6, 35, [(0, 40), (1, 100), (0, 15), (1, 70)]),  # burn-in, a block over chunks, settling, a short block
-    (9, 5, 200, [(1, 60), (1, 12), (0, 3), (1, 50)]),  # Buesing's refractory (more spikes in a window); odd halves
+@pytest.mark.parametrize("refractory, nets, chunk, plan, packed", [
+    (10, 6, 35, [(0, 40), (1, 100), (0, 15), (1, 70)], True),  # burn-in, a block over chunks, settling, a short block
+    (9, 5, 200, [(1, 60), (1, 12), (0, 3), (1, 50)], True),  # Buesing's refractory (more spikes in a window); odd halves
+    (10, 4, 50, [(1, 120)], False),  # torch's addmm where oneDNN's packed product is missing
 ])
-def test_dense_sal_sums_are_the_all_pairs_sums_of_its_own_spikes_block_by_block(refractory, nets, chunk, plan):
+def test_dense_sal_sums_are_the_all_pairs_sums_of_its_own_spikes_block_by_block(monkeypatch, refractory, nets, chunk,
+                                                                                 plan, packed):
     """The dense route's SAL sums (terms y written by the kernel from spike ages, one product per chunk of rows) are
     the all-pairs sums of the spikes it drew (:func:`sal_pairs` over traces of the whole run), block by block: a pair
     counts in the block of its later spike, pairs across a block's start or end and through settling steps included,
     per half of the networks. Up to bfloat16's rounding of the terms (2^-9 relative); a pair missed or counted twice
     would move a sum by a whole term."""
+    from neuroplastic.sal import native
     from neuroplastic.sal.native import DensePhase
+
+    if not packed:
+        monkeypatch.setattr(native, "_LINEAR", None)
 
     sizes = [12, 9, 7, 3]
     net, weights, feedback = _dense_chain(sizes, nets, refractory)
@@ -1185,6 +1191,8 @@ def test_dense_sal_sums_are_the_all_pairs_sums_of_its_own_spikes_block_by_block(
 
     phase = Recording(net, weights, feedback, rule, split, chunk)
     fired = torch.zeros(nets, sum(sizes))
+    phase.run(0, fired)  # loads the weights: packed for oneDNN where it can
+    assert (phase.packed is not None) == (packed and native._LINEAR is not None)
     blocks, t = [], 0
     for summed, steps in plan:
         sums = [[torch.zeros(a, b) for _ in range(2)] for a, b in itertools.pairwise(sizes)] if summed else None

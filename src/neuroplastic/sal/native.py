@@ -293,6 +293,8 @@ class DensePhase:
         return torch.tensor(base, dtype=torch.int64) + t * torch.tensor(move, dtype=torch.int64)
 
     def _call(self, ptrs: int, fire: bool, o: int, e: int, u: tuple[int, int] = (0, 0)) -> None:
+        """One ``dense_step``: a step (``fire``, from the potentials at ``u``) or a row of terms only, the row ``o``
+        steps before the newest spikes, ``e`` the block's steps up to them (``_native.c``)."""
         net = self.net
         _native.dense_step(net.n_nets, self.split, self.n[0], self.n[1], self.yfrom[0], self.yfrom[1], self.m, self.c,
                            int(fire), net.refractory, net._psp_above, net._log_tau, self.kernel.data_ptr(), o, e,
@@ -328,7 +330,8 @@ class DensePhase:
             for buf in per:
                 buf[: self.c] = buf[steps: steps + self.c].clone()
 
-    def _settle_fired(self, fired: torch.Tensor) -> None:
+    def _add_fired(self, fired: torch.Tensor) -> None:
+        """The spike counts of the segments added to ``fired`` (the net's order), then zeroed."""
         for p, size in enumerate(self.net.sizes):
             k, sl = self.where[p]
             start = sum(self.net.sizes[:p])
@@ -355,4 +358,4 @@ class DensePhase:
                     self._add_sums(sums, slice(n, n + c), slice(0, c))
             self._shift(n)
             done += n
-        self._settle_fired(fired)
+        self._add_fired(fired)

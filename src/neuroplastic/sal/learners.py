@@ -400,12 +400,12 @@ class SALNet(SupervisedNet):
 
         def advance(total: int) -> None:
             """``total`` steps that advance the copy and its traces, summed nowhere (burn-in, settling)."""
+            if dense_phase is not None:  # in its chunks, the weights loaded once
+                dense_phase.run(total, free_all)
+                return
             discard = (*native.sums(), free_all) if native is not None and total else None
             for start in range(0, total, chunk):
                 steps = min(chunk, total - start)
-                if dense_phase is not None:
-                    dense_phase.run(steps, free_all)
-                    continue
                 if discard is not None:
                     native.run(steps, *discard)
                     continue

@@ -404,3 +404,22 @@ def test_a_run_on_part_of_the_data_is_not_the_reproduction_of_a_full_run():
     limited = {"section": "old-part", "meta": {"kind": "earlier"}, "records": [part]}
     assert [x["earlier_section"] for x in store.reproductions([limited, {"section": "cost", "meta": {},
                                                                             "records": [part]}])] == ["old-part"]
+
+
+def test_a_run_with_flips_or_another_probe_is_not_the_reproduction_of_a_plain_run():
+    """The protocol entries that change what is measured (flips, whitening, the probe) are part of a record's
+    configuration: a flip-augmented run is not set beside the earlier plain run (it once showed as +1.23 points),
+    while a suite cell that turns them off, or only evaluates more often, is still that run's reproduction."""
+    from neuroplastic.bench import store
+
+    plain = {"learner": "hebbian-cnn", "dataset": "cifar-10", "preset": "optimal", "seed": 0, "epochs": 1,
+             "batch_size": 64, "test_acc": 0.74, "params": {}}
+    earlier = {"section": "old", "meta": {"kind": "earlier"}, "records": [plain]}
+    flips = dict(plain, test_acc=0.75, protocol={"hflip": True, "probe": {"epochs": 50, "flip": True, "eval_every": 5}})
+    off = dict(plain, test_acc=0.738, protocol={"checkpoint_every": 200, "hflip": False, "labels_per_class": ["all"],
+                                                "probe": {"epochs": None, "flip": False, "eval_every": 5}})
+    assert store.reproductions([earlier, {"section": "s", "meta": {}, "records": [flips]}]) == []
+    rows = store.reproductions([earlier, {"section": "s", "meta": {}, "records": [off, flips]}])
+    assert [x["record"]["test_acc"] for x in rows] == [0.738]
+    whitened = dict(plain, protocol={"zca": {"samples": 1000}})
+    assert store.reproductions([earlier, {"section": "s", "meta": {}, "records": [whitened]}]) == []

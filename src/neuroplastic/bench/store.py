@@ -427,15 +427,37 @@ def _norm_params(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Protocol entries that change what a run trains or measures (the rest - budgets, checkpoints, how often it
+#: evaluates, the label counts, what it saves or counts afterwards - do not change a record's accuracy).
+_MEASURING_PROTOCOL = ("hflip", "zca", "binarize", "min_steps", "probe")
+
+
+def _norm_protocol(r: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a record's ``protocol`` that change its accuracy, without those that are off or left to
+    the defaults (false, null, empty, :data:`~neuroplastic.experiment.PROTOCOL_DEFAULTS`): what an earlier record,
+    which has no protocol, ran. The probe's ``eval_every`` only says when it is evaluated."""
+    from ..experiment import PROTOCOL_DEFAULTS
+
+    out = {}
+    for k, v in (r.get("protocol") or {}).items():
+        if k == "probe" and isinstance(v, dict):
+            v = {pk: pv for pk, pv in v.items() if pk != "eval_every" and pv not in (None, False)}
+        if k in _MEASURING_PROTOCOL and v not in (None, False, {}) and v != PROTOCOL_DEFAULTS.get(k):
+            out[k] = v
+    return out
+
+
 def _key(r: dict[str, Any]) -> tuple:
     return (r.get("learner"), r.get("dataset"), str(r.get("preset")), r.get("seed"), r.get("epochs"),
             r.get("batch_size"), str(r.get("labels_per_class") or "all"), r.get("variant"), r.get("rerun"),
-            r.get("limit_train"), r.get("limit_test"), json.dumps(_norm_params(r), sort_keys=True, default=str))
+            r.get("limit_train"), r.get("limit_test"), json.dumps(_norm_params(r), sort_keys=True, default=str),
+            json.dumps(_norm_protocol(r), sort_keys=True, default=str))
 
 
 def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count,
-    labelled variant, data limits and non-default parameters) was recorded before, with both accuracies; a run
+    labelled variant, data limits, non-default parameters and protocol entries that change what is measured:
+    flips, whitening, binarisation, the probe) was recorded before, with both accuracies; a run
     on part of the data is not the reproduction of a run on all of it; sections whose code
     defaults have since changed (meta ``superseded``) are not compared."""
     earlier: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)

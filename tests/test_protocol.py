@@ -333,7 +333,7 @@ def test_gap_closure_targets_pair_seeds_and_render_in_results(tmp_path):
     # the README row names the machines of the runs the closure rests on, its two ends' included
     hosts = [dict(r, cpu="EPYC", cpu_isa="AVX512" if r["learner"] == "sal" else "AVX2") for r in recs]
     (row,) = store.headlines([{"section": "x", "meta": {"title": "t", "targets": [t]}, "records": hosts}])
-    assert row[4] == "EPYC (AVX512) + EPYC (AVX2)"
+    assert row[5] == "EPYC (AVX512) + EPYC (AVX2)" and row[4] == "not met"  # 57 % < 80 %
     # a run stored before records had last5_test_acc gets it from its stored history; one with it keeps its own
     hist = [{"epoch": e, "test_acc": 0.9 + e / 100} for e in range(1, 7)]
     for h, rec_extra in (("old", {}), ("new", {"last5_test_acc": 0.5})):
@@ -370,7 +370,36 @@ def test_a_target_over_two_cells_is_measured_once_per_cell():
         "25 % (25.00 from 0.00 to 100.00 %; seed 0)", "50 % (50.00 from 0.00 to 100.00 %; seed 0)"]
     assert store.target_cells(recs, {"where": {"learner": "fa"}}) == [{"where": {"learner": "fa"}}]
     rows = store.headlines([{"section": "x", "meta": {"title": "t", "targets": [angle]}, "records": recs}])
-    assert [r[1] for r in rows] == ["t — learner=sal, params.sal_lr=1.0", "t — learner=sal, params.sal_lr=1.5"]
+    assert [r[1] for r in rows] == ["t — learner=sal, params.sal_lr=1.0", "… — learner=sal, params.sal_lr=1.5"]
+    assert [r[4] for r in rows] == ["not met", "not met"]  # angles 20 and 20 against < 10
+
+
+def test_a_verdict_compares_the_measured_mean_with_the_target_unrounded():
+    """``verdict``: the target text's comparison and number against the mean over seeds (accuracies in %, a gap
+    closure in %), every value when the text says ``every``, magnitudes under ``|.|``; no verdict for a target
+    without a number or a cell without runs; the export writes it beside each target and counts it."""
+    from neuroplastic.bench import store
+
+    def rec(learner, seed, acc, **extra):
+        return {"learner": learner, "dataset": "mnist", "seed": seed, "status": "done", "test_acc": acc, **extra}
+
+    recs = [rec("a", 0, 0.7529), rec("a", 1, 0.7530), rec("a", 2, 0.7560),  # mean 75.397 %
+            rec("fa", 0, 0.5), rec("bp", 0, 0.6), rec("g", 0, 0.5, gap=0.4), rec("g", 1, 0.5, gap=-0.6)]
+    v = lambda target, **t: store.verdict(recs, {"where": {"learner": "a"}, "target": target, **t})
+    assert v(">= 75.5") == "not met" and v(">= 75.39") == "met"
+    assert v("> 75.39") == "met" and v("> 75.397") == "not met"
+    assert v("< 75.5 (paper 76)") == "met" and v("<= 75.2") == "not met"
+    assert v("recorded (all labels)") == "" and v("far from aligned") == ""
+    assert store.verdict(recs, {"where": {"learner": "kp"}, "target": ">= 1"}) == ""  # not run
+    g = {"where": {"learner": "g"}, "metric": "gap"}
+    assert store.verdict(recs, dict(g, target="|.| < 0.5 on every model")) == "not met"  # |-0.6| >= 0.5
+    assert store.verdict(recs, dict(g, target="|.| < 0.5")) == "met"  # |mean| = 0.1
+    assert store.verdict(recs, dict(g, target="= -0.1")) == "not met"  # mean -0.09999...: no rounding
+    closes = {"where": {"learner": "a"}, "closes": {"from": {"learner": "fa"}, "to": {"learner": "bp"}}}
+    assert store.target_values(recs, closes) == [pytest.approx(252.9)]  # seed 0 only: (75.29 - 50) / (60 - 50)
+    assert store.verdict(recs, dict(closes, target=">= 80 % (final epoch)")) == "met"
+    rows = [["x"] * 4 + [m] for m in ("met", "met", "not met", "")]
+    assert store.verdict_summary(rows, 4).startswith("Targets with a number: 2 met, 1 not met; 1 rows")
 
 
 def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():

@@ -12,7 +12,8 @@ alone:
   test accuracy (mean ± std over seeds) and the commands, commits and hardware; first, the records that a suite
   reproduced, side by side with the earlier record of the same configuration;
 - the README's results table, between the ``<!-- results:begin -->`` and ``<!-- results:end -->`` markers: one row
-  per headline (a suite's targets, an imported section's ``headline`` entries).
+  per headline (a suite's targets, an imported section's ``headline`` entries), each with its verdict (met or not,
+  computed from the records by :func:`verdict`) and a count of the verdicts above it.
 """
 
 from __future__ import annotations
@@ -297,6 +298,48 @@ def measured_target(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
     return f"{100 * c['closure']:.0f} % ({ends}; seed{'s' if len(c['seeds']) > 1 else ''} {seeds})"
 
 
+_TARGET = re.compile(r"^\s*(\|\.\|\s*)?(<=|>=|<|>|=)\s*(-?\d+(?:\.\d+)?)")
+
+
+def target_values(records: list[dict[str, Any]], t: dict[str, Any]) -> list[float]:
+    """The numbers the target ``t`` is judged on, in the unit its text uses: the gap closure in % (``closes``),
+    else every finished value of its metric (accuracies in %); [] when nothing was measured."""
+    where, metric = dict(t.get("where") or {}), t.get("metric", "test_acc")
+    if t.get("closes"):
+        c = gap_closure(records, where, t["closes"]["from"], t["closes"]["to"], metric)
+        return [] if c is None else [100 * c["closure"]]
+    scale = 100 if metric.endswith("_acc") else 1
+    return [scale * v for vs in _finished_values(records, where, metric).values() for v in vs]
+
+
+def verdict(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
+    """Whether what ``records`` measured meets the suite target ``t``: ``"met"``, ``"not met"``, or ``""`` where
+    the target has no number to compare with (``recorded``, ``far from aligned``) or nothing was measured.
+
+    The target's text starts with a comparison and a number (``>= 45.9``, ``< 10 (fc1)``, ``>= 80 %``, ``= 1``,
+    ``|.| < 0.5``; ``|.|`` compares magnitudes). It is judged on the mean over seeds of
+    :func:`target_values`, or on every value when the text says ``every`` (``|.| < 0.5 nats on every model``).
+    Nothing is rounded: 75.40 is not ``>= 75.5``."""
+    m = _TARGET.match(str(t.get("target", "")))
+    vals = target_values(records, t)
+    if m is None or not vals:
+        return ""
+    absolute, op, bound = bool(m.group(1)), m.group(2), float(m.group(3))
+    compare = {"<": lambda v: v < bound, "<=": lambda v: v <= bound, ">": lambda v: v > bound,
+               ">=": lambda v: v >= bound, "=": lambda v: v == bound}[op]
+    check = (lambda v: compare(abs(v))) if absolute else compare
+    every = re.search(r"\bevery\b", str(t["target"]))
+    ok = all(check(v) for v in vals) if every else check(statistics.fmean(vals))
+    return "met" if ok else "not met"
+
+
+def verdict_summary(rows: list[list[str]], column: int) -> str:
+    """One line counting the verdicts in ``column`` of table ``rows``: targets met, not met, and without one."""
+    n = [sum(r[column] == v for r in rows) for v in ("met", "not met")]
+    return (f"Targets with a number: {n[0]} met, {n[1]} not met; {len(rows) - sum(n)} rows record a value or are "
+            f"not run (no verdict). A verdict compares the mean over seeds with the target, unrounded.")
+
+
 def device(r: dict[str, Any]) -> str:
     """The machine of a record: the GPU, else the CPU with its vector instruction set where recorded."""
     if r.get("gpu"):
@@ -502,13 +545,16 @@ def reproduction_table(rows: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------------
 # export
 def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
-    """README rows ``[system, benchmark, measured, target / paper, hardware, section]``: a suite's targets, and
-    the ``headline`` entries of imported sections (``{system, benchmark, where, target, paper, metric}``)."""
+    """README rows ``[system, benchmark, measured, target / paper, met, hardware, section]``: a suite's targets,
+    and the ``headline`` entries of imported sections (``{system, benchmark, where, target, paper, metric}``);
+    ``met`` is the :func:`verdict`. A section's title is written on its first row only; the rows after it name
+    what tells them apart (``… — learner=sal``)."""
     rows = []
     for s in secs:
         m, recs = s["meta"], s["records"]
         items = m.get("headline") or [{"system": m.get("system", s["section"]), "benchmark": m.get("title", ""),
                                        **t} for t in m.get("targets") or []]
+        shown: set[str] = set()
         for h in [c for i in items for c in target_cells(recs, i)]:
             where = dict(h.get("where") or {})
             metric = target_metric(h)
@@ -518,6 +564,9 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
             hw = " + ".join(dict.fromkeys(device(r) for r in hit)) or "—"
             target = str(h.get("target", "—")) + (f" (paper {h['paper']})" if h.get("paper") else "")
             label = h.get("benchmark", "")
+            if label in shown and (h.get("label") or (where and not m.get("headline"))):
+                label = "…"
+            shown.add(label)
             if h.get("label"):
                 label = f"{label}: {h['label']}" if label else h["label"]
             elif where and not m.get("headline"):
@@ -525,8 +574,12 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
             value = measured_target(recs, h)
             if metric != "test_acc" and value != "not run":  # the column is test %; name any other metric
                 value = f"{metric} {value}"
-            rows.append([str(h.get("system", "")), label, value, target, hw, f"`{s['section']}`"])
+            rows.append([str(h.get("system", "")), label, value, target, verdict(recs, h), hw, f"`{s['section']}`"])
     return rows
+
+
+HEADLINE_HEAD = ["system", "benchmark", "measured (final-epoch test %)", "target / paper", "met", "hardware",
+                 "section"]
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -575,8 +628,7 @@ def render(secs: list[dict[str, Any]]) -> str:
                 rep, ""]
     hl = headlines(secs)
     if hl:
-        out += ["## Headlines", "", _md_table(["system", "benchmark", "measured (final-epoch test %)",
-                                               "target / paper", "hardware", "section"], hl), ""]
+        out += ["## Headlines", "", verdict_summary(hl, 4), "", _md_table(HEADLINE_HEAD, hl), ""]
     for s in secs:
         m, recs = s["meta"], s["records"]
         if m.get("prose_only"):
@@ -602,9 +654,9 @@ def render(secs: list[dict[str, Any]]) -> str:
         if m.get("targets"):
             rows = [[", ".join(f"{k}={v}" for k, v in (t.get("where") or {}).items()) or "all",
                      target_metric(t), measured_target(recs, t),
-                     str(t["target"]), str(t.get("paper", ""))]
+                     str(t["target"]), verdict(recs, t), str(t.get("paper", ""))]
                     for t in [c for i in m["targets"] for c in target_cells(recs, i)]]
-            out += [_md_table(["runs", "metric", "measured", "target", "paper"], rows), ""]
+            out += [_md_table(["runs", "metric", "measured", "target", "met", "paper"], rows), ""]
         out += [t + "\n" for t in (acc, tim, fail) if t]
         cmds = sorted({r.get("command", "") for r in recs if r.get("command")})
         commits = sorted({str(r.get("commit", "")) for r in recs})
@@ -639,8 +691,8 @@ def export(db: ResultsDB, out: Path, *, readme: Path | None = None, include: tup
         text = readme.read_text()
         if BEGIN not in text or END not in text:
             raise InputError(f"{readme}: no {BEGIN} ... {END} markers for the results table")
-        table = _md_table(["system", "benchmark", "measured (final-epoch test %)", "target / paper", "hardware",
-                           "section"], headlines(secs))
+        hl = headlines(secs)
+        table = verdict_summary(hl, 4) + "\n\n" + _md_table(HEADLINE_HEAD, hl)
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
         write_atomic(readme, head + BEGIN + "\n" + table + "\n" + END + tail)

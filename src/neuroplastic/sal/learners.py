@@ -641,9 +641,11 @@ class SALIdeal(SALNet):
 
 register("sal", SALNet, summary="spike-based alignment learning: dense-layer feedback B learned from spike timing "
          "in phases before every SGD epoch (conv layers: fixed random feedback)",
-         quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [64], "sal_nets": 8,
+         # the quick suite's budget of bp and the FA family (digits, one hidden layer of 128, 10 epochs, batch 32),
+         # so that `make run`'s table compares them on equal terms; a small phase (8 networks, 2 blocks of 200 steps)
+         quick={"dataset": "digits", "params": {"arch": "mlp", "hidden": [128], "sal_nets": 8,
                                                 "sal_blocks": 2, "sal_block_steps": 200},
-                "epochs": 3, "batch_size": 32}, sal_ideal_pull=None)
+                "epochs": 10, "batch_size": 32}, sal_ideal_pull=None)
 register("sal-ideal", SALIdeal, summary="a diagnostic: SAL's phase replaced by B <- B + q (W - B) once per epoch "
          "(weight transport), the noise-free limit of a phase")
 

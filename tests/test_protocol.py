@@ -399,7 +399,13 @@ def test_a_verdict_compares_the_measured_mean_with_the_target_unrounded():
     assert store.target_values(recs, closes) == [pytest.approx(252.9)]  # seed 0 only: (75.29 - 50) / (60 - 50)
     assert store.verdict(recs, dict(closes, target=">= 80 % (final epoch)")) == "met"
     rows = [["x"] * 4 + [m] for m in ("met", "met", "not met", "")]
-    assert store.verdict_summary(rows, 4).startswith("Targets with a number: 2 met, 1 not met; 1 rows")
+    assert store.verdict_summary(rows, 4).startswith("Targets with a number: 2 met, 1 not met. Without a verdict: 1 ")
+    targets = [{"where": {"learner": "a"}, "target": ">= 75.5"}, {"where": {"learner": "a"}, "target": "recorded"},
+               dict(closes, target=">= 80 %")]
+    md = store.render([{"section": "x", "meta": {"title": "t", "targets": targets}, "records": recs}])
+    assert "| learner=a | test_acc | 75.40 ± 0.18 (n=3) | >= 75.5 | not met |  |" in md
+    assert "| learner=a | test_acc | 75.40 ± 0.18 (n=3) | recorded |  |  |" in md
+    assert "Targets with a number: 1 met, 1 not met. Without a verdict: 1 " in md
 
 
 def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():

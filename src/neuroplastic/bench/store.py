@@ -336,8 +336,8 @@ def verdict(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
 def verdict_summary(rows: list[list[str]], column: int) -> str:
     """One line counting the verdicts in ``column`` of table ``rows``: targets met, not met, and without one."""
     n = [sum(r[column] == v for r in rows) for v in ("met", "not met")]
-    return (f"Targets with a number: {n[0]} met, {n[1]} not met; {len(rows) - sum(n)} rows record a value or are "
-            f"not run (no verdict). A verdict compares the mean over seeds with the target, unrounded.")
+    return (f"Targets with a number: {n[0]} met, {n[1]} not met. Without a verdict: {len(rows) - sum(n)} (a recorded "
+            f"value, or not run). A verdict compares the mean over seeds with the target, unrounded.")
 
 
 def device(r: dict[str, Any]) -> str:

@@ -563,10 +563,9 @@ def headlines(secs: list[dict[str, Any]]) -> list[list[str]]:
             hit = [r for r in recs if any(matches(r, w) for w in wheres)]
             hw = " + ".join(dict.fromkeys(device(r) for r in hit)) or "—"
             target = str(h.get("target", "—")) + (f" (paper {h['paper']})" if h.get("paper") else "")
-            label = h.get("benchmark", "")
-            if label in shown and (h.get("label") or (where and not m.get("headline"))):
-                label = "…"
-            shown.add(label)
+            title = h.get("benchmark", "")
+            label = "…" if title in shown and (h.get("label") or (where and not m.get("headline"))) else title
+            shown.add(title)
             if h.get("label"):
                 label = f"{label}: {h['label']}" if label else h["label"]
             elif where and not m.get("headline"):

@@ -499,3 +499,24 @@ def test_a_run_records_the_commit_it_started_at(monkeypatch):
            "protocol": {"energy": False}}
     out = experiment.run(cfg, progress=False, log=commit_meanwhile)
     assert out.env["commit"] == "startcommit"
+
+
+def test_a_suite_role_is_validated_carried_to_its_section_and_matches_the_published_file():
+    """``role`` is ``study`` unless the suite says ``exploration``; any other value is a one-line error naming the
+    key; the role travels in the section's metadata and ``bench --list``; every published section of a built-in
+    suite carries the role its suite file declares (the README's tables sort sections by it)."""
+    spec = {"name": "r", "cells": [{"learner": "bp", "dataset": "digits"}]}
+    assert suite.expand(spec).role == "study" and suite.expand(spec).meta()["role"] == "study"
+    assert suite.expand({**spec, "role": "exploration"}).meta()["role"] == "exploration"
+    with pytest.raises(suite.SuiteError, match="'role' must be one of study, exploration"):
+        suite.expand({**spec, "role": "explore"})
+    roles = {r["name"]: r["role"] for r in suite.listing()}
+    assert roles["quick"] == "study" and roles["sal-mnist-100"] == "exploration"
+    folder = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+    checked = 0
+    for name, role in roles.items():
+        f = folder / f"{name}.json"
+        if f.is_file():
+            assert json.loads(f.read_text())["meta"].get("role", "study") == role, name
+            checked += 1
+    assert checked >= 40

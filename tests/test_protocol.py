@@ -195,6 +195,8 @@ def test_recipe_is_a_base_config_that_train_and_suites_share(tmp_path, monkeypat
     assert cfg["learner"] == "bp" and cfg["batch_size"] == 32 and cfg["epochs"] == 2 and cfg["recipe"] == "bp-digits"
     with pytest.raises(ConfigError, match="recipe"):
         experiment.validate({"recipe": "no-such-recipe"})
+    for name in experiment.recipe_names():  # every packaged recipe is a valid config
+        assert experiment.validate({"recipe": name})["recipe"] == name
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "bp-digits", "--epochs", "1", "--out", "o", "-q"]) == 0
     db = ResultsDB("results/neuroplastic.db")
@@ -276,7 +278,9 @@ def test_recorded_runs_keep_their_hash_when_protocol_options_are_added():
 
     folder = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
     checked = 0
-    for name in ("hebbian-mnist", "sal-mnist", "dll-mnist", "fa-mnist-lenet5", "hebbian-cifar10-softhebb"):
+    # the SAL suites' cells that name a recipe (sal-cnn-mnist-80nets, sal-cnn-cifar10-1280nets) are the recorded runs
+    for name in ("hebbian-mnist", "sal-mnist", "dll-mnist", "fa-mnist-lenet5", "hebbian-cifar10-softhebb",
+                 "sal-mnist-100", "sal-mnist-100-bf16", "sal-cifar10-bnorm-rate", "sal-cifar10-bf16"):
         f = folder / f"{name}.json"
         if not f.is_file():
             continue
@@ -284,7 +288,7 @@ def test_recorded_runs_keep_their_hash_when_protocol_options_are_added():
         hashes = {h for h, _ in suite.load(name).runs}
         assert {r["hash"] for r in recs} <= hashes, name
         checked += 1
-    assert checked >= 3
+    assert checked >= 7
     cfg = experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5}})
     assert experiment.config_hash(cfg) == experiment.config_hash(
         experiment.validate({"learner": "bp", "protocol": {"budget_minutes": 5, "robustness": False, "binarize": None}}))
@@ -406,6 +410,35 @@ def test_a_verdict_compares_the_measured_mean_with_the_target_unrounded():
     assert "| learner=a | test_acc | 75.40 ± 0.18 (n=3) | >= 75.5 | not met |  |" in md
     assert "| learner=a | test_acc | 75.40 ± 0.18 (n=3) | recorded |  |  |" in md
     assert "Targets with a number: 1 met, 1 not met. Without a verdict: 1 " in md
+
+
+def test_exploratory_suites_are_counted_apart_from_the_studies():
+    """The headline table holds the studies' target rows and their count; an exploratory suite (``role:
+    exploration``) repeats a study's targets, so it gets one row of verdict counts after them, and its rows stay in
+    its own section; the README gets the same tables."""
+    from neuroplastic.bench import store
+
+    def rec(learner, seed, acc):
+        return {"learner": learner, "dataset": "mnist", "seed": seed, "status": "done", "test_acc": acc}
+
+    targets = [{"where": {"learner": "a"}, "target": ">= 75"}, {"where": {"learner": "a"}, "target": ">= 90"},
+               {"where": {"learner": "a"}, "target": "recorded"}]
+    study = {"section": "s", "meta": {"kind": "suite", "title": "the study", "targets": targets[:1]},
+             "records": [rec("a", 0, 0.7)]}
+    explo = {"section": "e", "meta": {"kind": "suite", "title": "more samples", "role": "exploration",
+                                      "targets": targets}, "records": [rec("a", 0, 0.8)]}
+    assert [store.is_exploration(x) for x in (study, explo)] == [False, True]
+    assert store.exploration_rows([study, explo]) == [["`e`", "more samples", "1", "1", "1"]]
+    tables = store.results_tables([study, explo])
+    assert tables.startswith("Targets with a number: 0 met, 1 not met. Without a verdict: 0 ")
+    assert "| the study — learner=a | 70.00 (n=1) | >= 75 | not met |" in tables
+    assert "more samples — learner=a" not in tables  # the exploration's rows are not among the headlines
+    assert "Their targets with a number: 1 met, 1 not met. Without a verdict: 1 " in tables
+    assert "| `e` | more samples | 1 | 1 | 1 |" in tables
+    md = store.render([study, explo])
+    assert tables in md and "| learner=a | test_acc | 80.00 (n=1) | >= 90 | not met |  |" in md  # its section
+    assert store.results_tables([study]).count("Targets with a number") == 1 and "exploration" not in \
+        store.results_tables([study])
 
 
 def test_where_selects_one_cell_by_a_parameter_only_some_runs_have():

@@ -209,9 +209,9 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         if path.exists() and not path.is_dir():
             raise UsageError(f"{flag} {str(path)!r} is a file, not a folder")
     if a.list:
-        rows = [[r["name"], str(r["runs"]), "?" if r["cpu_minutes"] is None else f"{r['cpu_minutes']:g}",
+        rows = [[r["name"], r["role"], str(r["runs"]), "?" if r["cpu_minutes"] is None else f"{r['cpu_minutes']:g}",
                  r["description"][:90]] for r in suite.listing()]
-        print(_table(["suite", "runs", "CPU min (2 cores)", "description"], rows))
+        print(_table(["suite", "role", "runs", "CPU min (2 cores)", "description"], rows))
         return 0
     if a.suite is None:
         raise UsageError("name a suite (built-in name or YAML path), or --list")

@@ -333,11 +333,49 @@ def verdict(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
     return "met" if ok else "not met"
 
 
-def verdict_summary(rows: list[list[str]], column: int) -> str:
+def verdict_summary(rows: list[list[str]], column: int, what: str = "Targets") -> str:
     """One line counting the verdicts in ``column`` of table ``rows``: targets met, not met, and without one."""
     n = [sum(r[column] == v for r in rows) for v in ("met", "not met")]
-    return (f"Targets with a number: {n[0]} met, {n[1]} not met. Without a verdict: {len(rows) - sum(n)} (a recorded "
+    return (f"{what} with a number: {n[0]} met, {n[1]} not met. Without a verdict: {len(rows) - sum(n)} (a recorded "
             f"value, or not run). A verdict compares the mean over seeds with the target, unrounded.")
+
+
+def is_exploration(sec: dict[str, Any]) -> bool:
+    """Whether a section is an exploratory suite's (``role: exploration``, :data:`~neuroplastic.bench.suite.ROLES`):
+    it repeats its study's targets under a varied protocol, so the headlines list it apart."""
+    return sec["meta"].get("role") == "exploration"
+
+
+def exploration_rows(secs: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per exploratory section, ``[section, title, met, not met, without a verdict]``: the counts of its
+    :func:`headlines` rows."""
+    out = []
+    for s in secs:
+        if not is_exploration(s):
+            continue
+        v = [r[4] for r in headlines([s])]
+        out.append([f"`{s['section']}`", str(s["meta"].get("title", "")), str(v.count("met")), str(v.count("not met")),
+                    str(len(v) - v.count("met") - v.count("not met"))])
+    return out
+
+
+EXPLORATION_HEAD = ["exploration", "what it varies", "met", "not met", "without a verdict"]
+EXPLORATION_TEXT = ("Exploratory suites (`role: exploration` in the suite file) vary a study's protocol to find out why "
+                    "a target is missed or what meets it, and repeat the study's targets; each row counts the verdicts "
+                    "of one suite's targets, and its section has every row, command and note.")
+
+
+def results_tables(secs: list[dict[str, Any]]) -> str:
+    """The headline tables of RESULTS.md and the README: the studies' target rows (:func:`headlines`) with their
+    verdict count, then one row per exploratory suite (:func:`exploration_rows`) with theirs."""
+    hl = headlines([s for s in secs if not is_exploration(s)])
+    out = [verdict_summary(hl, 4), "", _md_table(HEADLINE_HEAD, hl)]
+    ex = exploration_rows(secs)
+    if ex:
+        every = headlines([s for s in secs if is_exploration(s)])
+        out += ["", EXPLORATION_TEXT, "", verdict_summary(every, 4, "Their targets"), "",
+                _md_table(EXPLORATION_HEAD, ex)]
+    return "\n".join(out)
 
 
 def device(r: dict[str, Any]) -> str:
@@ -625,9 +663,8 @@ def render(secs: list[dict[str, Any]]) -> str:
                 "means the code's arithmetic changed since the earlier record; runs first recorded on a GPU differ",
                 "by seed noise.", "",
                 rep, ""]
-    hl = headlines(secs)
-    if hl:
-        out += ["## Headlines", "", verdict_summary(hl, 4), "", _md_table(HEADLINE_HEAD, hl), ""]
+    if headlines(secs):
+        out += ["## Headlines", "", results_tables(secs), ""]
     for s in secs:
         m, recs = s["meta"], s["records"]
         if m.get("prose_only"):
@@ -690,8 +727,7 @@ def export(db: ResultsDB, out: Path, *, readme: Path | None = None, include: tup
         text = readme.read_text()
         if BEGIN not in text or END not in text:
             raise InputError(f"{readme}: no {BEGIN} ... {END} markers for the results table")
-        hl = headlines(secs)
-        table = verdict_summary(hl, 4) + "\n\n" + _md_table(HEADLINE_HEAD, hl)
+        table = results_tables(secs)
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
         write_atomic(readme, head + BEGIN + "\n" + table + "\n" + END + tail)

@@ -22,6 +22,8 @@ A suite::
       - {where: {learner: dll}, closes: {from: {learner: fa}, to: {learner: bp}}, target: ">= 80 %"}
                                                         # (x - from) / (to - from) of the means over shared seeds
     cost: {cpu_minutes: 90, basis: "2-core CPU, measured 2026-12"}   # estimated cost, shown by --list
+    role: study                # or exploration: varies a study's protocol to learn why a target is missed or what
+                               # meets it; its targets are the study's (the results list explorations apart)
 
 Merge order of one run (later wins, dicts such as ``params`` merge key by key): experiment defaults ←
 ``base`` ← the learner's registry ``quick`` entry (only with ``registry: quick``) ← the cell ←
@@ -45,8 +47,12 @@ from typing import Any
 from ..errors import InputError
 from ..experiment import deep_merge
 
-SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost")
+SUITE_KEYS = ("name", "description", "grid", "base", "overrides", "registry", "cells", "sources", "targets", "cost",
+              "role")
 REGISTRY_MODES = ("quick",)
+#: A suite's role: a ``study`` measures what its issue asks for; an ``exploration`` varies a study's protocol (more
+#: samples, another loss, a held norm ...) to find out why a target is missed or what meets it.
+ROLES = ("study", "exploration")
 
 
 class SuiteError(InputError):
@@ -64,14 +70,15 @@ class Suite:
     sources: list[str] = dataclasses.field(default_factory=list)
     targets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     cost: dict[str, Any] = dataclasses.field(default_factory=dict)
+    role: str = "study"
 
     def __len__(self) -> int:
         return len(self.runs)
 
     def meta(self) -> dict[str, Any]:
-        """What the results store keeps of the suite for its section: title, sources, targets, cost."""
-        return {"kind": "suite", "suite": self.name, "title": self.description, "sources": self.sources, "targets": self.targets,
-                "cost": self.cost}
+        """What the results store keeps of the suite for its section: title, sources, targets, cost, role."""
+        return {"kind": "suite", "suite": self.name, "title": self.description, "sources": self.sources,
+                "targets": self.targets, "cost": self.cost, "role": self.role}
 
     def where(self, conditions: list[tuple[str, Any]]) -> Suite:
         """The runs whose config matches every ``(dotted key, value)`` of ``conditions`` (e.g. one cell of a
@@ -194,6 +201,9 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
                                        and all(isinstance(v, dict) for v in closes.values())):
             raise SuiteError(f"{where}: a target's 'closes' must be {{from: RUNS, to: RUNS}} (two mappings of "
                              f"record keys), got {closes!r}")
+    role = spec.get("role", "study")
+    if role not in ROLES:
+        raise SuiteError(f"{where}: 'role' must be one of {', '.join(ROLES)}, got {role!r}")
     mode = spec.get("registry")
     quick: dict[str, dict[str, Any]] = {}
     if mode is not None:
@@ -235,7 +245,7 @@ def expand(spec: dict[str, Any], *, source: str = "") -> Suite:
                 seen.add(h)
                 runs.append((h, cfg))
     return Suite(name, " ".join(str(spec.get("description") or "").split()), runs, source, [str(x) for x in sources],
-                 targets, cost)
+                 targets, cost, role)
 
 
 def load(name_or_path: str | os.PathLike) -> Suite:
@@ -251,14 +261,14 @@ def load(name_or_path: str | os.PathLike) -> Suite:
 
 
 def listing() -> list[dict[str, Any]]:
-    """Every built-in suite with its description, number of runs and estimated CPU cost (``bench --list``)."""
+    """Every built-in suite with its role, description, number of runs and estimated CPU cost (``bench --list``)."""
     out = []
     for name in builtin_names():
         try:
             s = load(name)
-            out.append({"name": name, "runs": len(s), "description": s.description,
+            out.append({"name": name, "role": s.role, "runs": len(s), "description": s.description,
                         "cpu_minutes": s.cost.get("cpu_minutes"), "basis": s.cost.get("basis", "")})
         except SuiteError as e:  # a suite that needs a learner not built here still lists, with the reason
-            out.append({"name": name, "runs": 0, "description": f"(not loadable: {e})", "cpu_minutes": None,
+            out.append({"name": name, "role": "?", "runs": 0, "description": f"(not loadable: {e})", "cpu_minutes": None,
                         "basis": ""})
     return out

@@ -196,3 +196,18 @@ def test_sweeps_find_a_one_parameter_series_with_the_default_cell_at_its_default
     figs = report.sweep_figures(report.summarize(rows))
     assert len(figs) == 1 and figs[0][0].startswith("sweep-digits-fa-params.lr") and figs[0][2][:4] == b"\x89PNG"
     assert report.sweeps(report.summarize(rows[:4] + rows[-1:])) == []  # two values of lr: too few for a series
+
+
+def test_the_decision_table_names_what_a_configuration_sets_not_what_it_lacks():
+    """Groups of one learner and net are told apart by the differing keys each group sets (a key a group lacks is
+    not written as ``=None``), in the decision table and the other tables alike."""
+    rows = [_run({"lr": 0.1, "conv_mode": "fa"}, 0, 0.9, 10.0), _run({"lr": 0.2}, 0, 0.5, 10.0)]
+    for r in rows:
+        r["metrics"]["val_acc"] = r["metrics"]["test_acc"]
+    groups = report.summarize(rows)
+    assert sorted(g["variant"] for g in groups) == ["params.conv_mode=fa, params.lr=0.1", "params.lr=0.2"]
+    [row] = report.decision_rows(groups)["digits"][1]
+    assert row[2] == "default (params.conv_mode=fa, params.lr=0.1)"
+    rows[0]["metrics"].update(val_acc=0.1)  # chosen by validation: the group without conv_mode
+    [row] = report.decision_rows(report.summarize(rows))["digits"][1]
+    assert row[2] == "default (params.lr=0.2)"

@@ -62,9 +62,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group DB rows that differ only by seed; return one dict per group in first-seen order.
 
     Each group: ``learner, dataset, preset, variant`` (the config keys that tell apart groups sharing
-    learner/dataset/preset, as ``k=v``), ``n`` (runs), ``n_done``, ``n_failed``, ``seeds``, ``acc_mean``,
-    ``acc_std`` (fractions; std over seeds with ``n - 1`` in the denominator, None below 2 runs),
-    ``train_seconds`` (mean), ``rows``.
+    learner/dataset/preset and that this group sets, as ``k=v``; a key it lacks is not named), ``n`` (runs),
+    ``n_done``, ``n_failed``, ``seeds``, ``acc_mean``, ``acc_std`` (fractions; std over seeds with ``n - 1`` in the
+    denominator, None below 2 runs), ``train_seconds`` (mean), ``rows``.
     """
     groups: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -80,7 +80,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keys = sorted({k for g in gs for k in g["flat"]})
         differ = [k for k in keys if len({_key(g["flat"].get(k)) for g in gs}) > 1] if len(gs) > 1 else []
         for g in gs:
-            g["variant"] = ", ".join(f"{k}={_short(g['flat'].get(k))}" for k in differ)
+            # what the group sets: a key it lacks (None) is left out, and groups still differ in what they name
+            g["variant"] = ", ".join(f"{k}={_short(g['flat'][k])}" for k in differ if g["flat"].get(k) is not None)
     out = []
     for g in groups.values():
         done = [r for r in g["rows"] if r["status"] == "done"]

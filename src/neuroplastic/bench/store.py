@@ -333,11 +333,20 @@ def verdict(records: list[dict[str, Any]], t: dict[str, Any]) -> str:
     return "met" if ok else "not met"
 
 
-def verdict_summary(rows: list[list[str]], column: int, what: str = "Targets") -> str:
-    """One line counting the verdicts in ``column`` of table ``rows``: targets met, not met, and without one."""
-    n = [sum(r[column] == v for r in rows) for v in ("met", "not met")]
-    return (f"{what} with a number: {n[0]} met, {n[1]} not met. Without a verdict: {len(rows) - sum(n)} (a recorded "
+def _counts(verdicts: list[str]) -> tuple[int, int, int]:
+    """How many of ``verdicts`` are met, not met, and without a verdict."""
+    met, not_met = verdicts.count("met"), verdicts.count("not met")
+    return met, not_met, len(verdicts) - met - not_met
+
+
+def _summary(what: str, met: int, not_met: int, without: int) -> str:
+    return (f"{what} with a number: {met} met, {not_met} not met. Without a verdict: {without} (a recorded "
             f"value, or not run). A verdict compares the mean over seeds with the target, unrounded.")
+
+
+def verdict_summary(rows: list[list[str]], column: int) -> str:
+    """One line counting the verdicts in ``column`` of table ``rows``: targets met, not met, and without one."""
+    return _summary("Targets", *_counts([r[column] for r in rows]))
 
 
 def is_exploration(sec: dict[str, Any]) -> bool:
@@ -349,14 +358,8 @@ def is_exploration(sec: dict[str, Any]) -> bool:
 def exploration_rows(secs: list[dict[str, Any]]) -> list[list[str]]:
     """One row per exploratory section, ``[section, title, met, not met, without a verdict]``: the counts of its
     :func:`headlines` rows."""
-    out = []
-    for s in secs:
-        if not is_exploration(s):
-            continue
-        v = [r[4] for r in headlines([s])]
-        out.append([f"`{s['section']}`", str(s["meta"].get("title", "")), str(v.count("met")), str(v.count("not met")),
-                    str(len(v) - v.count("met") - v.count("not met"))])
-    return out
+    return [[f"`{s['section']}`", str(s["meta"].get("title", "")),
+             *map(str, _counts([r[4] for r in headlines([s])]))] for s in secs if is_exploration(s)]
 
 
 EXPLORATION_HEAD = ["exploration", "what it varies", "met", "not met", "without a verdict"]
@@ -371,10 +374,9 @@ def results_tables(secs: list[dict[str, Any]]) -> str:
     hl = headlines([s for s in secs if not is_exploration(s)])
     out = [verdict_summary(hl, 4), "", _md_table(HEADLINE_HEAD, hl)]
     ex = exploration_rows(secs)
-    if ex:
-        every = headlines([s for s in secs if is_exploration(s)])
-        out += ["", EXPLORATION_TEXT, "", verdict_summary(every, 4, "Their targets"), "",
-                _md_table(EXPLORATION_HEAD, ex)]
+    if ex:  # their count line: the sums of the rows' counts
+        out += ["", EXPLORATION_TEXT, "", _summary("Their targets", *(sum(int(r[i]) for r in ex) for i in (2, 3, 4))),
+                "", _md_table(EXPLORATION_HEAD, ex)]
     return "\n".join(out)
 
 

@@ -211,3 +211,39 @@ def test_the_decision_table_names_what_a_configuration_sets_not_what_it_lacks():
     rows[0]["metrics"].update(val_acc=0.1)  # chosen by validation: the group without conv_mode
     [row] = report.decision_rows(report.summarize(rows))["digits"][1]
     assert row[2] == "default (params.lr=0.2)"
+
+
+def _net_run(learner, epochs, acc, seed=0, preset=None, **params):
+    cfg = {"learner": learner, "dataset": "cifar-10", "epochs": epochs, "seed": seed, "params": params}
+    if preset:
+        cfg["preset"] = preset
+    return {"hash": f"{learner}-{epochs}-{params}-{preset}-{seed}", "status": "done", "config": cfg, "history": [],
+            "metrics": {"test_acc": acc, "val_acc": acc}}
+
+
+def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_same_budget():
+    """DLL's preset ``cnn-cifar`` is backprop's ``arch: lv_cnn_cifar``: one network, so DLL gets a gap; MLPs of other
+    widths are other networks; backprop with FA in its convolutions is no reference; the reference trained for as
+    many epochs is preferred, and one of another budget is named in the cell."""
+    assert report.network_of({"learner": "dll", "preset": "cnn-cifar", "params": {}}) == \
+        report.network_of({"learner": "bp", "params": {"arch": "lv_cnn_cifar"}})
+    wide = report.network_of({"learner": "bp", "params": {"arch": "mlp", "hidden": [1024, 512, 256], "act": "tanh"}})
+    assert wide == report.network_of({"learner": "dll", "preset": "mlp-mnist", "params": {}})
+    assert wide != report.network_of({"learner": "bp", "params": {"arch": "mlp", "hidden": [1024], "act": "tanh"}})
+    for e in learners.entries():  # every learner names its default network, or none (its preset name stands)
+        assert e.cls.network(dict(e.defaults)) is None or report.network_of({"learner": e.name, "params": {}})
+    assert not report.is_reference({"learner": "bp", "params": {"arch": "sal_cnn", "conv_mode": "fa"}})
+    assert report.is_reference({"learner": "bp", "params": {"arch": "sal_cnn"}})
+    assert not report.is_reference({"learner": "fa", "params": {"arch": "sal_cnn"}})
+    rows = [_net_run("bp", 45, 0.77, arch="lv_cnn_cifar"), _net_run("bp", 10, 0.70, arch="lv_cnn_cifar"),
+            _net_run("dll", 45, 0.71, preset="cnn-cifar"), _net_run("dll-fa", 20, 0.72, preset="cnn-cifar"),
+            _net_run("bp", 6, 0.73, arch="sal_cnn"), _net_run("bp", 40, 0.80, arch="sal_cnn", conv_mode="fa"),
+            _net_run("fa", 40, 0.66, arch="sal_cnn"),
+            _net_run("bp", 10, 0.50, arch="mlp", hidden=[64]), _net_run("pc", 10, 0.45, preset="mlp-cifar")]
+    head, cells = report.decision_rows(report.summarize(rows))["cifar-10"]
+    gap = {report._text(c[1]): c[head.index("vs backprop (pp)")] for c in cells}
+    assert gap["dll"] == "-6.00"  # against backprop's 45-epoch run of the same CNN, not its 10-epoch one
+    assert gap["dll-fa"] == "-5.00 (reference: 45 epochs)"  # no 20-epoch reference: the best, with its budget
+    assert gap["fa"] == "-7.00 (reference: 6 epochs)"  # "BP in FC + FA in conv" (80 %) is not the reference
+    assert gap["pc"] == "—"  # DLL's CIFAR-10 MLP is 4096-2048-1024-256 wide; backprop ran only a 64-unit MLP
+    assert gap["bp"] == "+7.00 (reference: 6 epochs)"  # bp's row is its best-validated config: the hybrid

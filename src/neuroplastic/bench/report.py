@@ -154,6 +154,45 @@ def architecture_of(cfg: dict[str, Any]) -> str:
     return str(d.get("preset") or d.get("arch") or name)
 
 
+def _learner_params(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The registry entry of a run's learner and the keyword arguments it was built with (the entry's fixed ones,
+    the config's ``params``, ``preset`` as the learner takes it); raises ``KeyError`` for an unknown learner."""
+    from .. import learners
+
+    e = learners.entry(cfg["learner"])
+    params = {**e.defaults, **(cfg.get("params") or {})}
+    if cfg.get("preset"):
+        allowed = learners.allowed_params(cfg["learner"])
+        key = "preset" if "preset" in allowed else "arch" if "arch" in allowed else None
+        if key:
+            params.setdefault(key, cfg["preset"])
+    return e, params
+
+
+def network_of(cfg: dict[str, Any]) -> str:
+    """The network a run trained, for matching it with the backprop reference of the same net: its learner's
+    :meth:`~neuroplastic.learners.base.Learner.network` signature (name and shaping arguments, defaults filled in, so
+    DLL's preset ``cnn-cifar`` and backprop's ``arch: lv_cnn_cifar`` match and MLPs of other widths do not), else
+    :func:`architecture_of`."""
+    try:
+        e, params = _learner_params(cfg)
+        sig = e.cls.network(params)
+    except (KeyError, TypeError, ValueError):  # an unknown learner, or a record too old to resolve: its preset name
+        sig = None
+    return sig or architecture_of(cfg)
+
+
+def is_reference(cfg: dict[str, Any]) -> bool:
+    """Whether a run is a backprop reference: its learner is a registered ``baseline`` and the configuration keeps
+    exact gradients (:meth:`~neuroplastic.learners.base.Learner.exact`; backprop with fixed random feedback in its
+    convolutions is not one)."""
+    try:
+        e, params = _learner_params(cfg)
+        return bool(e.baseline and e.cls.exact(params))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def metric_values(rows: list[dict], key: str) -> list[float]:
     """The finite numeric values of ``key`` in ``rows``' metrics (else their stored record)."""
     vals = []
@@ -198,8 +237,9 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
 
     A learner with several configurations on a dataset is shown by the one with the best mean *validation* accuracy
     (test accuracy only where no validation split was kept); a learner whose runs all failed is listed as failed,
-    last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same architecture on the same
-    dataset (a registered ``baseline`` learner) where the store has it, what is read out (end to end, or a linear
+    last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same network on the same
+    dataset (:func:`_gap_to_reference`: a registered ``baseline`` learner's best exact-gradient configuration of
+    the net :func:`network_of` names, at the same epochs where there is one) where the store has it, what is read out (end to end, or a linear
     probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
     inference and per training sample (:mod:`neuroplastic.energy`, figures of ``energy``) and C1/C2/C3.
     Cells are strings, or ``(text, anchor)`` pairs linking to a run's pictures.
@@ -223,24 +263,22 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
             cur = best.get(g["learner"])
             if cur is None or _val_or_test(g) > _val_or_test(cur):
                 best[g["learner"]] = g
-        base: dict[str, float] = {}
+        refs: dict[str, list[dict]] = defaultdict(list)  # per network, the groups that are backprop references
         for g in gs:
-            arch = architecture_of(g["rows"][0]["config"])
-            if _is_base(g["learner"]) and g["acc_mean"] is not None and g["acc_mean"] > base.get(arch, -1.0):
-                base[arch] = g["acc_mean"]
+            if is_reference(g["rows"][0]["config"]) and g["acc_mean"] is not None:
+                refs[network_of(g["rows"][0]["config"])].append(g)
         ranked = sorted(best.values(), key=lambda g: -g["acc_mean"])
         failed = sorted({g["learner"] for g in gs if g["n_failed"]} - set(best))
         cells: list[list[Any]] = []
         for i, g in enumerate(ranked, 1):
             done = [r for r in g["rows"] if r["status"] == "done"]
-            arch = architecture_of(done[0]["config"])
+            arch, net = architecture_of(done[0]["config"]), network_of(done[0]["config"])
             try:
                 e = learners.entry(g["learner"])
                 readout, marks = ("end to end" if e.supervised else "linear probe"), e.locality.marks()
             except KeyError:
                 readout, marks = "?", "? ? ?"
-            gap = (f"{100 * (g['acc_mean'] - base[arch]):+.2f}" if arch in base and not _is_base(g["learner"])
-                   else "reference" if arch in base else "—")
+            gap = _gap_to_reference(g, refs.get(net, []))
             setup = arch + (f" ({g['variant']})" if g["variant"] else "")
             setup = setup if len(setup) <= 110 else setup[:109] + "…"  # the full variant is in "Every configuration"
             fmt = lambda v, f: "—" if v is None else format(v, f)
@@ -259,6 +297,24 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
         if cells:
             out[ds] = (head, cells)
     return out
+
+
+def _epochs_of(g: dict[str, Any]) -> Any:
+    return g["rows"][0]["config"].get("epochs")
+
+
+def _gap_to_reference(g: dict[str, Any], refs: list[dict[str, Any]]) -> str:
+    """The decision table's 'vs backprop' cell of group ``g``: percentage points against the best backprop reference
+    group of its network (``refs``) trained for as many epochs as ``g``, else against the best of any budget, whose
+    epochs the cell then names; ``reference`` for that group itself, ``—`` without one."""
+    if not refs:
+        return "—"
+    same = [r for r in refs if _epochs_of(r) == _epochs_of(g)]
+    ref = max(same or refs, key=lambda r: r["acc_mean"])
+    if ref is g:
+        return "reference"
+    gap = f"{100 * (g['acc_mean'] - ref['acc_mean']):+.2f}"
+    return gap if same or _epochs_of(ref) is None else f"{gap} (reference: {_epochs_of(ref)} epochs)"
 
 
 def _is_base(name: str) -> bool:
@@ -815,8 +871,9 @@ def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, 
 _DECISION_NOTES = (
     "Per dataset, every learner that ran, ranked by mean test accuracy (final epoch, percent; ± sample standard "
     "deviation over seeds, n finished runs). A learner with several configurations is shown by the one with the best "
-    "mean validation accuracy. 'vs backprop': percentage points against the backprop reference of the same "
-    "architecture on the same dataset, where the store has one. 'read out': end to end, or a linear probe on frozen "
+    "mean validation accuracy. 'vs backprop': percentage points against the best backprop configuration of the same "
+    "network (layers, widths and activation, whichever preset names it) on the same dataset, where the store has one, "
+    "trained for as many epochs, else of any budget (its epochs named in the cell). 'read out': end to end, or a linear probe on frozen "
     "features (the learner itself never sees a label). Peak memory is per run. Energy is counted from the run's own "
     "operations (neuroplastic.energy): {source}; the probe's fitting is not counted. C1 no weight symmetry, C2 "
     "local error, C3 single phase (Lv et al., ICML 2025).")

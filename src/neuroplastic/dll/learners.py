@@ -60,6 +60,18 @@ def _resolve(preset: str, hidden, act, lr, allowed_nets) -> dict:
     return cfg
 
 
+def preset_network(params: dict) -> str | None:
+    """The signature (:func:`neuroplastic.nn.archs.signature`) of the feed-forward net a DLL-package learner builds
+    from ``params`` (its preset, with ``hidden`` and ``act`` where set): backprop's ``arch`` of the same net has the
+    same signature. None for the recurrent presets and for an unknown preset."""
+    preset = params.get("preset", "mlp-mnist")
+    if preset not in PRESETS or PRESETS[preset]["net"] not in _FF_NETS:
+        return None
+    cfg = _resolve(preset, params.get("hidden"), params.get("act"), None, _FF_NETS)
+    kw = {"hidden": cfg["hidden"]} if cfg["net"] == "mlp" else {}
+    return archs.signature(cfg["net"], act=cfg["act"], **kw)
+
+
 def build_plain(cfg: dict, in_shape: tuple[int, ...], n_classes: int) -> nn.Sequential:
     """The plain (backprop-trainable) feed-forward net of a resolved preset."""
     kw = {"hidden": cfg["hidden"]} if cfg["net"] == "mlp" else {}
@@ -132,6 +144,11 @@ class DLLLearner(Learner):
     def choices(cls) -> dict[str, list[str]]:
         """DLL's presets (network, activation, learning rate and batch size of Lv et al. 2025)."""
         return {"preset": list(PRESETS)}
+
+    @classmethod
+    def network(cls, params: dict) -> str | None:
+        """The net of the preset (:func:`preset_network`)."""
+        return preset_network(params)
 
     @classmethod
     def run_defaults(cls, params: dict) -> dict:
@@ -224,6 +241,11 @@ class PCLearner(Learner):
     def choices(cls) -> dict[str, list[str]]:
         """DLL's feed-forward presets."""
         return {"preset": [p for p, c in PRESETS.items() if c["net"] in _FF_NETS]}
+
+    @classmethod
+    def network(cls, params: dict) -> str | None:
+        """The net of the preset (:func:`preset_network`)."""
+        return preset_network(params)
 
     @classmethod
     def run_defaults(cls, params: dict) -> dict:

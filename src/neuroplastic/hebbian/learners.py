@@ -181,6 +181,11 @@ class HebbianCNNBP(Learner):
         return {"preset": sorted(models.PRESETS)}
 
     @classmethod
+    def exact(cls, params: dict) -> bool:
+        """Always exact: plain backprop through the Hebbian network's layers."""
+        return True
+
+    @classmethod
     def run_defaults(cls, params: dict) -> dict:
         """Nimmo & Mondragón's backprop baseline: 20 epochs at batch 64."""
         return {"epochs": 20, "batch_size": 64}

@@ -7,6 +7,7 @@ whose backward pass uses a feedback matrix ``B`` instead of ``W`` (FA, DFA, sign
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -214,6 +215,33 @@ class SupervisedNet(Learner):
         make_optimizer([nn.Parameter(torch.zeros(1))], optimizer, lr)  # validate names early
         if schedule not in ("none", "cosine", "linear", "step"):
             raise ValueError(f"unknown schedule {schedule!r}; allowed: none, cosine, linear, step")
+
+    @classmethod
+    def _with_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        return {**defaults, **params}
+
+    @classmethod
+    def network(cls, params: dict[str, Any]) -> str | None:
+        """The signature of ``arch`` built as :meth:`__init__` builds it (``hidden`` for the MLP, ``channels``
+        where given, ``act`` where given, else the network's own)."""
+        p = cls._with_defaults(params)
+        if p["arch"] not in archs.ARCHS:
+            return None
+        kw = {"act": p["act"]}
+        if p["arch"] == "mlp":
+            kw["hidden"] = tuple(p["hidden"])
+        elif p.get("channels") is not None:
+            kw["channels"] = tuple(p["channels"])
+        return archs.signature(p["arch"], **kw)
+
+    @classmethod
+    def exact(cls, params: dict[str, Any]) -> bool:
+        """Exact gradients: ``mode`` bp in every layer, convolutions included (``conv_mode`` unset or bp); "BP in
+        FC + FA in conv" is not exact."""
+        p = cls._with_defaults(params)
+        return p["mode"] == "bp" and p["conv_mode"] in (None, "bp")
 
     @classmethod
     def choices(cls) -> dict[str, list[str]]:

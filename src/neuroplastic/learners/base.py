@@ -104,6 +104,20 @@ class Learner(nn.Module):
         return {}
 
     @classmethod
+    def network(cls, params: dict[str, Any]) -> str | None:
+        """The network this learner trains with keyword arguments ``params`` (defaults filled in), as
+        :func:`neuroplastic.nn.archs.signature` names it, so that the report measures it against the backprop
+        reference of the very same net whatever preset names it; None where the net is the learner's own (the
+        report then goes by the preset name). Default: None."""
+        return None
+
+    @classmethod
+    def exact(cls, params: dict[str, Any]) -> bool:
+        """Whether the configuration ``params`` computes exact gradients ∂L/∂W everywhere, so that a registered
+        ``baseline`` learner's run of it is the backprop reference of its network. Default: False."""
+        return False
+
+    @classmethod
     def run_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
         """Run settings (``epochs``, ``batch_size``) that this learner's study fixes for the given keyword
         arguments (e.g. a preset's batch size, one unsupervised epoch); a config that does not set them gets these

@@ -199,6 +199,11 @@ class SALNet(SupervisedNet):
     locality = _LOCALITY
     extra_modes = ("sal",)
 
+    @classmethod
+    def exact(cls, params: dict) -> bool:
+        """Never exact: the dense layers' feedback B is learned from spike timing."""
+        return False
+
     def __init__(self, in_shape: tuple[int, ...], n_classes: int, arch: str = "sal_cnn",
                  hidden: tuple[int, ...] = (256,), act: str | None = None, channels: tuple[int, ...] | None = None,
                  conv_mode: str = "fa", optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,

@@ -190,6 +190,7 @@ def test_sweeps_find_a_one_parameter_series_with_the_default_cell_at_its_default
     assert default not in (0.1, 0.2, 0.3)
     hidden = report._short(defaults["hidden"])
     assert [s["key"] for s in sw] == ["params.lr"] and sw[0]["fixed"] == f"params.hidden={hidden}"
+    assert sw[0]["label"] == ""  # hidden at fa's default: the title names only what the series sets
     pts = sw[0]["points"]
     assert list(pts) == sorted([default, 0.1, 0.2, 0.3])
     assert [m["test_acc"] for m in pts[0.2]] == [0.7, 0.71] and [m["angle_deg/1"] for m in pts[default]] == [80.0]

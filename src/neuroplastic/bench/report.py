@@ -747,8 +747,8 @@ def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, 
     """One-parameter sweeps among ``groups`` (of :func:`summarize`): groups of one learner, dataset and preset whose
     configs differ in a single numeric key that takes at least ``min_points`` values, every other key equal (a
     ``params.`` key a config leaves out counts at the learner's default, so a noise-free cell joins its noise grid).
-    Each sweep: ``learner, dataset, preset, key, fixed`` (the other differing keys' values, as ``k=v``) and
-    ``points`` ``{value: [finished runs' metrics dicts]}``."""
+    Each sweep: ``learner, dataset, preset, key, fixed`` (the other differing keys' values, as ``k=v``), ``label``
+    (those of them not at the learner's default: the figure's title) and ``points`` ``{value: [finished runs' metrics dicts]}``."""
     buckets: dict[tuple, list[tuple[dict, dict]]] = defaultdict(list)
     for g in groups:
         done = [r["metrics"] for r in g["rows"] if r["status"] == "done" and r.get("metrics")]
@@ -770,13 +770,17 @@ def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, 
         for k in differ:
             rest = [o for o in differ if o != k]
             lines: dict[str, dict[Any, list[dict]]] = defaultdict(lambda: defaultdict(list))
+            labels: dict[str, str] = {}
             for f, (_, done) in zip(flats, members):
                 if _number(f[k]):
-                    lines[", ".join(f"{o}={_short(f[o])}" for o in rest)][f[k]].extend(done)
+                    fixed = ", ".join(f"{o}={_short(f[o])}" for o in rest)
+                    lines[fixed][f[k]].extend(done)
+                    labels[fixed] = ", ".join(f"{o}={_short(f[o])}" for o in rest
+                                              if o not in defaults or _key(f[o]) != _key(defaults[o]))
             for fixed, pts in lines.items():
                 if len(pts) >= min_points:
                     out.append({"learner": learner, "dataset": ds, "preset": preset, "key": k, "fixed": fixed,
-                                "points": dict(sorted(pts.items()))})
+                                "label": labels[fixed], "points": dict(sorted(pts.items()))})
     return out
 
 
@@ -811,8 +815,9 @@ def sweep_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
             ax.grid(alpha=0.3)
             if len(keys) > 1:
                 ax.legend(fontsize=7)
+        label = sw["label"] if len(sw["label"]) <= 130 else sw["label"][:130].rsplit(", ", 1)[0] + ", …"
         title = (f"{sw['learner']} {sw['preset']} on {sw['dataset']}: sweep of {sw['key']}"
-                 + (f" ({sw['fixed'][:100]})" if sw["fixed"] else "") + " - mean over seeds")
+                 + (f" ({label})" if label else "") + " - mean over seeds")
         fig.suptitle(textwrap.fill(title, 110 if angle_keys else 70), fontsize=10)
         fig.subplots_adjust(left=0.09, right=0.97, bottom=0.13, top=0.85, wspace=0.25)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"sweep-{sw['dataset']}-{sw['learner']}-{sw['key']}-{i}")

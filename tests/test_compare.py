@@ -36,3 +36,21 @@ def test_compare_command_runs_both_learners_on_shared_seeds(tmp_path):
     assert "mean (n=2)" in r.stdout and "sign-flip p" in r.stdout
     out = tmp_path / "compare" / "compare-bp-vs-fa-digits-mlp"
     assert (out / "compare.md").is_file() and (out / "curves.png").is_file()
+
+
+def test_compare_refuses_two_networks_and_takes_keys_of_one_side():
+    """DLL's default MLP and backprop's are different networks: refused with both named. DLL's preset and backprop's
+    arch of one net, given per side, are accepted; a run setting only one learner's defaults fix is listed."""
+    with pytest.raises(ValueError, match=r"dll would train mlp\(act=tanh, hidden=1024-512-256\) and bp mlp\(act=relu"):
+        compare.compare_suite("dll", "bp", dataset="digits")
+    with pytest.raises(ValueError, match="lv_cnn_cifar"):
+        compare.compare_suite("dll", "bp", dataset="cifar-10", only_a={"preset": "cnn-cifar"},
+                              only_b={"params": {"arch": "lv_cnn_cifar", "act": "relu"}})
+    s = compare.compare_suite("dll", "bp", dataset="cifar-10", seeds=[0, 1], only_a={"preset": "cnn-cifar"},
+                              only_b={"params": {"arch": "lv_cnn_cifar"}})
+    assert sorted(cfg["learner"] for _h, cfg in s.runs) == ["bp", "bp", "dll", "dll"]
+    assert compare.run_differences(s) == []  # DLL's CNN preset batch size, 64, is the generic default too
+    s = compare.compare_suite("dll", "bp", dataset="digits", only_a={"preset": "mlp-small"},
+                              only_b={"params": {"arch": "mlp", "hidden": [128, 64], "act": "tanh"}})
+    assert compare.run_differences(s) == ["batch_size (dll: 32, bp: 64)"]
+    assert compare.run_differences(compare.compare_suite("bp", "fa", dataset="digits")) == []

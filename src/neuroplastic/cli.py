@@ -252,9 +252,13 @@ def cmd_compare(a: argparse.Namespace, command: str) -> int:
     base: dict[str, Any] = {}
     for key, value in parse_set(a.set or []):
         base = set_dotted(base, key, value)
+    only: list[dict[str, Any]] = [{}, {}]
+    for i, items in enumerate((a.set_a, a.set_b)):
+        for key, value in parse_set(items or []):
+            only[i] = set_dotted(only[i], key, value)
     try:
         s = compare.compare_suite(a.learner_a, a.learner_b, dataset=a.dataset, preset=a.preset, seeds=a.seeds,
-                                  epochs=a.epochs, base=base)
+                                  epochs=a.epochs, base=base, only_a=only[0], only_b=only[1])
     except (ValueError, SuiteError) as e:
         raise UsageError(str(e)) from None
     try:
@@ -268,11 +272,16 @@ def cmd_compare(a: argparse.Namespace, command: str) -> int:
     db.close()
     stats = compare.paired(rows, a.learner_a, a.learner_b)
     head, cells = compare.paired_table(stats, a.learner_a, a.learner_b)
+    differ = compare.run_differences(s)
+    note = ("Run settings that differ (each learner's own defaults; --set fixes them for both): " + "; ".join(differ)
+            if differ else "")
     print(f"{s.description} (final-epoch test accuracy)")
     print(_table(head, cells))
+    if note:
+        print(note)
     out = Path(a.results_dir) / "compare" / s.name
     fig = compare.curves_figure(rows, a.learner_a, a.learner_b, out / "curves.png")
-    md = [f"# {s.description}", "", f"Command: `{command}`", "", md_table(head, cells), ""]
+    md = [f"# {s.description}", "", f"Command: `{command}`", "", md_table(head, cells), ""] + ([note, ""] if note else [])
     if fig is not None:
         md += ["![validation accuracy per epoch](curves.png)", ""]
     print(write_atomic(out / "compare.md", "\n".join(md)))
@@ -607,8 +616,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_bench)
 
     c = sub.add_parser("compare", help="two learners on the same data, architecture, budget and seeds: paired table",
-                       description="Run learners A and B with one shared config (dataset, preset, epochs, --set keys) "
-                       "for every seed into the results store (resumable, like bench), then print the per-seed "
+                       description="Run learners A and B with one shared config (dataset, preset, epochs, --set keys; "
+                       "--set-a/--set-b for keys one side names differently) for every seed into the results store "
+                       "(resumable, like bench), refusing two learners that would train different networks, then "
+                       "print the per-seed "
                        "paired table (differences, mean, t, exact sign-flip p) and write results/compare/NAME/ "
                        "(compare.md, curves.png).")
     c.add_argument("learner_a", metavar="A")
@@ -618,6 +629,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
     c.add_argument("--epochs", type=int, help="epochs of both")
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="shared config key (dotted, repeatable)")
+    c.add_argument("--set-a", action="append", metavar="KEY=VALUE",
+                   help="config key of A only, where the two name one network differently (e.g. preset=cnn-cifar)")
+    c.add_argument("--set-b", action="append", metavar="KEY=VALUE",
+                   help="config key of B only (e.g. params.arch=lv_cnn_cifar); A and B must still train one network")
     c.add_argument("--jobs", "-j", type=int, default=None, help="worker processes")
     c.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     c.add_argument("--db", default="results/neuroplastic.db", help="results database (default %(default)s)")

@@ -23,9 +23,18 @@ from .suite import Suite, expand
 
 
 def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, seeds: list[int] | tuple[int, ...] = (0, 1, 2),
-                  epochs: int | None = None, base: dict[str, Any] | None = None) -> Suite:
+                  epochs: int | None = None, base: dict[str, Any] | None = None, only_a: dict[str, Any] | None = None,
+                  only_b: dict[str, Any] | None = None) -> Suite:
     """The suite of a comparison: cells ``{learner: a}`` and ``{learner: b}`` crossed with ``seeds``, everything else
-    (dataset, preset, epochs, batch size, protocol...) shared through ``base``."""
+    (dataset, preset, epochs, batch size, protocol...) shared through ``base``; ``only_a`` / ``only_b``: config keys
+    of one side only, for learners that name one network differently (DLL's ``preset: cnn-cifar`` is backprop's
+    ``params.arch: lv_cnn_cifar``).
+
+    Raises ``ValueError`` naming both networks where the two learners would train different ones
+    (:func:`~neuroplastic.bench.report.network_of`, for learners that declare their net): a paired comparison of
+    two rules on two networks measures the networks too."""
+    from .report import _learner_params, network_of
+
     if a == b:
         raise ValueError(f"compare needs two different learners, got {a!r} twice")
     shared = dict(base or {})
@@ -36,8 +45,38 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
         shared["epochs"] = epochs
     spec = {"name": f"compare-{a}-vs-{b}-{dataset}" + (f"-{preset}" if preset else ""),
             "description": f"{a} vs {b} on {dataset}" + (f" ({preset})" if preset else "") + f", seeds {list(seeds)}",
-            "cells": [{"learner": a}, {"learner": b}], "grid": {"seed": list(seeds)}, "base": shared}
-    return expand(spec, source="compare")
+            "cells": [{**(only_a or {}), "learner": a}, {**(only_b or {}), "learner": b}], "grid": {"seed": list(seeds)},
+            "base": shared}
+    out = expand(spec, source="compare")
+    first = {}
+    for _h, cfg in out.runs:
+        first.setdefault(cfg["learner"], cfg)
+    declared = {}
+    for name, cfg in first.items():
+        try:
+            e, params = _learner_params(cfg)
+            if e.cls.network(params) is not None:
+                declared[name] = network_of(cfg)
+        except (KeyError, TypeError, ValueError):
+            pass
+    if len(declared) == 2 and declared[a] != declared[b]:
+        raise ValueError(f"{a} would train {declared[a]} and {b} {declared[b]}: give both one network (shared --set "
+                         f"params..., or --set-a / --set-b where they name it differently)")
+    return out
+
+
+def run_differences(s: Suite) -> list[str]:
+    """The run settings (``epochs``, ``batch_size``, ``protocol``...; not ``learner``, ``preset``, ``params``) in which
+    a comparison's two learners differ, as ``key (a: x, b: y)``: a learner's own defaults (e.g. DLL's preset batch
+    size) that the shared config did not fix. Empty when the budget is the same."""
+    first: dict[str, dict[str, Any]] = {}
+    for _h, cfg in s.runs:
+        first.setdefault(cfg["learner"], cfg)
+    if len(first) != 2:
+        return []
+    (na, ca), (nb, cb) = first.items()
+    return [f"{k} ({na}: {ca.get(k)}, {nb}: {cb.get(k)})" for k in sorted(set(ca) | set(cb))
+            if k not in ("learner", "preset", "params", "seed", "recipe") and ca.get(k) != cb.get(k)]
 
 
 def sign_flip_p(diffs: list[float], samples: int = 20_000, seed: int = 0) -> float:

@@ -317,15 +317,6 @@ def _gap_to_reference(g: dict[str, Any], refs: list[dict[str, Any]]) -> str:
     return gap if same or _epochs_of(ref) is None else f"{gap} (reference: {_epochs_of(ref)} epochs)"
 
 
-def _is_base(name: str) -> bool:
-    from .. import learners
-
-    try:
-        return learners.entry(name).baseline
-    except KeyError:
-        return False
-
-
 def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     """One figure per dataset: test accuracy against labels per class (log axis; ``all`` at the right) for every
     learner with label-count records (``protocol.labels_per_class``), mean over its runs per architecture (seeds and
@@ -341,7 +332,7 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
         if not any(x.get("labels_per_class") not in (None, "all") for x in recs):
             continue
         cfg = r["config"]
-        line = (cfg["learner"], architecture_of(cfg))
+        line = (cfg["learner"], architecture_of(cfg), is_reference(cfg))
         for x in recs:
             lpc, acc = x.get("labels_per_class"), x.get("test_acc")
             if lpc is not None and isinstance(acc, (int, float)):
@@ -355,11 +346,11 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
         x_all = max(counts) * 10
         fig = Figure(figsize=(10, 4.2))
         ax = fig.subplots()
-        for i, ((learner, arch), s) in enumerate(sorted(lines.items())):
+        for i, ((learner, arch, ref), s) in enumerate(sorted(lines.items())):
             xs = sorted(c for c in s if c != "all") + (["all"] if "all" in s else [])
             ax.plot([x_all if c == "all" else c for c in xs], [100 * statistics.fmean(s[c]) for c in xs],
                     marker="o", ms=4, label=f"{learner} {arch}", color=_style(i)["color"],
-                    linestyle="--" if _is_base(learner) else "-")
+                    linestyle="--" if ref else "-")
         ax.set_xscale("log")
         ax.set_xticks(counts + [x_all], [str(c) for c in counts] + ["all"])
         out.append(_finish(fig, ax, f"labels-{ds}", "labels per class", "test accuracy %",

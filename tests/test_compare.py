@@ -54,3 +54,5 @@ def test_compare_refuses_two_networks_and_takes_keys_of_one_side():
                               only_b={"params": {"arch": "mlp", "hidden": [128, 64], "act": "tanh"}})
     assert compare.run_differences(s) == ["batch_size (dll: 32, bp: 64)"]
     assert compare.run_differences(compare.compare_suite("bp", "fa", dataset="digits")) == []
+    with pytest.raises(ValueError, match="--set-b cannot set epochs, seed"):
+        compare.compare_suite("bp", "fa", dataset="digits", only_b={"seed": 5, "epochs": 3})

@@ -37,6 +37,11 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
 
     if a == b:
         raise ValueError(f"compare needs two different learners, got {a!r} twice")
+    for side, keys in (("--set-a", only_a or {}), ("--set-b", only_b or {})):
+        fixed = sorted(set(keys) & {"learner", "dataset", "seed", "epochs"})
+        if fixed:
+            raise ValueError(f"{side} cannot set {', '.join(fixed)}: a comparison shares its learners' data, seeds "
+                             f"and epochs (--dataset, --seeds, --epochs)")
     shared = dict(base or {})
     shared["dataset"] = dataset
     if preset is not None:

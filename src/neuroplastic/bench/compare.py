@@ -33,7 +33,7 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
     Raises ``ValueError`` naming both networks where the two learners would train different ones
     (:func:`~neuroplastic.bench.report.network_of`, for learners that declare their net): a paired comparison of
     two rules on two networks measures the networks too."""
-    from .report import _learner_params, network_of
+    from .report import learner_params, network_of
 
     if a == b:
         raise ValueError(f"compare needs two different learners, got {a!r} twice")
@@ -59,7 +59,7 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
     declared = {}
     for name, cfg in first.items():
         try:
-            e, params = _learner_params(cfg)
+            e, params = learner_params(cfg)
             if e.cls.network(params) is not None:
                 declared[name] = network_of(cfg)
         except (KeyError, TypeError, ValueError):

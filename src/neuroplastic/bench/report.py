@@ -154,7 +154,7 @@ def architecture_of(cfg: dict[str, Any]) -> str:
     return str(d.get("preset") or d.get("arch") or name)
 
 
-def _learner_params(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def learner_params(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The registry entry of a run's learner and the keyword arguments it was built with (the entry's fixed ones,
     the config's ``params``, ``preset`` as the learner takes it); raises ``KeyError`` for an unknown learner."""
     from .. import learners
@@ -175,7 +175,7 @@ def network_of(cfg: dict[str, Any]) -> str:
     DLL's preset ``cnn-cifar`` and backprop's ``arch: lv_cnn_cifar`` match and MLPs of other widths do not), else
     :func:`architecture_of`."""
     try:
-        e, params = _learner_params(cfg)
+        e, params = learner_params(cfg)
         sig = e.cls.network(params)
     except (KeyError, TypeError, ValueError):  # an unknown learner, or a record too old to resolve: its preset name
         sig = None
@@ -187,7 +187,7 @@ def is_reference(cfg: dict[str, Any]) -> bool:
     exact gradients (:meth:`~neuroplastic.learners.base.Learner.exact`; backprop with fixed random feedback in its
     convolutions is not one)."""
     try:
-        e, params = _learner_params(cfg)
+        e, params = learner_params(cfg)
         return bool(e.baseline and e.cls.exact(params))
     except (KeyError, TypeError, ValueError):
         return False
@@ -239,8 +239,8 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     (test accuracy only where no validation split was kept); a learner whose runs all failed is listed as failed,
     last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same network on the same
     dataset (:func:`_gap_to_reference`: a registered ``baseline`` learner's best exact-gradient configuration of
-    the net :func:`network_of` names, at the same epochs where there is one) where the store has it, what is read out (end to end, or a linear
-    probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
+    the net :func:`network_of` names, at the same epochs where there is one) where the store has it, what is read
+    out (end to end, or a linear probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
     inference and per training sample (:mod:`neuroplastic.energy`, figures of ``energy``) and C1/C2/C3.
     Cells are strings, or ``(text, anchor)`` pairs linking to a run's pictures.
     """

@@ -212,7 +212,9 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return cfg
 
 
-def _learner_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+def learner_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments a config passes to its learner: ``params``, with ``preset`` as ``preset`` or ``arch``
+    (whichever the learner takes) and lists as tuples; ``ConfigError`` for a preset the learner cannot take."""
     from . import learners
 
     params = dict(cfg["params"])
@@ -318,7 +320,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(str(err)) from None
     e = learners.entry(out["learner"])
     try:
-        fixed = e.cls.run_defaults({**e.defaults, **_learner_kwargs(out)})
+        fixed = e.cls.run_defaults({**e.defaults, **learner_kwargs(out)})
     except (KeyError, ValueError) as err:
         raise ConfigError(f"learner {out['learner']!r}: {err.args[0] if err.args else err}") from None
     for k, v in fixed.items():  # the study's run settings where the config does not set them
@@ -551,7 +553,7 @@ def make_learner(cfg: dict[str, Any], bundle: Any):
     """The learner of a validated ``cfg`` for ``bundle`` (``in_shape``, ``n_classes``, ``seed`` filled in)."""
     from . import learners
 
-    kwargs = _learner_kwargs(cfg)
+    kwargs = learner_kwargs(cfg)
     sig = inspect.signature(learners.entry(cfg["learner"]).cls.__init__).parameters
     if "in_shape" in sig:
         kwargs.setdefault("in_shape", bundle.in_shape)

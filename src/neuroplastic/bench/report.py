@@ -155,18 +155,13 @@ def architecture_of(cfg: dict[str, Any]) -> str:
 
 
 def learner_params(cfg: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """The registry entry of a run's learner and the keyword arguments it was built with (the entry's fixed ones,
-    the config's ``params``, ``preset`` as the learner takes it); raises ``KeyError`` for an unknown learner."""
+    """The registry entry of a run's learner and the keyword arguments it was built with (the entry's fixed ones and
+    :func:`neuroplastic.experiment.learner_kwargs`); raises ``KeyError`` for an unknown learner."""
     from .. import learners
+    from ..experiment import learner_kwargs
 
     e = learners.entry(cfg["learner"])
-    params = {**e.defaults, **(cfg.get("params") or {})}
-    if cfg.get("preset"):
-        allowed = learners.allowed_params(cfg["learner"])
-        key = "preset" if "preset" in allowed else "arch" if "arch" in allowed else None
-        if key:
-            params.setdefault(key, cfg["preset"])
-    return e, params
+    return e, {**e.defaults, **learner_kwargs({**cfg, "params": cfg.get("params") or {}})}
 
 
 def network_of(cfg: dict[str, Any]) -> str:

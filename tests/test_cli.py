@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -137,6 +138,8 @@ def test_learners_lists_bp_with_paper_and_criteria(capsys):
     line = next(x for x in out.splitlines() if x.startswith("bp "))
     assert "Rumelhart" in line and "✘" in line
     assert "C1" in out and "C2" in out and "C3" in out
+    assert cli.main(["learners", "dll"]) == 0  # each preset's network, as backprop's arch names it
+    assert re.search(r"^ +cnn-cifar +lv_cnn_cifar\(act=tanh\)$", capsys.readouterr().out, re.MULTILINE)
 
 
 def test_data_list_and_verify(capsys, tmp_path):

@@ -497,6 +497,15 @@ def _learner_detail(name: str) -> int:
     print("\n".join("    " + line for line in _table(["name", "default"], rows).splitlines()))
     for k, vals in e.cls.choices().items():
         print(f"  {k}: {', '.join(vals)}")
+    nets = {}
+    for v in e.cls.choices().get("preset", []):  # what each preset builds, as backprop's arch names it
+        try:
+            nets[v] = e.cls.network({**e.defaults, "preset": v})
+        except (KeyError, TypeError, ValueError):
+            nets[v] = None
+    if any(nets.values()):
+        print("  networks of the presets (the report compares a run with backprop on the same one):")
+        print("\n".join(f"    {v:<12} {net}" for v, net in nets.items() if net))
     rd = e.cls.run_defaults(dict(e.defaults))
     if rd:
         print("  run settings when a config does not set them: " + ", ".join(f"{k}={v}" for k, v in rd.items()))

@@ -31,9 +31,9 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
     ``params.arch: lv_cnn_cifar``).
 
     Raises ``ValueError`` naming both networks where the two learners would train different ones
-    (:func:`~neuroplastic.bench.report.network_of`, for learners that declare their net): a paired comparison of
+    (:meth:`~neuroplastic.learners.base.Learner.network`, for learners that declare their net): a paired comparison of
     two rules on two networks measures the networks too."""
-    from .report import learner_params, network_of
+    from .report import learner_params
 
     if a == b:
         raise ValueError(f"compare needs two different learners, got {a!r} twice")
@@ -60,10 +60,11 @@ def compare_suite(a: str, b: str, *, dataset: str, preset: str | None = None, se
     for name, cfg in first.items():
         try:
             e, params = learner_params(cfg)
-            if e.cls.network(params) is not None:
-                declared[name] = network_of(cfg)
+            net = e.cls.network(params)
         except (KeyError, TypeError, ValueError):
-            pass
+            net = None
+        if net is not None:
+            declared[name] = net
     if len(declared) == 2 and declared[a] != declared[b]:
         raise ValueError(f"{a} would train {declared[a]} and {b} {declared[b]}: give both one network (shared --set "
                          f"params..., or --set-a / --set-b where they name it differently)")

@@ -130,11 +130,9 @@ ARCHS: dict[str, Callable[..., nn.Sequential]] = {"mlp": mlp, "lenet5": lenet5, 
                                                "sal_cnn": sal_cnn}
 
 
-def signature(name: str, **kwargs) -> str:
-    """The identity of network ``name`` for comparisons across learners: its name and every argument that shapes
-    it, the builder's defaults filled in, e.g. ``mlp(act=tanh, hidden=1024-512-256)``. Two configurations train
-    the same network exactly when their signatures are equal, whichever learner or preset names it (DLL's preset
-    ``cnn-cifar`` and backprop's ``arch: lv_cnn_cifar`` are one net). Arguments set to None take the default."""
+def _arguments(name: str, kwargs: dict) -> dict:
+    """Every shaping argument of network ``name``: the builder's defaults, updated by ``kwargs``; an unknown
+    network or argument is an error naming it."""
     if name not in ARCHS:
         raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHS)}")
     args = {k: p.default for k, p in inspect.signature(ARCHS[name]).parameters.items()
@@ -142,20 +140,22 @@ def signature(name: str, **kwargs) -> str:
     extra = [k for k in kwargs if k not in args]
     if extra:
         raise ValueError(f"arch {name!r} takes no {', '.join(map(repr, extra))} (it takes: {', '.join(args)})")
-    args.update({k: v for k, v in kwargs.items() if v is not None})
+    return {**args, **kwargs}
+
+
+def signature(name: str, **kwargs) -> str:
+    """The identity of network ``name`` for comparisons across learners: its name and every argument that shapes
+    it, the builder's defaults filled in, e.g. ``mlp(act=tanh, hidden=1024-512-256)``. Two configurations train
+    the same network exactly when their signatures are equal, whichever learner or preset names it (DLL's preset
+    ``cnn-cifar`` and backprop's ``arch: lv_cnn_cifar`` are one net). Arguments set to None take the default."""
+    args = _arguments(name, {k: v for k, v in kwargs.items() if v is not None})
     text = lambda v: "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
     return f"{name}({', '.join(f'{k}={text(v)}' for k, v in sorted(args.items()))})"
 
 
 def build(name: str, in_shape: tuple[int, ...], n_classes: int, **kwargs) -> nn.Sequential:
     """Build architecture ``name`` (one of :data:`ARCHS`) for ``in_shape``/``n_classes``."""
-    if name not in ARCHS:
-        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(ARCHS)}")
-    fn = ARCHS[name]
-    takes = [p for p in inspect.signature(fn).parameters if p not in ("in_shape", "n_classes")]
-    extra = [k for k in kwargs if k not in takes]
-    if extra:
-        raise ValueError(f"arch {name!r} takes no {', '.join(map(repr, extra))} (it takes: {', '.join(takes)})")
+    _arguments(name, kwargs)
     if name != "mlp" and len(in_shape) != 3:
         raise ValueError(f"arch {name!r} needs image inputs [C, H, W], got samples of shape {tuple(in_shape)}")
-    return fn(tuple(in_shape), n_classes, **kwargs)
+    return ARCHS[name](tuple(in_shape), n_classes, **kwargs)

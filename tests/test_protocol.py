@@ -491,3 +491,23 @@ def test_a_run_with_flips_or_another_probe_is_not_the_reproduction_of_a_plain_ru
     assert [x["record"]["test_acc"] for x in rows] == [0.738]
     whitened = dict(plain, protocol={"zca": {"samples": 1000}})
     assert store.reproductions([earlier, {"section": "s", "meta": {}, "records": [whitened]}]) == []
+
+
+def test_a_campaign_tag_does_not_hide_a_reproduction_and_a_budget_stopped_run_is_none():
+    """An earlier record's ``rerun`` tag names its campaign, not its configuration: a suite cell is set beside it
+    (DLL's CIFAR-10 CNN seed 1 was once left out for its "gpu-45ep" tag). One earlier result kept twice is one
+    row naming both places; a suite run a budget stopped after 5 of 10 epochs reproduces nothing."""
+    from neuroplastic.bench import store
+
+    run = {"learner": "dll", "dataset": "cifar-10", "preset": "cnn-cifar", "seed": 1, "epochs": 10,
+           "batch_size": 64, "test_acc": 0.70, "params": {}, "commit": "aaa"}
+    tagged = dict(run, rerun="gpu-45ep", commit="bbb")
+    earlier = {"section": "old", "meta": {"kind": "earlier"}, "records": [run, tagged]}
+    again = {"section": "other", "meta": {"kind": "earlier"}, "records": [dict(run, test_acc=0.69)]}
+    suite_run = dict(run, test_acc=0.702, status="done", commit="ccc")
+    rows = store.reproductions([earlier, again, {"section": "s", "meta": {}, "records": [suite_run]}])
+    assert [(x["earlier_sections"], x["earlier_commits"], x["earlier"]["test_acc"]) for x in rows] == [
+        (["old"], ["aaa", "bbb"], 0.70), (["other"], ["aaa"], 0.69)]
+    assert "old, ?, aaa, bbb | 70.00 | 70.20 | +0.20" in store.reproduction_table(rows)
+    cut = dict(suite_run, status="budget", epochs_done=5)
+    assert store.reproductions([earlier, {"section": "s", "meta": {}, "records": [cut]}]) == []

@@ -531,33 +531,48 @@ def _norm_protocol(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _key(r: dict[str, Any]) -> tuple:
+    """A record's configuration. An earlier record's ``rerun`` tag names the campaign it came from
+    ("gpu-45ep lr=0.00015"), not what it ran, so it is not part of the key; a labelled ``variant`` is."""
     return (r.get("learner"), r.get("dataset"), str(r.get("preset")), r.get("seed"), r.get("epochs"),
-            r.get("batch_size"), str(r.get("labels_per_class") or "all"), r.get("variant"), r.get("rerun"),
+            r.get("batch_size"), str(r.get("labels_per_class") or "all"), r.get("variant"),
             r.get("limit_train"), r.get("limit_test"), json.dumps(_norm_params(r), sort_keys=True, default=str),
             json.dumps(_norm_protocol(r), sort_keys=True, default=str))
 
 
+def _finished(r: dict[str, Any]) -> bool:
+    """A run with an accuracy that trained all its epochs (a budget-stopped run reproduces nothing)."""
+    return isinstance(r.get("test_acc"), (int, float)) and r.get("status", "done") == "done"
+
+
 def reproductions(secs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label count,
-    labelled variant, data limits, non-default parameters and protocol entries that change what is measured:
-    flips, whitening, binarisation, the probe) was recorded before, with both accuracies; a run
-    on part of the data is not the reproduction of a run on all of it; sections whose code
-    defaults have since changed (meta ``superseded``) are not compared."""
+    """Every finished suite record whose configuration (learner, dataset, preset, seed, epochs, batch size, label
+    count, labelled variant, data limits, non-default parameters and protocol entries that change what is measured:
+    flips, whitening, binarisation, the probe) was recorded before by a finished run, with both accuracies; a run
+    on part of the data, or one a budget stopped, is not the reproduction of a full run; sections whose code
+    defaults have since changed (meta ``superseded``) are not compared. One earlier result on one machine kept
+    in several records or sections (a run imported twice) is one row, naming them all (``earlier_sections``,
+    ``earlier_commits``)."""
     earlier: dict[tuple, list[tuple[str, dict]]] = defaultdict(list)
     for s in secs:
         if s["meta"].get("kind") == "earlier" and not s["meta"].get("superseded"):
-            for r in s["records"]:
-                if isinstance(r.get("test_acc"), (int, float)) and r.get("status", "done") == "done":
-                    earlier[_key(r)].append((s["section"], r))
+            for r in filter(_finished, s["records"]):
+                earlier[_key(r)].append((s["section"], r))
     out = []
     for s in secs:
         if s["meta"].get("kind") == "earlier":
             continue
         for r in s["records"]:
-            if not isinstance(r.get("test_acc"), (int, float)):  # a failed run has nothing to compare
+            if not _finished(r):
                 continue
+            same: dict[tuple, dict[str, Any]] = {}
             for sec, old in earlier.get(_key(r), []):
-                out.append({"suite": s["section"], "record": r, "earlier_section": sec, "earlier": old})
+                row = same.setdefault((device(old), old["test_acc"]), {
+                    "suite": s["section"], "record": r, "earlier_section": sec, "earlier": old,
+                    "earlier_sections": [], "earlier_commits": []})
+                for k, v in (("earlier_sections", sec), ("earlier_commits", str(old.get("commit"))[:12])):
+                    if v not in row[k]:
+                        row[k].append(v)
+            out += same.values()
     return out
 
 
@@ -575,7 +590,7 @@ def reproduction_table(rows: list[dict[str, Any]]) -> str:
             f", {lpc} labels/class" if lpc not in (None, "all") else "")
         diff = 100 * (r["test_acc"] - o["test_acc"])
         lines.append("| " + " | ".join([
-            x["suite"], run, f"{x['earlier_section']}, {device(o)}, {str(o.get('commit'))[:12]}",
+            x["suite"], run, f"{' + '.join(x['earlier_sections'])}, {device(o)}, {', '.join(x['earlier_commits'])}",
             f"{100 * o['test_acc']:.2f}", f"{100 * r['test_acc']:.2f}",
             "0 (equal)" if r["test_acc"] == o["test_acc"] else f"{diff:+.2f}",
             f"{device(r)}, {str(r.get('commit'))[:12]}"]) + " |")
@@ -663,7 +678,8 @@ def render(secs: list[dict[str, Any]]) -> str:
                 "record of the same configuration (learner, data, preset, seed, epochs, batch size, label count,",
                 "data limits, parameters). CPU runs are deterministic: a difference on the same kind of machine",
                 "means the code's arithmetic changed since the earlier record; runs first recorded on a GPU differ",
-                "by seed noise.", "",
+                "by seed noise. Only runs that trained all their epochs are listed (a budget-stopped cell reproduces",
+                "nothing); one earlier result kept in several sections is one row naming them all.", "",
                 rep, ""]
     if headlines(secs):
         out += ["## Headlines", "", results_tables(secs), ""]

@@ -169,7 +169,10 @@ def test_imported_records_join_the_report_without_duplicating_runs(store, tmp_pa
     _head, cells = report.decision_rows(report.summarize(runs + extra))["digits"]
     assert [report._text(c[1]) for c in cells].count("kp") == 1
     report.write_report(db_path, tmp_path / "rep", ("md",))
-    assert "| kp |" in (tmp_path / "rep" / "report.md").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| kp |" in md
+    counts = ", ".join(f"{sum(r['status'] == k for r in runs)} {k}" for k in ("done", "failed"))
+    assert f"- **runs**: {counts} in this store; 1 imported (2 records)" in md.replace("\\", "")  # both kinds
     report.write_report(db_path, tmp_path / "rep2", ("md",), imported=False)
     assert "| kp |" not in (tmp_path / "rep2" / "report.md").read_text()
 
@@ -224,8 +227,8 @@ def _net_run(learner, epochs, acc, seed=0, preset=None, **params):
 
 def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_same_budget():
     """DLL's preset ``cnn-cifar`` is backprop's ``arch: lv_cnn_cifar``: one network, so DLL gets a gap; MLPs of other
-    widths are other networks; backprop with FA in its convolutions is no reference; the reference trained for as
-    many epochs is preferred, and one of another budget is named in the cell."""
+    widths are other networks; backprop with FA in its convolutions is no reference and has a row of its own; the
+    reference trained for as many epochs is preferred, and one of another budget is named in the cell."""
     assert report.network_of({"learner": "dll", "preset": "cnn-cifar", "params": {}}) == \
         report.network_of({"learner": "bp", "params": {"arch": "lv_cnn_cifar"}})
     wide = report.network_of({"learner": "bp", "params": {"arch": "mlp", "hidden": [1024, 512, 256], "act": "tanh"}})
@@ -247,4 +250,7 @@ def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_
     assert gap["dll-fa"] == "-5.00 (reference: 45 epochs)"  # no 20-epoch reference: the best, with its budget
     assert gap["fa"] == "-7.00 (reference: 6 epochs)"  # "BP in FC + FA in conv" (80 %) is not the reference
     assert gap["pc"] == "—"  # DLL's CIFAR-10 MLP is 4096-2048-1024-256 wide; backprop ran only a 64-unit MLP
-    assert gap["bp"] == "+7.00 (reference: 6 epochs)"  # bp's row is its best-validated config: the hybrid
+    assert gap["bp + fa in conv"] == "+7.00 (reference: 6 epochs)"  # the hybrid is ranked apart, under its name,
+    assert gap["bp"] == "reference"  # and bp's own row is its best-validated exact config, not the hybrid
+    assert report.method_of({"learner": "kp", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "kp + fa in conv"
+    assert report.method_of({"learner": "fa", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "fa"

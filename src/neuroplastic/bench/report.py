@@ -188,6 +188,18 @@ def is_reference(cfg: dict[str, Any]) -> bool:
         return False
 
 
+def method_of(cfg: dict[str, Any]) -> str:
+    """What the decision table ranks a run as: its learner's name, or the name of the other method the
+    configuration trains by (:meth:`~neuroplastic.learners.base.Learner.method`; "bp + fa in conv" for backprop
+    with fixed random feedback in its convolutions), so that a hybrid is neither shown as its learner nor hides
+    the learner's own runs."""
+    try:
+        e, params = learner_params(cfg)
+        return e.cls.method(params) or cfg["learner"]
+    except (KeyError, TypeError, ValueError):
+        return cfg["learner"]
+
+
 def metric_values(rows: list[dict], key: str) -> list[float]:
     """The finite numeric values of ``key`` in ``rows``' metrics (else their stored record)."""
     vals = []
@@ -231,8 +243,9 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     ran, ranked by mean test accuracy.
 
     A learner with several configurations on a dataset is shown by the one with the best mean *validation* accuracy
-    (test accuracy only where no validation split was kept); a learner whose runs all failed is listed as failed,
-    last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same network on the same
+    (test accuracy only where no validation split was kept); a configuration that trains by another method
+    (:func:`method_of`: "bp + fa in conv") is ranked apart under that name; a learner whose runs all failed is
+    listed as failed, last. Columns: accuracy (mean ± std, n), the gap to the backprop reference of the same network on the same
     dataset (:func:`_gap_to_reference`: a registered ``baseline`` learner's best exact-gradient configuration of
     the net :func:`network_of` names, at the same epochs where there is one) where the store has it, what is read
     out (end to end, or a linear probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
@@ -247,23 +260,24 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
             "params", "train s", "samples/s", "peak MB", "nJ / inference", "nJ / train sample", "C1 C2 C3"]
     out: dict[str, tuple[list[str], list[list[Any]]]] = {}
     learners_on = defaultdict(set)
+    method = {id(g): method_of(g["rows"][0]["config"]) for g in groups}
     for g in groups:
-        learners_on[g["dataset"]].add(g["learner"])
+        learners_on[g["dataset"]].add(method[id(g)])
     for ds in sorted(learners_on, key=lambda d: (-len(learners_on[d]), d)):  # the widest comparisons first
         gs = [g for g in groups if g["dataset"] == ds]
         best: dict[str, dict] = {}
         for g in gs:
             if g["acc_mean"] is None:
                 continue
-            cur = best.get(g["learner"])
+            cur = best.get(method[id(g)])
             if cur is None or _val_or_test(g) > _val_or_test(cur):
-                best[g["learner"]] = g
+                best[method[id(g)]] = g
         refs: dict[str, list[dict]] = defaultdict(list)  # per network, the groups that are backprop references
         for g in gs:
             if is_reference(g["rows"][0]["config"]) and g["acc_mean"] is not None:
                 refs[network_of(g["rows"][0]["config"])].append(g)
         ranked = sorted(best.values(), key=lambda g: -g["acc_mean"])
-        failed = sorted({g["learner"] for g in gs if g["n_failed"]} - set(best))
+        failed = sorted({method[id(g)] for g in gs if g["n_failed"]} - set(best))
         cells: list[list[Any]] = []
         for i, g in enumerate(ranked, 1):
             done = [r for r in g["rows"] if r["status"] == "done"]
@@ -280,14 +294,14 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
             e_inf, e_train = _energy_of(done, "inference", model), _energy_of(done, "train", model)
             n_params = _mean_of(done, "n_params")
             n = f"{g['n_done']}" + (f" ({g['n_failed']} failed)" if g["n_failed"] else "")
-            cells.append([str(i), (g["learner"], f"run-{done[0]['hash']}"), setup, fmt_acc(g["acc_mean"], g["acc_std"]),
+            cells.append([str(i), (method[id(g)], f"run-{done[0]['hash']}"), setup, fmt_acc(g["acc_mean"], g["acc_std"]),
                           n, gap, readout, "—" if n_params is None else f"{int(n_params):,}",
                           fmt(g["train_seconds"], ".1f"), fmt(_mean_of(done, "samples_per_s"), ",.0f"),
                           fmt(_mean_of(done, "peak_memory_mb"), ",.0f"),
                           fmt(None if e_inf is None else e_inf / 1e3, ",.1f"),
                           fmt(None if e_train is None else e_train / 1e3, ",.1f"), marks])
         for name in failed:
-            n_f = sum(g["n_failed"] for g in gs if g["learner"] == name)
+            n_f = sum(g["n_failed"] for g in gs if method[id(g)] == name)
             cells.append(["—", name, "", "failed", f"0 ({n_f} failed)", "—", "", "", "", "", "", "", "", ""])
         if cells:
             out[ds] = (head, cells)
@@ -826,14 +840,22 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     return path
 
 
-def _meta(rows: list[dict], suite: str | None, db_path: Path) -> list[tuple[str, str]]:
-    envs = [r.get("env") or {} for r in rows if r["status"] == "done"]
-    pick = lambda k: ", ".join(sorted({str(e.get(k)) for e in envs if e.get(k)})) or "—"
+def _meta(rows: list[dict], suite: str | None, db_path: Path, extra: list[dict] = ()) -> list[tuple[str, str]]:
+    """The report's header: the store, the runs it holds by status, the imported runs beside them, and the
+    commits, torch versions and machines of every finished run shown (a long list is given as its count)."""
+    envs = [r.get("env") or {} for r in [*rows, *extra] if r["status"] == "done"]
+
+    def pick(k: str) -> str:
+        seen = sorted({str(e.get(k)) for e in envs if e.get(k)})
+        return ", ".join(seen) if len(seen) <= 4 else f"{len(seen)} different (each run's in its section)"
+
     counts = defaultdict(int)
     for r in rows:
         counts[r["status"]] += 1
-    return [("database", str(db_path)), ("suite", suite or "all"),
-            ("runs", ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"),
+    runs = ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none"
+    if extra:
+        runs += f" in this store; {len(extra)} imported ({sum(len(r['records']) for r in extra)} records)"
+    return [("database", str(db_path)), ("suite", suite or "all"), ("runs", runs),
             ("commit", pick("commit")), ("torch", pick("torch")), ("cpu", pick("cpu")), ("gpu", pick("gpu")),
             ("generated", time.strftime("%Y-%m-%d %H:%M:%S %Z"))]
 
@@ -862,7 +884,8 @@ def run_pictures(rows: list[dict[str, Any]], runs_dir: Path) -> list[tuple[str, 
 _DECISION_NOTES = (
     "Per dataset, every learner that ran, ranked by mean test accuracy (final epoch, percent; ± sample standard "
     "deviation over seeds, n finished runs). A learner with several configurations is shown by the one with the best "
-    "mean validation accuracy. 'vs backprop': percentage points against the best backprop configuration of the same "
+    "mean validation accuracy; a hybrid (e.g. 'bp + fa in conv': backprop in the dense layers, fixed random feedback "
+    "in the convolutions) is ranked apart. 'vs backprop': percentage points against the best backprop configuration of the same "
     "network (layers, widths and activation, whichever preset names it) on the same dataset, where the store has one, "
     "trained for as many epochs, else of any budget (its epochs named in the cell). 'read out': end to end, or a linear probe on frozen "
     "features (the learner itself never sees a label). Peak memory is per run. Energy is counted from the run's own "
@@ -937,8 +960,7 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                    str(r.get("attempts")), f"{len(_epochs(r))}/{r['config'].get('epochs')}",
                    error_line(r.get("error"))[:200]]
                   for r in failed])
-    meta = _meta(rows, suite, db_path) + ([("imported records", (f"{sum(len(r['records']) for r in extra)} in "
-                                                                f"{len(extra)} runs"))] if extra else [])
+    meta = _meta(rows, suite, db_path, extra)
     pictures = run_pictures(rows, db_path.parent / "runs")
     anchors = {f"run-{h}" for h, _, _ in pictures}
     title = "neuroplastic results" + (f": suite {suite}" if suite else "")

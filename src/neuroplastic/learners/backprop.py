@@ -244,6 +244,13 @@ class SupervisedNet(Learner):
         return p["mode"] == "bp" and p["conv_mode"] in (None, "bp")
 
     @classmethod
+    def method(cls, params: dict[str, Any]) -> str | None:
+        """``"<mode> + <conv_mode> in conv"`` where the convolutions learn by another feedback mode than the dense
+        layers (``conv_mode`` set and unlike ``mode``: "bp + fa in conv"), else None."""
+        p = cls._with_defaults(params)
+        return None if p["conv_mode"] in (None, p["mode"]) else f"{p['mode']} + {p['conv_mode']} in conv"
+
+    @classmethod
     def choices(cls) -> dict[str, list[str]]:
         """Networks of :data:`neuroplastic.nn.archs.ARCHS` (loaded learner modules may add theirs) and the losses
         (:data:`LOSSES`)."""

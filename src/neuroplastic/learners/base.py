@@ -118,6 +118,14 @@ class Learner(nn.Module):
         return False
 
     @classmethod
+    def method(cls, params: dict[str, Any]) -> str | None:
+        """A short name for the configuration ``params`` where it trains by another method than the learner's own
+        (a hybrid such as backprop in the dense layers with fixed random feedback in the convolutions, SAL's upper
+        bound in Gierlich et al. 2025), so that the decision table ranks it apart; None for the learner's own
+        method. Default: None."""
+        return None
+
+    @classmethod
     def run_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
         """Run settings (``epochs``, ``batch_size``) that this learner's study fixes for the given keyword
         arguments (e.g. a preset's batch size, one unsupervised epoch); a config that does not set them gets these

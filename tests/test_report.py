@@ -225,6 +225,27 @@ def _net_run(learner, epochs, acc, seed=0, preset=None, **params):
             "metrics": {"test_acc": acc, "val_acc": acc}}
 
 
+def test_locality_table_measures_each_learner_as_the_decision_table_picks_it():
+    """The locality table's accuracy is the configuration with the best validation accuracy on the learner's widest
+    comparison, never the best test accuracy of any configuration or dataset; a hybrid (bp + fa in conv) is not
+    backprop's number; a registered study (no learner) has no row."""
+    def run(learner, acc, val, dataset="cifar-10", **params):
+        r = _net_run(learner, 10, acc, **params)
+        r["config"]["dataset"], r["metrics"]["val_acc"] = dataset, val
+        r["hash"] += f"{dataset}-{acc}"
+        return r
+
+    rows = [run("bp", 0.70, 0.71, arch="sal_cnn"), run("bp", 0.72, 0.69, arch="sal_cnn", lr=0.1),
+            run("bp", 0.80, 0.80, arch="sal_cnn", conv_mode="fa"), run("fa", 0.60, 0.60, arch="sal_cnn"),
+            run("bp", 0.99, 0.99, dataset="mnist", arch="sal_cnn"),
+            {**run("sal", 0.5, 0.5), "config": {"learner": "sal-sampling", "dataset": "study", "epochs": 0,
+                                                 "seed": 0, "params": {}}}]
+    head, cells = report.locality_rows(report.summarize(rows))
+    measured = {c[0]: c[head.index("measured test acc %")] for c in cells}
+    assert measured["bp"].startswith("70.00 (cifar-10/")  # not 72 (best test), 80 (the hybrid) or 99 (mnist)
+    assert "sal-sampling" not in measured and measured["fa"].startswith("60.00")
+
+
 def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_same_budget():
     """DLL's preset ``cnn-cifar`` is backprop's ``arch: lv_cnn_cifar``: one network, so DLL gets a gap; MLPs of other
     widths are other networks; backprop with FA in its convolutions is no reference and has a row of its own; the

@@ -398,15 +398,23 @@ def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
 
 
 def locality_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Locality criteria of the learners that ran (those in ``groups``) beside their measured test accuracy: the best
-    group mean per learner, with its dataset/preset."""
-    from .. import learners
+    """Locality criteria of the learners that ran (those in ``groups``; registered studies, which are not learners,
+    are left out) beside a measured test accuracy: the group the decision table shows for the learner's own method
+    on the widest comparison it took part in (best mean validation accuracy, :func:`decision_rows`; never the best
+    test accuracy), with its dataset/preset. A hybrid configuration (:func:`method_of`) is not the learner's
+    method and is not shown."""
+    from .. import learners, studies
 
-    best: dict[str, dict] = {}
+    own = [g for g in groups if method_of(g["rows"][0]["config"]) == g["learner"] and g["acc_mean"] is not None]
+    width: dict[str, set] = defaultdict(set)
     for g in groups:
-        if g["acc_mean"] is not None and (g["learner"] not in best or g["acc_mean"] > best[g["learner"]]["acc_mean"]):
+        width[g["dataset"]].add(method_of(g["rows"][0]["config"]))
+    best: dict[str, dict] = {}
+    for g in sorted(own, key=lambda g: (-len(width[g["dataset"]]), g["dataset"])):
+        cur = best.get(g["learner"])
+        if cur is None or (cur["dataset"] == g["dataset"] and _val_or_test(g) > _val_or_test(cur)):
             best[g["learner"]] = g
-    names = sorted({g["learner"] for g in groups})
+    names = sorted({g["learner"] for g in groups} - set(studies.names()))
     head = ["learner", "paper", "C1", "C2", "C3", "why", "supervised", "measured test acc %"]
     cells = []
     for name in names:

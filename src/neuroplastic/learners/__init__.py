@@ -135,8 +135,7 @@ def param_defaults(name: str) -> dict[str, Any]:
     """The value every keyword argument of ``name``'s learner takes when a config leaves it out: the registry's fixed
     defaults, else the class signature's defaults (arguments without a default are not listed)."""
     e = entry(name)
-    sig = inspect.signature(e.cls.__init__).parameters
-    return {**{k: p.default for k, p in sig.items() if p.default is not inspect.Parameter.empty}, **e.defaults}
+    return {**e.cls.init_defaults(), **e.defaults}
 
 #: Parameters a config does not set: the data gives ``in_shape``/``n_classes``, the config key ``seed`` the seed.
 FILLED_IN = ("in_shape", "n_classes", "seed")

@@ -7,7 +7,6 @@ whose backward pass uses a feedback matrix ``B`` instead of ``W`` (FA, DFA, sign
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -218,9 +217,7 @@ class SupervisedNet(Learner):
 
     @classmethod
     def _with_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
-        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                    if p.default is not inspect.Parameter.empty}
-        return {**defaults, **params}
+        return {**cls.init_defaults(), **params}
 
     @classmethod
     def network(cls, params: dict[str, Any]) -> str | None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
@@ -102,6 +103,13 @@ class Learner(nn.Module):
         """Allowed values of the learner's name-valued arguments (``arch``: networks, ``preset``: presets), for
         ``neuroplastic learners NAME``. Default: none."""
         return {}
+
+    @classmethod
+    def init_defaults(cls) -> dict[str, Any]:
+        """The default of every keyword argument of :meth:`__init__` that has one (what a config that leaves it out
+        gets, before a registry entry's fixed defaults)."""
+        return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
 
     @classmethod
     def network(cls, params: dict[str, Any]) -> str | None:

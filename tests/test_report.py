@@ -275,3 +275,4 @@ def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_
     assert gap["bp"] == "reference"  # and bp's own row is its best-validated exact config, not the hybrid
     assert report.method_of({"learner": "kp", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "kp + fa in conv"
     assert report.method_of({"learner": "fa", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "fa"
+    assert "bp + fa in conv" in [c[0] for c in report.comparison_rows(report.summarize(rows))[1]]  # every table

@@ -125,7 +125,7 @@ def _marks(learner: str) -> tuple[str, str, str, str]:
 
 
 def comparison_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of the comparison table (one row per group)."""
+    """Header and cells of the comparison table (one row per group, named by :func:`method_of`)."""
     show_variant = any(g["variant"] for g in groups)
     head = ["learner", "dataset", "preset"] + (["variant"] if show_variant else []) + \
         ["test acc % (mean ± std)", "n", "C1", "C2", "C3", "train s"]
@@ -134,8 +134,8 @@ def comparison_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
         c1, c2, c3, _ = _marks(g["learner"])
         n = f"{g['n_done']}" + (f" ({g['n_failed']} failed)" if g["n_failed"] else "") + \
             (f" ({g['n'] - g['n_done'] - g['n_failed']} open)" if g["n"] - g["n_done"] - g["n_failed"] else "")
-        cells.append([g["learner"], g["dataset"], g["preset"]] + ([g["variant"]] if show_variant else []) +
-                     [fmt_acc(g["acc_mean"], g["acc_std"]), n, c1, c2, c3,
+        cells.append([method_of(g["rows"][0]["config"]), g["dataset"], g["preset"]]
+                     + ([g["variant"]] if show_variant else []) + [fmt_acc(g["acc_mean"], g["acc_std"]), n, c1, c2, c3,
                       f"{g['train_seconds']:.1f}" if g["train_seconds"] is not None else "—"])
     return head, cells
 
@@ -369,7 +369,8 @@ def label_efficiency_figures(rows: list[dict[str, Any]]) -> list[tuple[str, str,
 
 def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and cells of the robustness table: mean test accuracy (%) over a group's finished runs at each
-    measured level (``robust_*`` metrics of :mod:`neuroplastic.robustness`); only groups that measured them."""
+    measured level (``robust_*`` metrics of :mod:`neuroplastic.robustness`); only groups that measured them, each
+    named by :func:`method_of`."""
     keys: list[str] = []
     for g in groups:
         for r in g["rows"]:
@@ -389,7 +390,7 @@ def robustness_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[
         [f"{names.get(k.split('/')[0], k)} {k.split('/')[1]}" for k in keys]
     cells = []
     for g, done in measured:
-        row = [g["learner"], g["dataset"], g["preset"]] + ([g["variant"]] if show_variant else [])
+        row = [method_of(g["rows"][0]["config"]), g["dataset"], g["preset"]] + ([g["variant"]] if show_variant else [])
         for k in keys:
             vals = [float(m[k]) for m in done if isinstance(m.get(k), (int, float))]
             row.append(f"{100 * statistics.fmean(vals):.2f}" if vals else "—")

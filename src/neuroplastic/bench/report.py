@@ -406,10 +406,11 @@ def locality_rows(groups: list[dict[str, Any]]) -> tuple[list[str], list[list[st
     method and is not shown."""
     from .. import learners, studies
 
-    own = [g for g in groups if method_of(g["rows"][0]["config"]) == g["learner"] and g["acc_mean"] is not None]
+    method = {id(g): method_of(g["rows"][0]["config"]) for g in groups}
+    own = [g for g in groups if method[id(g)] == g["learner"] and g["acc_mean"] is not None]
     width: dict[str, set] = defaultdict(set)
     for g in groups:
-        width[g["dataset"]].add(method_of(g["rows"][0]["config"]))
+        width[g["dataset"]].add(method[id(g)])
     best: dict[str, dict] = {}
     for g in sorted(own, key=lambda g: (-len(width[g["dataset"]]), g["dataset"])):
         cur = best.get(g["learner"])

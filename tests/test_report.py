@@ -276,3 +276,37 @@ def test_vs_backprop_compares_the_same_network_whichever_preset_names_it_at_the_
     assert report.method_of({"learner": "kp", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "kp + fa in conv"
     assert report.method_of({"learner": "fa", "params": {"arch": "sal_cnn", "conv_mode": "fa"}}) == "fa"
     assert "bp + fa in conv" in [c[0] for c in report.comparison_rows(report.summarize(rows))[1]]  # every table
+
+
+def test_the_decision_table_draws_the_curves_and_per_network_angles_of_the_configurations_it_ranks(tmp_path):
+    """Under each decision table: the learning curves of exactly the configurations it ranks (by the table's rank and
+    name, a hybrid named as a hybrid), drawn from imported records' curves too; the per-layer angles in one figure per
+    network (layer i of LeNet is not layer i of another net); and a sentence naming the ranked rows without a curve."""
+    def rec(learner, acc, val, angles=True, **params):
+        curve = [{"epoch": e, "test_acc": acc - 0.1 / e, "val_acc": val - 0.1 / e,
+                  **({"angle_deg/0": 80.0 / e, "angle_deg/1": 70.0 / e} if angles else {})} for e in (1, 2, 3)]
+        return {"learner": learner, "dataset": "cifar-10", "epochs": 3, "seed": 0, "params": params,
+                "test_acc": acc, "val_acc": val, "status": "done", "curve": curve}
+
+    db_path = tmp_path / "r.db"
+    db = ResultsDB(db_path)
+    db.import_records("s", [rec("fa", 0.6, 0.6, arch="sal_cnn"), rec("fa", 0.65, 0.5, arch="sal_cnn", lr=0.1),
+                            rec("bp", 0.7, 0.7, arch="sal_cnn", conv_mode="fa"), rec("fa", 0.55, 0.55, arch="lenet5"),
+                            {**rec("kp", 0.5, 0.5, angles=False, arch="sal_cnn"), "curve": []}])
+    groups = report.summarize(report.imported_rows(db))
+    db.close()
+    ranked = report.decision_picks(groups)["cifar-10"]
+    assert [(report.method_of(g["rows"][0]["config"]), g["acc_mean"]) for g in ranked] == \
+        [("bp + fa in conv", 0.7), ("fa", 0.6), ("kp", 0.5)]  # fa by validation (0.6), not its better test (0.65)
+    figs, missing = report.decision_figures(ranked)
+    assert [f[0] for f in figs] == ["decision-curves-cifar-10", "decision-angles-layers-cifar-10"]  # one net
+    assert missing == "Not drawn (their records keep no per-epoch curve): 3. kp (sal_cnn)."
+    lenet = [g for g in groups if g["rows"][0]["config"]["params"]["arch"] == "lenet5"]
+    figs, _ = report.decision_figures(ranked[:2] + lenet)
+    titles = [t for slug, t, png in figs if slug.startswith("decision-angles-layers-cifar-10-") and png[:4] == b"\x89PNG"]
+    assert len(titles) == 2 and "lenet5" in titles[1] and "sal_cnn" in titles[0]
+    report.write_report(db_path, tmp_path / "rep", ("md", "html"))
+    md = (tmp_path / "rep" / "report.md").read_text()
+    table_end = md.index("](figures/decision-curves-cifar-10.png)")
+    assert md.index("### cifar") < table_end < md.index("## Every configuration")
+    assert "keep no per-epoch curve\\): 3. kp \\(sal\\_cnn\\)." in md and (tmp_path / "rep/figures/decision-curves-cifar-10.png").exists()

@@ -238,6 +238,21 @@ def _val_or_test(g: dict[str, Any]) -> float:
     return v if v is not None else (g["acc_mean"] if g["acc_mean"] is not None else -1.0)
 
 
+def decision_picks(groups: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The groups the decision table shows, per dataset, ranked by mean test accuracy: for each method
+    (:func:`method_of`) that finished a run there, its configuration with the best mean *validation* accuracy (test
+    accuracy only where no validation split was kept). Never selected on the test set."""
+    method = {id(g): method_of(g["rows"][0]["config"]) for g in groups}
+    best: dict[str, dict[str, dict]] = defaultdict(dict)
+    for g in groups:
+        if g["acc_mean"] is None:
+            continue
+        cur = best[g["dataset"]].get(method[id(g)])
+        if cur is None or _val_or_test(g) > _val_or_test(cur):
+            best[g["dataset"]][method[id(g)]] = g
+    return {ds: sorted(b.values(), key=lambda g: -g["acc_mean"]) for ds, b in best.items()}
+
+
 def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """The comparison that decides, one table per dataset (datasets with the most learners first): every learner that
     ran, ranked by mean test accuracy.
@@ -263,21 +278,15 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     method = {id(g): method_of(g["rows"][0]["config"]) for g in groups}
     for g in groups:
         learners_on[g["dataset"]].add(method[id(g)])
+    picks = decision_picks(groups)
     for ds in sorted(learners_on, key=lambda d: (-len(learners_on[d]), d)):  # the widest comparisons first
         gs = [g for g in groups if g["dataset"] == ds]
-        best: dict[str, dict] = {}
-        for g in gs:
-            if g["acc_mean"] is None:
-                continue
-            cur = best.get(method[id(g)])
-            if cur is None or _val_or_test(g) > _val_or_test(cur):
-                best[method[id(g)]] = g
         refs: dict[str, list[dict]] = defaultdict(list)  # per network, the groups that are backprop references
         for g in gs:
             if is_reference(g["rows"][0]["config"]) and g["acc_mean"] is not None:
                 refs[network_of(g["rows"][0]["config"])].append(g)
-        ranked = sorted(best.values(), key=lambda g: -g["acc_mean"])
-        failed = sorted({method[id(g)] for g in gs if g["n_failed"]} - set(best))
+        ranked = picks.get(ds, [])
+        failed = sorted({method[id(g)] for g in gs if g["n_failed"]} - {method[id(g)] for g in ranked})
         cells: list[list[Any]] = []
         for i, g in enumerate(ranked, 1):
             done = [r for r in g["rows"] if r["status"] == "done"]
@@ -306,6 +315,22 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
         if cells:
             out[ds] = (head, cells)
     return out
+
+
+def decision_figures(ranked: list[dict[str, Any]]) -> tuple[list[tuple[str, str, bytes]], str]:
+    """The pictures under one dataset's decision table: the learning curves of the configurations it ranks
+    (``ranked``, :func:`decision_picks`) and, per network, their alignment angle per layer where they log it
+    (:func:`learning_curve_figures`, :func:`layer_angle_figures`), drawn from every run's stored per-epoch history
+    (an imported record's ``curve``). Returns the figures and a sentence naming the ranked methods whose records keep
+    no curve ("" when every one does)."""
+    what = " of the configurations ranked above"
+    ranked = [{**g, "label": f"{i}. {method_of(g['rows'][0]['config'])} ({architecture_of(g['rows'][0]['config'])})"}
+              for i, g in enumerate(ranked, 1)]  # the table's rank and name: its row holds the configuration
+    figs = learning_curve_figures(ranked, "decision-", what) + layer_angle_figures(ranked, prefix="decision-", what=what)
+    done = lambda g: [r for r in g["rows"] if r["status"] == "done"]
+    bare = [g["label"] for g in ranked if not (_series(done(g), "test_acc", None) or _series(done(g), "test_acc", "probe"))]
+    missing = f"Not drawn (their records keep no per-epoch curve): {'; '.join(bare)}." if bare else ""
+    return figs, missing
 
 
 def _epochs_of(g: dict[str, Any]) -> Any:
@@ -572,7 +597,11 @@ def _series(rows: list[dict], key: str, stage: str | None) -> dict[int, list[flo
 
 
 def _label(g: dict) -> str:
-    return f"{g['learner']} {g['preset']}" + (f" ({g['variant']})" if g["variant"] else "")
+    """A group's name in a figure's legend: the ``label`` a caller gave it, else its method as the tables name it
+    (:func:`method_of`), preset and variant."""
+    if g.get("label"):
+        return g["label"]
+    return f"{method_of(g['rows'][0]['config'])} {g['preset']}" + (f" ({g['variant']})" if g["variant"] else "")
 
 
 def _png(fig) -> bytes:
@@ -584,11 +613,13 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
+def learning_curve_figures(groups: list[dict[str, Any]], prefix: str = "",
+                           what: str = "") -> list[tuple[str, str, bytes]]:
     """One figure per dataset: validation and test accuracy per epoch (mean over seeds) per group.
 
     Unsupervised learners have no per-epoch accuracy of their own; their linear-probe epochs are drawn
-    instead (label ``(probe)``). Returns ``(slug, title, png bytes)``.
+    instead (label ``(probe)``). ``prefix`` starts each slug, ``what`` (e.g. " of the configurations ranked above")
+    follows the dataset in each title. Returns ``(slug, title, png bytes)``.
     """
     from matplotlib.figure import Figure
 
@@ -618,9 +649,9 @@ def learning_curve_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str,
             ax.set_ylabel(f"{name} accuracy %")
             ax.grid(alpha=0.3)
         _legend(fig, axes[1])
-        title = f"Learning curves on {ds} (mean over seeds)"
+        title = f"Learning curves on {ds}{what} (mean over seeds)"
         fig.suptitle(title)
-        out.append((f"curves-{ds}", title, _png(fig)))
+        out.append((f"{prefix}curves-{ds}", title, _png(fig)))
     return out
 
 
@@ -643,10 +674,11 @@ def _curve_sets(g: dict[str, Any]) -> list[tuple[list[dict[str, Any]], str, dict
 
 
 def _style(i: int) -> dict[str, Any]:
-    """Distinct colour and line style for the ``i``-th line (20 colours × 3 styles)."""
+    """Distinct colour and line style for the ``i``-th line (10 colours × 3 styles: tab20's neighbours are two shades
+    of one hue, too alike for lines side by side)."""
     from matplotlib import colormaps
 
-    return {"color": colormaps["tab20"](i % 20), "linestyle": ("-", "--", ":")[(i // 20) % 3]}
+    return {"color": colormaps["tab10"](i % 10), "linestyle": ("-", "--", ":")[(i // 10) % 3]}
 
 
 def _finish(fig, ax, slug: str, xlabel: str, ylabel: str, title: str) -> tuple[str, str, bytes]:
@@ -701,56 +733,74 @@ def angle_figures(groups: list[dict[str, Any]]) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8) -> list[tuple[str, str, bytes]]:
-    """One figure per dataset with a panel per layer ``i``: the angle ``angle_deg/i`` between the feedback the layer
-    sends and ``Wᵀ`` per group over training (mean over seeds; a diverged run dotted), where a target is per layer
-    (Gierlich et al. 2025: every FC layer below 10°, dashed). Datasets whose runs log no per-layer angle, or whose
-    figure would hold more than ``max_groups`` groups, get none (:func:`angle_figures` draws their mean)."""
-    from matplotlib.figure import Figure
-
-    def layer(k: str) -> int | None:
-        head, _, idx = k.partition("/")
-        return int(idx) if head == "angle_deg" and idx.isdigit() else None
-
+def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8, prefix: str = "",
+                        what: str = "") -> list[tuple[str, str, bytes]]:
+    """One figure per dataset and network (:func:`network_of`: layer ``i`` of one net is not layer ``i`` of another)
+    with a panel per layer ``i``: the angle ``angle_deg/i`` between the feedback the layer sends and ``Wᵀ`` per group
+    over training (mean over seeds; a diverged run dotted), where a target is per layer (Gierlich et al. 2025: every
+    FC layer below 10°, dashed). Networks whose runs log no per-layer angle, or whose figure would hold more than
+    ``max_groups`` groups, get none (:func:`angle_figures` draws their mean). ``prefix`` starts each slug, ``what``
+    follows the dataset in each title."""
     out = []
     for ds in sorted({g["dataset"] for g in groups}):
-        sets = [(i, cs) for i, g in enumerate(g for g in groups if g["dataset"] == ds) for cs in _curve_sets(g)]
-        logged: dict[int, set[int]] = defaultdict(set)  # per group, the layers its runs log
-        for i, (rows_, _, _) in sets:
-            logged[i] |= {layer(k) for r in rows_ for h in _epochs(r) for k in h} - {None}
-        layers = sorted(set().union(*logged.values()))
-        if not layers or sum(bool(v) for v in logged.values()) > max_groups:
-            continue
-        cols = min(len(layers), 3)
-        n_rows = -(-len(layers) // cols)
-        fig = Figure(figsize=(4.2 * cols + 3.2, 3.2 * n_rows))
-        axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
-        for ax, li in zip(axes, layers):
-            for i, (rows_, label, style) in sets:
-                series = _series(rows_, f"angle_deg/{li}", None)
-                if series:
-                    xs = sorted(series)
-                    ax.plot(xs, [statistics.fmean(series[x]) for x in xs], label=label, **{**_style(i), **style})
-            ax.axhline(10, color="gray", lw=0.8, ls="--")
-            ax.set_ylim(0, 95)
-            ax.set_title(f"layer {li}", fontsize=9)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel("angle(B, Wᵀ) (°)")
-            ax.grid(alpha=0.3)
-        for ax in axes[len(layers):]:
-            ax.set_visible(False)
-        legend: dict[str, Any] = {}  # every group once, from whichever panels it is in
-        for ax in axes[:len(layers)]:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                legend.setdefault(lab, h)
-        fig.legend(list(legend.values()), list(legend), fontsize=7, loc="upper left",
-                   bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
-        w = fig.get_figwidth()
-        fig.subplots_adjust(left=0.6 / w, right=1 - 3.3 / w, hspace=0.45, wspace=0.3, top=0.86)
-        title = f"Alignment angle per layer on {ds} (mean over seeds; dashed: 10°)"
-        fig.suptitle(title)
-        out.append((f"angles-layers-{ds}", title, _png(fig)))
+        nets: dict[str, list[dict]] = defaultdict(list)
+        for g in groups:
+            if g["dataset"] == ds:
+                nets[network_of(g["rows"][0]["config"])].append(g)
+        figs = [nf for gs in nets.values() if (nf := _layer_angle_figure(gs, max_groups))]
+        for k, (net, fig) in enumerate(figs):
+            title = f"Alignment angle per layer on {ds}{what}" + (f", {net}" if len(figs) > 1 else "") + \
+                " (mean over seeds; dashed: 10°)"
+            fig.suptitle(title)
+            out.append((f"{prefix}angles-layers-{ds}" + (f"-{k}" if len(figs) > 1 else ""), title, _png(fig)))
     return out
+
+
+def _layer_of(key: str) -> int | None:
+    """The layer index ``i`` of a history key ``angle_deg/i``; None for any other key."""
+    head, _, idx = key.partition("/")
+    return int(idx) if head == "angle_deg" and idx.isdigit() else None
+
+
+def _layer_angle_figure(gs: list[dict[str, Any]], max_groups: int) -> tuple[str, Any] | None:
+    """:func:`layer_angle_figures`' figure of one dataset's groups ``gs`` of one network, untitled, with the
+    network's name; None where no group logs a per-layer angle or more than ``max_groups`` do."""
+    from matplotlib.figure import Figure
+
+    sets = [(i, cs) for i, g in enumerate(gs) for cs in _curve_sets(g)]
+    logged: dict[int, set[int]] = defaultdict(set)  # per group, the layers its runs log
+    for i, (rows_, _, _) in sets:
+        logged[i] |= {_layer_of(k) for r in rows_ for h in _epochs(r) for k in h} - {None}
+    layers = sorted(set().union(*logged.values()))
+    if not layers or sum(bool(v) for v in logged.values()) > max_groups:
+        return None
+    cols = min(len(layers), 3)
+    n_rows = -(-len(layers) // cols)
+    fig = Figure(figsize=(4.2 * cols + 3.2, 3.2 * n_rows))
+    axes = fig.subplots(n_rows, cols, squeeze=False).ravel()
+    for ax, li in zip(axes, layers):
+        for i, (rows_, label, style) in sets:
+            series = _series(rows_, f"angle_deg/{li}", None)
+            if series:
+                xs = sorted(series)
+                ax.plot(xs, [statistics.fmean(series[x]) for x in xs], label=label, **{**_style(i), **style})
+        ax.axhline(10, color="gray", lw=0.8, ls="--")
+        ax.set_ylim(0, 95)
+        ax.set_title(f"layer {li}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("angle(B, Wᵀ) (°)")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(layers):]:
+        ax.set_visible(False)
+    legend: dict[str, Any] = {}  # every group once, from whichever panels it is in
+    for ax in axes[:len(layers)]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+    fig.legend(list(legend.values()), list(legend), fontsize=7, loc="upper left",
+               bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
+    w = fig.get_figwidth()
+    fig.subplots_adjust(left=0.6 / w, right=1 - 3.3 / w, hspace=0.45, wspace=0.3, top=0.86)
+    return network_of(gs[0]["rows"][0]["config"]), fig
 
 
 def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, Any]]:
@@ -961,6 +1011,8 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
     repro = reproduction_rows(groups)
     label_figs = label_efficiency_figures(all_rows)
+    picks = decision_picks(groups)
+    decision_figs = {ds: decision_figures(picks.get(ds, [])) for ds in decision}
     run_groups = summarize(rows)
     figs = (learning_curve_figures(run_groups) + angle_figures(run_groups) + layer_angle_figures(run_groups)
             + sweep_figures(groups))
@@ -981,6 +1033,12 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                  "## Which rule for which data: the comparison that decides", "", md_escape(notes), ""]
         for ds, (head, cells) in decision.items():
             parts += [f"### {md_escape(ds)}", "", md_table(head, cells), ""]
+            figs_, missing = decision_figs[ds]
+            for slug, ftitle, png in figs_:
+                written.append(write_atomic(out / "figures" / f"{slug}.png", png))
+                parts += [f"![{md_escape(ftitle)}](figures/{slug}.png)", ""]
+            if figs_ and missing:
+                parts += [md_escape(missing), ""]
         for slug, ftitle, png in label_figs:
             written.append(write_atomic(out / "figures" / f"{slug}.png", png))
             parts += [f"### {md_escape(ftitle)}", "", f"![{md_escape(ftitle)}](figures/{slug}.png)", ""]
@@ -1017,6 +1075,10 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
                 "<h2>Which rule for which data: the comparison that decides</h2>"]
         for ds, (head, cells) in decision.items():
             body += [f"<h3>{html.escape(ds)}</h3>", html_table(head, cells, anchors)]
+            figs_, missing = decision_figs[ds]
+            body += [img(ftitle, png, ' style="max-width:1100px"') for _, ftitle, png in figs_]
+            if figs_ and missing:
+                body.append(f'<p class="note">{html.escape(missing)}</p>')
         body.append(f'<p class="note">{html.escape(notes)}</p>')
         for _, ftitle, png in label_figs:
             body += [f"<h3>{html.escape(ftitle)}</h3>", img(ftitle, png, ' style="max-width:800px"')]

@@ -300,7 +300,7 @@ def test_the_decision_table_draws_the_curves_and_per_network_angles_of_the_confi
         [("bp + fa in conv", 0.7), ("fa", 0.6), ("kp", 0.5)]  # fa by validation (0.6), not its better test (0.65)
     figs, missing = report.decision_figures(ranked)
     assert [f[0] for f in figs] == ["decision-curves-cifar-10", "decision-angles-layers-cifar-10"]  # one net
-    assert missing == "Not drawn (their records keep no per-epoch curve): 3. kp (sal_cnn)."
+    assert missing == "Not drawn (their records keep no accuracy per epoch): 3. kp (sal_cnn)."
     lenet = [g for g in groups if g["rows"][0]["config"]["params"]["arch"] == "lenet5"]
     figs, _ = report.decision_figures(ranked[:2] + lenet)
     titles = [t for slug, t, png in figs if slug.startswith("decision-angles-layers-cifar-10-") and png[:4] == b"\x89PNG"]
@@ -309,4 +309,4 @@ def test_the_decision_table_draws_the_curves_and_per_network_angles_of_the_confi
     md = (tmp_path / "rep" / "report.md").read_text()
     table_end = md.index("](figures/decision-curves-cifar-10.png)")
     assert md.index("### cifar") < table_end < md.index("## Every configuration")
-    assert "keep no per-epoch curve\\): 3. kp \\(sal\\_cnn\\)." in md and (tmp_path / "rep/figures/decision-curves-cifar-10.png").exists()
+    assert "keep no accuracy per epoch\\): 3. kp \\(sal\\_cnn\\)." in md and (tmp_path / "rep/figures/decision-curves-cifar-10.png").exists()

@@ -322,14 +322,14 @@ def decision_figures(ranked: list[dict[str, Any]]) -> tuple[list[tuple[str, str,
     (``ranked``, :func:`decision_picks`) and, per network, their alignment angle per layer where they log it
     (:func:`learning_curve_figures`, :func:`layer_angle_figures`), drawn from every run's stored per-epoch history
     (an imported record's ``curve``). Returns the figures and a sentence naming the ranked methods whose records keep
-    no curve ("" when every one does)."""
+    no test accuracy per epoch, not even a probe's ("" when every one does)."""
     what = " of the configurations ranked above"
     ranked = [{**g, "label": f"{i}. {method_of(g['rows'][0]['config'])} ({architecture_of(g['rows'][0]['config'])})"}
               for i, g in enumerate(ranked, 1)]  # the table's rank and name: its row holds the configuration
     figs = learning_curve_figures(ranked, "decision-", what) + layer_angle_figures(ranked, prefix="decision-", what=what)
     done = lambda g: [r for r in g["rows"] if r["status"] == "done"]
     bare = [g["label"] for g in ranked if not (_series(done(g), "test_acc", None) or _series(done(g), "test_acc", "probe"))]
-    missing = f"Not drawn (their records keep no per-epoch curve): {'; '.join(bare)}." if bare else ""
+    missing = f"Not drawn (their records keep no accuracy per epoch): {'; '.join(bare)}." if bare else ""
     return figs, missing
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -304,6 +305,9 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     assert row["attempts"] == 1  # the resumption of a crashed claim uses up no attempt
     assert [r["epoch"] for r in row["history"]] == [1, 2, 3]
     assert row["history"][:k] == ck["history"]  # the checkpointed epochs were not retrained
+    log = (ckdir / runner.PROGRESS_LOG).read_text().splitlines()  # a line per epoch the bench trained, timestamped
+    assert [line.split("  ")[1] for line in log] == [f"epoch {e}/3" for e in range(k + 1, 4)]
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  epoch .*test_acc \d+\.\d\d%", line) for line in log)
     full = experiment.run(cfg, progress=False)
     assert row["metrics"]["test_acc"] == full.metrics["test_acc"]  # exact resume
 

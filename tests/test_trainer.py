@@ -39,6 +39,20 @@ def test_eval_every_evaluates_on_schedule_and_at_the_end(digits):
         trainer.fit(_bp(digits), digits, epochs=1, batch_size=32, progress=False, eval_every=0)
 
 
+def test_epoch_lines_give_each_epoch_and_the_time_left_or_only_slow_epochs_and_the_last(digits):
+    lines: list[str] = []
+    trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=0, progress=False,
+                callbacks=[trainer.EpochLines(lines.append)])
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("val_acc" in line and "test_acc" in line for line in lines)
+    assert ["left)" in line for line in lines] == [True, True, False]
+    few: list[str] = []
+    trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=0, progress=False,
+                callbacks=[trainer.EpochLines(few.append, min_seconds=3600)])
+    assert [line.split("  ")[0] for line in few] == ["epoch 3/3"]
+    assert trainer.epoch_line({"epoch": 2, "test_acc": 0.5}) == "epoch 2  test_acc 50.00%"
+
+
 def test_same_seed_gives_identical_metrics(digits):
     a = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)
     b = trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=7, progress=False)

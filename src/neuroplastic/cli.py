@@ -107,6 +107,7 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
     from . import experiment
     from .bench.suite import set_dotted
     from .learners import NonFiniteError
+    from .trainer import EpochLines
 
     cfg = load_config(a.config)
     for flag in ("learner", "dataset", "preset", "epochs", "seed", "batch_size"):
@@ -136,21 +137,10 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
     print(f"train {h}: {cfg['learner']} on {cfg['dataset']} ({cfg['epochs']} epochs, seed {cfg['seed']}, "
           f"{cfg['device']}) -> {out_dir}", flush=True)
 
-    def log(row: dict) -> None:
-        if a.quiet:
-            return
-        parts = [f"epoch {row['epoch']}"]
-        if isinstance(row.get("train_loss"), (int, float)):
-            parts.append(f"train_loss {row['train_loss']:.4f}")
-        for k in ("val_acc", "test_acc"):  # percent, as in the summary line and the report
-            if isinstance(row.get(k), (int, float)):
-                parts.append(f"{k} {100 * row[k]:.2f}%")
-        parts.append(f"{row['seconds']:.1f} s")
-        print("  " + "  ".join(parts), flush=True)
-
+    lines = () if a.quiet else (EpochLines(lambda line: print("  " + line, flush=True)),)
     try:
         res = experiment.run(cfg, checkpoint_dir=out_dir, resume=a.resume,
-                             progress=not a.quiet and sys.stderr.isatty(), log=log)
+                             progress=not a.quiet and sys.stderr.isatty(), callbacks=lines)
     except NonFiniteError as e:  # diverged: the finished epochs' curve goes beside the last good checkpoint
         if not e.history:
             raise

@@ -189,6 +189,50 @@ class LogRows(Callback):
         self.fn(row)
 
 
+def epoch_line(row: dict[str, Any], epochs: int | None = None) -> str:
+    """An epoch's row as one line: ``epoch 9/45  train_loss 0.8123  val_acc 65.26%  test_acc 65.89%  151.2 s``
+    (accuracies in percent, as in the summary line and the report; what the row lacks is left out)."""
+    parts = [f"epoch {row['epoch']}" + (f"/{epochs}" if epochs else "")]
+    if isinstance(row.get("train_loss"), (int, float)):
+        parts.append(f"train_loss {row['train_loss']:.4f}")
+    for k in ("val_acc", "test_acc"):
+        if isinstance(row.get(k), (int, float)):
+            parts.append(f"{k} {100 * row[k]:.2f}%")
+    if isinstance(row.get("seconds"), (int, float)):
+        parts.append(f"{row['seconds']:.1f} s")
+    return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``17 min``, ``2 h 05 min``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class EpochLines(Callback):
+    """Progress of a long run in plain lines (a log file, a terminal without progress bars): ``fn(line)`` with
+    :func:`epoch_line` of each epoch and the wall time left at the run's pace so far (evaluations included, over
+    resumptions), for epochs that end at least ``min_seconds`` of wall time after the previous line or the run's
+    start (and always the last epoch)."""
+
+    def __init__(self, fn: Any, min_seconds: float = 0.0) -> None:
+        self.fn, self.min_seconds, self.last = fn, float(min_seconds), None
+
+    def on_epoch_end(self, state: TrainState, row: dict[str, float]) -> None:
+        done = state.epoch + 1
+        final = done >= state.epochs or state.stop is not None
+        since = state.wall_seconds - (self.last if self.last is not None else 0.0)
+        if self.last is None and done > 1:  # resumed: the wall time before this process is not this line's
+            since = state.wall_seconds / done
+        if since < self.min_seconds and not final:
+            return
+        self.last = state.wall_seconds
+        left = "" if final else f"  (about {_duration(state.wall_seconds / done * (state.epochs - done))} left)"
+        self.fn(epoch_line(row, state.epochs) + left)
+
+
 def hflip_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     r"""Random horizontal flips: each image of ``x`` ``[N, C, H, W]`` mirrored with probability 1/2,
     :math:`\tilde x_n = m_n\,\mathrm{flip}(x_n) + (1-m_n)\,x_n`, :math:`m_n \sim \mathrm{Bernoulli}(1/2)` drawn

@@ -6,7 +6,9 @@ loses at most the epoch in progress and the next ``bench`` continues it. Workers
 separate processes (``multiprocessing`` *spawn* context), each with ``torch.set_num_threads(max(1,
 cores // N))``; they coordinate only through the database, whose atomic claim hands each run to exactly
 one of them. A run that raises is marked ``failed`` with its error and the suite goes on. Ctrl-C gives
-the runs in progress back (status ``pending``; their checkpoints stay) and stops.
+the runs in progress back (status ``pending``; their checkpoints stay) and stops. Each run folder's
+``progress.log`` gets a line per finished epoch (accuracies, seconds, the wall time left), and the terminal the
+same line for epochs that take a while.
 """
 
 from __future__ import annotations
@@ -40,6 +42,20 @@ def describe(cfg: dict[str, Any]) -> str:
     return f"{cfg['learner']} {cfg['dataset']}/{preset_of(cfg)} seed {cfg['seed']}"
 
 
+PROGRESS_LOG = "progress.log"
+"""A run folder's progress log: one line per finished epoch (time, :func:`~neuroplastic.trainer.epoch_line`, wall
+time left), appended as the run trains, across resumptions."""
+EPOCH_LINE_SECONDS = 20.0
+"""A bench run prints an epoch's line to the terminal when at least this much wall time passed since its last
+line (every epoch of a long run; few lines from a suite of quick runs); its progress log gets every epoch."""
+
+
+def _append(path: Path, line: str) -> None:
+    """Append ``line`` to a text file (a log: losing its last line to a crash loses nothing the run keeps)."""
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, progress: bool = False,
             ) -> dict[str, Any]:
     """Train one run in ``results_dir/runs/<hash>`` (resuming its checkpoint) and return its outcome, touching no
@@ -48,12 +64,16 @@ def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, pro
     KeyboardInterrupt propagates. The same function runs in a local worker
     and in a Ray task (:mod:`neuroplastic.bench.ray_backend`), whose outcome the head process stores."""
     from .. import experiment
+    from ..trainer import EpochLines
 
     run_dir = Path(results_dir) / "runs" / h
     experiment.write_json_atomic(cfg, run_dir / "config.json")
+    log = run_dir / PROGRESS_LOG
+    lines = (EpochLines(lambda line: _append(log, f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}")),
+             EpochLines(lambda line: print(f"  {h} {describe(cfg)}: {line}", flush=True), EPOCH_LINE_SECONDS))
     try:
         out = experiment.run(cfg, checkpoint_dir=run_dir, resume=True, progress=progress,
-                             figures_dir=run_dir / "figures")
+                             figures_dir=run_dir / "figures", callbacks=lines)
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - a failing run is recorded whatever it raised; the suite goes on

@@ -8,7 +8,7 @@ cores // N))``; they coordinate only through the database, whose atomic claim ha
 one of them. A run that raises is marked ``failed`` with its error and the suite goes on. Ctrl-C gives
 the runs in progress back (status ``pending``; their checkpoints stay) and stops. Each run folder's
 ``progress.log`` gets a line per finished epoch (accuracies, seconds, the wall time left), and the terminal the
-same line for epochs that take a while.
+same line once :data:`EPOCH_LINE_SECONDS` have passed since its last one.
 """
 
 from __future__ import annotations

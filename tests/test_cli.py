@@ -159,6 +159,20 @@ def test_bench_dry_run_and_report(capsys, tmp_path, monkeypatch):
     assert cli.main(["bench", "s.yaml", "--jobs", "1", "--threads", "1", "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "bp" in out and "± " in out and "2 done" in out
+    assert "epoch 1/1" not in out  # quick epochs print no epoch line, only each run's result
+    assert cli.main(["bench", "s.yaml", "--dry-run"]) == 0
+    assert "last epoch" not in capsys.readouterr().out  # every run done
+    spec = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    spec["grid"]["seed"].append(2)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    from neuroplastic.bench import suite as suite_mod
+
+    h = suite_mod.load(str(tmp_path / "s.yaml")).runs[-1][0]
+    (tmp_path / "results" / "runs" / h).mkdir(parents=True)
+    (tmp_path / "results" / "runs" / h / "progress.log").write_text("t  epoch 1/3  val_acc 50.00%\nt  epoch 2/3  x\n")
+    assert cli.main(["bench", "s.yaml", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(rf"^{h} +bp digits/default seed 2 +1 +new +t  epoch 2/3  x$", listed, re.MULTILINE)
     assert cli.main(["report", "--format", "json", "--out", "r.json"]) == 0
     recs = json.loads((tmp_path / "r.json").read_text())
     assert len(recs) == 2 and {r["seed"] for r in recs} == {0, 1}

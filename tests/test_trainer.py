@@ -49,7 +49,7 @@ def test_epoch_lines_give_each_epoch_and_the_time_left_or_only_slow_epochs_and_t
     few: list[str] = []
     trainer.fit(_bp(digits), digits, epochs=3, batch_size=32, seed=0, progress=False,
                 callbacks=[trainer.EpochLines(few.append, min_seconds=3600)])
-    assert [line.split("  ")[0] for line in few] == ["epoch 3/3"]
+    assert few == []  # quick epochs: no line
     assert trainer.epoch_line({"epoch": 2, "test_acc": 0.5}) == "epoch 2  test_acc 50.00%"
 
 

@@ -217,8 +217,11 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
             status = {r["hash"]: r["status"] for r in db.runs(hashes=[h for h, _ in s.runs])}
             db.close()
         print(f"suite {s.name}: {s.description}")
-        print(_table(["hash", "run", "epochs", "status"],
-                     [[h, runner.describe(c), str(c["epochs"]), status.get(h, "new")] for h, c in s.runs]))
+        rows = [[h, runner.describe(c), str(c["epochs"]), status.get(h, "new"),
+                 "" if status.get(h) == "done" else runner.last_progress(Path(a.results_dir), h)] for h, c in s.runs]
+        show = any(r[-1] for r in rows)  # the last epoch line of each unfinished run that trained
+        print(_table(["hash", "run", "epochs", "status"] + (["last epoch"] if show else []),
+                     [r if show else r[:-1] for r in rows]))
         return 0
     try:
         counts = runner.run_suite(s, db_path=a.db, jobs=a.jobs, results_dir=a.results_dir, device=a.device,
@@ -610,7 +613,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "this process alone")
     b.add_argument("--address", help="Ray cluster address (with --backend ray; default: a new local instance with "
                    "--jobs CPUs)")
-    b.add_argument("--dry-run", action="store_true", help="list the suite's runs and their status; train nothing")
+    b.add_argument("--dry-run", action="store_true",
+                   help="list the suite's runs, their status and an unfinished run's last epoch line; train nothing")
     b.add_argument("--no-report", action="store_true", help="print the table but write no report files")
     b.set_defaults(func=cmd_bench)
 

@@ -214,21 +214,18 @@ def _duration(seconds: float) -> str:
 class EpochLines(Callback):
     """Progress of a long run in plain lines (a log file, a terminal without progress bars): ``fn(line)`` with
     :func:`epoch_line` of each epoch and the wall time left at the run's pace so far (evaluations included, over
-    resumptions), for epochs that end at least ``min_seconds`` of wall time after the previous line or the run's
-    start (and always the last epoch)."""
+    resumptions), for epochs that end at least ``min_seconds`` after the previous line or after this callback was
+    made (with 0, every epoch)."""
 
     def __init__(self, fn: Any, min_seconds: float = 0.0) -> None:
-        self.fn, self.min_seconds, self.last = fn, float(min_seconds), None
+        self.fn, self.min_seconds, self.last = fn, float(min_seconds), time.perf_counter()
 
     def on_epoch_end(self, state: TrainState, row: dict[str, float]) -> None:
         done = state.epoch + 1
         final = done >= state.epochs or state.stop is not None
-        since = state.wall_seconds - (self.last if self.last is not None else 0.0)
-        if self.last is None and done > 1:  # resumed: the wall time before this process is not this line's
-            since = state.wall_seconds / done
-        if since < self.min_seconds and not final:
+        if time.perf_counter() - self.last < self.min_seconds:
             return
-        self.last = state.wall_seconds
+        self.last = time.perf_counter()
         left = "" if final else f"  (about {_duration(state.wall_seconds / done * (state.epochs - done))} left)"
         self.fn(epoch_line(row, state.epochs) + left)
 

@@ -56,6 +56,18 @@ def _append(path: Path, line: str) -> None:
         f.write(line + "\n")
 
 
+def last_progress(results_dir: Path, h: str) -> str:
+    """The last line of run ``h``'s progress log under ``results_dir`` ("" when it has none)."""
+    try:
+        with open(Path(results_dir) / "runs" / h / PROGRESS_LOG, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return tail[-1].strip() if tail else ""
+
+
 def execute(h: str, cfg: dict[str, Any], *, results_dir: Path, command: str, progress: bool = False,
             ) -> dict[str, Any]:
     """Train one run in ``results_dir/runs/<hash>`` (resuming its checkpoint) and return its outcome, touching no

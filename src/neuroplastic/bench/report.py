@@ -626,7 +626,8 @@ def learning_curve_figures(groups: list[dict[str, Any]], prefix: str = "",
     out = []
     for ds in sorted({g["dataset"] for g in groups}):
         gs = [g for g in groups if g["dataset"] == ds and (g["n_done"] or _diverged(g))]
-        fig = Figure(figsize=(14, 4.2))
+        n_lines = sum(len(_curve_sets(g)) for g in gs)
+        fig = Figure(figsize=(14, max(4.2, 0.16 * n_lines + 1.0)))  # tall enough for the legend's lines
         axes = fig.subplots(1, 2)
         drawn = 0
         for i, g in enumerate(gs):

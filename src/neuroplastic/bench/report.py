@@ -253,7 +253,8 @@ def decision_picks(groups: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     return {ds: sorted(b.values(), key=lambda g: -g["acc_mean"]) for ds, b in best.items()}
 
 
-def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
+def decision_rows(groups: list[dict[str, Any]], energy: Any = None,
+                  picks: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """The comparison that decides, one table per dataset (datasets with the most learners first): every learner that
     ran, ranked by mean test accuracy.
 
@@ -265,7 +266,8 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     the net :func:`network_of` names, at the same epochs where there is one) where the store has it, what is read
     out (end to end, or a linear probe on frozen features), trainable parameters, training time, samples/s, per-run peak memory, energy per
     inference and per training sample (:mod:`neuroplastic.energy`, figures of ``energy``) and C1/C2/C3.
-    Cells are strings, or ``(text, anchor)`` pairs linking to a run's pictures.
+    Cells are strings, or ``(text, anchor)`` pairs linking to a run's pictures. ``picks``: :func:`decision_picks` of
+    ``groups``, where the caller has them.
     """
     from .. import learners
     from ..energy import DEFAULT_ENERGY
@@ -278,7 +280,7 @@ def decision_rows(groups: list[dict[str, Any]], energy: Any = None) -> dict[str,
     method = {id(g): method_of(g["rows"][0]["config"]) for g in groups}
     for g in groups:
         learners_on[g["dataset"]].add(method[id(g)])
-    picks = decision_picks(groups)
+    picks = decision_picks(groups) if picks is None else picks
     for ds in sorted(learners_on, key=lambda d: (-len(learners_on[d]), d)):  # the widest comparisons first
         gs = [g for g in groups if g["dataset"] == ds]
         refs: dict[str, list[dict]] = defaultdict(list)  # per network, the groups that are backprop references
@@ -327,8 +329,11 @@ def decision_figures(ranked: list[dict[str, Any]]) -> tuple[list[tuple[str, str,
     ranked = [{**g, "label": f"{i}. {method_of(g['rows'][0]['config'])} ({architecture_of(g['rows'][0]['config'])})"}
               for i, g in enumerate(ranked, 1)]  # the table's rank and name: its row holds the configuration
     figs = learning_curve_figures(ranked, "decision-", what) + layer_angle_figures(ranked, prefix="decision-", what=what)
-    done = lambda g: [r for r in g["rows"] if r["status"] == "done"]
-    bare = [g["label"] for g in ranked if not (_series(done(g), "test_acc", None) or _series(done(g), "test_acc", "probe"))]
+    bare = []
+    for g in ranked:
+        done = [r for r in g["rows"] if r["status"] == "done"]
+        if not (_series(done, "test_acc", None) or _series(done, "test_acc", "probe")):
+            bare.append(g["label"])
     missing = f"Not drawn (their records keep no accuracy per epoch): {'; '.join(bare)}." if bare else ""
     return figs, missing
 
@@ -1008,11 +1013,11 @@ def write_report(db_path: str | os.PathLike, out: str | os.PathLike = "results/r
     model = energy or DEFAULT_ENERGY
     all_rows = rows + extra
     groups = summarize(all_rows)
-    decision = decision_rows(groups, model)
+    picks = decision_picks(groups)
+    decision = decision_rows(groups, model, picks)
     comp, loc, rob = comparison_rows(groups), locality_rows(groups), robustness_rows(groups)
     repro = reproduction_rows(groups)
     label_figs = label_efficiency_figures(all_rows)
-    picks = decision_picks(groups)
     decision_figs = {ds: decision_figures(picks.get(ds, [])) for ds in decision}
     run_groups = summarize(rows)
     figs = (learning_curve_figures(run_groups) + angle_figures(run_groups) + layer_angle_figures(run_groups)

@@ -753,7 +753,7 @@ def layer_angle_figures(groups: list[dict[str, Any]], max_groups: int = 8, prefi
         for g in groups:
             if g["dataset"] == ds:
                 nets[network_of(g["rows"][0]["config"])].append(g)
-        figs = [nf for gs in nets.values() if (nf := _layer_angle_figure(gs, max_groups))]
+        figs = [(net, fig) for net, gs in nets.items() if (fig := _layer_angle_figure(gs, max_groups))]
         for k, (net, fig) in enumerate(figs):
             title = f"Alignment angle per layer on {ds}{what}" + (f", {net}" if len(figs) > 1 else "") + \
                 " (mean over seeds; dashed: 10°)"
@@ -768,9 +768,9 @@ def _layer_of(key: str) -> int | None:
     return int(idx) if head == "angle_deg" and idx.isdigit() else None
 
 
-def _layer_angle_figure(gs: list[dict[str, Any]], max_groups: int) -> tuple[str, Any] | None:
-    """:func:`layer_angle_figures`' figure of one dataset's groups ``gs`` of one network, untitled, with the
-    network's name; None where no group logs a per-layer angle or more than ``max_groups`` do."""
+def _layer_angle_figure(gs: list[dict[str, Any]], max_groups: int) -> Any:
+    """:func:`layer_angle_figures`' figure of one dataset's groups ``gs`` of one network, untitled; None where no
+    group logs a per-layer angle or more than ``max_groups`` do."""
     from matplotlib.figure import Figure
 
     sets = [(i, cs) for i, g in enumerate(gs) for cs in _curve_sets(g)]
@@ -806,7 +806,7 @@ def _layer_angle_figure(gs: list[dict[str, Any]], max_groups: int) -> tuple[str,
                bbox_to_anchor=(1 - 3.1 / fig.get_figwidth(), 0.9))
     w = fig.get_figwidth()
     fig.subplots_adjust(left=0.6 / w, right=1 - 3.3 / w, hspace=0.45, wspace=0.3, top=0.86)
-    return network_of(gs[0]["rows"][0]["config"]), fig
+    return fig
 
 
 def sweeps(groups: list[dict[str, Any]], min_points: int = 3) -> list[dict[str, Any]]:

@@ -312,6 +312,21 @@ def test_interrupted_run_resumes_from_its_checkpoint(tmp_path):
     assert row["metrics"]["test_acc"] == full.metrics["test_acc"]  # exact resume
 
 
+def test_a_value_a_learner_refuses_stops_the_suite_before_any_run_starts(tmp_path):
+    """A range the constructor checks (``hidden: [0]``) in the suite's last cell is found before the first cell
+    trains: a one-line error naming the run and the key, nothing stored, no run folder."""
+    spec = {"name": "late-bad", "cells": [{"seed": 0}, {"seed": 1}, {"seed": 2, "params": {"hidden": [0]}}],
+            "base": TINY}
+    s = suite.expand(spec)  # the types are right: expansion accepts it
+    bad = s.runs[2][0]
+    with pytest.raises(suite.SuiteError, match=rf"late-bad.*run {bad} \(bp digits/mlp seed 2\).*hidden") as e:
+        runner.run_suite(s, db_path=tmp_path / "r.db", results_dir=tmp_path / "res", command="test",
+                         out=io.StringIO(), jobs=1, threads=1)
+    assert "\n" not in str(e.value)
+    assert ResultsDB(tmp_path / "r.db").runs() == [] and not (tmp_path / "res").exists()
+    runner.check_runs(s, skip={bad})  # a finished run is not checked again
+
+
 def test_failing_run_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROPLASTIC_DATA", str(tmp_path / "empty-root"))
     spec = {"name": "fails", "grid": {"learner": ["bp"], "dataset": ["mnist", "digits"]}, "base": TINY}

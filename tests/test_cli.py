@@ -61,6 +61,8 @@ def _err(capsys, argv) -> str:
     (["train", "missing-config.yaml"], ["missing-config.yaml"]),
     (["train", "no-such-preset"], ["no-such-preset", "bp-digits"]),
     (["bench", "no-such-suite"], ["no-such-suite", "quick"]),
+    (["bench", "quick", "--where", "seed", "--dry-run"], ["--where", "seed"]),
+    (["train", "sal-cnn-mnist-80nets", "--set", "params.sal_nets=0"], ["sal_nets", "got 0"]),
     (["data", "verify", "no-such-data"], ["no-such-data", "digits"]),
     (["report", "--energy", "flops=1"], ["--energy", "flops=1"]),
     (["report", "--energy", "mac=-2"], ["--energy", "mac_pj"]),

@@ -200,6 +200,7 @@ def test_mnist_loads_gz_and_raw(tmp_path, monkeypatch, gz):
     trust_idx(monkeypatch, "mnist", files)
     train, test = data.load("mnist", tmp_path)
     assert train.x.shape == (12, 1, 28, 28) and train.x.dtype == torch.uint8
+    assert data.sample_shape("mnist") == tuple(train.x.shape[1:])  # what a run is checked against before reading
     assert test.x.shape == (7, 1, 28, 28) and train.y.dtype == torch.int64
     assert np.array_equal(train.x[:, 0].numpy(), arrays["train-images-idx3-ubyte"])
     assert train.y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
@@ -437,6 +438,7 @@ def test_cifar_loads_every_format_and_layout(tmp_path, monkeypatch, dataset, kin
     xs = np.concatenate([arrays[k][0] for k in keys[:n_train_files]])
     ys = np.concatenate([arrays[k][1] for k in keys[:n_train_files]])
     assert train.x.dtype == torch.uint8 and train.x.shape == (len(xs), 3, 32, 32)
+    assert data.sample_shape(dataset) == tuple(train.x.shape[1:])
     assert np.array_equal(train.x.numpy(), xs) and train.y.tolist() == ys.tolist()
     assert np.array_equal(test.x.numpy(), arrays[keys[-1]][0]) and test.y.tolist() == arrays[keys[-1]][1].tolist()
     assert train.classes == tuple(f"class{i}" for i in range(fmt.n_classes))

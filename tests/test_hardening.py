@@ -112,6 +112,39 @@ def test_flips_on_non_images_are_config_errors():
         experiment.build({"learner": "bp", "dataset": "context-mini", "protocol": {"hflip": True}})
 
 
+@pytest.mark.parametrize("cfg, words", [
+    ({"learner": "sal", "dataset": "mnist", "params": {"sal_nets": 0}}, ["'sal'", "sal_nets", "got 0"]),
+    ({"learner": "bp", "dataset": "cifar-10", "preset": "mlp", "params": {"hidden": [0]}}, ["'bp'", "hidden"]),
+    ({"learner": "bp", "dataset": "mnist", "params": {"optimizer": "sgd", "lr": -1.0}}, ["'bp'", "lr"]),
+])
+def test_refused_values_are_reported_before_any_data_is_read(cfg, words, tmp_path, monkeypatch):
+    """With no data at the root, the error is the refused value (the sample shape comes from the registry), and
+    torch's random stream is where it was."""
+    monkeypatch.setenv("NEUROPLASTIC_DATA", str(tmp_path / "empty"))
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    with pytest.raises(ConfigError) as e:
+        experiment.preflight(experiment.validate(cfg))
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(ConfigError, match=words[1]):  # and so does building the run
+        experiment.build(cfg)
+    experiment.preflight(experiment.validate({**cfg, "params": {}}))  # the defaults pass
+
+
+def test_the_sample_shape_known_before_reading_is_the_one_the_data_has():
+    """Every registered dataset knows its sample shape without its files (declared, or made by its generator),
+    and for those that need no files it equals the prepared bundle's."""
+    from neuroplastic import data
+
+    for name in data.dataset_names():
+        info = data.dataset_info(name)
+        shape = data.sample_shape(name)
+        assert shape is not None and all(n >= 1 for n in shape), name
+        if info.generated or info.embedded:
+            assert shape == data.prepare(name, val=0.1).in_shape, name
+
+
 def test_internal_errors_exit_1_with_the_traceback_in_a_log(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

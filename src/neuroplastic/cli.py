@@ -40,23 +40,23 @@ class UsageError(InputError):
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-def parse_set(items: list[str]) -> list[tuple[str, Any]]:
-    """Parse ``key=value`` strings; values are YAML scalars/flow collections (``0.01``, ``1e-3``, ``true``,
-    ``[64, 64]``, ``null``); keys may be dotted (``params.lr``)."""
+def parse_set(items: list[str], flag: str = "--set") -> list[tuple[str, Any]]:
+    """Parse ``key=value`` strings given with option ``flag`` (named in errors); values are YAML scalars/flow
+    collections (``0.01``, ``1e-3``, ``true``, ``[64, 64]``, ``null``); keys may be dotted (``params.lr``)."""
     from . import experiment
 
     out = []
     for item in items:
         if "=" not in item:
-            raise UsageError(f"--set expects key=value, got {item!r}")
+            raise UsageError(f"{flag} expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not part for part in key.split(".")):
-            raise UsageError(f"--set: bad key in {item!r}")
+            raise UsageError(f"{flag}: bad key in {item!r}")
         try:
             value = experiment.yaml_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
-            raise UsageError(f"--set {key}: value {raw!r} is not a valid YAML value ({e.__class__.__name__})") from None
+            raise UsageError(f"{flag} {key}: value {raw!r} is not a valid YAML value ({e.__class__.__name__})") from None
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string; a number is meant
             try:
                 value = float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "+inf") else value
@@ -120,6 +120,7 @@ def cmd_train(a: argparse.Namespace, command: str) -> int:
         cfg["device"] = a.device
     _set_data_root(a.data_root)
     cfg = experiment.validate(cfg)
+    experiment.preflight(cfg)  # a value the learner refuses: an error before anything is written or read
     h = experiment.config_hash(cfg)
     out_dir = Path(a.out) if a.out else Path("results") / "train" / h
     ckpt = out_dir / "checkpoint.pt"
@@ -207,7 +208,7 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         raise UsageError("name a suite (built-in name or YAML path), or --list")
     s = suite.load(a.suite)
     if a.where:
-        s = s.where(parse_set(a.where))
+        s = s.where(parse_set(a.where, "--where"))
     if a.dry_run:
         from .bench.db import ResultsDB
 
@@ -246,8 +247,8 @@ def cmd_compare(a: argparse.Namespace, command: str) -> int:
     for key, value in parse_set(a.set or []):
         base = set_dotted(base, key, value)
     only: list[dict[str, Any]] = [{}, {}]
-    for i, items in enumerate((a.set_a, a.set_b)):
-        for key, value in parse_set(items or []):
+    for i, (flag, items) in enumerate((("--set-a", a.set_a), ("--set-b", a.set_b))):
+        for key, value in parse_set(items or [], flag):
             only[i] = set_dotted(only[i], key, value)
     try:
         s = compare.compare_suite(a.learner_a, a.learner_b, dataset=a.dataset, preset=a.preset, seeds=a.seeds,

@@ -20,6 +20,7 @@ database and names its checkpoint folder.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -549,8 +551,9 @@ class RunOutput:
     label_runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
-def make_learner(cfg: dict[str, Any], bundle: Any):
-    """The learner of a validated ``cfg`` for ``bundle`` (``in_shape``, ``n_classes``, ``seed`` filled in)."""
+def make_learner(cfg: dict[str, Any], bundle: Any, device: str | None = None):
+    """The learner of a validated ``cfg`` for ``bundle`` (anything with ``in_shape`` and ``n_classes``; those and
+    ``seed`` filled in), on ``device`` (default: the config's)."""
     from . import learners
 
     kwargs = learner_kwargs(cfg)
@@ -561,7 +564,52 @@ def make_learner(cfg: dict[str, Any], bundle: Any):
         kwargs.setdefault("n_classes", bundle.n_classes)
     if "seed" in sig:
         kwargs.setdefault("seed", cfg["seed"])
-    return learners.get(cfg["learner"], **kwargs).to(cfg["device"])
+    return learners.get(cfg["learner"], **kwargs).to(device or cfg["device"])
+
+
+@contextlib.contextmanager
+def _learner_errors(cfg: dict[str, Any]):
+    """Turn what a learner's constructor or ``configure`` raises on bad parameters into a one-line
+    :class:`ConfigError` naming the learner: a value out of range or of no meaning, or sizes that do not fit in
+    memory."""
+    try:
+        yield
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+        raise ConfigError(f"learner {cfg['learner']!r}: {' '.join(str(e).split())}") from None
+    except (RuntimeError, MemoryError) as e:  # an allocation the machine cannot hold: the sizes asked are too big
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise ConfigError(f"learner {cfg['learner']!r}: params {cfg['params']} ask for a model that does not fit "
+                          f"in memory ({' '.join(str(e).split())[:120]})") from None
+
+
+def _check_flips(cfg: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Random flips (``protocol.hflip``, ``protocol.probe.flip``) need images: samples of shape (C, H, W)."""
+    for key, on in (("protocol.hflip", cfg["protocol"]["hflip"]),
+                    ("protocol.probe.flip", cfg["protocol"]["probe"].get("flip"))):
+        if on and len(shape) != 3:
+            raise ConfigError(f"config key {key!r} needs image data; dataset {cfg['dataset']!r} has samples of shape "
+                              f"{tuple(shape)}")
+
+
+def preflight(cfg: dict[str, Any]) -> None:
+    """Check a validated run config as far as its learner, before any data is read or anything trains: build the
+    learner on the CPU for the dataset's sample shape (:func:`neuroplastic.data.sample_shape`) and configure its
+    optimizer, so a value the constructor refuses (``sal_nets: 0``, ``hidden: [0]``, a preset that does not fit
+    the inputs) or a protocol option the data cannot take (``hflip`` on non-images) raises :class:`ConfigError`
+    now. A suite checks every open run this way before its first run starts. Torch's random streams are left as
+    they were; a dataset whose registration declares no shape is checked when its run is built."""
+    from . import data
+
+    if cfg.get("study") is not None:
+        return
+    shape = data.sample_shape(cfg["dataset"])
+    if shape is None:
+        return
+    _check_flips(cfg, shape)
+    sizes = SimpleNamespace(in_shape=shape, n_classes=data.dataset_info(cfg["dataset"]).n_classes)
+    with torch.random.fork_rng(devices=[]), _learner_errors(cfg):
+        make_learner(cfg, sizes, device="cpu").configure(cfg["epochs"], 1)
 
 
 def zca_settings(cfg: dict[str, Any], learner: Any) -> dict[str, Any] | None:
@@ -583,28 +631,17 @@ def build(cfg: dict[str, Any]):
     from .trainer import seed_everything
 
     cfg = validate(cfg)
+    preflight(cfg)  # a refused parameter is reported before the data is read
     seed_everything(cfg["seed"], cfg["deterministic"])
     try:
         bundle = data.prepare(cfg["dataset"], val=cfg["val"], seed=cfg["seed"], limit_train=cfg["limit_train"],
                               limit_test=cfg["limit_test"], normalize=cfg["normalize"], device=cfg["device"])
     except ValueError as e:  # the split sizes: the one ValueError prepare raises on a validated config
         raise ConfigError(f"config key 'val': {e}") from None
-    try:
+    with _learner_errors(cfg):
         learner = make_learner(cfg, bundle)
         learner.configure(cfg["epochs"], 1)  # optimizer settings are checked now, not when training starts
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
-        raise ConfigError(f"learner {cfg['learner']!r}: {' '.join(str(e).split())}") from None
-    except (RuntimeError, MemoryError) as e:  # an allocation the machine cannot hold: the sizes asked are too big
-        if not isinstance(e, MemoryError) and "allocate" not in str(e):
-            raise
-        raise ConfigError(f"learner {cfg['learner']!r}: params {cfg['params']} ask for a model that does not fit "
-                          f"in memory ({' '.join(str(e).split())[:120]})") from None
-    images = bundle.train.x.dim() == 4
-    for key, on in (("protocol.hflip", cfg["protocol"]["hflip"]), ("protocol.probe.flip",
-                                                                  cfg["protocol"]["probe"].get("flip"))):
-        if on and not images:
-            raise ConfigError(f"config key {key!r} needs image data; dataset {cfg['dataset']!r} has samples of shape "
-                              f"{tuple(bundle.in_shape)}")
+    _check_flips(cfg, bundle.in_shape)
     z = zca_settings(cfg, learner)
     if z is not None:
         zca_stage(bundle, seed=cfg["seed"], **z)

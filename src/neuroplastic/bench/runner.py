@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .db import ResultsDB
-from .suite import Suite
+from .suite import Suite, SuiteError
 
 
 def available_cores() -> int:
@@ -226,6 +226,24 @@ class Interrupted(Exception):
     """The bench was stopped by Ctrl-C; runs in progress were given back and can be resumed."""
 
 
+def check_runs(suite: Suite, skip: set[str] | frozenset[str] = frozenset()) -> None:
+    """:func:`~neuroplastic.experiment.preflight` for every run of ``suite`` but those in ``skip`` (the finished
+    ones), once per configuration up to its seed, before any of them trains: a value a learner refuses stops the
+    suite now with a one-line :class:`SuiteError` naming the run, not when its turn comes hours later."""
+    from ..experiment import ConfigError, config_hash, preflight
+
+    seen: set[str] = set()
+    for h, cfg in suite.runs:
+        key = config_hash({**cfg, "seed": 0})
+        if h in skip or key in seen:
+            continue
+        seen.add(key)
+        try:
+            preflight(cfg)
+        except ConfigError as e:
+            raise SuiteError(f"suite {suite.name!r}, run {h} ({describe(cfg)}): {e}") from None
+
+
 def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplastic.db", jobs: int | None = None,
               results_dir: str | os.PathLike = "results", device: str | None = None,
               retry_failed: bool = False, max_attempts: int = 2, command: str = "",
@@ -238,7 +256,8 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
     Ray task instead (:mod:`neuroplastic.bench.ray_backend`; a new local instance with ``jobs`` CPUs, or the cluster at
     ``address``); the store is written by this process alone.
 
-    Open runs: ``pending``; interrupted (``running`` with a dead process on this host); ``failed`` with
+    Before anything is stored or trained, every open run is checked by :func:`check_runs` (a refused parameter
+    raises :class:`~neuroplastic.bench.suite.SuiteError`). Open runs: ``pending``; interrupted (``running`` with a dead process on this host); ``failed`` with
     fewer than ``max_attempts`` attempts, or any failed run with ``retry_failed``. Finished runs are never
     redone. Returns the final status counts of the suite's runs. Raises :class:`Interrupted` on Ctrl-C.
     """
@@ -252,6 +271,11 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
     results_dir = Path(results_dir)
     db = ResultsDB(db_path)
     hashes = [h for h, _ in suite.runs]
+    try:  # every open run's learner is built once before the first run starts
+        check_runs(suite, {r["hash"] for r in db.runs(hashes=hashes, status="done")})
+    except SuiteError:
+        db.close()
+        raise
     new = db.add_runs(suite.name, suite.runs, command)
     db.set_section(suite.name, suite.meta())
     before = db.counts(hashes=hashes)

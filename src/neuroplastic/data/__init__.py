@@ -23,6 +23,7 @@ from .core import (
     per_class_subset,
     prepare,
     register_dataset,
+    sample_shape,
     split_validation,
 )
 
@@ -35,4 +36,5 @@ for _mod in ("digits", "idx", "cifar", "generated", "context"):
             raise
 
 __all__ = ["ArrayDataset", "DataBundle", "DatasetError", "DatasetInfo", "batches", "data_root",
-           "dataset_info", "dataset_names", "load", "per_class_subset", "prepare", "register_dataset", "split_validation"]
+           "dataset_info", "dataset_names", "load", "per_class_subset", "prepare", "register_dataset", "sample_shape",
+           "split_validation"]

@@ -371,7 +371,9 @@ def load_cifar100(root: Path, download: bool = False, seed: int = 0) -> tuple[Ar
 
 register_dataset(DatasetInfo("cifar-10", load_cifar10, 10, "CIFAR-10 colour images, 50k/10k, 32×32",
                              verify=lambda root: verify_cifar("cifar-10", Path(root)),
-                             download=lambda root: download_cifar("cifar-10", Path(root))))
+                             download=lambda root: download_cifar("cifar-10", Path(root)),
+                             in_shape=(3, 32, 32)))
 register_dataset(DatasetInfo("cifar-100", load_cifar100, 100, "CIFAR-100 colour images (fine labels), 50k/10k",
                              verify=lambda root: verify_cifar("cifar-100", Path(root)),
-                             download=lambda root: download_cifar("cifar-100", Path(root))))
+                             download=lambda root: download_cifar("cifar-100", Path(root)),
+                             in_shape=(3, 32, 32)))

@@ -7,6 +7,7 @@ permutation: no per-sample Python objects, which on 2 CPU cores would make a Dat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -186,6 +187,7 @@ class DatasetInfo:
     task: str = "classification"
     verify: Callable[..., list[str]] | None = None  # verify(root) -> list of problems
     download: Callable[..., None] | None = None  # download(root)
+    in_shape: tuple[int, ...] | None = None  # one sample's shape, for a file-backed dataset (see sample_shape)
 
 
 _DATASETS: dict[str, DatasetInfo] = {}
@@ -208,6 +210,20 @@ def dataset_info(name: str) -> DatasetInfo:
     if name not in _DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_DATASETS))}")
     return _DATASETS[name]
+
+
+@functools.cache
+def sample_shape(name: str) -> tuple[int, ...] | None:
+    """The shape of one input sample of dataset ``name`` as the trainer sees it (``DataBundle.in_shape``), known
+    before any file is read: declared by a file-backed dataset's registration (``in_shape``; None where it declares
+    none), made once by the loader of a generated or embedded one. Unknown names raise ``KeyError``."""
+    info = dataset_info(name)
+    if info.in_shape is not None:
+        return tuple(info.in_shape)
+    if not (info.generated or info.embedded):
+        return None
+    train, _ = info.loader(root=None, download=False, seed=0)
+    return tuple(train.x.shape[1:])
 
 
 def dataset_names() -> list[str]:

@@ -274,7 +274,8 @@ def load_mnist(root: Path, download: bool = False, seed: int = 0) -> tuple[Array
 def _register(name: str, loader) -> None:
     register_dataset(DatasetInfo(name, loader, len(SPECS[name].classes), SPECS[name].description,
                                  verify=lambda root, _n=name: verify_idx(_n, Path(root)),
-                                 download=lambda root, _n=name: download_idx(_n, Path(root))))
+                                 download=lambda root, _n=name: download_idx(_n, Path(root)),
+                                 in_shape=(1, 28, 28)))
 
 
 _register("mnist", load_mnist)

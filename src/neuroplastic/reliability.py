@@ -211,8 +211,8 @@ def hostile_yaml() -> list[tuple[str, bytes]]:
 
 
 def yaml_cases(root: Path) -> dict[str, Any]:
-    """Every hostile file through ``read_yaml`` + ``validate`` (as ``train FILE`` does): refused on one line, fast,
-    without running code; plus a directory and a missing file given as the config path."""
+    """Every hostile file through ``read_yaml`` + ``validate`` (as ``train FILE`` does): refused on one line, in under
+    5 s of CPU, without running code; plus a directory and a missing file given as the config path."""
     from .errors import InputError
     from .experiment import load_yaml, validate
 
@@ -220,10 +220,10 @@ def yaml_cases(root: Path) -> dict[str, Any]:
     for name, raw in hostile_yaml():
         path = root / f"{name.replace(' ', '_')}.yaml"
         path.write_bytes(raw)
-        t0 = time.time()
+        t0 = time.process_time()  # CPU seconds: an expansion bomb burns them, a busy machine's waits do not
         outcome, why = _classify(lambda p=path: validate(load_yaml(p)), (InputError,))
-        if time.time() - t0 > 5:
-            outcome, why = "tracebacks", f"{name}: took {time.time() - t0:.0f} s"
+        if time.process_time() - t0 > 5:
+            outcome, why = "tracebacks", f"{name}: took {time.process_time() - t0:.0f} CPU s"
         if outcome == "accepted":
             outcome, why = "silent_wrong", f"{name}: accepted"
         if (root / "PWNED").exists() or Path("PWNED").exists():

@@ -257,9 +257,9 @@ def run_suite(suite: Suite, *, db_path: str | os.PathLike = "results/neuroplasti
     ``address``); the store is written by this process alone.
 
     Before anything is stored or trained, every open run is checked by :func:`check_runs` (a refused parameter
-    raises :class:`~neuroplastic.bench.suite.SuiteError`). Open runs: ``pending``; interrupted (``running`` with a dead process on this host); ``failed`` with
-    fewer than ``max_attempts`` attempts, or any failed run with ``retry_failed``. Finished runs are never
-    redone. Returns the final status counts of the suite's runs. Raises :class:`Interrupted` on Ctrl-C.
+    raises :class:`~neuroplastic.bench.suite.SuiteError`). Open runs: ``pending``; interrupted (``running`` with a
+    dead process on this host); ``failed`` with fewer than ``max_attempts`` attempts, or any failed run with
+    ``retry_failed``. Finished runs are never redone. Returns the final status counts of the suite's runs. Raises :class:`Interrupted` on Ctrl-C.
     """
     out = out or sys.stdout
     if jobs is None:

@@ -155,6 +155,12 @@ def test_bench_dry_run_and_report(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["bench", "quick", "--dry-run"]) == 0
     assert " bp digits" in capsys.readouterr().out
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump({"name": "two", "cells": [{"params": {"lr": 0.1}},
+                                                                              {"params": {"lr": 0.2}}],
+                                                      "base": {"learner": "bp", "dataset": "digits", "epochs": 1}}))
+    assert cli.main(["bench", "two.yaml", "--dry-run"]) == 0  # the cells of one learner told apart
+    listed = capsys.readouterr().out
+    assert "variant" in listed and "params.lr=0.1" in listed and "params.lr=0.2" in listed
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "s", "grid": {"learner": ["bp"], "seed": [0, 1]},
                                                     "base": {"dataset": "digits", "epochs": 1,
                                                              "params": {"hidden": [8]}}}))
@@ -175,6 +181,15 @@ def test_bench_dry_run_and_report(capsys, tmp_path, monkeypatch):
     assert cli.main(["bench", "s.yaml", "--dry-run"]) == 0
     listed = capsys.readouterr().out
     assert re.search(rf"^{h} +bp digits/default seed 2 +1 +new +t  epoch 2/3  x$", listed, re.MULTILINE)
+    from neuroplastic.bench.db import ResultsDB
+
+    db = ResultsDB(tmp_path / "results" / "neuroplastic.db")  # seed 2 published by an earlier session's export
+    db.import_records("pub", [{"hash": h, "learner": "bp", "dataset": "digits", "seed": 2, "test_acc": 0.9}])
+    db.close()
+    assert cli.main(["bench", "s.yaml", "--dry-run"]) == 0
+    listed = capsys.readouterr().out
+    assert re.search(rf"^{h} +bp digits/default seed 2 +1 +new +pub +t  epoch 2/3  x$", listed, re.MULTILINE)
+    assert "1 of 3 runs have a published record" in listed and "published in" in listed
     assert cli.main(["report", "--format", "json", "--out", "r.json"]) == 0
     recs = json.loads((tmp_path / "r.json").read_text())
     assert len(recs) == 2 and {r["seed"] for r in recs} == {0, 1}

@@ -211,18 +211,28 @@ def cmd_bench(a: argparse.Namespace, command: str) -> int:
         s = s.where(parse_set(a.where, "--where"))
     if a.dry_run:
         from .bench.db import ResultsDB
+        from .bench.report import summarize
 
-        status = {}
+        status, published = {}, {}
         if Path(a.db).exists():
             db = ResultsDB(a.db)
             status = {r["hash"]: r["status"] for r in db.runs(hashes=[h for h, _ in s.runs])}
+            published = db.published([h for h, _ in s.runs])  # records imported from benchmarks/results
             db.close()
         print(f"suite {s.name}: {s.description}")
-        rows = [[h, runner.describe(c), str(c["epochs"]), status.get(h, "new"),
-                 "" if status.get(h) == "done" else runner.last_progress(Path(a.results_dir), h)] for h, c in s.runs]
-        show = any(r[-1] for r in rows)  # the last epoch line of each unfinished run that trained
-        print(_table(["hash", "run", "epochs", "status"] + (["last epoch"] if show else []),
-                     [r if show else r[:-1] for r in rows]))
+        groups = summarize([{"hash": h, "config": c, "status": "new"} for h, c in s.runs])
+        variant = {r["hash"]: g["variant"] for g in groups for r in g["rows"]}  # what tells apart cells of a learner
+        cols = {"hash": [h for h, _ in s.runs], "run": [runner.describe(c) for _, c in s.runs],
+                "variant": [variant[h] for h, _ in s.runs], "epochs": [str(c["epochs"]) for _, c in s.runs],
+                "status": [status.get(h, "new") for h, _ in s.runs],
+                "published in": [", ".join(published.get(h, [])) for h, _ in s.runs],
+                "last epoch": ["" if status.get(h) == "done" else runner.last_progress(Path(a.results_dir), h)
+                               for h, _ in s.runs]}
+        cols = {k: v for k, v in cols.items() if k in ("hash", "run", "epochs", "status") or any(v)}
+        print(_table(list(cols), [list(r) for r in zip(*cols.values())]))
+        if published:
+            print(f"{len(published)} of {len(s.runs)} runs have a published record (imported into {a.db}); "
+                  "the same command re-runs them beside it")
         return 0
     try:
         counts = runner.run_suite(s, db_path=a.db, jobs=a.jobs, results_dir=a.results_dir, device=a.device,
@@ -615,7 +625,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--address", help="Ray cluster address (with --backend ray; default: a new local instance with "
                    "--jobs CPUs)")
     b.add_argument("--dry-run", action="store_true",
-                   help="list the suite's runs, their status and an unfinished run's last epoch line; train nothing")
+                   help="list the suite's runs, their status, the sections that publish a record of each (records "
+                   "imported into --db) and an unfinished run's last epoch line; train nothing")
     b.add_argument("--no-report", action="store_true", help="print the table but write no report files")
     b.set_defaults(func=cmd_bench)
 

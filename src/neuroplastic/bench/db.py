@@ -308,6 +308,16 @@ class ResultsDB:
             out.setdefault(sec, []).append(json.loads(rec))
         return out
 
+    def published(self, hashes: list[str]) -> dict[str, list[str]]:
+        """The sections whose imported records carry each of ``hashes`` (a run's config hash, which a suite's record
+        keeps): which of a suite's runs already have a published record, and where."""
+        want, out = set(hashes), {}
+        for sec, recs in self.imported().items():
+            for r in recs:
+                if r.get("hash") in want:
+                    out.setdefault(r["hash"], set()).add(sec)
+        return {h: sorted(secs) for h, secs in out.items()}
+
     def fail(self, h: str, error: str, *, env: dict | None = None, command: str = "",
              pid: int | None = None, history: list | None = None) -> bool:
         """Mark a claimed run ``failed`` with its error text and the ``history`` of the epochs it finished (a run
